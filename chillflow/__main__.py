@@ -1,0 +1,5 @@
+"""``python -m chillflow``."""
+
+from chillflow.cli import main
+
+main()

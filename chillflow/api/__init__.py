@@ -1,0 +1,1 @@
+"""Public API classes; each builds what it is not given (settings, SparkSession) on first use."""

@@ -1,0 +1,80 @@
+"""``MonthlyLoader``: the curate stage as a Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from chillflow import runtime
+from chillflow.settings import Settings
+from chillflow.stages.curate import CurateTargets, curate
+
+
+class MonthlyLoader:
+    """Curate raw monthly TLC files into the curated Delta tables.
+
+    Args:
+        settings: Settings to use; loaded from ``conf/`` and the environment by default.
+        spark: Session to use; the shared ChillFlow session by default.
+    """
+
+    def __init__(self, settings: Settings | None = None, spark: SparkSession | None = None):
+        self._settings = settings
+        self._spark = spark
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use."""
+        if self._settings is None:
+            self._settings = runtime.settings()
+        return self._settings
+
+    @property
+    def spark(self) -> SparkSession:
+        """The SparkSession in use."""
+        if self._spark is None:
+            self._spark = runtime.spark(self.settings)
+        return self._spark
+
+    def curate_month(
+        self,
+        raw_path: str | Path,
+        curated_path: str | Path | None = None,
+        *,
+        month: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Curate a raw file (or directory/glob of monthly files).
+
+        Args:
+            raw_path: Raw TLC Parquet file, directory or glob.
+            curated_path: Curated Delta table; its quarantine and DQ-metrics tables are
+                written beside it as ``<name>_quarantine`` and ``<name>_dq_metrics``.
+                Defaults to the configured lake tables.
+            month: ``YYYY-MM`` of the rows; by default from the file name.
+            run_id: Run id to record; a new one by default.
+
+        Returns:
+            Statistics with input_rows, output_rows, quarantined_rows, retention_rate
+            (percent), rejections (rule -> rows), duration_sec and more.
+        """
+        return curate(
+            self.spark,
+            self.settings,
+            raw_path,
+            month=month,
+            targets=targets_beside(Path(curated_path)) if curated_path else None,
+            run_id=run_id,
+        )
+
+
+def targets_beside(curated: Path) -> CurateTargets:
+    """Curate tables for an explicit curated path: quarantine and metrics as siblings."""
+    curated = curated.resolve()
+    return CurateTargets(
+        curated=curated,
+        quarantine=curated.with_name(f"{curated.name}_quarantine"),
+        dq_metrics=curated.with_name(f"{curated.name}_dq_metrics"),
+    )

@@ -1,0 +1,75 @@
+"""Shared CLI plumbing: clean error messages, exit codes and result output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import structlog
+import typer
+
+from chillflow.errors import ChillflowError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JSON_OPTION = typer.Option(False, "--json", help="Print the result as one JSON object on stdout.")
+
+
+def handle_errors(command: F) -> F:
+    """Turn expected failures into one clear line on stderr and a non-zero exit code.
+
+    ChillflowError subclasses carry their own exit code. Errors raised inside Spark's JVM are
+    summarised to their first line (the JVM stack trace is logged at DEBUG level).
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        log = structlog.get_logger("chillflow.cli")
+        try:
+            return command(*args, **kwargs)
+        except ChillflowError as exc:
+            log.error("command.failed", error=type(exc).__name__, message=str(exc))
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if not _is_spark_error(exc):
+                raise
+            summary = _first_line(exc)
+            log.debug("command.spark_trace", trace=str(exc))
+            log.error("command.failed", error=type(exc).__name__, message=summary)
+            typer.echo(
+                f"error: Spark failed: {summary}\n"
+                "(set LOG_LEVEL=DEBUG for the JVM stack trace)",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(result: dict[str, Any], as_json: bool) -> None:
+    """Print a command's result: JSON on request, else aligned ``key: value`` lines."""
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str, sort_keys=True) + "\n")
+        return
+    width = max((len(k) for k in result), default=0)
+    for key, value in result.items():
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        typer.echo(f"{key:<{width}}  {shown}")
+
+
+def _is_spark_error(exc: Exception) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("py4j", "pyspark"))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("An error occurred while calling", "Traceback")):
+            return line[:500]
+    return type(exc).__name__

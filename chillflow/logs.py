@@ -1,0 +1,71 @@
+"""structlog configuration: console lines on a terminal, JSON lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+
+_SECRET_KEYS = ("password", "salt", "secret", "database_url", "dsn", "token")
+
+
+def _drop_secrets(_logger: object, _name: str, event: dict) -> dict:
+    """Mask any field whose name suggests a secret, as a last line of defence."""
+    for key in list(event):
+        if any(part in key.lower() for part in _SECRET_KEYS):
+            event[key] = "***"
+    return event
+
+
+def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
+    """Configure structlog once per process.
+
+    Args:
+        level: Minimum level name (``DEBUG`` … ``CRITICAL``).
+        json: Force JSON (True) or console (False) rendering; by default JSON unless stderr is
+            a terminal.
+    """
+    use_json = not sys.stderr.isatty() if json is None else json
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _drop_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def new_run_id() -> str:
+    """Return a fresh, sortable-enough run id (12 hex characters)."""
+    return uuid.uuid4().hex[:12]
+
+
+@contextmanager
+def bound_run(job: str, run_id: str, **params: object) -> Iterator[structlog.BoundLogger]:
+    """Bind ``job``, ``run_id`` and run parameters into every log line inside the block.
+
+    Args:
+        job: Stable job name (``curate``, ``process_trips`` …).
+        run_id: The run's id.
+        **params: Run parameters such as ``month``.
+
+    Yields:
+        A logger carrying the same context.
+    """
+    with structlog.contextvars.bound_contextvars(job=job, run_id=run_id, **params):
+        yield structlog.get_logger("chillflow")

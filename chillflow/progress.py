@@ -1,0 +1,53 @@
+"""Progress reports for long Spark actions, read from Spark's status tracker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+from pyspark.sql import SparkSession
+
+
+@contextmanager
+def spark_progress(
+    spark: SparkSession, stage: str, *, every_sec: float = 5.0, expected_rows: int | None = None
+) -> Iterator[None]:
+    """Log ``<stage>.progress`` every few seconds while the block runs Spark jobs.
+
+    Each line carries the active Spark stages' finished and total tasks and the elapsed time.
+
+    Args:
+        spark: The session whose jobs are watched.
+        stage: Event prefix, e.g. ``curate.write``.
+        every_sec: Reporting interval.
+        expected_rows: Rows the block is expected to process, logged for context.
+    """
+    log = structlog.get_logger("chillflow.progress")
+    tracker = spark.sparkContext.statusTracker()
+    done = threading.Event()
+    started = time.monotonic()
+    context = structlog.contextvars.get_contextvars()
+
+    def report() -> None:
+        with structlog.contextvars.bound_contextvars(**context):
+            while not done.wait(every_sec):
+                stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+                stages = [s for s in stages if s is not None]
+                log.info(
+                    f"{stage}.progress",
+                    elapsed_sec=round(time.monotonic() - started, 1),
+                    tasks_done=sum(s.numCompletedTasks for s in stages),
+                    tasks_total=sum(s.numTasks for s in stages),
+                    expected_rows=expected_rows,
+                )
+
+    thread = threading.Thread(target=report, name=f"progress-{stage}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=1)

@@ -1,0 +1,37 @@
+"""Process-level runtime: settings, logging and the SparkSession, each created once.
+
+Only entry points (the CLI, ``jobs/*.py`` and the public API classes) use this module; every
+function below them receives ``spark`` and ``settings`` as parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from chillflow.logs import configure_logging
+from chillflow.session import build_spark
+from chillflow.settings import Settings, load_settings
+
+
+@functools.cache
+def settings(conf_dir: Path | None = None) -> Settings:
+    """Load and validate settings once per process, and configure logging from them."""
+    loaded = load_settings(conf_dir)
+    configure_logging(loaded.log_level)
+    return loaded
+
+
+def spark(loaded: Settings | None = None) -> SparkSession:
+    """Return the process's SparkSession (built on first use)."""
+    return build_spark((loaded or settings()).spark)
+
+
+def database_url(loaded: Settings | None = None) -> str:
+    """Return ``DATABASE_URL``, or start/reuse the embedded PostgreSQL when it is unset."""
+    from chillflow.storage.postgres import resolve_database_url
+
+    loaded = loaded or settings()
+    return resolve_database_url(loaded.database_url, loaded.data_dir)

@@ -1,0 +1,95 @@
+"""Declared schemas (Spark DDL) of every dataset ChillFlow writes.
+
+The curated schema is the contract between the curate stage and everything downstream: one
+schema for every TLC vintage since 2016-07 and both services.
+"""
+
+from pyspark.sql.types import StructType
+
+#: Standardised trip columns produced by staging, in order.
+STAGED_DDL = """
+    service STRING,
+    vendor_id INT,
+    pickup_ts TIMESTAMP,
+    dropoff_ts TIMESTAMP,
+    passenger_count INT,
+    trip_distance DOUBLE,
+    rate_code INT,
+    store_and_fwd_flag STRING,
+    pu_zone_id INT,
+    do_zone_id INT,
+    payment_type INT,
+    fare_amount DOUBLE,
+    extra DOUBLE,
+    mta_tax DOUBLE,
+    tip_amount DOUBLE,
+    tolls_amount DOUBLE,
+    improvement_surcharge DOUBLE,
+    total_amount DOUBLE,
+    congestion_surcharge DOUBLE,
+    airport_fee DOUBLE,
+    cbd_congestion_fee DOUBLE,
+    ehail_fee DOUBLE,
+    trip_type INT,
+    month STRING,
+    source_file STRING,
+    source_row BIGINT
+"""
+
+#: Columns derived from the staged ones.
+DERIVED_DDL = """
+    distance_km DOUBLE,
+    duration_min DOUBLE,
+    avg_speed_kmh DOUBLE
+"""
+
+#: The curated Delta table: staged + derived + data-quality warnings + run lineage.
+CURATED_DDL = f"""
+    {STAGED_DDL},
+    {DERIVED_DDL},
+    dq_warnings ARRAY<STRING>,
+    run_id STRING,
+    curated_at TIMESTAMP
+"""
+
+#: The quarantine Delta table: the same columns plus every rule a row failed.
+QUARANTINE_DDL = f"""
+    {STAGED_DDL},
+    {DERIVED_DDL},
+    failed_rules ARRAY<STRING>,
+    run_id STRING,
+    quarantined_at TIMESTAMP
+"""
+
+#: One row per curate run and rule.
+DQ_METRICS_DDL = """
+    run_id STRING,
+    service STRING,
+    month STRING,
+    rule STRING,
+    action STRING,
+    predicate STRING,
+    evaluated BIGINT,
+    failed BIGINT,
+    failure_rate DOUBLE,
+    max_failure_rate DOUBLE,
+    status STRING,
+    input_rows BIGINT,
+    output_rows BIGINT,
+    quarantined_rows BIGINT,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP
+"""
+
+#: Partition columns shared by the curate tables: a rerun replaces one (service, month) slice.
+MONTH_PARTITION = ("service", "month")
+
+
+def struct(ddl: str) -> StructType:
+    """Parse a DDL column list into a StructType (needs an active SparkSession)."""
+    return StructType.fromDDL(" ".join(ddl.split()))
+
+
+def columns(ddl: str) -> list[str]:
+    """Return the column names of a DDL column list, in order (no Spark session needed)."""
+    return [item.split()[0] for item in ddl.replace("\n", " ").split(",") if item.strip()]

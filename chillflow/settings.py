@@ -1,0 +1,277 @@
+"""Settings: non-secret configuration from ``conf/``, secrets and paths from the environment.
+
+Everything is read and validated once, by :func:`load_settings`, into frozen dataclasses that the
+rest of the package receives as parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import tomllib
+
+from chillflow.errors import ConfigError
+
+DEV_HASH_SALT = "chillflow-dev-salt-2025"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENVIRONMENTS = ("development", "production")
+QUALITY_ACTIONS = ("warn", "quarantine", "fail")
+_RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class QualityRule:
+    """One declarative data-quality rule.
+
+    Attributes:
+        name: Stable identifier, recorded in the quarantine and metrics tables.
+        predicate: Spark SQL boolean expression that is true for a *valid* row.
+        action: ``warn`` keeps the row, ``quarantine`` rejects it, ``fail`` fails the run.
+        max_failure_rate: Optional fraction (0–1) of failing rows above which the run fails.
+        description: Human-readable explanation.
+    """
+
+    name: str
+    predicate: str
+    action: str
+    max_failure_rate: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """How the one SparkSession is built."""
+
+    master: str
+    app_name: str
+    conf: Mapping[str, str]
+    packages: tuple[str, ...]
+    jars_dir: Path | None
+    ivy_dir: Path
+    log4j_config: Path | None = None
+
+
+@dataclass(frozen=True)
+class TablePaths:
+    """Locations of the Delta tables of the lake."""
+
+    curated: Path
+    quarantine: Path
+    dq_metrics: Path
+    kpis: Path
+
+
+@dataclass(frozen=True)
+class CurateSettings:
+    """Settings of the curate stage."""
+
+    rules: tuple[QualityRule, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All validated settings of one ChillFlow process.
+
+    Secrets (``database_url``, ``hash_salt``) are excluded from ``repr`` so that logging a
+    settings object can never leak them.
+    """
+
+    environment: str
+    log_level: str
+    data_dir: Path
+    lake_dir: Path
+    tables: TablePaths
+    spark: SparkSettings
+    curate: CurateSettings
+    zone_lookup: Path | None
+    sections: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    database_url: str | None = field(default=None, repr=False)
+    hash_salt: str = field(default=DEV_HASH_SALT, repr=False)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """Return a raw configuration section (for stage-specific settings)."""
+        return self.sections.get(name, MappingProxyType({}))
+
+
+def default_conf_dir() -> Path:
+    """Return the configuration directory: ``$CHILLFLOW_CONF_DIR``, ``./conf`` or the repo's."""
+    explicit = os.environ.get("CHILLFLOW_CONF_DIR")
+    if explicit:
+        return Path(explicit)
+    local = Path.cwd() / "conf"
+    if (local / "chillflow.toml").is_file():
+        return local
+    return _PACKAGE_ROOT / "conf"
+
+
+def parse_month(value: str) -> str:
+    """Validate a ``YYYY-MM`` month and return it unchanged.
+
+    Raises:
+        ConfigError: If the value is not a valid month.
+    """
+    if not isinstance(value, str) or not _MONTH.match(value):
+        raise ConfigError(f"invalid month {value!r}: expected YYYY-MM, for example 2025-01")
+    return value
+
+
+def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load ``chillflow.toml`` and ``quality_rules.toml`` and overlay environment variables.
+
+    Args:
+        conf_dir: Directory holding the TOML files; defaults to :func:`default_conf_dir`.
+        env: Environment mapping; defaults to ``os.environ``.
+
+    Returns:
+        Validated, immutable settings.
+
+    Raises:
+        ConfigError: If a file is missing or malformed or a value is invalid.
+    """
+    env = os.environ if env is None else env
+    conf_dir = conf_dir or default_conf_dir()
+    main = _read_toml(conf_dir / "chillflow.toml")
+    rules_doc = _read_toml(conf_dir / "quality_rules.toml")
+
+    environment = env.get("CHILLFLOW_ENV", _get(main, "environment", "development"))
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"CHILLFLOW_ENV={environment!r}: expected one of {ENVIRONMENTS}")
+
+    log_level = env.get("LOG_LEVEL", _get(main, "log_level", "INFO")).upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={log_level!r}: expected one of {LOG_LEVELS}")
+
+    paths = main.get("paths", {})
+    data_dir = _path(env.get("CHILLFLOW_DATA_DIR") or paths.get("data_dir", ".chillflow"))
+    lake_dir = _path(env.get("CHILLFLOW_LAKE_DIR") or paths.get("lake_dir") or data_dir / "lake")
+    tables_conf = main.get("tables", {})
+    tables = TablePaths(
+        **{
+            name: lake_dir / _relative(tables_conf.get(name, default), f"tables.{name}")
+            for name, default in (
+                ("curated", "curated/trips"),
+                ("quarantine", "curated/quarantine"),
+                ("dq_metrics", "curated/dq_metrics"),
+                ("kpis", "marts/zone_hourly_kpis"),
+            )
+        }
+    )
+    zone_lookup = env.get("CHILLFLOW_ZONE_LOOKUP") or paths.get("zone_lookup")
+
+    hash_salt = env.get("HASH_SALT") or DEV_HASH_SALT
+    if environment == "production" and hash_salt == DEV_HASH_SALT:
+        raise ConfigError(
+            "HASH_SALT is unset or the development salt while CHILLFLOW_ENV=production: "
+            "set HASH_SALT to a secret value"
+        )
+
+    database_url = env.get("DATABASE_URL") or None
+    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must start with postgresql:// (value not shown)")
+
+    return Settings(
+        environment=environment,
+        log_level=log_level,
+        data_dir=data_dir,
+        lake_dir=lake_dir,
+        tables=tables,
+        spark=_spark_settings(main.get("spark", {}), env, conf_dir),
+        curate=CurateSettings(rules=_quality_rules(rules_doc, conf_dir / "quality_rules.toml")),
+        zone_lookup=_path(zone_lookup) if zone_lookup else None,
+        sections=MappingProxyType(
+            {k: MappingProxyType(v) for k, v in main.items() if isinstance(v, dict)}
+        ),
+        database_url=database_url,
+        hash_salt=hash_salt,
+    )
+
+
+def _spark_settings(
+    conf: Mapping[str, Any], env: Mapping[str, str], conf_dir: Path
+) -> SparkSettings:
+    spark_conf = conf.get("conf", {})
+    if not all(isinstance(v, (str, int, float, bool)) for v in spark_conf.values()):
+        raise ConfigError("spark.conf values must be strings, numbers or booleans")
+    packages = tuple(conf.get("packages", ()))
+    jars_dir = env.get("CHILLFLOW_JARS_DIR") or conf.get("jars_dir")
+    return SparkSettings(
+        master=env.get("SPARK_MASTER") or conf.get("master", "local[2]"),
+        app_name=conf.get("app_name", "chillflow"),
+        conf=MappingProxyType({k: _spark_value(v) for k, v in spark_conf.items()}),
+        packages=packages,
+        jars_dir=_path(jars_dir) if jars_dir else None,
+        ivy_dir=_path(env.get("CHILLFLOW_IVY_DIR") or conf.get("ivy_dir") or Path.home() / ".ivy2"),
+        log4j_config=(conf_dir / "log4j2.properties").resolve(),
+    )
+
+
+def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, ...]:
+    rules = []
+    seen = set()
+    for index, raw in enumerate(doc.get("rules", [])):
+        where = f"{source} rule #{index + 1}"
+        name = raw.get("name", "")
+        if not _RULE_NAME.match(name):
+            raise ConfigError(f"{where}: name {name!r} must match {_RULE_NAME.pattern}")
+        if name in seen:
+            raise ConfigError(f"{where}: duplicate rule name {name!r}")
+        seen.add(name)
+        predicate = raw.get("predicate")
+        if not isinstance(predicate, str) or not predicate.strip():
+            raise ConfigError(f"{where} ({name}): predicate must be a non-empty SQL expression")
+        action = raw.get("action", "quarantine")
+        if action not in QUALITY_ACTIONS:
+            raise ConfigError(f"{where} ({name}): action {action!r} not in {QUALITY_ACTIONS}")
+        rate = raw.get("max_failure_rate")
+        if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
+            raise ConfigError(f"{where} ({name}): max_failure_rate must be a fraction 0–1")
+        rules.append(
+            QualityRule(
+                name=name,
+                predicate=predicate.strip(),
+                action=action,
+                max_failure_rate=None if rate is None else float(rate),
+                description=raw.get("description", ""),
+            )
+        )
+    if not rules:
+        raise ConfigError(f"{source}: no [[rules]] defined")
+    return tuple(rules)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} not found (set CHILLFLOW_CONF_DIR to the conf/ directory)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _get(doc: Mapping[str, Any], key: str, default: str) -> str:
+    return str(doc.get(key, default))
+
+
+def _path(value: str | Path) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def _relative(value: str, key: str) -> str:
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in value:
+        raise ConfigError(f"{key}={value!r}: expected a relative path inside the lake")
+    return value
+
+
+def _spark_value(value: str | int | float | bool) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

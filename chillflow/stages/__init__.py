@@ -1,0 +1,1 @@
+"""Stage orchestration: wire readers, transforms and writers together for one run."""

@@ -1,0 +1,237 @@
+"""The curate stage: raw TLC Parquet -> curated, quarantine and DQ-metrics Delta tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from chillflow.errors import ConfigError, ConservationError
+from chillflow.logs import bound_run, new_run_id
+from chillflow.progress import spark_progress
+from chillflow.schemas import (
+    CURATED_DDL,
+    DERIVED_DDL,
+    DQ_METRICS_DDL,
+    MONTH_PARTITION,
+    QUARANTINE_DDL,
+    STAGED_DDL,
+    columns,
+    struct,
+)
+from chillflow.settings import QualityRule, Settings
+from chillflow.stages.rule_outcomes import RuleOutcome, assess_rules, raise_on_failed_rules
+from chillflow.storage.delta import replace_slices
+from chillflow.storage.raw import RawFile, find_raw_files, read_raw_file
+from chillflow.transforms.derived import with_derived_fields
+from chillflow.transforms.quality import (
+    rejected_rows,
+    rule_failure_counts,
+    rule_passes,
+    valid_rows,
+    with_quality_flags,
+)
+from chillflow.transforms.staging import plan_layout, stage_trips
+
+
+@dataclass(frozen=True)
+class CurateTargets:
+    """Where one curate run writes."""
+
+    curated: Path
+    quarantine: Path
+    dq_metrics: Path
+
+
+def curate(
+    spark: SparkSession,
+    settings: Settings,
+    raw_location: str | Path,
+    *,
+    month: str | None = None,
+    targets: CurateTargets | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Curate one or more raw monthly files into the Delta tables.
+
+    Each (service, month) slice of the curated, quarantine and DQ-metrics tables is replaced
+    atomically, so a rerun converges to the same rows.
+
+    Args:
+        spark: The session.
+        settings: Validated settings (rules, table locations).
+        raw_location: A raw Parquet file, a directory of them or a glob.
+        month: Month of every file; by default from the file names.
+        targets: Table locations; default from settings.
+        run_id: Run id; a new one by default.
+
+    Returns:
+        Run statistics: input_rows, output_rows, quarantined_rows, retention_rate (percent),
+        rejections (rule -> failed rows), warnings, duration_sec, and more.
+
+    Raises:
+        ConfigError: Bad arguments or rules. SchemaError: unsupported file layout.
+        DataQualityError: A rule failed the run (nothing written).
+        ConservationError: Input rows != curated + quarantined rows.
+    """
+    started = time.monotonic()
+    started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    run_id = run_id or new_run_id()
+    targets = targets or CurateTargets(
+        settings.tables.curated, settings.tables.quarantine, settings.tables.dq_metrics
+    )
+    rules = settings.curate.rules
+    files = find_raw_files(raw_location, month)
+    months = sorted({f.month for f in files})
+    with bound_run("curate", run_id, month=",".join(months)) as log:
+        log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
+        _check_rules(spark, rules)
+        trips, slices = _flagged_trips(spark, files, rules)
+        source = ", ".join(str(f.path) for f in files)
+
+        with spark_progress(spark, "curate.assess"):
+            per_slice = (
+                trips.groupBy(*MONTH_PARTITION)
+                .agg(F.count(F.lit(1)).alias("input_rows"), *rule_failure_counts(rules))
+                .collect()
+            )
+        outcomes = {
+            (row["service"], row["month"]): assess_rules(
+                rules, {r.name: row[f"fail__{r.name}"] for r in rules}, row["input_rows"]
+            )
+            for row in per_slice
+        }
+        input_rows = sum(row["input_rows"] for row in per_slice)
+        log.info("curate.assessed", input_rows=input_rows)
+        for (service, slice_month), slice_outcomes in outcomes.items():
+            raise_on_failed_rules(slice_outcomes, f"{source} ({service} {slice_month})")
+
+        lineage = {"run_id": F.lit(run_id), "curated_at": F.lit(started_at)}
+        curated_obs = Observation("curated")
+        curated = (
+            valid_rows(trips)
+            .withColumns(lineage)
+            .select(*columns(CURATED_DDL))
+            .observe(curated_obs, F.count(F.lit(1)).alias("rows"))
+        )
+        quarantine_obs = Observation("quarantined")
+        quarantined = (
+            rejected_rows(trips)
+            .withColumns({"run_id": F.lit(run_id), "quarantined_at": F.lit(started_at)})
+            .select(*columns(QUARANTINE_DDL))
+            .observe(quarantine_obs, F.count(F.lit(1)).alias("rows"))
+        )
+        with spark_progress(spark, "curate.write", expected_rows=input_rows):
+            replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
+            replace_slices(quarantined, targets.quarantine, slices, MONTH_PARTITION)
+        output_rows = int(curated_obs.get["rows"])
+        quarantined_rows = int(quarantine_obs.get["rows"])
+        _check_conservation(source, input_rows, output_rows, quarantined_rows)
+
+        finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        totals = (input_rows, output_rows, quarantined_rows, started_at, finished_at)
+        metrics = _metrics_rows(spark, run_id, outcomes, totals)
+        replace_slices(metrics, targets.dq_metrics, slices, MONTH_PARTITION)
+
+        stats = {
+            "run_id": run_id,
+            "files": [str(f.path) for f in files],
+            "slices": slices,
+            "input_rows": input_rows,
+            "output_rows": output_rows,
+            "quarantined_rows": quarantined_rows,
+            "retention_rate": round(100.0 * output_rows / input_rows, 4) if input_rows else 100.0,
+            "rejections": _failures_by_rule(outcomes, lambda rule: rule.action != "warn"),
+            "warnings": _failures_by_rule(outcomes, lambda rule: rule.action == "warn"),
+            "curated_path": str(targets.curated),
+            "quarantine_path": str(targets.quarantine),
+            "duration_sec": round(time.monotonic() - started, 3),
+        }
+        log.info("curate.finished", **{k: v for k, v in stats.items() if k != "files"})
+        return stats
+
+
+def _flagged_trips(
+    spark: SparkSession, files: list[RawFile], rules: tuple[QualityRule, ...]
+) -> tuple[DataFrame, list[dict[str, str]]]:
+    staged = []
+    slices = []
+    for raw in files:
+        rows, schema = read_raw_file(spark, raw)
+        layout = plan_layout(schema, str(raw.path))
+        staged.append(stage_trips(rows, layout, raw.month))
+        slice_ = {"service": layout.service, "month": raw.month}
+        if slice_ not in slices:
+            slices.append(slice_)
+    trips = reduce(DataFrame.unionByName, staged)
+    return trips.transform(with_derived_fields).transform(with_quality_flags, rules), slices
+
+
+def _check_rules(spark: SparkSession, rules: tuple[QualityRule, ...]) -> None:
+    """Resolve every predicate against the curated columns before reading any data."""
+    empty = spark.createDataFrame([], struct(f"{STAGED_DDL}, {DERIVED_DDL}"))
+    for rule in rules:
+        try:
+            empty.select(rule_passes(rule)).schema  # noqa: B018 - forces analysis
+        except (AnalysisException, ParseException) as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"data-quality rule {rule.name!r}: predicate {rule.predicate!r} is not a valid "
+                f"Spark SQL expression over the curated columns: {reason}"
+            ) from None
+
+
+def _check_conservation(source: str, input_rows: int, output_rows: int, quarantined: int) -> None:
+    if input_rows != output_rows + quarantined:
+        raise ConservationError(
+            f"{source}: {input_rows} raw rows but {output_rows} curated + {quarantined} "
+            f"quarantined = {output_rows + quarantined}; the input changed during the run "
+            "or rows were lost — rerun the month"
+        )
+
+
+def _failures_by_rule(
+    outcomes: dict[tuple[str, str], list[RuleOutcome]], include: Callable[[QualityRule], bool]
+) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for slice_outcomes in outcomes.values():
+        for o in slice_outcomes:
+            if include(o.rule) and o.failed:
+                totals[o.rule.name] = totals.get(o.rule.name, 0) + o.failed
+    return totals
+
+
+def _metrics_rows(
+    spark: SparkSession,
+    run_id: str,
+    outcomes: dict[tuple[str, str], list[RuleOutcome]],
+    totals: tuple[int, int, int, datetime, datetime],
+) -> DataFrame:
+    """One row per slice and rule; the run totals are repeated on each row."""
+    rows = [
+        (
+            run_id,
+            service,
+            month,
+            o.rule.name,
+            o.rule.action,
+            o.rule.predicate,
+            o.evaluated,
+            o.failed,
+            o.failure_rate,
+            o.rule.max_failure_rate,
+            o.status,
+            *totals,
+        )
+        for (service, month), slice_outcomes in sorted(outcomes.items())
+        for o in slice_outcomes
+    ]
+    return spark.createDataFrame(rows, struct(DQ_METRICS_DDL))

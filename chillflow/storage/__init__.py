@@ -1,0 +1,1 @@
+"""Side effects at the edge: one module per system, every operation idempotent."""

@@ -1,0 +1,72 @@
+"""Delta Lake tables: slice replacement, reads, and operation metrics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_\-]+$")
+_SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def slice_predicate(slices: Iterable[Mapping[str, str]]) -> str:
+    """Build a SQL predicate selecting partition slices, e.g. ``service='yellow' AND …``.
+
+    Only plain identifiers and values (letters, digits, ``_`` and ``-``) are accepted, so the
+    predicate can never carry injected SQL.
+
+    Raises:
+        ValueError: If a column or value is not plain.
+    """
+    clauses = []
+    for slice_ in slices:
+        parts = []
+        for column, value in sorted(slice_.items()):
+            if not _SAFE_COLUMN.match(column) or not _SAFE_VALUE.match(value):
+                raise ValueError(f"unsafe partition filter {column}={value!r}")
+            parts.append(f"{column} = '{value}'")
+        clauses.append("(" + " AND ".join(parts) + ")")
+    if not clauses:
+        raise ValueError("no slice to replace")
+    return " OR ".join(clauses)
+
+
+def replace_slices(
+    rows: DataFrame,
+    path: Path | str,
+    slices: Iterable[Mapping[str, str]],
+    partition_by: tuple[str, ...],
+) -> None:
+    """Atomically replace the given partition slices of a Delta table with ``rows``.
+
+    Creates the table on first write. Rows outside the slices make Delta reject the commit,
+    so a slice can never leak into another.
+    """
+    (
+        rows.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", slice_predicate(slices))
+        .partitionBy(*partition_by)
+        .save(str(path))
+    )
+
+
+def table_exists(spark: SparkSession, path: Path | str) -> bool:
+    """Return whether a Delta table exists at ``path``."""
+    return DeltaTable.isDeltaTable(spark, str(path))
+
+
+def read_table(spark: SparkSession, path: Path | str) -> DataFrame:
+    """Read the current version of a Delta table."""
+    return spark.read.format("delta").load(str(path))
+
+
+def last_commit_metrics(spark: SparkSession, path: Path | str) -> dict[str, str]:
+    """Return the operation metrics of a table's latest commit (``numOutputRows`` …)."""
+    history = DeltaTable.forPath(spark, str(path)).history(1).select("operationMetrics")
+    row = history.first()
+    return dict(row["operationMetrics"] or {}) if row else {}

@@ -1,0 +1,574 @@
+"""psycopg2 storage and the embedded local PostgreSQL, against a real server.
+
+The server comes from DATABASE_URL when set, else from ensure_local_postgres in a temporary
+directory; each module gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from chillflow.errors import ConfigError, DatabaseError, DependencyError
+from chillflow.storage import pg_server
+from chillflow.storage.pg_server import PASSWORD_FILE, ensure_local_postgres, stop_local_postgres
+from chillflow.storage.postgres import (
+    DatabaseUrl,
+    connect,
+    init_schema,
+    mask_url,
+    parse_database_url,
+    resolve_database_url,
+    seed_zones,
+)
+
+pytestmark = pytest.mark.postgres
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TLC_DIR = Path(os.environ.get("CHILLFLOW_TLC_DIR", REPO_ROOT.parent / "shared" / "data" / "tlc"))
+
+EXPECTED_COLUMNS = {
+    ("dim", "zone"): ["zone_id", "borough", "zone", "service_zone"],
+    ("stg", "complete_trip"): [
+        "trip_key",
+        "vehicle_id_h",
+        "service",
+        "vendor_id",
+        "pickup_ts",
+        "dropoff_ts",
+        "pickup_month",
+        "passenger_count",
+        "pu_zone_id",
+        "do_zone_id",
+        "payment_type",
+        "rate_code",
+        "trip_distance",
+        "distance_km",
+        "duration_min",
+        "avg_speed_kmh",
+        "fare_amount",
+        "tip_amount",
+        "tolls_amount",
+        "total_amount",
+        "congestion_surcharge",
+        "airport_fee",
+        "source_file",
+        "source_row",
+        "curated_run_id",
+        "created_at",
+        "updated_at",
+    ],
+    ("mart", "zone_hourly_kpis"): [
+        "zone_id",
+        "hour_ts",
+        "trips",
+        "avg_fare",
+        "avg_tip",
+        "avg_speed_kmh",
+        "avg_distance_km",
+        "avg_duration_min",
+        "pct_card",
+        "unique_vehicles",
+        "total_revenue",
+        "outlier_rate",
+        "computed_at",
+    ],
+    ("ops", "job_run"): [
+        "id",
+        "job",
+        "period",
+        "run_id",
+        "attempt",
+        "status",
+        "started_at",
+        "finished_at",
+        "pid",
+        "host",
+        "stats",
+        "error",
+    ],
+    ("ops", "schema_version"): ["version", "applied_at"],
+}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _admin(url: str, statement: sql.Composable) -> None:
+    with connect(url) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory):
+    env_url = os.environ.get("DATABASE_URL")
+    if env_url:
+        yield env_url
+        return
+    data_dir = tmp_path_factory.mktemp("pg") / "postgres"
+    yield ensure_local_postgres(data_dir, port=_free_port())
+    stop_local_postgres(data_dir)
+
+
+@pytest.fixture(scope="module")
+def db_url(pg_url: str):
+    name = f"chillflow_test_{secrets.token_hex(6)}"
+    _admin(pg_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield dataclasses.replace(parse_database_url(pg_url), dbname=name).url()
+    _admin(pg_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_db(db_url: str) -> str:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS dim, stg, mart, ops CASCADE")
+    return db_url
+
+
+@pytest.fixture
+def schema_db(empty_db: str) -> str:
+    with connect(empty_db) as conn:
+        init_schema(conn)
+    return empty_db
+
+
+def _columns(url: str) -> dict[tuple[str, str], list[str]]:
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema IN ('dim', 'stg', 'mart', 'ops')"
+            " ORDER BY table_schema, table_name, ordinal_position"
+        )
+        columns: dict[tuple[str, str], list[str]] = {}
+        for schema, table, column in cur.fetchall():
+            columns.setdefault((schema, table), []).append(column)
+        return columns
+
+
+def _zone_versions(url: str) -> dict[int, str]:
+    """Map zone_id to the row's xmin: it changes exactly when the row is rewritten."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT zone_id, xmin::text FROM dim.zone")
+        return dict(cur.fetchall())
+
+
+def _zones(url: str) -> list[tuple]:
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT zone_id, borough, zone, service_zone FROM dim.zone ORDER BY zone_id")
+        return cur.fetchall()
+
+
+# --- URLs (no server) -----------------------------------------------------------------------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgres://u:secret@h/db", "postgres://u:***@h/db"),
+        ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("postgresql://u:@h/db", "postgresql://u:@h/db"),
+        (
+            "postgresql://u:secret@h/db?sslmode=require&application_name=x",
+            "postgresql://u:***@h/db?sslmode=require&application_name=x",
+        ),
+        (
+            "postgresql://u@h/db?sslmode=require&password=secret",
+            "postgresql://u@h/db?sslmode=require&password=***",
+        ),
+        ("postgresql://u:p@ss/w?rd@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:secret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+        ("host=h password=secret dbname=db", "host=h password=*** dbname=db"),
+        ("host=h password='se cret' dbname=db", "host=h password=*** dbname=db"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+@pytest.mark.unit
+def test_parse_database_url_components() -> None:
+    parsed = parse_database_url(
+        "postgresql://loader:p%40ss%2Fw@DB.example:6543/trips?sslmode=require"
+    )
+
+    assert parsed == DatabaseUrl(
+        host="db.example",
+        port=6543,
+        dbname="trips",
+        user="loader",
+        password="p@ss/w",
+        params=(("sslmode", "require"),),
+    )
+    assert parsed.jdbc_url() == "jdbc:postgresql://db.example:6543/trips"
+    assert parsed.jdbc_properties() == {
+        "user": "loader",
+        "password": "p@ss/w",
+        "driver": "org.postgresql.Driver",
+        "sslmode": "require",
+    }
+    assert parsed.dsn_kwargs() == {
+        "host": "db.example",
+        "port": 6543,
+        "dbname": "trips",
+        "user": "loader",
+        "password": "p@ss/w",
+        "sslmode": "require",
+    }
+    assert parse_database_url(parsed.url()) == parsed
+    assert "p@ss" not in repr(parsed)
+    assert "p@ss" not in str(parsed)
+
+
+@pytest.mark.unit
+def test_parse_database_url_defaults_port_and_allows_no_password() -> None:
+    parsed = parse_database_url("postgres://app@localhost/chillflow")
+
+    assert (parsed.port, parsed.password) == (5432, None)
+    assert parsed.jdbc_properties() == {"user": "app", "driver": "org.postgresql.Driver"}
+    assert "password" not in parsed.dsn_kwargs()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mysql://u:secret@h/db", "must start with postgresql:// or postgres://"),
+        ("h:5432/db", "must start with postgresql:// or postgres://"),
+        ("postgresql://u:secret@/db", "names no host"),
+        ("postgresql://u:secret@h:notaport/db", "port is not a number"),
+        ("postgresql://u:secret@h:99999/db", "port is not a number"),
+        ("postgresql://u:sec/ret@h/db", "percent-encode"),
+        ("postgresql://u:secret@h1,h2/db", "multiple hosts"),
+        ("postgresql://:secret@h/db", "names no user"),
+        ("postgresql://u:secret@h", "names no database"),
+        ("postgresql://u:secret@h/", "names no database"),
+        ("postgresql://u:secret@h/db?host=/tmp", "give host in the URL itself"),
+    ],
+)
+def test_parse_database_url_rejects_with_masked_url(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason) as caught:
+        parse_database_url(url)
+
+    assert "secret" not in str(caught.value)
+    assert "sec/ret" not in str(caught.value)
+    assert caught.value.__context__ is None or "secret" not in str(caught.value.__context__)
+
+
+@pytest.mark.unit
+def test_resolve_database_url_prefers_environment(tmp_path: Path) -> None:
+    url = "postgresql://u:secret@h:5432/db"
+
+    assert resolve_database_url(url, tmp_path) == url
+    assert not (tmp_path / "postgres").exists()
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+def test_connect_to_closed_port_fails_fast_without_password() -> None:
+    port = _free_port()
+    started = time.monotonic()
+
+    with (
+        pytest.raises(DatabaseError) as caught,
+        connect(f"postgresql://u:hunter2@127.0.0.1:{port}/db"),
+    ):
+        pass
+
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}/db" in message
+    assert "'u'" in message
+    assert "hunter2" not in message
+    assert "hunter2" not in repr(caught.value)
+    assert caught.value.__context__ is None
+
+
+def test_connect_with_wrong_password_hides_both_passwords(db_url: str) -> None:
+    target = parse_database_url(db_url)
+    wrong = dataclasses.replace(target, password="Wr0ng-" + secrets.token_hex(8))
+    try:
+        with connect(wrong.url()):
+            pytest.skip("the server does not check passwords (trust authentication)")
+    except DatabaseError as exc:
+        caught = exc
+
+    shown = str(caught) + repr(caught)
+    assert target.user in shown
+    assert f"{target.host}:{target.port}" in shown
+    assert wrong.password not in shown
+    assert target.password is None or target.password not in shown
+
+
+def test_connect_commits_on_success_and_rolls_back_on_error(db_url: str) -> None:
+    with connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS public.tx_probe")
+        cur.execute("CREATE TABLE public.tx_probe (n int)")
+        cur.execute("INSERT INTO public.tx_probe VALUES (1)")
+    with pytest.raises(ZeroDivisionError), connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO public.tx_probe VALUES (2)")
+        _ = 1 / 0
+
+    with connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT n FROM public.tx_probe ORDER BY n")
+        assert cur.fetchall() == [(1,)]
+
+
+def test_connect_rejects_unknown_parameter(db_url: str) -> None:
+    url = parse_database_url(db_url).url() + "?no_such_option=1"
+
+    with pytest.raises(ConfigError, match="no_such_option") as caught, connect(url):
+        pass
+
+    password = parse_database_url(db_url).password
+    assert password is None or password not in str(caught.value)
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def test_init_schema_creates_tables(empty_db: str) -> None:
+    with connect(empty_db) as conn:
+        init_schema(conn)
+
+    assert _columns(empty_db) == EXPECTED_COLUMNS
+    with connect(empty_db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM ops.schema_version")
+        assert cur.fetchall() == [(1,)]
+
+
+def test_init_schema_is_idempotent(schema_db: str) -> None:
+    with connect(schema_db) as conn:
+        init_schema(conn)
+    with connect(schema_db) as conn, conn.cursor() as cur:
+        # Forget the version so the DDL itself runs again over existing objects.
+        cur.execute("DELETE FROM ops.schema_version")
+    with connect(schema_db) as conn:
+        init_schema(conn)
+
+    assert _columns(schema_db) == EXPECTED_COLUMNS
+
+
+def test_init_schema_works_on_autocommit_connection(empty_db: str) -> None:
+    with connect(empty_db) as conn:
+        conn.autocommit = True
+        init_schema(conn)
+
+    assert _columns(empty_db) == EXPECTED_COLUMNS
+
+
+def test_init_schema_upgrades_table_from_earlier_version(empty_db: str) -> None:
+    with connect(empty_db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA stg")
+        cur.execute("CREATE TABLE stg.complete_trip (trip_key char(64) PRIMARY KEY)")
+    with connect(empty_db) as conn:
+        init_schema(conn)
+
+    assert (
+        _columns(empty_db)[("stg", "complete_trip")] == EXPECTED_COLUMNS[("stg", "complete_trip")]
+    )
+
+
+def test_init_schema_concurrently(empty_db: str) -> None:
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def initialise() -> None:
+        try:
+            with connect(empty_db) as conn:
+                barrier.wait()
+                init_schema(conn)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=initialise) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert _columns(empty_db) == EXPECTED_COLUMNS
+
+
+def test_job_run_status_is_checked(schema_db: str) -> None:
+    with (
+        pytest.raises(psycopg2.errors.CheckViolation),
+        connect(schema_db) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(
+            "INSERT INTO ops.job_run (job, period, run_id, status)"
+            " VALUES ('curate', '2025-01', 'r1', 'exploded')"
+        )
+
+
+# --- zones ------------------------------------------------------------------------------------
+
+
+def test_seed_zones_from_tlc_file_twice_changes_nothing(schema_db: str) -> None:
+    csv_path = TLC_DIR / "taxi_zone_lookup.csv"
+    if not csv_path.is_file():
+        pytest.skip(f"{csv_path} not found; set CHILLFLOW_TLC_DIR")
+
+    with connect(schema_db) as conn:
+        assert seed_zones(conn, csv_path) == 265
+    first = _zone_versions(schema_db)
+    with connect(schema_db) as conn:
+        assert seed_zones(conn, csv_path) == 265
+
+    assert _zone_versions(schema_db) == first
+    zones = _zones(schema_db)
+    assert zones[0] == (1, "EWR", "Newark Airport", "EWR")
+    assert zones[-1] == (265, "Unknown", "NA", "N/A")
+
+
+def test_seed_zones_small_file(schema_db: str, tmp_path: Path) -> None:
+    csv_path = tmp_path / "taxi_zone_lookup.csv"
+    csv_path.write_text(
+        '"LocationID","Borough","Zone","service_zone"\r\n'
+        '1,"EWR","Newark Airport","EWR"\r\n'
+        '7,"Queens","Astoria, North","Boro Zone"\r\n'
+        '264,"Unknown","",""\r\n'
+        "\r\n"
+    )
+
+    with connect(schema_db) as conn:
+        assert seed_zones(conn, csv_path) == 3
+    assert _zones(schema_db) == [
+        (1, "EWR", "Newark Airport", "EWR"),
+        (7, "Queens", "Astoria, North", "Boro Zone"),
+        (264, "Unknown", None, None),
+    ]
+    before = _zone_versions(schema_db)
+    with connect(schema_db) as conn:
+        assert seed_zones(conn, csv_path) == 3
+    assert _zone_versions(schema_db) == before
+
+    csv_path.write_text(
+        "LocationID,Borough,Zone,service_zone\n1,EWR,Newark Airport,Airports\n300,Outside,,\n"
+    )
+    with connect(schema_db) as conn:
+        assert seed_zones(conn, csv_path) == 4
+    after = _zone_versions(schema_db)
+    assert after[1] != before[1]
+    assert (after[7], after[264]) == (before[7], before[264])
+    assert _zones(schema_db) == [
+        (1, "EWR", "Newark Airport", "Airports"),
+        (7, "Queens", "Astoria, North", "Boro Zone"),
+        (264, "Unknown", None, None),
+        (300, "Outside", None, None),
+    ]
+
+
+def test_seed_zones_rejects_wrong_header(schema_db: str, tmp_path: Path) -> None:
+    csv_path = tmp_path / "zones.csv"
+    csv_path.write_text("id,borough,zone\n1,EWR,Newark Airport\n")
+
+    with pytest.raises(ConfigError) as caught, connect(schema_db) as conn:
+        seed_zones(conn, csv_path)
+
+    assert str(csv_path) in str(caught.value)
+    assert "expected LocationID,Borough,Zone,service_zone" in str(caught.value)
+
+
+def test_seed_zones_rejects_missing_file(schema_db: str, tmp_path: Path) -> None:
+    csv_path = tmp_path / "absent.csv"
+
+    with pytest.raises(ConfigError) as caught, connect(schema_db) as conn:
+        seed_zones(conn, csv_path)
+
+    assert str(csv_path) in str(caught.value)
+    assert "LocationID,Borough,Zone,service_zone" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("x,EWR,Newark Airport,EWR\n", "line 2: LocationID 'x' is not an integer"),
+        ("1,EWR,Newark Airport\n", "line 2 has 3 fields"),
+        ("1,EWR,Newark Airport,EWR\n1,EWR,Newark,EWR\n", "line 3: LocationID 1 appears twice"),
+    ],
+)
+def test_seed_zones_rejects_bad_rows(
+    schema_db: str, tmp_path: Path, body: str, reason: str
+) -> None:
+    csv_path = tmp_path / "zones.csv"
+    csv_path.write_text("LocationID,Borough,Zone,service_zone\n" + body)
+
+    with pytest.raises(ConfigError, match=reason), connect(schema_db) as conn:
+        seed_zones(conn, csv_path)
+
+
+# --- embedded server --------------------------------------------------------------------------
+
+
+def test_ensure_local_postgres_starts_reuses_and_stops(tmp_path: Path) -> None:
+    data_dir = tmp_path / "state" / "postgres"
+    port = _free_port()
+    try:
+        url = ensure_local_postgres(data_dir, port=port)
+        started = time.monotonic()
+        again = ensure_local_postgres(data_dir, port=port)
+        reuse_seconds = time.monotonic() - started
+
+        assert again == url
+        assert reuse_seconds < 1
+        assert url.startswith("postgresql://chillflow:")
+        assert url.endswith(f"@127.0.0.1:{port}/chillflow")
+        assert (data_dir / PASSWORD_FILE).stat().st_mode & 0o777 == 0o600
+        with connect(url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_database(), host(inet_server_addr())")
+            assert cur.fetchone() == ("chillflow", "127.0.0.1")
+        with pytest.raises(DatabaseError, match=f"already running on port {port}"):
+            ensure_local_postgres(data_dir, port=_free_port())
+    finally:
+        stop_local_postgres(data_dir)
+
+    assert not (data_dir / "postmaster.pid").exists()
+    with pytest.raises(DatabaseError, match=f"127.0.0.1:{port}"), connect(url):
+        pass
+    stop_local_postgres(data_dir)
+    try:
+        assert ensure_local_postgres(data_dir, port=port) == url
+    finally:
+        stop_local_postgres(data_dir)
+
+
+def test_ensure_local_postgres_reports_taken_port(tmp_path: Path) -> None:
+    data_dir = tmp_path / "postgres"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+
+        with pytest.raises(DatabaseError, match=f"127.0.0.1:{port}.*another program holds"):
+            ensure_local_postgres(data_dir, port=port)
+
+    assert not (data_dir / "PG_VERSION").exists()
+
+
+def test_ensure_local_postgres_without_binaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_server, "_candidate_bindirs", lambda: [])
+
+    with pytest.raises(DependencyError, match="pip install pgserver.*apt-get install postgresql"):
+        ensure_local_postgres(tmp_path / "postgres", port=_free_port())

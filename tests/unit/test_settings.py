@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from chillflow.errors import ConfigError
+from chillflow.settings import DEV_HASH_SALT, load_settings, parse_month
+
+pytestmark = pytest.mark.unit
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def write_conf(tmp_path, rules):
+    (tmp_path / "chillflow.toml").write_text((CONF / "chillflow.toml").read_text())
+    (tmp_path / "quality_rules.toml").write_text(rules)
+    return tmp_path
+
+
+def test_defaults_load_and_hide_secrets(tmp_path):
+    settings = load_settings(
+        CONF, {"CHILLFLOW_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://u:pw@h/db"}
+    )
+
+    assert settings.hash_salt == DEV_HASH_SALT
+    assert settings.tables.curated == tmp_path / "lake/curated/trips"
+    assert settings.spark.conf["spark.sql.session.timeZone"] == "UTC"
+    assert [r.name for r in settings.curate.rules][:3] == [
+        "pickup_before_dropoff",
+        "speed_plausible",
+        "total_amount_non_negative",
+    ]
+    assert "pw" not in repr(settings)
+    assert DEV_HASH_SALT not in repr(settings)
+
+
+def test_production_requires_a_real_salt():
+    with pytest.raises(ConfigError, match="HASH_SALT"):
+        load_settings(CONF, {"CHILLFLOW_ENV": "production"})
+    assert load_settings(CONF, {"CHILLFLOW_ENV": "production", "HASH_SALT": "s3"}).hash_salt
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL='CHATTY'"),
+        ({"CHILLFLOW_ENV": "staging"}, "CHILLFLOW_ENV='staging'"),
+        ({"DATABASE_URL": "mysql://u:secret@h/db"}, r"postgresql:// \(value not shown\)"),
+    ],
+)
+def test_invalid_environment_values(env, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_settings(CONF, env)
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ('[[rules]]\nname = "Bad Name"\npredicate = "x"\n', "must match"),
+        ('[[rules]]\nname = "a"\npredicate = ""\n', "non-empty SQL"),
+        ('[[rules]]\nname = "a"\npredicate = "x"\naction = "drop"\n', "action 'drop'"),
+        ('[[rules]]\nname = "a"\npredicate = "x"\nmax_failure_rate = 5\n', "fraction"),
+        ('[[rules]]\nname = "a"\npredicate = "x"\n[[rules]]\nname = "a"\npredicate = "y"\n',
+         "duplicate"),
+        ("", "no \\[\\[rules\\]\\]"),
+        ("rules = [", "invalid TOML"),
+    ],
+)
+def test_invalid_rules(tmp_path, rules, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write_conf(tmp_path, rules), {})
+
+
+def test_missing_conf_dir_says_how_to_fix(tmp_path):
+    with pytest.raises(ConfigError, match="CHILLFLOW_CONF_DIR"):
+        load_settings(tmp_path, {})
+
+
+@pytest.mark.parametrize("value", ["2025-1", "2025-13", "25-01", "2025-01-01", ""])
+def test_parse_month_rejects(value):
+    with pytest.raises(ConfigError, match="expected YYYY-MM"):
+        parse_month(value)

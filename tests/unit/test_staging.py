@@ -1,0 +1,177 @@
+from datetime import datetime
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    NullType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampNTZType,
+)
+
+from chillflow.errors import SchemaError
+from chillflow.schemas import STAGED_DDL, struct
+from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL, plan_layout, stage_trips
+
+pytestmark = pytest.mark.unit
+
+YELLOW_CORE = [
+    ("VendorID", IntegerType()),
+    ("tpep_pickup_datetime", TimestampNTZType()),
+    ("tpep_dropoff_datetime", TimestampNTZType()),
+    ("passenger_count", LongType()),
+    ("trip_distance", DoubleType()),
+    ("RatecodeID", LongType()),
+    ("store_and_fwd_flag", StringType()),
+    ("PULocationID", IntegerType()),
+    ("DOLocationID", IntegerType()),
+    ("payment_type", LongType()),
+    ("fare_amount", DoubleType()),
+    ("extra", DoubleType()),
+    ("mta_tax", DoubleType()),
+    ("tip_amount", DoubleType()),
+    ("tolls_amount", DoubleType()),
+    ("improvement_surcharge", DoubleType()),
+    ("total_amount", DoubleType()),
+]
+
+
+def schema_of(fields):
+    return StructType([StructField(name, kind) for name, kind in fields])
+
+
+def with_lineage(fields):
+    return schema_of([*fields, (SOURCE_FILE_COL, StringType()), (SOURCE_ROW_COL, LongType())])
+
+
+def test_yellow_2025_layout_with_capitalised_airport_fee(spark):
+    fields = [
+        *YELLOW_CORE,
+        ("congestion_surcharge", DoubleType()),
+        ("Airport_fee", DoubleType()),
+        ("cbd_congestion_fee", DoubleType()),
+    ]
+    raw = spark.createDataFrame(
+        [
+            (2, datetime(2025, 1, 1, 0, 18, 38), datetime(2025, 1, 1, 0, 26, 59), 1, 1.6, 1,
+             "N", 229, 237, 1, 10.0, 3.5, 0.5, 3.0, 0.0, 1.0, 18.0, 2.5, 0.0, 0.75,
+             "yellow_tripdata_2025-01.parquet", 0),
+            (None, None, None, None, None, None, None, None, None, None, None, None, None,
+             None, None, None, None, None, None, None, "yellow_tripdata_2025-01.parquet", 1),
+        ],
+        with_lineage(fields),
+    )
+    layout = plan_layout(schema_of(fields), "y.parquet")
+
+    staged = stage_trips(raw, layout, "2025-01")
+
+    expected = spark.createDataFrame(
+        [
+            ("yellow", 2, datetime(2025, 1, 1, 0, 18, 38), datetime(2025, 1, 1, 0, 26, 59), 1,
+             1.6, 1, "N", 229, 237, 1, 10.0, 3.5, 0.5, 3.0, 0.0, 1.0, 18.0, 2.5, 0.0, 0.75,
+             None, None, "2025-01", "yellow_tripdata_2025-01.parquet", 0),
+            ("yellow", None, None, None, None, None, None, None, None, None, None, None, None,
+             None, None, None, None, None, None, None, None, None, None, "2025-01",
+             "yellow_tripdata_2025-01.parquet", 1),
+        ],
+        struct(STAGED_DDL),
+    )
+    assert_df_equality(staged, expected, ignore_nullable=True)
+
+
+def test_older_layout_gets_null_new_columns_and_double_counts_become_int(spark):
+    fields = [
+        (name, DoubleType() if name in ("passenger_count", "RatecodeID") else kind)
+        for name, kind in YELLOW_CORE
+    ]
+    raw = spark.createDataFrame(
+        [(1, datetime(2019, 3, 31, 23, 59, 59), datetime(2019, 4, 1, 0, 10), 2.0, 3.0, 99.0,
+          "Y", 132, 1, 2, 52.0, 0.0, 0.5, 0.0, 6.12, 0.3, 58.92, "f.parquet", 7)],
+        with_lineage(fields),
+    )
+
+    staged = stage_trips(raw, plan_layout(schema_of(fields), "f.parquet"), "2019-03")
+
+    row = staged.first().asDict()
+    assert (row["passenger_count"], row["rate_code"]) == (2, 99)
+    assert row["congestion_surcharge"] is None
+    assert row["airport_fee"] is None
+    assert row["cbd_congestion_fee"] is None
+    assert row["source_row"] == 7
+
+
+def test_nanosecond_timestamps_read_as_long_are_converted_exactly(spark):
+    fields = [
+        (name, LongType() if name.endswith("datetime") else kind) for name, kind in YELLOW_CORE
+    ]
+    pickup_ns = 1_735_690_718_123_456_000  # 2025-01-01T00:18:38.123456
+    raw = spark.createDataFrame(
+        [(2, pickup_ns, pickup_ns + 60_000_000_000, 1, 1.0, 1, "N", 1, 2, 1, 5.0, 0.0, 0.5,
+          0.0, 0.0, 1.0, 6.5, "n.parquet", 0)],
+        with_lineage(fields),
+    )
+
+    staged = stage_trips(raw, plan_layout(schema_of(fields), "n.parquet"), "2025-01")
+
+    row = staged.first()
+    assert row["pickup_ts"] == datetime(2025, 1, 1, 0, 18, 38, 123456)
+    assert row["dropoff_ts"] == datetime(2025, 1, 1, 0, 19, 38, 123456)
+
+
+def test_green_layout_with_null_typed_ehail_fee(spark):
+    fields = [
+        ("VendorID", LongType()),
+        ("lpep_pickup_datetime", TimestampNTZType()),
+        ("lpep_dropoff_datetime", TimestampNTZType()),
+        *[(n, k) for n, k in YELLOW_CORE[3:]],
+        ("ehail_fee", NullType()),
+        ("trip_type", DoubleType()),
+        ("congestion_surcharge", DoubleType()),
+    ]
+    raw = spark.createDataFrame(
+        [(2, datetime(2021, 1, 1, 0, 15, 56), datetime(2021, 1, 1, 0, 19, 52), 1, 1.0, 1, "N",
+          43, 151, 2, 5.5, 0.5, 0.5, 0.0, 0.0, 0.3, 6.8, None, 1.0, 0.0, "g.parquet", 3)],
+        with_lineage(fields),
+    )
+
+    staged = stage_trips(raw, plan_layout(schema_of(fields), "g.parquet"), "2021-01")
+
+    row = staged.first()
+    assert row["service"] == "green"
+    assert row["ehail_fee"] is None
+    assert row["trip_type"] == 1
+    assert dict(staged.dtypes)["trip_type"] == "int"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            [("vendor_id", StringType()), ("pickup_datetime", TimestampNTZType()),
+             ("pickup_longitude", DoubleType()), ("pickup_latitude", DoubleType())],
+            "tpep_/lpep_pickup_datetime",
+        ),
+        (
+            [("dispatching_base_num", StringType()), ("pickup_datetime", TimestampNTZType()),
+             ("PUlocationID", DoubleType())],
+            "tpep_/lpep_pickup_datetime",
+        ),
+        (
+            [(n, k) for n, k in YELLOW_CORE if n not in ("PULocationID", "fare_amount")],
+            "pulocationid, fare_amount",
+        ),
+    ],
+    ids=["pre-2016-lat-lon", "fhv", "missing-columns"],
+)
+def test_unsupported_layouts_name_file_expected_and_found_columns(fields, expected):
+    with pytest.raises(SchemaError) as raised:
+        plan_layout(schema_of(fields), "/data/old_tripdata_2015-01.parquet")
+
+    message = str(raised.value)
+    assert message.startswith("/data/old_tripdata_2015-01.parquet: not a yellow/green TLC")
+    assert f"Expected column(s): {expected}." in message
+    assert f"Found: {fields[0][0]}, {fields[1][0]}" in message
