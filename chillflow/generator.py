@@ -465,6 +465,7 @@ def _draw_trips(
 def _draw_dropoff_zones(
     rng: np.random.Generator, profile: _Profile, pickup_zone: np.ndarray, n: int
 ) -> np.ndarray:
+    """Dropoff zones: city-wide demand, or within the pickup's borough for local trips."""
     dropoff_zone = rng.choice(_ZONE_IDS, n, p=profile.dropoff_zone_weights)
     local = (rng.random(n) < profile.local_share) & ~np.isin(pickup_zone, _AIRPORTS)
     quantiles = rng.random(n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from chillflow.cli.curate import app as curate_app
+from chillflow.cli.demo import demo
 from chillflow.cli.jars import app as jars_app
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(curate_app, name="curate")
 app.add_typer(jars_app, name="jars")
+app.command("demo")(demo)
 
 
 def main() -> None:

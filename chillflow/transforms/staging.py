@@ -23,17 +23,17 @@ SOURCE_ROW_COL = "_cf_source_row"
 
 _TIMESTAMP_PREFIX = {"yellow": "tpep", "green": "lpep"}
 
-# standard name -> (raw name without service prefix, lower case; Spark type; required)
+# standard name -> (TLC column name, matched case-insensitively; Spark type; required)
 _RAW_COLUMNS: dict[str, tuple[str, str, bool]] = {
-    "vendor_id": ("vendorid", "int", True),
+    "vendor_id": ("VendorID", "int", True),
     "pickup_ts": ("{prefix}_pickup_datetime", "timestamp", True),
     "dropoff_ts": ("{prefix}_dropoff_datetime", "timestamp", True),
     "passenger_count": ("passenger_count", "int", True),
     "trip_distance": ("trip_distance", "double", True),
-    "rate_code": ("ratecodeid", "int", True),
+    "rate_code": ("RatecodeID", "int", True),
     "store_and_fwd_flag": ("store_and_fwd_flag", "string", True),
-    "pu_zone_id": ("pulocationid", "int", True),
-    "do_zone_id": ("dolocationid", "int", True),
+    "pu_zone_id": ("PULocationID", "int", True),
+    "do_zone_id": ("DOLocationID", "int", True),
     "payment_type": ("payment_type", "int", True),
     "fare_amount": ("fare_amount", "double", True),
     "extra": ("extra", "double", True),
@@ -97,7 +97,7 @@ def plan_layout(schema: StructType, path: str) -> RawLayout:
     sources = []
     missing = []
     for standard, (raw_name, target_type, required) in _RAW_COLUMNS.items():
-        field = fields.get(raw_name.format(prefix=prefix))
+        field = fields.get(raw_name.format(prefix=prefix).lower())
         if field is None:
             if required:
                 missing.append(raw_name.format(prefix=prefix))

@@ -22,7 +22,7 @@ from chillflow.generator import (
 pytestmark = pytest.mark.unit
 
 REAL_TLC_DIR = Path(
-    os.environ.get("CHILLFLOW_TLC_SAMPLES", Path(__file__).resolve().parents[3] / "shared/data/tlc")
+    os.environ.get("CHILLFLOW_TLC_DIR", Path(__file__).resolve().parents[3] / "shared/data/tlc")
 )
 
 US, NS = pa.timestamp("us"), pa.timestamp("ns")
@@ -258,7 +258,7 @@ def test_layout_schema_in_memory_and_on_disk(tmp_path, service, variant):
 def test_layout_matches_the_real_tlc_file(service, variant, real_file):
     real_path = REAL_TLC_DIR / real_file
     if not real_path.is_file():
-        pytest.skip(f"real TLC sample {real_path} not available (set CHILLFLOW_TLC_SAMPLES)")
+        pytest.skip(f"real TLC sample {real_path} not available (set CHILLFLOW_TLC_DIR)")
     generated = generate_trips_table(service=service, variant=variant, rows=10)
 
     assert generated.schema.equals(pq.read_schema(real_path).remove_metadata())

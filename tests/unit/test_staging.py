@@ -162,7 +162,7 @@ def test_green_layout_with_null_typed_ehail_fee(spark):
         ),
         (
             [(n, k) for n, k in YELLOW_CORE if n not in ("PULocationID", "fare_amount")],
-            "pulocationid, fare_amount",
+            "PULocationID, fare_amount",
         ),
     ],
     ids=["pre-2016-lat-lon", "fhv", "missing-columns"],
