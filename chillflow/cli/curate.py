@@ -23,6 +23,9 @@ def curate_month(
 ) -> None:
     """Curate one month: normalise, derive, apply DQ rules, replace the month's Delta slices."""
     from chillflow.batch import MonthlyLoader
+    from chillflow.settings import parse_month
 
+    if month is not None:
+        parse_month(month)
     stats = MonthlyLoader().curate_month(raw_path, curated_path, month=month)
     emit(stats, as_json)
