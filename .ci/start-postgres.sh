@@ -111,7 +111,9 @@ EOF
 
 log "starting PostgreSQL in $dir on 127.0.0.1:$port"
 started=1
-as_server "$bindir/pg_ctl" --pgdata="$dir/data" --log="$dir/server.log" --wait --timeout=60 start >/dev/null
+# 3>&-: the server must not inherit the caller's stdout, or `$(bash start-postgres.sh)` never ends.
+as_server "$bindir/pg_ctl" --pgdata="$dir/data" --log="$dir/server.log" --wait --timeout=60 \
+  start >/dev/null 3>&-
 for _ in $(seq 60); do
   "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" && break
   sleep 0.5

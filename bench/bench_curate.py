@@ -1,0 +1,104 @@
+"""Benchmark the curate stage against DuckDB running the same rules on the same file.
+
+    python bench/bench_curate.py --rows 1000000 3000000 10000000
+
+For each size: the whole process (fresh JVM, Delta commit included) of ``chillflow curate month``
+and of a DuckDB script, then both transforms in one warm process. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from duckdb_curate import curate_with_duckdb
+from measure import jvm_peak_rss_mib, run_measured, self_peak_rss_mib
+
+from chillflow import runtime
+from chillflow.generator import generate_month
+from chillflow.stages.curate import CurateTargets, curate
+
+BENCH = Path(__file__).resolve().parent
+OUT = BENCH / "out"
+MONTH = "2025-01"
+
+
+def raw_file(rows: int) -> Path:
+    path = OUT / "raw" / str(rows) / f"yellow_tripdata_{MONTH}.parquet"
+    if not path.exists():
+        generate_month(path, rows=rows, month=MONTH, seed=2025)
+    return path
+
+
+def whole_process(rows: int, raw: Path) -> dict[str, float]:
+    lake = OUT / f"lake-process-{rows}"
+    shutil.rmtree(lake, ignore_errors=True)
+    env = {**os.environ, "CHILLFLOW_DATA_DIR": str(lake), "LOG_LEVEL": "WARNING"}
+    spark = run_measured([sys.executable, "-m", "chillflow", "curate", "month", str(raw), "--json"], env)
+    if spark.returncode != 0:
+        raise SystemExit(spark.stderr[-4000:])
+    stats = json.loads(spark.stdout)
+    duck = run_measured(
+        [sys.executable, str(BENCH / "duckdb_curate.py"), str(raw), str(OUT / "duck"), MONTH]
+    )
+    if duck.returncode != 0:
+        raise SystemExit(duck.stderr[-4000:])
+    return {
+        "spark_s": spark.seconds,
+        "spark_peak_mib": spark.peak_rss_mib,
+        "duck_s": duck.seconds,
+        "duck_peak_mib": duck.peak_rss_mib,
+        "rows_out": stats["output_rows"],
+        "quarantined": stats["quarantined_rows"],
+    }
+
+
+def warm(rows: int, raw: Path, settings, spark) -> dict[str, float]:
+    lake = OUT / f"lake-warm-{rows}"
+    shutil.rmtree(lake, ignore_errors=True)
+    targets = CurateTargets(lake / "trips", lake / "quarantine", lake / "dq_metrics")
+    started = time.monotonic()
+    curate(spark, settings, raw, targets=targets)
+    spark_s = time.monotonic() - started
+    started = time.monotonic()
+    curate_with_duckdb(raw, OUT / "duck-warm", MONTH)
+    duck_s = time.monotonic() - started
+    return {"spark_warm_s": spark_s, "duck_warm_s": duck_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    args = parser.parse_args()
+    files = {rows: raw_file(rows) for rows in args.rows}
+
+    results = {rows: whole_process(rows, raw) for rows, raw in files.items()}
+
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    settings = runtime.settings()
+    spark = runtime.spark(settings)
+    warm(min(files), files[min(files)], settings, spark)  # JIT and Delta warm-up, not reported
+    for rows, raw in files.items():
+        results[rows].update(warm(rows, raw, settings, spark))
+
+    print(f"\ncores={os.cpu_count()} driver peak RSS (warm runs) {self_peak_rss_mib():.0f} MiB, "
+          f"JVM peak {jvm_peak_rss_mib():.0f} MiB\n")
+    print("| rows | Spark process s | rows/s | peak MiB | DuckDB process s | ratio | "
+          "Spark warm s | rows/s | DuckDB warm s | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rows, r in results.items():
+        print(
+            f"| {rows:,} | {r['spark_s']:.1f} | {rows / r['spark_s']:,.0f} | "
+            f"{r['spark_peak_mib']:.0f} | {r['duck_s']:.1f} | {r['spark_s'] / r['duck_s']:.1f}× | "
+            f"{r['spark_warm_s']:.1f} | {rows / r['spark_warm_s']:,.0f} | "
+            f"{r['duck_warm_s']:.1f} | {r['spark_warm_s'] / r['duck_warm_s']:.1f}× |"
+        )
+
+
+if __name__ == "__main__":
+    main()
