@@ -51,3 +51,9 @@ class DependencyError(ChillflowError):
     """A runtime dependency (JVM jars, PostgreSQL binaries) cannot be found or fetched."""
 
     exit_code = 8
+
+
+class ClusterError(ChillflowError):
+    """A Spark standalone cluster did not start or lost its master or workers."""
+
+    exit_code = 9

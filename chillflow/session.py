@@ -50,7 +50,10 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     if settings.master.startswith("local"):
         # Local mode needs no routable address; this also silences Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.appName(app_name or settings.app_name)
+    builder = SparkSession.builder
+    # spark-submit --name (chillflow-curate …) names the application in a cluster's UI.
+    if app_name is not None or not inherited.contains("spark.app.name"):
+        builder = builder.appName(app_name or settings.app_name)
     if not inherited.contains("spark.master"):
         builder = builder.master(settings.master)
     defaults = {**settings.conf, **_DELTA_CONF}

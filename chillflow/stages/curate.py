@@ -37,7 +37,7 @@ from chillflow.transforms.quality import (
     rule_failure_counts,
     rule_passes,
     valid_rows,
-    with_quality_flags,
+    with_rule_results,
 )
 from chillflow.transforms.staging import plan_layout, stage_trips
 
@@ -117,14 +117,14 @@ def curate(
         lineage = {"run_id": F.lit(run_id), "curated_at": F.lit(started_at)}
         curated_obs = Observation("curated")
         curated = (
-            valid_rows(trips)
+            valid_rows(trips, rules)
             .withColumns(lineage)
             .select(*columns(CURATED_DDL))
             .observe(curated_obs, F.count(F.lit(1)).alias("rows"))
         )
         quarantine_obs = Observation("quarantined")
         quarantined = (
-            rejected_rows(trips)
+            rejected_rows(trips, rules)
             .withColumns({"run_id": F.lit(run_id), "quarantined_at": F.lit(started_at)})
             .select(*columns(QUARANTINE_DDL))
             .observe(quarantine_obs, F.count(F.lit(1)).alias("rows"))
@@ -172,7 +172,7 @@ def _flagged_trips(
         if slice_ not in slices:
             slices.append(slice_)
     trips = reduce(DataFrame.unionByName, staged)
-    return trips.transform(with_derived_fields).transform(with_quality_flags, rules), slices
+    return trips.transform(with_derived_fields).transform(with_rule_results, rules), slices
 
 
 def _check_rules(spark: SparkSession, rules: tuple[QualityRule, ...]) -> None:

@@ -95,7 +95,13 @@ def ensure_local_postgres(data_dir: Path, *, port: int = DEFAULT_PORT) -> str:
             f"the local PostgreSQL in {data_dir} is already running on port {postmaster.port}, "
             f"not {port}: use port {postmaster.port} or stop it first (stop_local_postgres)"
         )
-    password = (data_dir / PASSWORD_FILE).read_text().strip()
+    try:
+        password = (data_dir / PASSWORD_FILE).read_text().strip()
+    except FileNotFoundError:
+        raise DatabaseError(
+            f"the PostgreSQL cluster in {data_dir} was not created by ChillFlow (it has no "
+            f"{PASSWORD_FILE}): stop it and choose another directory"
+        ) from None
     _ensure_database(port, password)
     return _url(port, password, DATABASE)
 
@@ -164,7 +170,7 @@ def _is_postmaster(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # alive, owned by another user
     return True
 
 
@@ -219,11 +225,13 @@ def _start(data_dir: Path, port: int) -> _Postmaster:
         ],
         os_user,
         data_dir,
+        server_log=data_dir / _SERVER_LOG,
     )
     postmaster = _read_postmaster(data_dir)
     if postmaster is None or postmaster.status != "ready":
         raise DatabaseError(
-            f"pg_ctl reported a start but no server runs in {data_dir}:\n{_log_tail(data_dir)}"
+            f"pg_ctl reported a start but no server runs in {data_dir}:\n"
+            + _log_tail(data_dir / _SERVER_LOG)
         )
     _log.info(
         "pg_server.started",
@@ -424,8 +432,19 @@ def _grant_traverse(path: Path, uid: int) -> None:
             _log.warning("pg_server.granted_traverse", directory=str(directory))
 
 
-def _run(command: list[str], os_user: pwd.struct_passwd | None, cwd: Path) -> None:
-    """Run a PostgreSQL program, as ``os_user`` when given; raise DatabaseError on failure."""
+def _run(
+    command: list[str],
+    os_user: pwd.struct_passwd | None,
+    cwd: Path,
+    *,
+    server_log: Path | None = None,
+) -> None:
+    """Run a PostgreSQL program, as ``os_user`` when given.
+
+    Raises:
+        DatabaseError: The program failed or timed out; the message quotes its output and the
+            end of ``server_log``.
+    """
     switch_user = {}
     if os_user is not None:
         switch_user = {"user": os_user.pw_uid, "group": os_user.pw_gid, "extra_groups": []}
@@ -452,13 +471,14 @@ def _run(command: list[str], os_user: pwd.struct_passwd | None, cwd: Path) -> No
             message = f"{program} {failure}: {output.read().strip()}"
         else:
             return
-    data_dir = Path(command[command.index("--pgdata") + 1])
-    raise DatabaseError(f"{message}\n{_log_tail(data_dir)}".strip())
+    if server_log is not None:
+        message += "\n" + _log_tail(server_log)
+    raise DatabaseError(message)
 
 
-def _log_tail(data_dir: Path, lines: int = 20) -> str:
+def _log_tail(server_log: Path, lines: int = 20) -> str:
     try:
-        text = (data_dir / _SERVER_LOG).read_text(errors="replace")
+        text = server_log.read_text(errors="replace")
     except OSError:
-        return ""
+        return f"(no server log at {server_log})"
     return "server log (last lines):\n" + "\n".join(text.splitlines()[-lines:])

@@ -1,4 +1,9 @@
-"""Declarative data-quality rules: flag every row with the rules it fails, then split."""
+"""Declarative data-quality rules: evaluate every rule once per row, then split.
+
+Each rule becomes one non-null boolean column, so the split, the failure counts and the
+rule-name arrays are cheap boolean work; the arrays are only built on the side that needs them
+(``failed_rules`` on rejected rows, ``dq_warnings`` on curated rows).
+"""
 
 from __future__ import annotations
 
@@ -20,55 +25,67 @@ def rule_passes(rule: QualityRule) -> Column:
     return F.coalesce(F.expr(rule.predicate), F.lit(False))
 
 
-def with_quality_flags(trips: DataFrame, rules: tuple[QualityRule, ...]) -> DataFrame:
-    """Evaluate all rules in one projection and record the outcome on each row.
+def passed_col(rule: QualityRule) -> str:
+    """Name of the boolean column holding a rule's outcome."""
+    return f"_cf_ok_{rule.name}"
 
-    Adds ``failed_rules`` (every failed rule, in rule order), ``dq_warnings`` (failed rules
-    with action ``warn``) and a boolean ``_cf_rejected`` (a ``quarantine`` or ``fail`` rule
-    failed).
+
+def with_rule_results(trips: DataFrame, rules: tuple[QualityRule, ...]) -> DataFrame:
+    """Evaluate all rules in one projection: one boolean per rule and a rejected flag.
+
+    A row is rejected when a rule with action ``quarantine`` or ``fail`` fails; ``warn``
+    rules never reject.
 
     Args:
         trips: Trips with derived fields.
         rules: The configured rules.
 
     Returns:
-        The trips with the three flag columns appended.
+        The trips with ``_cf_ok_<rule>`` columns and ``_cf_rejected`` appended.
     """
-    failures = [F.when(~rule_passes(rule), F.lit(rule.name)) for rule in rules]
-    warn_names = [rule.name for rule in rules if rule.action == "warn"]
-    rejecting_names = [rule.name for rule in rules if rule.action != "warn"]
-    failed = F.col(FAILED_RULES_COL)
-    return trips.withColumn(FAILED_RULES_COL, F.array_compact(F.array(*failures))).withColumns(
-        {
-            WARNINGS_COL: F.array_intersect(failed, _names(warn_names)),
-            REJECTED_COL: F.arrays_overlap(failed, _names(rejecting_names)),
-        }
+    results = trips.withColumns({passed_col(rule): rule_passes(rule) for rule in rules})
+    rejected = F.lit(False)
+    for rule in rules:
+        if rule.action != "warn":
+            rejected = rejected | ~F.col(passed_col(rule))
+    return results.withColumn(REJECTED_COL, rejected)
+
+
+def valid_rows(flagged: DataFrame, rules: tuple[QualityRule, ...]) -> DataFrame:
+    """Rows that passed every rejecting rule, with ``dq_warnings`` (failed warn rules)."""
+    warn_rules = tuple(rule for rule in rules if rule.action == "warn")
+    return _drop_results(
+        flagged.filter(~F.col(REJECTED_COL)).withColumn(WARNINGS_COL, _failed_names(warn_rules)),
+        rules,
     )
 
 
-def valid_rows(flagged: DataFrame) -> DataFrame:
-    """Rows that passed every rejecting rule (warnings allowed)."""
-    return flagged.filter(~F.col(REJECTED_COL))
-
-
-def rejected_rows(flagged: DataFrame) -> DataFrame:
-    """Rows that failed at least one rejecting rule."""
-    return flagged.filter(F.col(REJECTED_COL))
+def rejected_rows(flagged: DataFrame, rules: tuple[QualityRule, ...]) -> DataFrame:
+    """Rows that failed a rejecting rule, with ``failed_rules`` (every rule they failed)."""
+    return _drop_results(
+        flagged.filter(F.col(REJECTED_COL)).withColumn(FAILED_RULES_COL, _failed_names(rules)),
+        rules,
+    )
 
 
 def rule_failure_counts(rules: tuple[QualityRule, ...]) -> list[Column]:
-    """Aggregate expressions counting each rule's failures on flagged rows.
+    """Aggregate expressions counting each rule's failures on rule-result rows.
 
     Returns:
-        One ``fail__<rule>`` column per rule, for ``df.observe`` or ``df.agg``.
+        One ``fail__<rule>`` column per rule, for ``df.agg`` or ``df.observe``.
     """
     return [
-        F.sum(F.array_contains(FAILED_RULES_COL, rule.name).cast("long")).alias(
-            f"fail__{rule.name}"
-        )
+        F.count(F.when(~F.col(passed_col(rule)), F.lit(1))).alias(f"fail__{rule.name}")
         for rule in rules
     ]
 
 
-def _names(names: list[str]) -> Column:
-    return F.array(*[F.lit(name) for name in names]).cast("array<string>")
+def _failed_names(rules: tuple[QualityRule, ...]) -> Column:
+    if not rules:
+        return F.array().cast("array<string>")
+    names = [F.when(~F.col(passed_col(rule)), F.lit(rule.name)) for rule in rules]
+    return F.array_compact(F.array(*names))
+
+
+def _drop_results(rows: DataFrame, rules: tuple[QualityRule, ...]) -> DataFrame:
+    return rows.drop(REJECTED_COL, *[passed_col(rule) for rule in rules])

@@ -8,7 +8,7 @@ from chillflow.transforms.quality import (
     rejected_rows,
     rule_failure_counts,
     valid_rows,
-    with_quality_flags,
+    with_rule_results,
 )
 
 pytestmark = pytest.mark.unit
@@ -17,7 +17,12 @@ DDL = "trip_id INT, pickup_ts TIMESTAMP, total_amount DOUBLE, passenger_count IN
 
 RULES = (
     QualityRule("amount_non_negative", "total_amount >= 0", "quarantine"),
-    QualityRule("pickup_in_month", "date_format(pickup_ts, 'yyyy-MM') = month", "quarantine"),
+    QualityRule(
+        "pickup_in_month",
+        "pickup_ts >= to_timestamp(month || '-01') "
+        "AND pickup_ts < add_months(to_timestamp(month || '-01'), 1)",
+        "quarantine",
+    ),
     QualityRule("passengers_plausible", "passenger_count BETWEEN 0 AND 9", "warn"),
 )
 
@@ -38,39 +43,37 @@ def trips(spark):
     )
 
 
-def test_flags_record_every_failed_rule(spark, trips):
-    flagged = with_quality_flags(trips, RULES).select(
-        "trip_id", "failed_rules", "dq_warnings", "_cf_rejected"
-    )
+def test_valid_rows_carry_their_warnings(spark, trips):
+    valid = valid_rows(with_rule_results(trips, RULES), RULES)
 
     expected = spark.createDataFrame(
         [
-            (1, [], [], False),
-            (2, ["passengers_plausible"], ["passengers_plausible"], False),
-            (3, ["amount_non_negative", "pickup_in_month"], [], True),
-            (
-                4,
-                ["amount_non_negative", "pickup_in_month", "passengers_plausible"],
-                ["passengers_plausible"],
-                True,
-            ),
+            (1, datetime(2025, 1, 1, 0, 0), 10.0, 1, "2025-01", []),
+            (2, datetime(2025, 1, 31, 23, 59, 59, 999999), 0.0, 12, "2025-01",
+             ["passengers_plausible"]),
         ],
-        "trip_id INT, failed_rules ARRAY<STRING>, dq_warnings ARRAY<STRING>, _cf_rejected BOOLEAN",
+        f"{DDL}, dq_warnings ARRAY<STRING>",
     )
-    assert_df_equality(flagged, expected, ignore_nullable=True)
+    assert_df_equality(valid, expected, ignore_nullable=True)
 
 
-def test_split_keeps_every_row_exactly_once(trips):
-    flagged = with_quality_flags(trips, RULES)
+def test_rejected_rows_list_every_failed_rule(spark, trips):
+    rejected = rejected_rows(with_rule_results(trips, RULES), RULES)
 
-    valid = sorted(r["trip_id"] for r in valid_rows(flagged).collect())
-    rejected = sorted(r["trip_id"] for r in rejected_rows(flagged).collect())
-
-    assert (valid, rejected) == ([1, 2], [3, 4])
+    expected = spark.createDataFrame(
+        [
+            (3, datetime(2025, 2, 1, 0, 0), -5.0, 1, "2025-01",
+             ["amount_non_negative", "pickup_in_month"]),
+            (4, None, None, None, "2025-01",
+             ["amount_non_negative", "pickup_in_month", "passengers_plausible"]),
+        ],
+        f"{DDL}, failed_rules ARRAY<STRING>",
+    )
+    assert_df_equality(rejected, expected, ignore_nullable=True)
 
 
 def test_failure_counts_per_rule(trips):
-    flagged = with_quality_flags(trips, RULES)
+    flagged = with_rule_results(trips, RULES)
 
     counts = flagged.agg(*rule_failure_counts(RULES)).first().asDict()
 
@@ -81,7 +84,17 @@ def test_failure_counts_per_rule(trips):
     }
 
 
-def test_without_warn_rules_warnings_are_empty_arrays(spark, trips):
-    flagged = with_quality_flags(trips, RULES[:1])
+def test_without_warn_rules_warnings_are_empty_arrays(trips):
+    rules = RULES[:1]
 
-    assert [r["dq_warnings"] for r in flagged.orderBy("trip_id").collect()] == [[], [], [], []]
+    valid = valid_rows(with_rule_results(trips, rules), rules)
+
+    assert [r["dq_warnings"] for r in valid.orderBy("trip_id").collect()] == [[], []]
+
+
+def test_fail_action_rejects_like_quarantine(trips):
+    rules = (QualityRule("amount_non_negative", "total_amount >= 0", "fail"),)
+
+    rejected = rejected_rows(with_rule_results(trips, rules), rules)
+
+    assert sorted(r["trip_id"] for r in rejected.collect()) == [3, 4]
