@@ -59,10 +59,10 @@ if [[ $deploy_mode == cluster && $kind == k8s ]]; then
   in_image=true
 fi
 
-if [[ -f $job ]]; then
-  script=$(cd "$(dirname "$job")" && pwd)/$(basename "$job")
-elif [[ -f $root/jobs/${job//-/_}.py ]]; then
+if [[ $job != */* && -f $root/jobs/${job//-/_}.py ]]; then
   script=$root/jobs/${job//-/_}.py
+elif [[ -f $job ]]; then
+  script=$(cd "$(dirname "$job")" && pwd)/$(basename "$job")
 else
   known=$(find "$root/jobs" -maxdepth 1 -name "*.py" -printf "%f\n" | sort | sed 's/\.py$//; s/_/-/g' | paste -sd ' ' -)
   die 2 "unknown job '$job': expected one of: ${known:-none} (or a script path)"
@@ -167,6 +167,8 @@ cmd=("$spark_submit" "${opts[@]}" "${extra[@]}" "${app[@]}")
 # The driver's Python hands PYSPARK_PYTHON to the executors with every Python function.
 environment=(CHILLFLOW_CONF_DIR="$conf_dir" PYSPARK_PYTHON="$executor_python"
   PYSPARK_DRIVER_PYTHON="$driver_python")
+# Local mode needs no routable address (and Spark warns when the hostname is loopback).
+[[ $kind == local ]] && environment+=(SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}")
 if $dry_run; then
   # Shell-quoted only where needed, so the printed line pastes back into a shell.
   words=()

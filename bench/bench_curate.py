@@ -39,7 +39,9 @@ def whole_process(rows: int, raw: Path) -> dict[str, float]:
     lake = OUT / f"lake-process-{rows}"
     shutil.rmtree(lake, ignore_errors=True)
     env = {**os.environ, "CHILLFLOW_DATA_DIR": str(lake), "LOG_LEVEL": "WARNING"}
-    spark = run_measured([sys.executable, "-m", "chillflow", "curate", "month", str(raw), "--json"], env)
+    spark = run_measured(
+        [sys.executable, "-m", "chillflow", "curate", "month", str(raw), "--json"], env
+    )
     if spark.returncode != 0:
         raise SystemExit(spark.stderr[-4000:])
     stats = json.loads(spark.stdout)
@@ -86,10 +88,14 @@ def main() -> None:
     for rows, raw in files.items():
         results[rows].update(warm(rows, raw, settings, spark))
 
-    print(f"\ncores={os.cpu_count()} driver peak RSS (warm runs) {self_peak_rss_mib():.0f} MiB, "
-          f"JVM peak {jvm_peak_rss_mib():.0f} MiB\n")
-    print("| rows | Spark process s | rows/s | peak MiB | DuckDB process s | ratio | "
-          "Spark warm s | rows/s | DuckDB warm s | ratio |")
+    print(
+        f"\ncores={os.cpu_count()} driver peak RSS (warm runs) {self_peak_rss_mib():.0f} MiB, "
+        f"JVM peak {jvm_peak_rss_mib():.0f} MiB\n"
+    )
+    print(
+        "| rows | Spark process s | rows/s | peak MiB | DuckDB process s | ratio | "
+        "Spark warm s | rows/s | DuckDB warm s | ratio |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rows, r in results.items():
         print(

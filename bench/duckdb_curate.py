@@ -24,7 +24,10 @@ RULES = {
     "zone_ids_known": ("pu_zone_id BETWEEN 1 AND 265 AND do_zone_id BETWEEN 1 AND 265", True),
     "pickup_in_file_month": ("strftime(pickup_ts, '%Y-%m') = month", True),
     "duration_within_limit": ("duration_min <= 720", True),
-    "passenger_count_plausible": ("passenger_count IS NULL OR passenger_count BETWEEN 0 AND 9", False),
+    "passenger_count_plausible": (
+        "passenger_count IS NULL OR passenger_count BETWEEN 0 AND 9",
+        False,
+    ),
 }
 
 

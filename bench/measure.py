@@ -49,7 +49,9 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def run_measured(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+def run_measured(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Run:
     """Run a command; return wall time and the largest peak RSS of any process in its tree.
 
     The JVM that PySpark starts is a child of the Python driver; `/usr/bin/time` would only see
@@ -82,4 +84,6 @@ def self_peak_rss_mib() -> float:
 
 def jvm_peak_rss_mib() -> float:
     """Peak RSS of this process's JVM children (PySpark's gateway)."""
-    return max((_hwm_kib(pid) for pid in _tree(os.getpid()) if pid != os.getpid()), default=0) / 1024
+    return (
+        max((_hwm_kib(pid) for pid in _tree(os.getpid()) if pid != os.getpid()), default=0) / 1024
+    )

@@ -1,5 +1,8 @@
 """Public Python API: ``from chillflow.batch import MonthlyLoader``."""
 
+from chillflow.api.aggregate import BatchAggregator
 from chillflow.api.curate import MonthlyLoader
+from chillflow.api.trips import BatchTripProducer
+from chillflow.scheduler.scheduler import BatchScheduler
 
-__all__ = ["MonthlyLoader"]
+__all__ = ["BatchAggregator", "BatchScheduler", "BatchTripProducer", "MonthlyLoader"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import structlog
@@ -13,7 +13,12 @@ from pyspark.sql import SparkSession
 
 @contextmanager
 def spark_progress(
-    spark: SparkSession, stage: str, *, every_sec: float = 5.0, expected_rows: int | None = None
+    spark: SparkSession,
+    stage: str,
+    *,
+    every_sec: float = 5.0,
+    expected_rows: int | None = None,
+    rows_done: Callable[[], int | None] | None = None,
 ) -> Iterator[None]:
     """Log ``<stage>.progress`` every few seconds while the block runs Spark jobs.
 
@@ -24,6 +29,8 @@ def spark_progress(
         stage: Event prefix, e.g. ``curate.write``.
         every_sec: Reporting interval.
         expected_rows: Rows the block is expected to process, logged for context.
+        rows_done: Called from the reporting thread for the rows processed so far (None when
+            unknown); adds ``rows_done`` and ``rows_per_sec`` to each line.
     """
     log = structlog.get_logger("chillflow.progress")
     tracker = spark.sparkContext.statusTracker()
@@ -36,12 +43,18 @@ def spark_progress(
             while not done.wait(every_sec):
                 stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
                 stages = [s for s in stages if s is not None]
+                elapsed = time.monotonic() - started
+                rows = {}
+                done_now = rows_done() if rows_done is not None else None
+                if done_now is not None:
+                    rows = {"rows_done": done_now, "rows_per_sec": round(done_now / elapsed)}
                 log.info(
                     f"{stage}.progress",
-                    elapsed_sec=round(time.monotonic() - started, 1),
+                    elapsed_sec=round(elapsed, 1),
                     tasks_done=sum(s.numCompletedTasks for s in stages),
                     tasks_total=sum(s.numTasks for s in stages),
                     expected_rows=expected_rows,
+                    **rows,
                 )
 
     thread = threading.Thread(target=report, name=f"progress-{stage}", daemon=True)

@@ -84,6 +84,53 @@ DQ_METRICS_DDL = """
 #: Partition columns shared by the curate tables: a rerun replaces one (service, month) slice.
 MONTH_PARTITION = ("service", "month")
 
+#: Trips as loaded into PostgreSQL's stg.complete_trip (which adds created_at and updated_at).
+#: Timestamps are naive UTC wall-clock times, as in the table's ``timestamp`` columns.
+COMPLETE_TRIP_DDL = """
+    trip_key STRING,
+    vehicle_id_h STRING,
+    service STRING,
+    vendor_id INT,
+    pickup_ts TIMESTAMP_NTZ,
+    dropoff_ts TIMESTAMP_NTZ,
+    pickup_month STRING,
+    passenger_count INT,
+    pu_zone_id INT,
+    do_zone_id INT,
+    payment_type INT,
+    rate_code INT,
+    trip_distance DOUBLE,
+    distance_km DOUBLE,
+    duration_min DOUBLE,
+    avg_speed_kmh DOUBLE,
+    fare_amount DOUBLE,
+    tip_amount DOUBLE,
+    tolls_amount DOUBLE,
+    total_amount DOUBLE,
+    congestion_surcharge DOUBLE,
+    airport_fee DOUBLE,
+    source_file STRING,
+    source_row BIGINT,
+    curated_run_id STRING
+"""
+
+#: Hourly pickup-zone KPIs: the KPI Delta table and mart.zone_hourly_kpis, keyed (zone_id, hour_ts).
+HOURLY_KPIS_DDL = """
+    zone_id INT NOT NULL,
+    hour_ts TIMESTAMP NOT NULL,
+    trips BIGINT,
+    avg_fare DOUBLE,
+    avg_tip DOUBLE,
+    avg_speed_kmh DOUBLE,
+    avg_distance_km DOUBLE,
+    avg_duration_min DOUBLE,
+    pct_card DOUBLE,
+    unique_vehicles BIGINT,
+    total_revenue DOUBLE,
+    outlier_rate DOUBLE,
+    computed_at TIMESTAMP
+"""
+
 
 def struct(ddl: str) -> StructType:
     """Parse a DDL column list into a StructType (needs an active SparkSession)."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import structlog
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from chillflow.errors import DependencyError
@@ -46,10 +47,13 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    inherited = SparkConf()
+    inherited = _submitted_conf()
     if settings.master.startswith("local"):
         # Local mode needs no routable address; this also silences Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers (the trips load's Arrow batches) need this interpreter's packages,
+        # not those of whatever `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     # spark-submit --name (chillflow-curate …) names the application in a cluster's UI.
     if app_name is not None or not inherited.contains("spark.app.name"):
@@ -75,6 +79,19 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     if manifest is not None and not manifest.exists():
         _write_manifest(spark, manifest)
     return spark
+
+
+def _submitted_conf() -> SparkConf:
+    """Return the settings spark-submit gave this driver (empty when Python started Spark).
+
+    Under spark-submit the JVM starts first and runs the driver with PYSPARK_GATEWAY_PORT set.
+    A SparkConf made before PySpark has connected to that JVM is an empty Python dict, so the
+    driver connects first (what SparkContext would do anyway) and reads the JVM's properties:
+    ``--master``, ``--name``, ``--jars``/``--packages`` and every ``--conf``.
+    """
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        SparkContext._ensure_initialized()
+    return SparkConf()
 
 
 def jar_paths(settings: SparkSettings) -> list[Path]:

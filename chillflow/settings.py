@@ -24,6 +24,7 @@ ENVIRONMENTS = ("development", "production")
 QUALITY_ACTIONS = ("warn", "quarantine", "fail")
 _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -59,14 +60,19 @@ class SparkSettings:
     log4j_config: Path | None = None
 
 
+#: A lake location: a local directory, or a Hadoop URI (``s3a://bucket/lake``) kept as text,
+#: because ``Path`` would fold its ``//`` into ``s3a:/bucket``. Spark receives ``str(location)``.
+LakeLocation = Path | str
+
+
 @dataclass(frozen=True)
 class TablePaths:
     """Locations of the Delta tables of the lake."""
 
-    curated: Path
-    quarantine: Path
-    dq_metrics: Path
-    kpis: Path
+    curated: LakeLocation
+    quarantine: LakeLocation
+    dq_metrics: LakeLocation
+    kpis: LakeLocation
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class Settings:
     environment: str
     log_level: str
     data_dir: Path
-    lake_dir: Path
+    lake_dir: LakeLocation
     tables: TablePaths
     spark: SparkSettings
     curate: CurateSettings
@@ -151,11 +157,13 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
 
     paths = main.get("paths", {})
     data_dir = _path(env.get("CHILLFLOW_DATA_DIR") or paths.get("data_dir", ".chillflow"))
-    lake_dir = _path(env.get("CHILLFLOW_LAKE_DIR") or paths.get("lake_dir") or data_dir / "lake")
+    lake_dir = _lake_location(
+        env.get("CHILLFLOW_LAKE_DIR") or paths.get("lake_dir") or data_dir / "lake"
+    )
     tables_conf = main.get("tables", {})
     tables = TablePaths(
         **{
-            name: lake_dir / _relative(tables_conf.get(name, default), f"tables.{name}")
+            name: _in_lake(lake_dir, _relative(tables_conf.get(name, default), f"tables.{name}"))
             for name, default in (
                 ("curated", "curated/trips"),
                 ("quarantine", "curated/quarantine"),
@@ -265,6 +273,17 @@ def _get(doc: Mapping[str, Any], key: str, default: str) -> str:
 
 def _path(value: str | Path) -> Path:
     return Path(value).expanduser().resolve()
+
+
+def _lake_location(value: str | Path) -> LakeLocation:
+    """Return a local lake directory as an absolute Path, and a Hadoop URI unchanged."""
+    if isinstance(value, str) and _URI.match(value):
+        return value.rstrip("/")
+    return _path(value)
+
+
+def _in_lake(lake_dir: LakeLocation, relative: str) -> LakeLocation:
+    return f"{lake_dir}/{relative}" if isinstance(lake_dir, str) else lake_dir / relative
 
 
 def _relative(value: str, key: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,7 +43,6 @@ log = structlog.get_logger(__name__)
 class _Daemon:
     name: str
     process: subprocess.Popen[bytes]
-    log_path: Path
     log_file: IO[bytes]
 
 
@@ -180,7 +180,7 @@ class StandaloneCluster:
 
     def log_tails(self, lines: int = 40) -> str:
         """Return the last lines of the master's, the workers' and every executor's log."""
-        paths = [daemon.log_path for daemon in self._daemons]
+        paths = sorted(self.work_dir.glob("*.log"))
         paths += sorted(self.work_dir.glob("worker-*/app-*/*/stderr"))
         sections = []
         for path in paths:
@@ -216,8 +216,7 @@ class StandaloneCluster:
         self._daemons.clear()
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        log_path = self.work_dir / f"{name}.log"
-        log_file = log_path.open("ab")
+        log_file = (self.work_dir / f"{name}.log").open("ab")
         env = {
             **os.environ,
             "SPARK_LOCAL_IP": self.host,
@@ -234,7 +233,7 @@ class StandaloneCluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._daemons.append(_Daemon(name, process, log_path, log_file))
+        self._daemons.append(_Daemon(name, process, log_file))
 
     def _wait(self, ready: Any, what: str, timeout_sec: float) -> None:
         deadline = time.monotonic() + max(timeout_sec, 1.0)
@@ -284,17 +283,17 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def _processes_under(work_dir: Path) -> list[int]:
-    """Return processes whose working directory or command line lies in ``work_dir``."""
-    marker = str(work_dir)
+    """Return processes whose working directory or an argument lies in ``work_dir``."""
+    inside = re.compile(re.escape(str(work_dir)) + r"(/|$)")
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            arguments = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if cwd == marker or cwd.startswith(marker + os.sep) or marker in cmdline:
+        if any(inside.search(value) for value in (cwd, *arguments)):
             found.append(int(entry.name))
     return found

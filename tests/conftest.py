@@ -75,3 +75,58 @@ def tlc_dir() -> Path:
     if not (path / "taxi_zone_lookup.csv").is_file():
         pytest.skip(f"real TLC files not found at {path} (set CHILLFLOW_TLC_DIR)")
     return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of its own for this test session, with the ChillFlow schema.
+
+    The server is DATABASE_URL's when that is set, else an embedded PostgreSQL started in a
+    temporary directory (and stopped at the end). That directory lives outside pytest's
+    numbered base directories: a concurrent pytest session may prune those while this one runs.
+    """
+    import secrets
+    import shutil
+    import tempfile
+
+    from psycopg2 import sql
+
+    from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
+    from chillflow.storage.postgres import connect, init_schema, parse_database_url
+
+    server = os.environ.get("DATABASE_URL")
+    data_dir = None
+    if not server:
+        data_dir = Path(tempfile.mkdtemp(prefix="chillflow-test-pg-")) / "postgres"
+        server = ensure_local_postgres(data_dir, port=_free_port())
+    name = f"chillflow_test_{secrets.token_hex(6)}"
+
+    def admin(statement: sql.Composable) -> None:
+        with connect(server) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(statement)
+
+    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = dataclasses.replace(parse_database_url(server), dbname=name).url()
+    with connect(url) as conn:
+        init_schema(conn)
+    yield url
+    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    if data_dir is not None:
+        stop_local_postgres(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_settings(settings: Settings, database_url: str) -> Settings:
+    """Settings with a fresh lake for this test and the session's database as DATABASE_URL."""
+    return dataclasses.replace(settings, database_url=database_url)

@@ -32,7 +32,9 @@ def demo(
         started = time.monotonic()
         raw.parent.mkdir(parents=True, exist_ok=True)
         generate_month(raw, service="yellow", month=month, rows=rows, seed=seed)
-        log.info("demo.generated", path=str(raw), rows=rows, sec=round(time.monotonic() - started, 1))
+        log.info(
+            "demo.generated", path=str(raw), rows=rows, sec=round(time.monotonic() - started, 1)
+        )
     spark = runtime.spark(settings)
     results = {"raw_file": str(raw)}
     results["curate"] = MonthlyLoader(settings, spark).curate_month(raw)

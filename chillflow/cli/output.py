@@ -41,8 +41,7 @@ def handle_errors(command: F) -> F:
             log.debug("command.spark_trace", trace=str(exc))
             log.error("command.failed", error=type(exc).__name__, message=summary)
             typer.echo(
-                f"error: Spark failed: {summary}\n"
-                "(set LOG_LEVEL=DEBUG for the JVM stack trace)",
+                f"error: Spark failed: {summary}\n(set LOG_LEVEL=DEBUG for the JVM stack trace)",
                 err=True,
             )
             raise typer.Exit(1) from None

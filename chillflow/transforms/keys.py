@@ -1,6 +1,7 @@
 """Deterministic trip keys and hashed vehicle ids, with Spark built-ins only.
 
-trip_key is the lowercase hex SHA-256 of ``{salt}|{vendor_id}|{pickup_iso}|{pu_zone_id}|{source_row}``
+trip_key is the lowercase hex SHA-256 of
+``{salt}|{vendor_id}|{pickup_iso}|{pu_zone_id}|{source_row}``
 (the ChillFlow core library's formula for yellow trips); other services put their name right
 after the salt, so keys never collide across services. ``pickup_iso`` is Python's
 ``datetime.isoformat()`` of the naive UTC timestamp, and a missing value renders as ``None``,

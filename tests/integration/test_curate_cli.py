@@ -77,8 +77,9 @@ def test_bad_month_and_unreadable_config_exit_non_zero(tmp_path, cli_env):
 
 
 def test_spark_submit_runs_the_curate_job(tmp_path, cli_env):
-    raw = generate_month(tmp_path / "green_tripdata_2025-02.parquet", service="green",
-                         month="2025-02", rows=1500)
+    raw = generate_month(
+        tmp_path / "green_tripdata_2025-02.parquet", service="green", month="2025-02", rows=1500
+    )
     curated = tmp_path / "submitted/trips"
 
     done = run(

@@ -99,12 +99,16 @@ def test_rerun_replaces_only_its_month(spark, settings, january, tmp_path):
     curate(spark, settings, january)
     curate(spark, settings, february)
     before = read_table(spark, settings.tables.curated).drop(*LINEAGE)
-    quarantine_before = read_table(spark, settings.tables.quarantine).drop("run_id", "quarantined_at")
+    quarantine_before = read_table(spark, settings.tables.quarantine).drop(
+        "run_id", "quarantined_at"
+    )
 
     curate(spark, settings, january)
 
     after = read_table(spark, settings.tables.curated).drop(*LINEAGE)
-    quarantine_after = read_table(spark, settings.tables.quarantine).drop("run_id", "quarantined_at")
+    quarantine_after = read_table(spark, settings.tables.quarantine).drop(
+        "run_id", "quarantined_at"
+    )
     assert_df_equality(after, before, ignore_row_order=True)
     assert_df_equality(quarantine_after, quarantine_before, ignore_row_order=True)
     assert after.filter("month = '2025-02'").count() == 2
@@ -120,8 +124,10 @@ def test_warn_rule_keeps_rows_and_lists_warning(spark, settings, tmp_path):
     stats = curate(spark, settings, raw)
 
     assert (stats["output_rows"], stats["warnings"]["passenger_count_plausible"]) == (2, 1)
-    warnings = {r["source_row"]: r["dq_warnings"] for r in read_table(
-        spark, settings.tables.curated).collect()}
+    warnings = {
+        r["source_row"]: r["dq_warnings"]
+        for r in read_table(spark, settings.tables.curated).collect()
+    }
     assert warnings == {0: [], 1: ["passenger_count_plausible"]}
 
 
@@ -151,8 +157,11 @@ def test_failure_rate_threshold(spark, settings, january):
     )
 
     assert curate(spark, tolerant, january)["quarantined_rows"] == 2
-    with pytest.raises(DataQualityError, match=r"sane_speed: 2 of 10 rows failed \(20\.00%\), "
-                       r"limit 15\.00%"):
+    with pytest.raises(
+        DataQualityError,
+        match=r"sane_speed: 2 of 10 rows failed \(20\.00%\), "
+        r"limit 15\.00%",
+    ):
         curate(spark, strict, january)
 
 

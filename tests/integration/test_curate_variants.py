@@ -122,8 +122,9 @@ def test_real_green_month(spark, settings, tlc_dir):
 
 
 def test_real_yellow_head_with_nanosecond_timestamps(spark, settings, tlc_dir):
-    stats = curate(spark, settings, tlc_dir / "yellow_tripdata_2025-01_head10k.parquet",
-                   month="2025-01")
+    stats = curate(
+        spark, settings, tlc_dir / "yellow_tripdata_2025-01_head10k.parquet", month="2025-01"
+    )
 
     curated, quarantine = assert_conserved_and_typed(spark, settings, stats)
     assert stats["input_rows"] == 10_000

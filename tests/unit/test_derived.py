@@ -29,14 +29,24 @@ def test_distance_duration_and_speed(spark):
 
     expected = spark.createDataFrame(
         [
-            (datetime(2025, 1, 1, 10, 0), datetime(2025, 1, 1, 10, 30), 10.0,
-             16.0934, 30.0, 32.1868),
-            (datetime(2025, 1, 31, 23, 50), datetime(2025, 2, 1, 0, 5, 30), 3.0,
-             4.82802, 15.5, 18.689109677419356),
-            (datetime(2025, 1, 1, 10, 0), datetime(2025, 1, 1, 10, 0), 1.0,
-             1.60934, 0.0, None),
-            (datetime(2025, 1, 1, 10, 0), datetime(2025, 1, 1, 9, 0), 1.0,
-             1.60934, -60.0, None),
+            (
+                datetime(2025, 1, 1, 10, 0),
+                datetime(2025, 1, 1, 10, 30),
+                10.0,
+                16.0934,
+                30.0,
+                32.1868,
+            ),
+            (
+                datetime(2025, 1, 31, 23, 50),
+                datetime(2025, 2, 1, 0, 5, 30),
+                3.0,
+                4.82802,
+                15.5,
+                18.689109677419356,
+            ),
+            (datetime(2025, 1, 1, 10, 0), datetime(2025, 1, 1, 10, 0), 1.0, 1.60934, 0.0, None),
+            (datetime(2025, 1, 1, 10, 0), datetime(2025, 1, 1, 9, 0), 1.0, 1.60934, -60.0, None),
             (None, datetime(2025, 1, 1, 9, 0), None, None, None, None),
         ],
         f"{DDL}, distance_km DOUBLE, duration_min DOUBLE, avg_speed_kmh DOUBLE",

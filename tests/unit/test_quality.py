@@ -49,8 +49,14 @@ def test_valid_rows_carry_their_warnings(spark, trips):
     expected = spark.createDataFrame(
         [
             (1, datetime(2025, 1, 1, 0, 0), 10.0, 1, "2025-01", []),
-            (2, datetime(2025, 1, 31, 23, 59, 59, 999999), 0.0, 12, "2025-01",
-             ["passengers_plausible"]),
+            (
+                2,
+                datetime(2025, 1, 31, 23, 59, 59, 999999),
+                0.0,
+                12,
+                "2025-01",
+                ["passengers_plausible"],
+            ),
         ],
         f"{DDL}, dq_warnings ARRAY<STRING>",
     )
@@ -62,10 +68,22 @@ def test_rejected_rows_list_every_failed_rule(spark, trips):
 
     expected = spark.createDataFrame(
         [
-            (3, datetime(2025, 2, 1, 0, 0), -5.0, 1, "2025-01",
-             ["amount_non_negative", "pickup_in_month"]),
-            (4, None, None, None, "2025-01",
-             ["amount_non_negative", "pickup_in_month", "passengers_plausible"]),
+            (
+                3,
+                datetime(2025, 2, 1, 0, 0),
+                -5.0,
+                1,
+                "2025-01",
+                ["amount_non_negative", "pickup_in_month"],
+            ),
+            (
+                4,
+                None,
+                None,
+                None,
+                "2025-01",
+                ["amount_non_negative", "pickup_in_month", "passengers_plausible"],
+            ),
         ],
         f"{DDL}, failed_rules ARRAY<STRING>",
     )

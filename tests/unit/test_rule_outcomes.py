@@ -45,6 +45,9 @@ def test_failed_run_message_names_rule_counts_and_limit():
         100,
     )
 
-    with pytest.raises(DataQualityError, match=r"f\.parquet: .*zones: 30 of 100 rows failed "
-                       r"\(30\.00%\), limit 20\.00%$"):
+    with pytest.raises(
+        DataQualityError,
+        match=r"f\.parquet: .*zones: 30 of 100 rows failed "
+        r"\(30\.00%\), limit 20\.00%$",
+    ):
         raise_on_failed_rules(outcomes, "f.parquet")

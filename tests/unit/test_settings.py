@@ -60,8 +60,10 @@ def test_invalid_environment_values(env, message):
         ('[[rules]]\nname = "a"\npredicate = ""\n', "non-empty SQL"),
         ('[[rules]]\nname = "a"\npredicate = "x"\naction = "drop"\n', "action 'drop'"),
         ('[[rules]]\nname = "a"\npredicate = "x"\nmax_failure_rate = 5\n', "fraction"),
-        ('[[rules]]\nname = "a"\npredicate = "x"\n[[rules]]\nname = "a"\npredicate = "y"\n',
-         "duplicate"),
+        (
+            '[[rules]]\nname = "a"\npredicate = "x"\n[[rules]]\nname = "a"\npredicate = "y"\n',
+            "duplicate",
+        ),
         ("", "no \\[\\[rules\\]\\]"),
         ("rules = [", "invalid TOML"),
     ],

@@ -92,6 +92,7 @@ def test_local_default_ships_package_conf_and_jars(jars_dir):
         "CHILLFLOW_CONF_DIR": str(REPO_ROOT / "conf"),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
     }
     assert (REPO_ROOT / ".chillflow/dist/chillflow.zip").is_file()
 

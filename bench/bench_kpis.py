@@ -1,0 +1,243 @@
+"""Benchmark the aggregate stage over generated months, against DuckDB on the same rows.
+
+    python bench/bench_kpis.py --rows 1000000 --months 2025-01 2025-02 2025-03
+
+Months are generated and curated once (kept under bench/out/kpis-ROWS). Then, in one warm
+process: a full refresh, a one-day incremental that inserts a day not yet aggregated (from the
+curated table and from stg.complete_trip), its rerun, the KPI computation alone (Spark into a
+no-op sink), and DuckDB computing the same KPIs from the same Parquet files. DuckDB's result is
+checked against the Spark table. Prints a markdown table.
+
+The bench always starts its own embedded PostgreSQL on a free port and stops it at the end
+(DATABASE_URL is ignored): it truncates stg.complete_trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from duckdb_kpis import duckdb_kpis
+from measure import jvm_peak_rss_mib, run_measured, self_peak_rss_mib
+
+BENCH = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def timed(action, repeat=1):
+    """Median wall time of ``repeat`` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.monotonic()
+        result = action()
+        times.append(time.monotonic() - started)
+    return statistics.median(times), result
+
+
+def prepare_months(spark, settings, out: Path, months: list[str], rows: int) -> None:
+    from chillflow.generator import generate_month, tlc_file_name
+    from chillflow.stages.curate import curate
+
+    for index, month in enumerate(months):
+        marker = out / f".curated-{month}"
+        if marker.exists():
+            continue
+        raw = out / "raw" / tlc_file_name("yellow", month)
+        if not raw.exists():
+            generate_month(raw, month=month, rows=rows, seed=2025 + index)
+        stats = curate(spark, settings, raw)
+        print(f"curated {month}: {stats['output_rows']:,} rows in {stats['duration_sec']:.0f} s")
+        marker.touch()
+
+
+def delta_files(spark, path: Path) -> list[str]:
+    from chillflow.storage.delta import read_table
+
+    return [f.removeprefix("file:") for f in read_table(spark, path).inputFiles()]
+
+
+def forget_day(spark, settings, day: date) -> None:
+    """Delete a day from the KPI table, as if it had never been aggregated."""
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, str(settings.tables.kpis)).delete(f"hour_date = DATE '{day}'")
+
+
+def load_day_into_stg(spark, settings, url: str, day: date) -> int:
+    """Copy one day of curated trips into stg.complete_trip (the trips stage's table)."""
+    import io
+
+    from pyspark.sql import functions as F
+
+    from chillflow.hour_window import HourWindow
+    from chillflow.storage.delta import read_table
+    from chillflow.storage.postgres import connect
+    from chillflow.transforms.keys import salt_frame, with_trip_keys
+
+    window = HourWindow(datetime.combine(day, datetime.min.time()), datetime.combine(
+        day + timedelta(days=1), datetime.min.time()))  # fmt: skip
+    columns = ["trip_key", "vehicle_id_h", "service", "vendor_id", "pickup_ts", "pickup_month",
+               "pu_zone_id", "payment_type", "fare_amount", "tip_amount", "total_amount",
+               "distance_km", "duration_min", "avg_speed_kmh", "source_row"]  # fmt: skip
+    trips = with_trip_keys(
+        read_table(spark, settings.tables.curated).where(window.sql_range("pickup_ts")),
+        salt_frame(spark, settings.hash_salt),
+    ).withColumn("pickup_month", F.col("month"))
+    lines = trips.select(
+        F.to_csv(F.struct(*columns), {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSS"})
+    ).collect()
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE stg.complete_trip")
+        cur.copy_expert(
+            f"COPY stg.complete_trip ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)",
+            io.StringIO("".join(row[0] + "\n" for row in lines)),
+        )
+    return len(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="Rows per month.")
+    parser.add_argument("--months", nargs="+", default=["2025-01", "2025-02", "2025-03"])
+    parser.add_argument("--day", default=None, help="Day of the incremental (default: mid-run).")
+    args = parser.parse_args()
+    out = BENCH / "out" / f"kpis-{args.rows}"
+    os.environ["CHILLFLOW_DATA_DIR"] = str(out / "data")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.pop("DATABASE_URL", None)
+
+    from chillflow import runtime
+    from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
+
+    settings = runtime.settings()
+    spark = runtime.spark(settings)
+    postgres = out / "data" / "postgres"
+    url = ensure_local_postgres(postgres, port=free_port())
+    try:
+        measure(spark, settings, url, out, args)
+    finally:
+        stop_local_postgres(postgres)
+
+
+def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> None:
+    from pyspark.sql import functions as F
+
+    from chillflow.api.aggregate import BatchAggregator
+    from chillflow.storage.delta import read_table
+    from chillflow.storage.kpi_store import read_hourly_kpis
+    from chillflow.transforms.keys import salt_frame, with_trip_keys
+    from chillflow.transforms.kpis import hourly_zone_kpis
+
+    prepare_months(spark, settings, out, args.months, args.rows)
+    aggregator = BatchAggregator(settings, spark, url)
+    curated = read_table(spark, settings.tables.curated)
+    trip_rows = curated.count()
+    day = date.fromisoformat(args.day) if args.day else date.fromisoformat(
+        f"{args.months[len(args.months) // 2]}-15")  # fmt: skip
+    day_rows = curated.where(F.to_date("pickup_ts") == F.lit(day)).count()
+
+    aggregator.aggregate_incremental(day - timedelta(days=1), source="curated")  # warm-up
+    full_s, full = timed(lambda: aggregator.aggregate_full_refresh(source="curated"))
+    forget_day(spark, settings, day)
+    incr_s, incr = timed(lambda: aggregator.aggregate_incremental(day, source="curated"))
+    rerun_s, rerun = timed(lambda: aggregator.aggregate_incremental(day, source="curated"))
+    stg_rows = load_day_into_stg(spark, settings, url, day)
+    forget_day(spark, settings, day)
+    pg_s, pg = timed(lambda: aggregator.aggregate_incremental(day, source="postgres"))
+    assert incr["rows_inserted"] == pg["rows_inserted"] > 0, (incr, pg)
+    assert rerun["rows_inserted"] == rerun["rows_updated"] == rerun["rows_deleted"] == 0
+
+    quarantine = read_table(spark, settings.tables.quarantine).select("pickup_ts", "pu_zone_id")
+    keyed = with_trip_keys(curated, salt_frame(spark, settings.hash_salt))
+
+    def spark_kpis():
+        hourly_zone_kpis(keyed, quarantine).write.format("noop").mode("overwrite").save()
+
+    spark_s, _ = timed(spark_kpis, repeat=3)
+
+    curated_files = delta_files(spark, settings.tables.curated)
+    quarantine_files = delta_files(spark, settings.tables.quarantine)
+    con = duckdb.connect()
+    duck_s, _ = timed(
+        lambda: duckdb_kpis(con, curated_files, quarantine_files, settings.hash_salt), repeat=3
+    )
+    con.register("spark_kpis", read_hourly_kpis(spark, settings.tables.kpis).toArrow())
+    mismatches = con.execute(
+        """
+        SELECT count(*) FROM duck_kpis d FULL JOIN spark_kpis s
+          ON d.zone_id = s.zone_id AND d.hour_ts = s.hour_ts::TIMESTAMP
+        WHERE d.zone_id IS NULL OR s.zone_id IS NULL OR d.trips <> s.trips
+           OR d.unique_vehicles <> s.unique_vehicles
+           OR abs(d.total_revenue - s.total_revenue) > 1e-6
+           OR abs(d.avg_fare - s.avg_fare) > 1e-9 OR abs(d.pct_card - s.pct_card) > 1e-9
+           OR abs(d.outlier_rate - s.outlier_rate) > 1e-9
+           OR abs(d.avg_duration_min - s.avg_duration_min) > 1e-9
+        """
+    ).fetchone()[0]
+    duck_rows = con.execute("SELECT count(*) FROM duck_kpis").fetchone()[0]
+
+    lists = out / "files"
+    lists.mkdir(exist_ok=True)
+    (lists / "curated.txt").write_text("\n".join(curated_files))
+    (lists / "quarantine.txt").write_text("\n".join(quarantine_files))
+    duck_process = run_measured(
+        [
+            sys.executable,
+            str(BENCH / "duckdb_kpis.py"),
+            str(lists / "curated.txt"),
+            str(lists / "quarantine.txt"),
+            settings.hash_salt,
+        ]  # fmt: skip
+    )
+
+    print(
+        f"\n{len(args.months)} generated months x {args.rows:,} rows; {trip_rows:,} curated "
+        f"trips; {full['kpi_rows']:,} KPI rows; cores={os.cpu_count()}; "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| step | trips in | KPI rows written | s | trips/s | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = [
+        ("full refresh (curated → Delta overwrite + mart)", trip_rows, full["rows_inserted"],
+         full_s, f"{1:.2f} of full"),
+        ("one-day incremental, new day (curated)", day_rows, incr["rows_inserted"], incr_s,
+         f"{incr_s / full_s:.2f} of full"),
+        ("one-day incremental, rerun without changes (curated)", day_rows, 0, rerun_s,
+         f"{rerun_s / full_s:.2f} of full"),
+        ("one-day incremental, new day (stg.complete_trip over JDBC)", stg_rows,
+         pg["rows_inserted"], pg_s, f"{pg_s / full_s:.2f} of full"),
+        ("Spark KPI computation only (median of 3)", trip_rows, duck_rows, spark_s,
+         f"{spark_s / duck_s:.1f}× DuckDB"),
+        ("DuckDB same KPIs, same Parquet files (median of 3)", trip_rows, duck_rows, duck_s,
+         "1.0×"),
+    ]  # fmt: skip
+    for name, rows_in, written, seconds, ratio in rows:
+        print(f"| {name} | {rows_in:,} | {written:,} | {seconds:.1f} | "
+              f"{rows_in / seconds:,.0f} | {ratio} |")  # fmt: skip
+    print(
+        f"\nDuckDB vs Spark KPI table: {duck_rows:,} rows, {mismatches} mismatching. "
+        f"Peak RSS: Spark JVM {jvm_peak_rss_mib():.0f} MiB, Python driver + in-process DuckDB "
+        f"{self_peak_rss_mib():.0f} MiB, DuckDB alone (own process, "
+        f"{duck_process.seconds:.1f} s) {duck_process.peak_rss_mib:.0f} MiB."
+    )
+    print(
+        f"targets: incremental ≤ 10% of full refresh: {incr_s / full_s:.1%} "
+        f"({'met' if incr_s <= 0.1 * full_s else 'missed'}); KPI computation within 5× of "
+        f"DuckDB: {spark_s / duck_s:.1f}× ({'met' if spark_s <= 5 * duck_s else 'missed'})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""``BatchAggregator``: the aggregate stage as a Python API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from chillflow import runtime
+from chillflow.hour_window import to_utc_naive, yesterday_utc
+from chillflow.settings import Settings
+from chillflow.stages.aggregate import (
+    aggregate_backfill,
+    aggregate_full_refresh,
+    aggregate_incremental,
+    aggregate_status,
+)
+from chillflow.storage.kpi_store import summarize_hourly_kpis
+
+
+class BatchAggregator:
+    """Keep the hourly pickup-zone KPIs (Delta table and PostgreSQL mart) current.
+
+    Args:
+        settings: Settings to use; loaded from ``conf/`` and the environment by default.
+        spark: Session to use; the shared ChillFlow session by default.
+        database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
+            default, else the embedded local server.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        spark: SparkSession | None = None,
+        database_url: str | None = None,
+    ):
+        self._settings = settings
+        self._spark = spark
+        self._database_url = database_url
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use."""
+        if self._settings is None:
+            self._settings = runtime.settings()
+        return self._settings
+
+    @property
+    def spark(self) -> SparkSession:
+        """The SparkSession in use."""
+        if self._spark is None:
+            self._spark = runtime.spark(self.settings)
+        return self._spark
+
+    @property
+    def database_url(self) -> str:
+        """The PostgreSQL URL in use (contains the password: never log it)."""
+        if self._database_url is None:
+            self._database_url = runtime.database_url(self.settings)
+        return self._database_url
+
+    def aggregate_incremental(
+        self,
+        target: datetime | date | None = None,
+        lookback_hours: int | None = None,
+        *,
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """Refresh the hours ``[day after target - lookback_hours, day after target)``.
+
+        Args:
+            target: The UTC day to refresh (a datetime's UTC date); yesterday by default.
+            lookback_hours: Hours back from the end of the target day; 24 (configurable) covers
+                exactly that day, 48 the day before it too.
+            source: ``postgres`` (stg.complete_trip, the default) or ``curated``.
+
+        Returns:
+            Statistics: hours_processed, zones_affected, rows_inserted, rows_updated,
+            rows_deleted, mart_rows_copied, duration_sec, run_id and more.
+        """
+        if target is None:
+            day = yesterday_utc()
+        elif isinstance(target, datetime):
+            day = to_utc_naive(target).date()
+        else:
+            day = target
+        return aggregate_incremental(
+            self.spark, self.settings, self.database_url, day, lookback_hours, source=source
+        )
+
+    def aggregate_full_refresh(self, *, source: str | None = None) -> dict[str, Any]:
+        """Recompute every KPI; replace the Delta table and the mart, each atomically."""
+        return aggregate_full_refresh(self.spark, self.settings, self.database_url, source=source)
+
+    def aggregate_backfill(
+        self, start: date, end: date, *, source: str | None = None, restart: bool = False
+    ) -> dict[str, Any]:
+        """Refresh the days ``start..end`` (inclusive) in calendar-month chunks, resumably.
+
+        Args:
+            start: First day.
+            end: Last day.
+            source: ``postgres`` (default) or ``curated`` (large backfills).
+            restart: Ignore the chunks an unfinished earlier backfill of this range completed.
+
+        Returns:
+            Summed statistics, chunks and chunks_skipped, and per-chunk statistics in ``runs``.
+        """
+        return aggregate_backfill(
+            self.spark,
+            self.settings,
+            self.database_url,
+            _day(start),
+            _day(end),
+            source=source,
+            restart=restart,
+        )
+
+    def get_kpi_count(self) -> int:
+        """Rows in the KPI Delta table (0 when it does not exist yet)."""
+        return summarize_hourly_kpis(self.spark, self.settings.tables.kpis)["rows"]
+
+    def get_date_range(self) -> tuple[datetime | None, datetime | None]:
+        """First and last hour_ts in the KPI table, as naive UTC; (None, None) when empty."""
+        summary = summarize_hourly_kpis(self.spark, self.settings.tables.kpis)
+        first, last = summary["first_hour"], summary["last_hour"]
+        if first is None:
+            return None, None
+        return datetime.fromisoformat(first), datetime.fromisoformat(last)
+
+    def status(self) -> dict[str, Any]:
+        """Rows, hour range and zones of the KPI table, mart rows and the last run's outcome."""
+        return aggregate_status(self.spark, self.settings, self.database_url)
+
+
+def _day(value: date) -> date:
+    return to_utc_naive(value).date() if isinstance(value, datetime) else value

@@ -1,0 +1,88 @@
+"""``BatchTripProducer``: the process-trips stage as a Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from chillflow import runtime
+from chillflow.settings import Settings
+from chillflow.stages.trips import prepare_database, process_trips
+
+
+class BatchTripProducer:
+    """Load curated trips into PostgreSQL's ``stg.complete_trip``, one month per call.
+
+    Args:
+        settings: Settings to use; loaded from ``conf/`` and the environment by default.
+        spark: Session to use; the shared ChillFlow session by default.
+        database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
+            default, else the embedded local server under the data directory.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        spark: SparkSession | None = None,
+        database_url: str | None = None,
+    ):
+        self._settings = settings
+        self._spark = spark
+        self._database_url = database_url
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use."""
+        if self._settings is None:
+            self._settings = runtime.settings()
+        return self._settings
+
+    @property
+    def spark(self) -> SparkSession:
+        """The SparkSession in use."""
+        if self._spark is None:
+            self._spark = runtime.spark(self.settings)
+        return self._spark
+
+    @property
+    def database_url(self) -> str:
+        """The PostgreSQL URL in use (contains the password: never log it)."""
+        if self._database_url is None:
+            self._database_url = runtime.database_url(self.settings)
+        return self._database_url
+
+    def process_month(
+        self,
+        path: str | Path | None = None,
+        month: str | None = None,
+        service: str | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Load one month of curated trips; a rerun converges to the same rows.
+
+        Args:
+            path: Curated Delta table, or Parquet in the curated schema; the configured
+                curated table by default.
+            month: ``YYYY-MM``; may be left out when the source holds a single month.
+            service: ``yellow`` or ``green``; every service of the month by default.
+            run_id: Run id to record; a new one by default.
+
+        Returns:
+            Statistics with rows_read, inserted, updated, unchanged, deleted, skipped,
+            duration_sec, run_id and more.
+        """
+        database_url = self.database_url
+        # Before the SparkSession: a bad DATABASE_URL fails in a second, not after the JVM.
+        prepare_database(database_url)
+        return process_trips(
+            self.spark,
+            self.settings,
+            database_url,
+            path,
+            month=month,
+            service=service,
+            run_id=run_id,
+        )

@@ -1,0 +1,86 @@
+"""``chillflow aggregate`` commands: hourly pickup-zone KPIs in Delta and the PostgreSQL mart."""
+
+from __future__ import annotations
+
+import typer
+
+from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+
+app = typer.Typer(
+    help="Hourly pickup-zone KPIs: Delta MERGE refreshes published to mart.zone_hourly_kpis.",
+    no_args_is_help=True,
+)
+
+SOURCE_OPTION = typer.Option(
+    None,
+    "--source",
+    help="Trips to aggregate: postgres (stg.complete_trip, default) or curated (Delta table).",
+)
+
+
+@app.command("run")
+@handle_errors
+def run(
+    full_refresh: bool = typer.Option(
+        False, "--full-refresh", help="Recompute everything and replace both stores."
+    ),
+    day: str | None = typer.Option(
+        None, "--date", help="UTC day to refresh, YYYY-MM-DD (default: yesterday)."
+    ),
+    lookback_hours: int | None = typer.Option(
+        None,
+        "--lookback-hours",
+        min=1,
+        help="Hours back from the end of --date to recompute (default 24: that day only).",
+    ),
+    source: str | None = SOURCE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Refresh one day (plus lookback) incrementally, or everything with --full-refresh."""
+    from chillflow.batch import BatchAggregator
+    from chillflow.errors import ConfigError
+    from chillflow.hour_window import parse_date
+    from chillflow.stages.aggregate import check_source
+
+    if source is not None:
+        check_source(source)
+    if full_refresh:
+        if day is not None or lookback_hours is not None:
+            raise ConfigError("--full-refresh recomputes every hour: drop --date/--lookback-hours")
+        stats = BatchAggregator().aggregate_full_refresh(source=source)
+    else:
+        target = parse_date(day, "--date") if day is not None else None
+        stats = BatchAggregator().aggregate_incremental(target, lookback_hours, source=source)
+    emit(stats, as_json)
+
+
+@app.command("backfill")
+@handle_errors
+def backfill(
+    start: str = typer.Option(..., "--start", help="First UTC day, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--end", help="Last UTC day (inclusive), YYYY-MM-DD."),
+    source: str | None = SOURCE_OPTION,
+    restart: bool = typer.Option(
+        False, "--restart", help="Ignore chunks an unfinished earlier backfill completed."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Refresh a date range one calendar month at a time; a rerun resumes an unfinished one."""
+    from chillflow.batch import BatchAggregator
+    from chillflow.hour_window import parse_date
+    from chillflow.stages.aggregate import check_source
+
+    if source is not None:
+        check_source(source)
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
+    stats = BatchAggregator().aggregate_backfill(first, last, source=source, restart=restart)
+    emit(stats, as_json)
+
+
+@app.command("status")
+@handle_errors
+def status(as_json: bool = JSON_OPTION) -> None:
+    """Rows, hour range and zones of the KPI table, mart rows, last run time and outcome."""
+    from chillflow.batch import BatchAggregator
+
+    emit(BatchAggregator().status(), as_json)

@@ -1,0 +1,81 @@
+"""``chillflow db`` commands: the PostgreSQL schema and the zone dimension."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+
+app = typer.Typer(help="Manage ChillFlow's PostgreSQL database.", no_args_is_help=True)
+
+ZONES_OPTION = typer.Option(
+    None,
+    "--zones",
+    help="TLC taxi_zone_lookup.csv; default CHILLFLOW_ZONE_LOOKUP / [paths] zone_lookup.",
+)
+
+#: The real TLC zone lookup beside a checkout (``../shared/data/tlc``), used when none is set.
+SHARED_ZONE_LOOKUP = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "tlc" / "taxi_zone_lookup.csv"
+)
+
+
+def zone_lookup_path(explicit: Path | None, configured: Path | None) -> Path | None:
+    """Choose the zone lookup CSV: ``--zones``, then the setting, then the shared TLC copy.
+
+    Args:
+        explicit: ``--zones``.
+        configured: ``settings.zone_lookup`` (``CHILLFLOW_ZONE_LOOKUP`` or ``[paths]``).
+
+    Returns:
+        The file to seed from, or None when none is given and the shared copy is absent.
+    """
+    if explicit is not None:
+        return explicit
+    if configured is not None:
+        return configured
+    return SHARED_ZONE_LOOKUP if SHARED_ZONE_LOOKUP.is_file() else None
+
+
+@app.command("init")
+@handle_errors
+def init(
+    zones: Path | None = ZONES_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create or upgrade the schema and seed dim.zone; safe to run any number of times."""
+    import structlog
+
+    from chillflow import runtime
+    from chillflow.storage.postgres import (
+        SCHEMA_VERSION,
+        connect,
+        init_schema,
+        parse_database_url,
+        seed_zones,
+    )
+
+    log = structlog.get_logger("chillflow.db")
+    settings = runtime.settings()
+    database_url = runtime.database_url(settings)
+    csv_path = zone_lookup_path(zones, settings.zone_lookup)
+    with connect(database_url) as conn:
+        init_schema(conn)
+        zone_rows = seed_zones(conn, csv_path) if csv_path is not None else None
+    if csv_path is None:
+        log.warning(
+            "db.zones_skipped",
+            reason="no zone lookup CSV: pass --zones or set CHILLFLOW_ZONE_LOOKUP",
+        )
+    embedded = None if settings.database_url else settings.data_dir / "postgres"
+    result = {
+        "database": str(parse_database_url(database_url)),
+        "embedded_server": str(embedded) if embedded else None,
+        "schema_version": SCHEMA_VERSION,
+        "zones": zone_rows,
+        "zones_source": str(csv_path) if csv_path else None,
+    }
+    log.info("db.initialised", **result)
+    emit(result, as_json)

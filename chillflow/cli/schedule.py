@@ -1,0 +1,129 @@
+"""``chillflow schedule`` commands: the scheduler, its jobs and their run history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+
+app = typer.Typer(
+    help="Run the batch jobs on their schedules (conf/schedules.toml) and show their history.",
+    no_args_is_help=True,
+)
+
+_FAILED_STATUSES = ("failed", "cancelled")
+
+
+@app.command("start")
+@handle_errors
+def start() -> None:
+    """Run the schedule in the foreground until SIGINT or SIGTERM.
+
+    On a signal no new job starts and the running one may finish within shutdown_grace_sec;
+    after that, or on a second signal, it is terminated and recorded as cancelled.
+    """
+    from chillflow.scheduler.scheduler import BatchScheduler
+
+    BatchScheduler().start()
+
+
+@app.command("jobs")
+@handle_errors
+def jobs(as_json: bool = JSON_OPTION) -> None:
+    """List the jobs with their cron, next run and last outcome."""
+    from chillflow.scheduler.scheduler import BatchScheduler
+
+    listed = BatchScheduler().jobs()
+    if as_json:
+        emit({"jobs": listed}, as_json=True)
+        return
+    rows = [
+        {
+            "job": job["name"],
+            "cron": job["cron"],
+            "timezone": job["timezone"],
+            "next_run": job["next_run"],
+            "last_period": (job["last_run"] or {}).get("period", "-"),
+            "last_status": (job["last_run"] or {}).get("status", "-"),
+        }
+        for job in listed
+    ]
+    _print_table(rows)
+
+
+@app.command("run")
+@handle_errors
+def run(
+    job: str = typer.Argument(..., help="Job name, as listed by `schedule jobs`."),
+    period: str | None = typer.Option(
+        None,
+        "--period",
+        help="YYYY-MM (monthly), YYYY-MM-DD (daily) or an hour such as 2026-03-08T06:00Z "
+        "(hourly, UTC unless an offset is given); default: the latest scheduled period.",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run one job now, with its retries; exit 1 if it failed or was cancelled."""
+    from chillflow.scheduler.scheduler import BatchScheduler
+
+    scheduler = BatchScheduler()
+    with scheduler.stop_on_signals():
+        outcome = scheduler.run_job(job, period)
+    if as_json:
+        emit(outcome, as_json=True)
+    else:
+        summary = {key: value for key, value in outcome.items() if value is not None}
+        summary["runs"] = ", ".join(f"{run['run_id']} {run['status']}" for run in outcome["runs"])
+        emit(summary, as_json=False)
+    if outcome["status"] in _FAILED_STATUSES:
+        raise typer.Exit(1)
+
+
+@app.command("runs")
+@handle_errors
+def runs(
+    job: str | None = typer.Option(None, "--job", help="Only this job's runs."),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs, newest first."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the run history from ops.job_run, newest first."""
+    from chillflow.scheduler.scheduler import BatchScheduler
+
+    history = BatchScheduler().runs(job, limit)
+    if as_json:
+        emit({"runs": history}, as_json=True)
+        return
+    _print_table(
+        [
+            {
+                "id": run["id"],
+                "job": run["job"],
+                "period": run["period"],
+                "attempt": run["attempt"],
+                "status": run["status"],
+                "started": _utc_seconds(run["started_at"]),
+                "finished": _utc_seconds(run["finished_at"]),
+                "error": (run["error"] or "")[:80],
+            }
+            for run in history
+        ]
+    )
+
+
+def _utc_seconds(timestamp: str | None) -> str:
+    return f"{timestamp[:19]}Z" if timestamp else "-"
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        typer.echo("(none)")
+        return
+    headers = list(rows[0])
+    cells = [[str(row[key]) for key in headers] for row in rows]
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
+    for line in [headers, *cells]:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )

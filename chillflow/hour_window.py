@@ -1,0 +1,171 @@
+"""Hour-aligned UTC time windows: the run parameter of the aggregate stage.
+
+Every bound that reaches SQL text (a Delta MERGE condition, a JDBC subquery) is rendered by
+:meth:`HourWindow.sql_range` from a validated ``datetime``, never from user text, so a window
+can never carry injected SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from chillflow.errors import ConfigError
+
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+_COLUMN_REF = re.compile(r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$")
+_SQL_TIMESTAMP = "%Y-%m-%d %H:%M:%S"
+
+
+def to_utc_naive(value: datetime) -> datetime:
+    """Return ``value`` as a naive UTC datetime; naive input is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, order=True)
+class HourWindow:
+    """The half-open UTC interval ``[start, end)``, both bounds on a full hour.
+
+    Attributes:
+        start: First hour in the window (naive UTC).
+        end: First hour after the window (naive UTC).
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name, value in (("start", self.start), ("end", self.end)):
+            if not isinstance(value, datetime):
+                raise ConfigError(f"window {name} must be a datetime, not {type(value).__name__}")
+            if value.tzinfo is not None:
+                raise ConfigError(f"window {name} {value} must be naive UTC; use HourWindow.of")
+            if value != value.replace(minute=0, second=0, microsecond=0):
+                raise ConfigError(f"window {name} {value} is not on a full hour")
+        if self.start >= self.end:
+            raise ConfigError(f"empty window: start {self.start} is not before end {self.end}")
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime) -> HourWindow:
+        """Build a window from naive-UTC or time-zone-aware datetimes."""
+        return cls(to_utc_naive(start), to_utc_naive(end))
+
+    @property
+    def hours(self) -> int:
+        """Number of hours in the window."""
+        return int((self.end - self.start) / _HOUR)
+
+    @property
+    def first_date(self) -> date:
+        """Date of the first hour."""
+        return self.start.date()
+
+    @property
+    def last_date(self) -> date:
+        """Date of the last hour."""
+        return (self.end - _HOUR).date()
+
+    def months(self) -> list[str]:
+        """The ``YYYY-MM`` months the window overlaps, in order."""
+        months = []
+        year, month = self.first_date.year, self.first_date.month
+        last = (self.last_date.year, self.last_date.month)
+        while (year, month) <= last:
+            months.append(f"{year:04d}-{month:02d}")
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        return months
+
+    def label(self) -> str:
+        """A stable, compact text form, e.g. ``2025-01-01T00/2025-01-02T00``."""
+        return f"{self.start:%Y-%m-%dT%H}/{self.end:%Y-%m-%dT%H}"
+
+    def sql_range(self, column: str) -> str:
+        """Render ``column >= TIMESTAMP '<start>' AND column < TIMESTAMP '<end>'``.
+
+        Args:
+            column: A plain (optionally qualified) column name such as ``t.hour_ts``.
+
+        Raises:
+            ValueError: If ``column`` is not a plain identifier.
+        """
+        _check_column(column)
+        return (
+            f"{column} >= TIMESTAMP '{self.start.strftime(_SQL_TIMESTAMP)}' "
+            f"AND {column} < TIMESTAMP '{self.end.strftime(_SQL_TIMESTAMP)}'"
+        )
+
+    def sql_date_range(self, column: str) -> str:
+        """Render ``column BETWEEN DATE '<first date>' AND DATE '<last date>'``."""
+        _check_column(column)
+        return f"{column} BETWEEN DATE '{self.first_date}' AND DATE '{self.last_date}'"
+
+
+def day_window(target: date, lookback_hours: int) -> HourWindow:
+    """The window of an incremental run: ``[target + 1 day - lookback, target + 1 day)``.
+
+    The lookback counts back from the end of the target day: 24 covers exactly the target day,
+    48 also re-aggregates the day before it (late-arriving trips).
+
+    Raises:
+        ConfigError: If ``lookback_hours`` is not a positive whole number.
+    """
+    if isinstance(target, datetime):
+        target = to_utc_naive(target).date()
+    if isinstance(lookback_hours, bool) or not isinstance(lookback_hours, int):
+        raise ConfigError(f"lookback_hours must be a whole number of hours, not {lookback_hours!r}")
+    if lookback_hours < 1:
+        raise ConfigError(f"lookback_hours must be at least 1, not {lookback_hours}")
+    end = datetime.combine(target, datetime.min.time()) + _DAY
+    return HourWindow(end - timedelta(hours=lookback_hours), end)
+
+
+def month_chunks(start: date, end: date) -> list[HourWindow]:
+    """Split the inclusive date range ``start..end`` into windows of at most one calendar month.
+
+    Raises:
+        ConfigError: If ``end`` is before ``start``.
+    """
+    if end < start:
+        raise ConfigError(f"backfill end {end} is before its start {start}")
+    chunks = []
+    stop = datetime.combine(end, datetime.min.time()) + _DAY
+    cursor = datetime.combine(start, datetime.min.time())
+    while cursor < stop:
+        year, month = (
+            (cursor.year + 1, 1) if cursor.month == 12 else (cursor.year, cursor.month + 1)
+        )
+        chunk_end = min(datetime(year, month, 1), stop)
+        chunks.append(HourWindow(cursor, chunk_end))
+        cursor = chunk_end
+    return chunks
+
+
+def yesterday_utc(now: datetime | None = None) -> date:
+    """The UTC date before today (or before ``now``)."""
+    now = to_utc_naive(now) if now is not None else datetime.now(timezone.utc).replace(tzinfo=None)
+    return now.date() - _DAY
+
+
+def parse_date(value: str, what: str = "date") -> date:
+    """Parse a ``YYYY-MM-DD`` command-line date.
+
+    Raises:
+        ConfigError: If the value is not a valid calendar date in that form.
+    """
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"invalid {what} {value!r}: expected YYYY-MM-DD, e.g. 2025-01-31"
+        ) from None
+
+
+def _check_column(column: str) -> None:
+    if not _COLUMN_REF.match(column):
+        raise ValueError(f"unsafe column reference {column!r}")

@@ -1,0 +1,315 @@
+"""Schedules of the batch jobs: ``conf/schedules.toml``, validated once into frozen dataclasses."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomllib
+from croniter import CroniterBadDateError, croniter
+
+from chillflow.errors import ConfigError
+from chillflow.settings import default_conf_dir
+
+SCHEDULES_FILE = "schedules.toml"
+JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline")
+MISSED_RUN_POLICIES = ("skip", "run_latest")
+#: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
+PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
+#: Services the whole pipeline carries (curate refuses FHV files).
+SERVICES = ("yellow", "green")
+_DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
+#: Jobs the stages record in ``ops.job_run`` themselves; a schedule using these names would mix
+#: its runs with theirs.
+RESERVED_JOB_NAMES = frozenset({"curate", "process_trips", "aggregate", "aggregate_backfill"})
+_JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_CRON_PROBE = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+_TOP_KEYS = frozenset(
+    {
+        "timezone",
+        "missed_run_policy",
+        "misfire_grace_sec",
+        "shutdown_grace_sec",
+        "landing_dir",
+        "services",
+        "monthly_steps",
+        "spark_submit",
+        "jobs",
+    }
+)
+_JOB_KEYS = frozenset(
+    {
+        "name",
+        "kind",
+        "cron",
+        "timezone",
+        "lookback_hours",
+        "retries",
+        "retry_backoff_sec",
+        "timeout_sec",
+    }
+)
+
+
+@dataclass(frozen=True)
+class JobSchedule:
+    """One scheduled job.
+
+    Attributes:
+        name: Stable identifier, recorded as ``ops.job_run.job``.
+        kind: What the job runs, one of :data:`JOB_KINDS`.
+        cron: Five-field cron expression, read in ``timezone``.
+        timezone: IANA time zone of the cron expression and of daily/monthly periods.
+        lookback_hours: Hours before the period that aggregation recomputes (aggregate kinds).
+        retries: Further attempts after a failed one.
+        retry_backoff_sec: Wait before the first retry; doubled before each next one.
+        timeout_sec: Seconds one step may run before it is terminated; None for no limit.
+    """
+
+    name: str
+    kind: str
+    cron: str
+    timezone: ZoneInfo
+    lookback_hours: int | None
+    retries: int
+    retry_backoff_sec: float
+    timeout_sec: float | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Everything ``BatchScheduler`` needs besides the database.
+
+    Attributes:
+        jobs: The jobs, in file order.
+        missed_run_policy: ``skip`` drops runs missed by more than ``misfire_grace_sec``;
+            ``run_latest`` runs the latest missed period once.
+        misfire_grace_sec: How late a run may start and still count as on time.
+        shutdown_grace_sec: On SIGINT/SIGTERM, how long the running job may go on before it is
+            terminated and recorded as cancelled.
+        landing_dir: Where raw monthly files arrive, as ``{service}_tripdata_{YYYY-MM}.parquet``.
+        services: Services whose raw files the monthly pipeline processes.
+        monthly_steps: Steps of the monthly pipeline, a subsequence of :data:`PIPELINE_STEPS`.
+        spark_submit: The ``spark-submit.sh`` every job runs through.
+    """
+
+    jobs: tuple[JobSchedule, ...]
+    missed_run_policy: str
+    misfire_grace_sec: float
+    shutdown_grace_sec: float
+    landing_dir: Path
+    services: tuple[str, ...]
+    monthly_steps: tuple[str, ...]
+    spark_submit: Path
+
+    def job(self, name: str) -> JobSchedule:
+        """Return the job called ``name``.
+
+        Raises:
+            ConfigError: If no job has that name.
+        """
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        known = ", ".join(job.name for job in self.jobs) or "none"
+        raise ConfigError(f"unknown job {name!r}: expected one of {known}")
+
+
+def load_schedule(
+    conf_dir: Path | None = None, *, data_dir: Path, env: Mapping[str, str] | None = None
+) -> ScheduleConfig:
+    """Read and validate ``schedules.toml``.
+
+    Args:
+        conf_dir: Directory holding ``schedules.toml``; defaults to the settings' conf directory.
+        data_dir: ChillFlow's data directory; the landing directory defaults to ``landing/`` in it.
+        env: Environment mapping (``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``);
+            defaults to ``os.environ``.
+
+    Returns:
+        The validated schedule.
+
+    Raises:
+        ConfigError: If the file is missing or malformed or a value is invalid.
+    """
+    env = os.environ if env is None else env
+    path = (conf_dir or default_conf_dir()) / SCHEDULES_FILE
+    try:
+        with path.open("rb") as handle:
+            doc = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"schedule file {path} not found (set CHILLFLOW_CONF_DIR to the conf/ directory)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    landing = env.get("CHILLFLOW_LANDING_DIR") or doc.get("landing_dir")
+    return parse_schedule(
+        doc,
+        source=str(path),
+        landing_dir=_path(landing, "landing_dir") if landing else data_dir / "landing",
+    )
+
+
+def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) -> ScheduleConfig:
+    """Validate a parsed schedule document.
+
+    Args:
+        doc: The TOML document.
+        source: Where it came from, for error messages.
+        landing_dir: The resolved landing directory.
+
+    Returns:
+        The validated schedule.
+
+    Raises:
+        ConfigError: If a value is invalid; the message names the file and the key.
+    """
+    _reject_unknown(doc, _TOP_KEYS, source)
+    default_tz = _zone(doc.get("timezone", "UTC"), f"{source}: timezone")
+    policy = doc.get("missed_run_policy", "run_latest")
+    if policy not in MISSED_RUN_POLICIES:
+        raise ConfigError(
+            f"{source}: missed_run_policy {policy!r} not in {', '.join(MISSED_RUN_POLICIES)}"
+        )
+    services = doc.get("services", ["yellow"])
+    if (
+        not isinstance(services, list)
+        or not services
+        or any(service not in SERVICES for service in services)
+        or len(set(services)) != len(services)
+    ):
+        raise ConfigError(
+            f"{source}: services {services!r} must be a non-empty list of distinct names "
+            f"from {', '.join(SERVICES)}"
+        )
+    steps = doc.get("monthly_steps", list(PIPELINE_STEPS))
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or any(step not in PIPELINE_STEPS for step in steps)
+        or steps != sorted(set(steps), key=PIPELINE_STEPS.index)
+    ):
+        raise ConfigError(
+            f"{source}: monthly_steps {steps!r} must list steps of "
+            f"{', '.join(PIPELINE_STEPS)} once each, in that order"
+        )
+    spark_submit = _path(doc.get("spark_submit", _PACKAGE_ROOT / "spark-submit.sh"), "spark_submit")
+    if not spark_submit.is_file() or not os.access(spark_submit, os.X_OK):
+        raise ConfigError(f"{source}: spark_submit {spark_submit} is not an executable file")
+
+    raw_jobs = doc.get("jobs", [])
+    if not isinstance(raw_jobs, list) or not raw_jobs:
+        raise ConfigError(f"{source}: no [[jobs]] defined")
+    jobs = tuple(
+        _job(raw, f"{source} job #{index + 1}", default_tz) for index, raw in enumerate(raw_jobs)
+    )
+    names = [job.name for job in jobs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: duplicate job names {', '.join(duplicates)}")
+    return ScheduleConfig(
+        jobs=jobs,
+        missed_run_policy=policy,
+        misfire_grace_sec=_number(doc, "misfire_grace_sec", 300, source),
+        shutdown_grace_sec=_number(doc, "shutdown_grace_sec", 600, source),
+        landing_dir=landing_dir,
+        services=tuple(services),
+        monthly_steps=tuple(steps),
+        spark_submit=spark_submit,
+    )
+
+
+def _job(raw: Any, where: str, default_tz: ZoneInfo) -> JobSchedule:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _reject_unknown(raw, _JOB_KEYS, where)
+    name = raw.get("name", "")
+    if not isinstance(name, str) or not _JOB_NAME.match(name):
+        raise ConfigError(f"{where}: name {name!r} must match {_JOB_NAME.pattern}")
+    if name in RESERVED_JOB_NAMES:
+        raise ConfigError(
+            f"{where}: name {name!r} is taken by a stage's own run records in ops.job_run; "
+            "choose another, e.g. scheduled_" + name
+        )
+    where = f"{where} ({name})"
+    kind = raw.get("kind")
+    if kind not in JOB_KINDS:
+        raise ConfigError(f"{where}: kind {kind!r} not in {', '.join(JOB_KINDS)}")
+    cron = raw.get("cron")
+    # Six- and seven-field forms (seconds, years) are croniter extensions, not cron.
+    if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise ConfigError(
+            f"{where}: cron {cron!r} is not a valid five-field cron expression "
+            "(minute hour day-of-month month day-of-week)"
+        )
+    try:
+        croniter(cron, _CRON_PROBE).get_next(datetime)
+    except CroniterBadDateError:
+        raise ConfigError(f"{where}: cron {cron!r} never fires") from None
+    lookback = raw.get("lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind))
+    if kind == "monthly_pipeline":
+        if "lookback_hours" in raw:
+            raise ConfigError(f"{where}: lookback_hours applies to aggregate jobs only")
+    elif not _is_int(lookback) or lookback < 1:
+        raise ConfigError(f"{where}: lookback_hours must be a positive integer")
+    retries = raw.get("retries", 0)
+    if not _is_int(retries) or retries < 0:
+        raise ConfigError(f"{where}: retries must be a non-negative integer")
+    timeout = raw.get("timeout_sec")
+    if timeout is not None and not (_is_number(timeout) and timeout > 0):
+        raise ConfigError(f"{where}: timeout_sec must be a positive number of seconds")
+    return JobSchedule(
+        name=name,
+        kind=kind,
+        cron=" ".join(cron.split()),
+        timezone=_zone(raw["timezone"], f"{where}: timezone") if "timezone" in raw else default_tz,
+        lookback_hours=lookback,
+        retries=retries,
+        retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
+        timeout_sec=None if timeout is None else float(timeout),
+    )
+
+
+def _reject_unknown(table: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    # A misspelt key (``retry`` for ``retries``) would otherwise fall back to a default silently.
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown keys {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+        )
+
+
+def _zone(name: Any, where: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(f"{where} {name!r} is not an IANA time zone such as UTC") from None
+
+
+def _number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    value = table.get(key, default)
+    if not _is_number(value) or value < 0:
+        raise ConfigError(f"{where}: {key} must be a non-negative number of seconds")
+    return float(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _path(value: Any, key: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ConfigError(f"{key} must be a path, got {value!r}")
+    return Path(value).expanduser().resolve()

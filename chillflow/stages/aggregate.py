@@ -1,0 +1,476 @@
+"""The aggregate stage: trips -> hourly pickup-zone KPIs in Delta -> ``mart.zone_hourly_kpis``.
+
+The KPI Delta table is the source of truth; the mart is published from it. Three modes:
+
+* incremental: the KPIs of one window (a target day and its lookback) are recomputed from the
+  source, MERGEd into the Delta table, and the same window of the mart is replaced;
+* backfill: the same, one calendar month per chunk; chunks done by an interrupted backfill of
+  the same range are skipped when it is run again;
+* full refresh: everything is recomputed and both stores are replaced atomically.
+
+Since every run makes the window it covers equal to a fresh aggregation of the source, any
+sequence of runs leaves the table a full refresh would build over the same trips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+import psycopg2
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from chillflow.errors import ChillflowError, ConfigError
+from chillflow.hour_window import HourWindow, day_window, month_chunks
+from chillflow.logs import bound_run, new_run_id
+from chillflow.progress import spark_progress
+from chillflow.settings import Settings
+from chillflow.storage.delta import read_table, table_exists
+from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
+from chillflow.storage.kpi_mart import (
+    AGGREGATE_JOB,
+    BACKFILL_JOB,
+    MART_COLUMNS,
+    MartReplace,
+    finished_chunks,
+    latest_run,
+    mart_row_count,
+    record_run_finished,
+    record_run_started,
+    replace_mart_rows,
+    restart_run,
+    resumable_backfill,
+)
+from chillflow.storage.kpi_store import (
+    WriteResult,
+    merge_hourly_kpis,
+    overwrite_hourly_kpis,
+    read_hourly_kpis,
+    summarize_hourly_kpis,
+)
+from chillflow.storage.postgres import connect, init_schema
+from chillflow.transforms.keys import salt_frame, with_trip_keys
+from chillflow.transforms.kpis import hourly_zone_kpis
+
+SOURCES = ("postgres", "curated")
+#: The curate rule that keeps every curated pickup inside its file's month partition.
+_MONTH_RULE = "pickup_in_file_month"
+# Both timestamp columns of the mart accept this text; PostgreSQL ignores the zone for hour_ts.
+_CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
+
+
+@dataclass(frozen=True)
+class AggregateSettings:
+    """The ``[aggregate]`` section of ``conf/chillflow.toml``."""
+
+    default_lookback_hours: int = 24
+    default_source: str = "postgres"
+    jdbc_partitions: int = 4
+    jdbc_fetch_size: int = 10_000
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> AggregateSettings:
+        """Validate the section.
+
+        Raises:
+            ConfigError: A value has the wrong type or range, or a key is unknown.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"[aggregate]: unknown keys {unknown}; expected {sorted(known)}")
+        values = {**cls().__dict__, **section}
+        for key in ("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size"):
+            value = values[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"[aggregate] {key}={value!r}: expected a positive integer")
+        check_source(values["default_source"], "[aggregate] default_source")
+        return cls(**values)
+
+
+def check_source(source: str, what: str = "--source") -> str:
+    """Return ``source`` if it names a trips source.
+
+    Raises:
+        ConfigError: Otherwise.
+    """
+    if source not in SOURCES:
+        raise ConfigError(f"{what}={source!r}: expected one of {', '.join(SOURCES)}")
+    return source
+
+
+def aggregate_incremental(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    target: date,
+    lookback_hours: int | None = None,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Refresh the window ``[target + 1 day - lookback, target + 1 day)`` of both stores.
+
+    Args:
+        spark: The session.
+        settings: Validated settings.
+        database_url: PostgreSQL holding the mart (and the trips for the postgres source).
+        target: The UTC day to refresh.
+        lookback_hours: Hours back from the end of ``target``; ``[aggregate]`` default (24).
+        source: ``postgres`` (stg.complete_trip) or ``curated`` (the curated Delta table).
+        run_id: Run id; a new one by default.
+
+    Returns:
+        Run statistics (see :func:`aggregate_window`).
+    """
+    conf = AggregateSettings.from_section(settings.section("aggregate"))
+    window = day_window(
+        target, conf.default_lookback_hours if lookback_hours is None else lookback_hours
+    )
+    return aggregate_window(
+        spark, settings, database_url, window, source=source, run_id=run_id, mode="incremental"
+    )
+
+
+def aggregate_window(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    window: HourWindow,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+    mode: str = "incremental",
+    backfill_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Recompute one window from the source, MERGE it into Delta and replace it in the mart.
+
+    Returns:
+        run_id, mode, source, window_start, window_end, window_hours; hours_processed and
+        zones_affected (distinct hours and zones with KPI rows in the window afterwards),
+        kpi_rows; rows_inserted, rows_updated, rows_deleted (Delta); mart_rows_deleted,
+        mart_rows_copied; table_version; duration_sec.
+    """
+    return _run(
+        spark,
+        settings,
+        database_url,
+        window=window,
+        source=source,
+        run_id=run_id,
+        mode=mode,
+        backfill_run_id=backfill_run_id,
+    )
+
+
+def aggregate_full_refresh(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Recompute every KPI and replace the Delta table and the mart, each atomically.
+
+    Returns:
+        The statistics of :func:`aggregate_window`; rows_deleted counts every row the table
+        held before, rows_inserted every row it holds now.
+    """
+    return _run(
+        spark, settings, database_url, window=None, source=source, run_id=run_id, mode="full"
+    )
+
+
+def aggregate_backfill(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    start: date,
+    end: date,
+    *,
+    source: str | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Refresh the days ``start..end`` (inclusive) one calendar month at a time.
+
+    A backfill of the same range that did not finish is resumed: its completed chunks are
+    skipped. ``restart`` starts over instead.
+
+    Returns:
+        run_id (of the backfill), start, end, chunks, chunks_skipped, attempt; summed
+        rows_inserted, rows_updated, rows_deleted, mart_rows_copied; hours_processed and
+        zones_affected over the whole range; duration_sec; and per-chunk statistics in runs.
+    """
+    chunks = month_chunks(start, end)
+    conf = AggregateSettings.from_section(settings.section("aggregate"))
+    source = check_source(source or conf.default_source)
+    period = f"{start.isoformat()}/{end.isoformat()}"
+    started = time.monotonic()
+    with connect(database_url) as conn:
+        init_schema(conn)
+        previous = None if restart else resumable_backfill(conn, period)
+        if previous is not None:
+            backfill_id = previous[0]
+            attempt = restart_run(conn, backfill_id)
+            done = finished_chunks(conn, backfill_id)
+        else:
+            backfill_id, attempt, done = new_run_id(), 1, set()
+            record_run_started(conn, BACKFILL_JOB, period, backfill_id, {"source": source})
+    with bound_run("aggregate_backfill", backfill_id, period=period, source=source) as log:
+        log.info("aggregate.backfill_started", chunks=len(chunks), done=len(done), attempt=attempt)
+        runs: list[dict[str, Any]] = []
+        try:
+            for chunk in chunks:
+                if chunk.label() in done:
+                    log.info("aggregate.chunk_skipped", window=chunk.label())
+                    continue
+                runs.append(
+                    aggregate_window(
+                        spark,
+                        settings,
+                        database_url,
+                        chunk,
+                        source=source,
+                        mode="backfill",
+                        backfill_run_id=backfill_id,
+                    )
+                )
+        except BaseException as exc:
+            _record_failure(database_url, backfill_id, exc)
+            log.error("aggregate.backfill_failed", error=type(exc).__name__, runs=len(runs))
+            raise
+        whole = HourWindow(chunks[0].start, chunks[-1].end)
+        summary = summarize_hourly_kpis(spark, settings.tables.kpis, whole)
+        stats = {
+            "run_id": backfill_id,
+            "mode": "backfill",
+            "source": source,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "attempt": attempt,
+            "chunks": len(chunks),
+            "chunks_skipped": len(chunks) - len(runs),
+            "hours_processed": summary["hours"],
+            "zones_affected": summary["zones"],
+            "kpi_rows": summary["rows"],
+            **{
+                key: sum(run[key] for run in runs)
+                for key in ("rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
+            },
+            "duration_sec": round(time.monotonic() - started, 3),
+            "runs": runs,
+        }
+        with connect(database_url) as conn:
+            record_run_finished(
+                conn, backfill_id, "succeeded", {k: v for k, v in stats.items() if k != "runs"}
+            )
+        log.info("aggregate.backfill_finished", **{k: v for k, v in stats.items() if k != "runs"})
+        return stats
+
+
+def aggregate_status(spark: SparkSession, settings: Settings, database_url: str) -> dict[str, Any]:
+    """Rows, hour range and zones of the KPI table, mart rows, and the last run's outcome."""
+    summary = summarize_hourly_kpis(spark, settings.tables.kpis)
+    with connect(database_url) as conn:
+        init_schema(conn)
+        mart_rows = mart_row_count(conn)
+        last = latest_run(conn)
+    return {
+        "kpi_table": str(settings.tables.kpis),
+        "rows": summary["rows"],
+        "first_hour": summary["first_hour"],
+        "last_hour": summary["last_hour"],
+        "zones": summary["zones"],
+        "hours": summary["hours"],
+        "table_version": summary["version"],
+        "mart_rows": mart_rows,
+        "last_run": last,
+    }
+
+
+def _run(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    *,
+    window: HourWindow | None,
+    source: str | None,
+    run_id: str | None,
+    mode: str,
+    backfill_run_id: str | None = None,
+) -> dict[str, Any]:
+    conf = AggregateSettings.from_section(settings.section("aggregate"))
+    source = check_source(source or conf.default_source)
+    run_id = run_id or new_run_id()
+    period = window.label() if window is not None else "full"
+    started = time.monotonic()
+    computed_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    with bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log:
+        with connect(database_url) as conn:
+            init_schema(conn)
+            record_run_started(
+                conn,
+                AGGREGATE_JOB,
+                period,
+                run_id,
+                {"mode": mode, "source": source, "backfill_run_id": backfill_run_id},
+            )
+        log.info("aggregate.started")
+        try:
+            trips = _read_trips(spark, settings, conf, database_url, source, window)
+            quarantined = _read_quarantined(spark, settings, window)
+            kpis = hourly_zone_kpis(trips, quarantined).withColumn(
+                "computed_at", F.lit(computed_at)
+            )
+            with spark_progress(spark, "aggregate.write"):
+                written = _write(spark, settings, kpis, window)
+            log.info(
+                "aggregate.written",
+                rows_inserted=written.rows_inserted,
+                rows_updated=written.rows_updated,
+                rows_deleted=written.rows_deleted,
+                table_version=written.version,
+            )
+            with spark_progress(spark, "aggregate.publish"):
+                published = _publish(spark, settings, database_url, window)
+        except BaseException as exc:
+            _record_failure(database_url, run_id, exc)
+            log.error("aggregate.failed", error=type(exc).__name__)
+            raise
+        stats = {
+            "run_id": run_id,
+            "mode": mode,
+            "source": source,
+            "window_start": window.start.isoformat() if window is not None else None,
+            "window_end": window.end.isoformat() if window is not None else None,
+            "window_hours": window.hours if window is not None else None,
+            "hours_processed": published.hours,
+            "zones_affected": published.zones,
+            "kpi_rows": published.mart.rows_copied,
+            "rows_inserted": written.rows_inserted,
+            "rows_updated": written.rows_updated,
+            "rows_deleted": written.rows_deleted,
+            "mart_rows_deleted": published.mart.rows_deleted,
+            "mart_rows_copied": published.mart.rows_copied,
+            "table_version": written.version,
+            "kpi_table": str(settings.tables.kpis),
+            "backfill_run_id": backfill_run_id,
+            "duration_sec": round(time.monotonic() - started, 3),
+        }
+        with connect(database_url) as conn:
+            record_run_finished(conn, run_id, "succeeded", stats)
+        log.info("aggregate.finished", **stats)
+        return stats
+
+
+def _read_trips(
+    spark: SparkSession,
+    settings: Settings,
+    conf: AggregateSettings,
+    database_url: str,
+    source: str,
+    window: HourWindow | None,
+) -> DataFrame:
+    if source == "postgres":
+        return read_complete_trips(
+            spark,
+            database_url,
+            window,
+            partitions=conf.jdbc_partitions,
+            fetch_size=conf.jdbc_fetch_size,
+            bounds=pickup_range(database_url) if window is None else None,
+        )
+    path = settings.tables.curated
+    if not table_exists(spark, path):
+        raise ConfigError(
+            f"--source curated: no curated Delta table at {path}; run `chillflow curate month` "
+            "first or aggregate from postgres"
+        )
+    trips = read_table(spark, path)
+    if window is not None:
+        trips = trips.where(window.sql_range("pickup_ts"))
+        if _pickups_inside_month_partition(settings):
+            trips = trips.where(F.col("month").isin(window.months()))
+    return with_trip_keys(trips, salt_frame(spark, settings.hash_salt))
+
+
+def _pickups_inside_month_partition(settings: Settings) -> bool:
+    """Whether curation keeps each pickup in its file's month partition, so months may prune.
+
+    Without that rule a January file's stray December pickup would sit in the January
+    partition, where a December window pruned by month would miss it.
+    """
+    return any(
+        rule.name == _MONTH_RULE and rule.action == "quarantine" for rule in settings.curate.rules
+    )
+
+
+def _read_quarantined(
+    spark: SparkSession, settings: Settings, window: HourWindow | None
+) -> DataFrame | None:
+    """Quarantined rows for outlier rates, or None when no quarantine table exists.
+
+    Not pruned by month: quarantined stray pickups live in their file's month partition.
+    """
+    path = settings.tables.quarantine
+    if not table_exists(spark, path):
+        return None
+    rows = read_table(spark, path)
+    if window is not None:
+        rows = rows.where(window.sql_range("pickup_ts"))
+    return rows.select("pickup_ts", "pu_zone_id")
+
+
+def _write(
+    spark: SparkSession, settings: Settings, kpis: DataFrame, window: HourWindow | None
+) -> WriteResult:
+    if window is None:
+        return overwrite_hourly_kpis(spark, settings.tables.kpis, kpis)
+    return merge_hourly_kpis(spark, settings.tables.kpis, kpis, window)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing a window to the mart did, and what the window holds."""
+
+    mart: MartReplace
+    zones: int
+    hours: int
+
+
+def _publish(
+    spark: SparkSession, settings: Settings, database_url: str, window: HourWindow | None
+) -> Published:
+    """Replace the window's mart rows with the Delta table's, in one PostgreSQL transaction.
+
+    The distinct zones and hours are counted from the same stream, sparing a Spark job.
+    """
+    rows = read_hourly_kpis(spark, settings.tables.kpis, window).select(
+        "zone_id",
+        F.unix_micros("hour_ts").alias("hour"),
+        F.to_csv(F.struct(*MART_COLUMNS), _CSV_OPTIONS).alias("line"),
+    )
+    zones: set[int] = set()
+    hours: set[int] = set()
+
+    def lines() -> Iterator[str]:
+        for row in rows.toLocalIterator(prefetchPartitions=True):
+            zones.add(row["zone_id"])
+            hours.add(row["hour"])
+            yield row["line"]
+
+    with connect(database_url) as conn:
+        replaced = replace_mart_rows(conn, lines(), window)
+    return Published(replaced, len(zones), len(hours))
+
+
+def _record_failure(database_url: str, run_id: str, exc: BaseException) -> None:
+    """Mark a run failed; a database that is down must not hide the original error."""
+    with contextlib.suppress(ChillflowError, psycopg2.Error), connect(database_url) as conn:
+        record_run_finished(conn, run_id, "failed", error=f"{type(exc).__name__}: {exc}")

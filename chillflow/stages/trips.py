@@ -1,0 +1,337 @@
+"""The process-trips stage: curated trips of a month -> PostgreSQL's ``stg.complete_trip``.
+
+One run: read the month (and service) from the curated table, key the trips, append them to a
+staging table of the run's own (Arrow batches streamed with COPY, or Spark's JDBC writer), then
+in one transaction delete the slice's trips that vanished from the curated month, upsert the
+staged trips and drop the staging table. After the commit the slice in PostgreSQL must hold as
+many trips as the curated month minus declared skips, or the run fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from psycopg2.extensions import connection as Connection
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from chillflow.errors import ConfigError, ReconciliationError
+from chillflow.logs import bound_run, new_run_id
+from chillflow.progress import spark_progress
+from chillflow.settings import Settings, parse_month
+from chillflow.storage.curated import CuratedSource, read_curated
+from chillflow.storage.jdbc import append_jdbc
+from chillflow.storage.pg_copy import copy_rows
+from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.trips_pg import (
+    TripSlice,
+    check_run_id,
+    count_slice,
+    create_staging_table,
+    discard_staging_table,
+    drop_staging_table,
+    drop_stale_staging_tables,
+    load_staged,
+    staging_progress,
+    staging_table,
+)
+from chillflow.transforms.complete_trips import (
+    SKIP_REASON,
+    SKIP_REASONS,
+    is_loadable,
+    to_complete_trips,
+    with_skip_reason,
+)
+from chillflow.transforms.keys import salt_frame, with_trip_keys
+
+SERVICES = ("yellow", "green")
+WRITERS = ("copy", "jdbc")
+
+
+@dataclass(frozen=True)
+class TripLoadSettings:
+    """The ``[trips]`` section of ``conf/chillflow.toml``.
+
+    Attributes:
+        writer: How Spark fills the staging table: ``copy`` (Arrow batches streamed with
+            PostgreSQL COPY, needs psycopg2 on executors) or ``jdbc`` (Spark's JDBC writer).
+        jdbc_partitions: Concurrent connections writing the staging table (either writer).
+        batch_size: Rows per JDBC batch (jdbc writer).
+        rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting (jdbc writer).
+        work_mem: PostgreSQL work_mem of the upsert transaction (its key sort and hash).
+        progress_every_sec: Interval of ``process_trips.progress`` lines.
+    """
+
+    writer: str = "copy"
+    jdbc_partitions: int = 4
+    batch_size: int = 10_000
+    rewrite_batched_inserts: bool = True
+    work_mem: str = "256MB"
+    progress_every_sec: float = 5.0
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
+        """Validate the section.
+
+        Raises:
+            ConfigError: A value has the wrong type or range, or a key is unknown.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"[trips]: unknown keys {unknown}; expected {sorted(known)}")
+        values = {**cls().__dict__, **section}
+        for key in ("jdbc_partitions", "batch_size"):
+            value = values[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"[trips] {key}={value!r}: expected a positive integer")
+        if values["writer"] not in WRITERS:
+            raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
+        if not isinstance(values["rewrite_batched_inserts"], bool):
+            raise ConfigError("[trips] rewrite_batched_inserts: expected true or false")
+        work_mem = values["work_mem"]
+        if not isinstance(work_mem, str) or not work_mem[:1].isdigit() or not work_mem.isalnum():
+            raise ConfigError(f"[trips] work_mem={work_mem!r}: expected a size such as '256MB'")
+        every = values["progress_every_sec"]
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
+            raise ConfigError(f"[trips] progress_every_sec={every!r}: expected seconds > 0")
+        return cls(**values)
+
+
+def prepare_database(database_url: str) -> list[str]:
+    """Create or upgrade the schema and drop staging tables left by killed runs.
+
+    Returns:
+        The names of the dropped staging tables.
+
+    Raises:
+        ConfigError: The URL is malformed (shown masked).
+        DatabaseError: PostgreSQL is unreachable or refused the login (password masked).
+    """
+    with connect(database_url) as conn:
+        init_schema(conn)
+        conn.commit()
+        conn.autocommit = True
+        return drop_stale_staging_tables(conn, datetime.now(timezone.utc).replace(tzinfo=None))
+
+
+def process_trips(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    source: str | Path | None = None,
+    *,
+    month: str | None = None,
+    service: str | None = None,
+    run_id: str | None = None,
+    _before_commit: Callable[[Connection], None] | None = None,
+) -> dict[str, Any]:
+    """Load the curated trips of one month into stg.complete_trip, idempotently.
+
+    Args:
+        spark: The session.
+        settings: Validated settings (hash salt, ``[trips]``, the curated table).
+        database_url: PostgreSQL URL (contains the password: never logged).
+        source: Curated Delta table, or Parquet in the curated schema; the configured curated
+            table by default.
+        month: ``YYYY-MM``; may be left out when the source holds a single month.
+        service: ``yellow`` or ``green``; every service of the month by default.
+        run_id: Run id (names the staging table); a new one by default.
+        _before_commit: Test hook, called inside the upsert transaction before its commit.
+
+    Returns:
+        Run statistics: rows_read, skipped (with skip_reasons), staged, inserted, updated,
+        unchanged, deleted, postgres_rows, duration_sec, rows_per_sec, run_id and more.
+
+    Raises:
+        ConfigError: Bad arguments, settings or source, or no curated trips to load.
+        DatabaseError: PostgreSQL is unreachable or refused the login (password masked).
+        ReconciliationError: After the commit, PostgreSQL's count of a slice differs from the
+            curated rows loaded into it.
+    """
+    started = time.monotonic()
+    started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    run_id = check_run_id(run_id or new_run_id())
+    options = TripLoadSettings.from_section(settings.section("trips"))
+    if month is not None:
+        parse_month(month)
+    if service is not None and service not in SERVICES:
+        raise ConfigError(f"service {service!r}: expected one of {', '.join(SERVICES)}")
+    target = parse_database_url(database_url)
+    stale = prepare_database(database_url)
+    curated = read_curated(spark, source or settings.tables.curated)
+    selected = _select_month(curated, month, service)
+    month = next(iter(selected.loaded)).month
+    loaded, skip_reasons = selected.loaded, selected.skipped
+    staged = sum(loaded.values())
+
+    with bound_run("process_trips", run_id, month=month) as log:
+        log.info(
+            "process_trips.started",
+            source=curated.location,
+            delta_version=curated.delta_version,
+            slices=[f"{s.service}/{s.month}" for s in loaded],
+            expected_rows=staged,
+            skipped=sum(skip_reasons.values()),
+            database=str(target),
+            writer=options.writer,
+        )
+        if stale:
+            log.info("process_trips.stale_staging_dropped", tables=stale)
+        staging = staging_table(run_id, started_at)
+        with connect(database_url) as conn:
+            create_staging_table(conn, staging)
+
+        try:
+            rows = (
+                selected.trips.where(is_loadable())
+                .transform(with_trip_keys, salt_frame(spark, settings.hash_salt))
+                .transform(to_complete_trips)
+            )
+            write_started = time.monotonic()
+            with (
+                staging_progress(database_url, staging) as probe,
+                spark_progress(
+                    spark,
+                    "process_trips",
+                    every_sec=options.progress_every_sec,
+                    expected_rows=staged,
+                    rows_done=probe,
+                ),
+            ):
+                _write_staging(rows, database_url, staging, options)
+            write_sec = time.monotonic() - write_started
+            log.info("process_trips.staged", sec=round(write_sec, 1))
+
+            upsert_started = time.monotonic()
+            with connect(database_url) as conn:
+                counts = load_staged(conn, staging, loaded, work_mem=options.work_mem)
+                if _before_commit is not None:
+                    _before_commit(conn)
+                drop_staging_table(conn, staging)
+            upsert_sec = time.monotonic() - upsert_started
+        except BaseException:
+            discard_staging_table(database_url, staging)
+            raise
+        log.info(
+            "process_trips.committed",
+            inserted=counts.inserted,
+            updated=counts.updated,
+            deleted=counts.deleted,
+            sec=round(upsert_sec, 1),
+        )
+
+        with connect(database_url) as conn:
+            in_postgres = {s: count_slice(conn, s) for s in loaded}
+        _reconcile(loaded, in_postgres, skip_reasons)
+
+        duration = time.monotonic() - started
+        stats = {
+            "run_id": run_id,
+            "source": curated.location,
+            "delta_version": curated.delta_version,
+            "month": month,
+            "services": sorted({s.service for s in loaded}),
+            "database": str(target),
+            "writer": options.writer,
+            "rows_read": staged + sum(skip_reasons.values()),
+            "skipped": sum(skip_reasons.values()),
+            "skip_reasons": {r: n for r, n in skip_reasons.items() if n},
+            "staged": staged,
+            "inserted": counts.inserted,
+            "updated": counts.updated,
+            "unchanged": staged - counts.inserted - counts.updated,
+            "deleted": counts.deleted,
+            "postgres_rows": sum(in_postgres.values()),
+            "staging_sec": round(write_sec, 3),
+            "upsert_sec": round(upsert_sec, 3),
+            "duration_sec": round(duration, 3),
+            "rows_per_sec": round(staged / duration) if duration > 0 else None,
+        }
+        log.info("process_trips.finished", **stats)
+        return stats
+
+
+@dataclass(frozen=True)
+class _CuratedMonth:
+    """The curated trips of one run, with the counts the load is reconciled against."""
+
+    trips: DataFrame
+    loaded: dict[TripSlice, int]
+    skipped: dict[str, int]
+
+
+def _select_month(curated: CuratedSource, month: str | None, service: str | None) -> _CuratedMonth:
+    """Filter the source to the month and service, and count loadable rows and skips.
+
+    The counts read only pickup_ts and the partition columns; the load itself reads the same
+    Delta version, so they are the reference for the reconciliation. A month with no curated
+    trips is an error rather than an instruction to delete that month from PostgreSQL: far more
+    likely the wrong path or month than a month without a single trip.
+    """
+    trips = curated.rows
+    if month is not None:
+        trips = trips.where(F.col("month") == month)
+    if service is not None:
+        trips = trips.where(F.col("service") == service)
+    trips = trips.transform(with_skip_reason)
+    counts = trips.groupBy("service", "month", SKIP_REASON).count().collect()
+    wanted = " ".join(filter(None, (service, month))) or "any month"
+    if not counts:
+        raise ConfigError(
+            f"no curated trips for {wanted} in {curated.location}: curate the month first"
+        )
+    months = sorted({row["month"] for row in counts})
+    if len(months) > 1:
+        raise ConfigError(
+            f"{curated.location} holds the months {', '.join(months)}: choose one with --month"
+        )
+    unknown = sorted({row["service"] for row in counts} - set(SERVICES))
+    if unknown:
+        raise ConfigError(f"{curated.location}: unknown services {unknown} in {months[0]}")
+    if month is None:
+        trips = trips.where(F.col("month") == months[0])
+    loaded = {TripSlice(row["service"], row["month"]): 0 for row in counts}
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    for row in counts:
+        if row[SKIP_REASON] is None:
+            loaded[TripSlice(row["service"], row["month"])] += row["count"]
+        else:
+            skipped[row[SKIP_REASON]] += row["count"]
+    return _CuratedMonth(trips, dict(sorted(loaded.items())), skipped)
+
+
+def _write_staging(
+    rows: DataFrame, database_url: str, staging: tuple[str, str], options: TripLoadSettings
+) -> None:
+    if options.writer == "copy":
+        copy_rows(rows, database_url, staging, partitions=options.jdbc_partitions)
+    else:
+        append_jdbc(
+            rows,
+            database_url,
+            ".".join(staging),
+            partitions=options.jdbc_partitions,
+            batch_size=options.batch_size,
+            rewrite_batched_inserts=options.rewrite_batched_inserts,
+        )
+
+
+def _reconcile(
+    loaded: Mapping[TripSlice, int], in_postgres: Mapping[TripSlice, int], skips: Mapping[str, int]
+) -> None:
+    for trip_slice, expected in loaded.items():
+        actual = in_postgres[trip_slice]
+        if actual != expected:
+            skipped = ", ".join(f"{r}={n}" for r, n in skips.items() if n) or "none"
+            raise ReconciliationError(
+                f"stg.complete_trip holds {actual} trips of {trip_slice.service} "
+                f"{trip_slice.month} after the load, but {expected} curated rows were loaded "
+                f"(skipped: {skipped}): duplicate trip keys in the curated month, or another "
+                "writer changed the slice; rerun the load and check the curated table"
+            )

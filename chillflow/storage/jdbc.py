@@ -1,0 +1,74 @@
+"""Spark's JDBC writer into PostgreSQL tables that already exist.
+
+Connection options are built from a parsed :class:`~chillflow.storage.postgres.DatabaseUrl`: the
+password travels only as a JDBC property, which Spark redacts from plans and its UI
+(``spark.redaction.regex`` matches ``password``), and nothing here logs it.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+
+from chillflow.storage.postgres import DatabaseUrl, parse_database_url
+
+
+def jdbc_write_options(
+    target: DatabaseUrl,
+    table: str,
+    *,
+    partitions: int,
+    batch_size: int,
+    rewrite_batched_inserts: bool,
+) -> dict[str, str]:
+    """Return the options of a JDBC append into ``table``.
+
+    Args:
+        target: The database.
+        table: Schema-qualified name of an existing table, e.g. ``stg.load_x``.
+        partitions: Upper bound of parallel connections: Spark coalesces to it.
+        batch_size: Rows per JDBC batch round trip.
+        rewrite_batched_inserts: Let pgJDBC turn a batch into multi-row INSERTs.
+
+    Returns:
+        Options for ``DataFrameWriter.options``; they contain the password.
+    """
+    return {
+        "url": target.jdbc_url(),
+        **target.jdbc_properties(),
+        "dbtable": table,
+        "numPartitions": str(partitions),
+        "batchsize": str(batch_size),
+        "reWriteBatchedInserts": str(rewrite_batched_inserts).lower(),
+        # Any level but NONE makes Spark write each partition in one transaction: a failed task
+        # rolls back its rows instead of leaving them for its retry to append again.
+        "isolationLevel": "READ_COMMITTED",
+    }
+
+
+def append_jdbc(
+    rows: DataFrame,
+    database_url: str,
+    table: str,
+    *,
+    partitions: int,
+    batch_size: int,
+    rewrite_batched_inserts: bool,
+) -> None:
+    """Append ``rows`` to an existing table with Spark's JDBC writer (never creates or truncates).
+
+    Args:
+        rows: Rows whose columns all exist in ``table``.
+        database_url: PostgreSQL URL.
+        table: Schema-qualified name of the existing table.
+        partitions: Maximum number of concurrent connections.
+        batch_size: Rows per batch.
+        rewrite_batched_inserts: pgJDBC's ``reWriteBatchedInserts``.
+    """
+    options = jdbc_write_options(
+        parse_database_url(database_url),
+        table,
+        partitions=partitions,
+        batch_size=batch_size,
+        rewrite_batched_inserts=rewrite_batched_inserts,
+    )
+    rows.write.format("jdbc").mode("append").options(**options).save()

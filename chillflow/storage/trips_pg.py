@@ -1,0 +1,330 @@
+"""``stg.complete_trip`` through psycopg2: per-run staging tables, the upsert and reconciliation.
+
+A load stages the month's trips in an UNLOGGED table of its own, ``stg.load_<utc time>_<run
+id>``, then moves them into ``stg.complete_trip`` in one transaction (:func:`load_staged`) that
+also drops the staging table. Readers therefore see a month's trips before or after a run,
+never half of them. Identifiers are composed with :mod:`psycopg2.sql` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg2
+import structlog
+from psycopg2 import errors, sql
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
+
+from chillflow.errors import ConfigError
+from chillflow.schemas import COMPLETE_TRIP_DDL, columns
+from chillflow.storage.postgres import connect, parse_database_url
+
+TARGET = ("stg", "complete_trip")
+STAGING_SCHEMA = "stg"
+#: Columns a load writes, in table order; created_at and updated_at are the database's.
+LOAD_COLUMNS = tuple(columns(COMPLETE_TRIP_DDL))
+#: Columns whose change makes an update. curated_run_id is lineage that changes whenever a
+#: month is curated again, even when its trips did not: comparing it would rewrite every row.
+COMPARED_COLUMNS = tuple(c for c in LOAD_COLUMNS if c not in ("trip_key", "curated_run_id"))
+STALE_AFTER = timedelta(days=1)
+
+_RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
+_STAGING_NAME = re.compile(r"^load_(\d{8}t\d{6})_([a-z0-9_]{1,40})$")
+_STAMP = "%Y%m%dt%H%M%S"
+# First key of the two-key advisory locks that serialise loads of one (service, month).
+_LOCK_CLASS = 0x54524950  # "TRIP"
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, order=True)
+class TripSlice:
+    """The trips of one service and pickup month, the unit a load replaces."""
+
+    service: str
+    month: str
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    """What one upsert transaction did to stg.complete_trip."""
+
+    inserted: int
+    updated: int
+    deleted: int
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it can be part of a table name (``[a-z0-9_]``, at most 40).
+
+    Raises:
+        ConfigError: Otherwise.
+    """
+    if not _RUN_ID.match(run_id):
+        raise ConfigError(f"run id {run_id!r}: expected 1-40 characters of a-z, 0-9 and _")
+    return run_id
+
+
+def staging_table(run_id: str, created: datetime) -> tuple[str, str]:
+    """Return ``(schema, name)`` of the staging table of a run started at ``created`` (UTC)."""
+    return STAGING_SCHEMA, f"load_{created.strftime(_STAMP)}_{check_run_id(run_id)}"
+
+
+def create_staging_table(conn: Connection, table: tuple[str, str]) -> None:
+    """Create an empty UNLOGGED staging table with the load columns of stg.complete_trip.
+
+    No constraints and no indexes, so appending is as cheap as PostgreSQL allows; retried Spark
+    tasks may append duplicates, which :func:`load_staged` discards. Autovacuum is off: the
+    table lives for one run and its statistics would only cost CPU the load needs.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "CREATE UNLOGGED TABLE {staging} WITH (autovacuum_enabled = false) AS "
+                "SELECT {columns} FROM {target} WITH NO DATA"
+            ).format(
+                staging=sql.Identifier(*table),
+                columns=_column_list(LOAD_COLUMNS),
+                target=sql.Identifier(*TARGET),
+            )
+        )
+
+
+def drop_staging_table(conn: Connection, table: tuple[str, str]) -> None:
+    """Drop a staging table (no error when it is gone)."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*table)))
+
+
+def discard_staging_table(database_url: str, table: tuple[str, str]) -> None:
+    """Drop a staging table after a failed run, logging instead of raising when that fails.
+
+    A table left behind is harmless (the next run uses another name) and is dropped by
+    :func:`drop_stale_staging_tables` a day later.
+    """
+    try:
+        with connect(database_url) as conn:
+            drop_staging_table(conn, table)
+    except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's own error
+        _log.warning("trips_pg.staging_left", table=".".join(table), error=type(exc).__name__)
+
+
+def drop_stale_staging_tables(
+    conn: Connection, now: datetime, *, max_age: timedelta = STALE_AFTER
+) -> list[str]:
+    """Drop staging tables of runs that started more than ``max_age`` before ``now`` (UTC).
+
+    They are left by killed runs. A table still locked by a live transaction is skipped.
+
+    Args:
+        conn: Open connection in autocommit mode, so each table is dropped on its own.
+        now: Current UTC time (naive).
+        max_age: Age from which a staging table is stale.
+
+    Returns:
+        The names of the dropped tables.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE 'load\\_%%'",
+            (STAGING_SCHEMA,),
+        )
+        names = [row[0] for row in cur.fetchall()]
+    dropped = []
+    for name in names:
+        match = _STAGING_NAME.match(name)
+        if match is None or now - datetime.strptime(match.group(1), _STAMP) < max_age:
+            continue
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SET lock_timeout = '2s'")
+                cur.execute(
+                    sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(STAGING_SCHEMA, name))
+                )
+            except errors.LockNotAvailable:
+                continue
+            finally:
+                cur.execute("RESET lock_timeout")
+        dropped.append(name)
+    return dropped
+
+
+def load_staged(
+    conn: Connection, staging: tuple[str, str], slices: Iterable[TripSlice], *, work_mem: str
+) -> LoadCounts:
+    """Make the given slices of stg.complete_trip hold exactly the staged trips.
+
+    In the caller's transaction: waits for concurrent loads of the same slices (advisory locks),
+    deletes the slices' trips whose key is not staged (they vanished from the curated month),
+    then inserts new trips and updates changed ones. A row whose compared columns are all equal
+    is not written, so its ``updated_at`` keeps the time of its last real change. Duplicate
+    staged keys (a retried Spark task) are collapsed with DISTINCT ON, which also sorts the rows
+    by key: inserting in index order is faster than in arrival order.
+
+    When none of the slices has a trip yet (a new month), a plain INSERT does the same faster:
+    a trip key contains the pickup time and, but for yellow, the service, so a key can only
+    exist in its own slice; should one exist anyway, the unique violation aborts the load.
+
+    Args:
+        conn: Open connection; the caller commits (or rolls back).
+        staging: The staging table; every staged row must belong to one of ``slices``.
+        slices: The (service, month) slices the staging table covers.
+        work_mem: PostgreSQL ``work_mem`` for this transaction's sort and hash (e.g. ``256MB``).
+
+    Returns:
+        Rows inserted, updated and deleted.
+    """
+    slices = sorted(set(slices))
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
+        for trip_slice in slices:
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (_LOCK_CLASS, f"{trip_slice.service}|{trip_slice.month}"),
+            )
+        if not any(_slice_has_trips(cur, trip_slice) for trip_slice in slices):
+            cur.execute(_insert_statement(staging))
+            return LoadCounts(inserted=cur.rowcount, updated=0, deleted=0)
+        deleted = 0
+        for trip_slice in slices:
+            cur.execute(
+                _DELETE_VANISHED.format(
+                    target=sql.Identifier(*TARGET), staging=sql.Identifier(*staging)
+                ),
+                {"service": trip_slice.service, "month": trip_slice.month},
+            )
+            deleted += cur.rowcount
+        cur.execute(_upsert_statement(staging))
+        inserted, updated = cur.fetchone()
+    return LoadCounts(inserted=inserted, updated=updated, deleted=deleted)
+
+
+def count_slice(conn: Connection, trip_slice: TripSlice) -> int:
+    """Return the number of trips of one slice in stg.complete_trip."""
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE service = %s AND pickup_month = %s").format(
+                sql.Identifier(*TARGET)
+            ),
+            (trip_slice.service, trip_slice.month),
+        )
+        return cur.fetchone()[0]
+
+
+@contextlib.contextmanager
+def staging_progress(database_url: str, staging: tuple[str, str]) -> Iterator[StagingProgress]:
+    """Yield a callable returning the rows written to ``staging`` so far, closed at the end."""
+    probe = StagingProgress(database_url, staging)
+    try:
+        yield probe
+    finally:
+        probe.close()
+
+
+class StagingProgress:
+    """Rows in a staging table while Spark fills it, read from PostgreSQL's statistics.
+
+    Committed rows come from the table's statistics (each Spark partition commits once); rows of
+    COPY streams still running from ``pg_stat_progress_copy``. INSERT batches (the JDBC writer)
+    become visible only when their partition commits. Returns None when the database cannot be
+    asked: progress lines must never fail a load.
+    """
+
+    _QUERY = (
+        "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = %(t)s::regclass)"
+        ", 0) + coalesce((SELECT sum(tuples_processed) FROM pg_stat_progress_copy"
+        " WHERE relid = %(t)s::regclass), 0)"
+    )
+
+    def __init__(self, database_url: str, staging: tuple[str, str]):
+        self._database_url = database_url
+        self._staging = staging
+        self._conn: Connection | None = None
+
+    def __call__(self) -> int | None:
+        """Return the rows staged so far, or None."""
+        try:
+            if self._conn is None:
+                self._conn = _open_autocommit(self._database_url)
+            with self._conn.cursor() as cur:
+                name = sql.Identifier(*self._staging).as_string(cur)
+                cur.execute(self._QUERY, {"t": name})
+                return int(cur.fetchone()[0])
+        except psycopg2.Error:
+            return None
+
+    def close(self) -> None:
+        """Close the connection, if one was opened."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _open_autocommit(database_url: str) -> Connection:
+    conn = psycopg2.connect(**parse_database_url(database_url).dsn_kwargs(), connect_timeout=5)
+    conn.autocommit = True
+    return conn
+
+
+_DELETE_VANISHED = sql.SQL(
+    "DELETE FROM {target} AS t WHERE t.service = %(service)s AND t.pickup_month = %(month)s"
+    " AND NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.trip_key = t.trip_key)"
+)
+
+
+def _slice_has_trips(cur: Cursor, trip_slice: TripSlice) -> bool:
+    cur.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE service = %s AND pickup_month = %s)").format(
+            sql.Identifier(*TARGET)
+        ),
+        (trip_slice.service, trip_slice.month),
+    )
+    return cur.fetchone()[0]
+
+
+def _insert_statement(staging: tuple[str, str]) -> sql.Composed:
+    return sql.SQL(
+        "INSERT INTO {target} ({columns}) "
+        "SELECT DISTINCT ON (trip_key) {columns} FROM {staging} ORDER BY trip_key"
+    ).format(
+        target=sql.Identifier(*TARGET),
+        staging=sql.Identifier(*staging),
+        columns=_column_list(LOAD_COLUMNS),
+    )
+
+
+def _upsert_statement(staging: tuple[str, str]) -> sql.Composed:
+    updated = [c for c in LOAD_COLUMNS if c != "trip_key"]
+    return sql.SQL(
+        """
+        WITH upserted AS (
+            INSERT INTO {target} AS t ({columns})
+            SELECT DISTINCT ON (trip_key) {columns} FROM {staging} ORDER BY trip_key
+            ON CONFLICT (trip_key) DO UPDATE SET {assignments}, updated_at = now()
+            WHERE ({current}) IS DISTINCT FROM ({incoming})
+            -- A row this statement inserted has no xmax; an updated one has its locker's.
+            RETURNING t.xmax = 0 AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+        FROM upserted
+        """
+    ).format(
+        target=sql.Identifier(*TARGET),
+        staging=sql.Identifier(*staging),
+        columns=_column_list(LOAD_COLUMNS),
+        assignments=sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
+        ),
+        current=sql.SQL(", ").join(sql.Identifier("t", c) for c in COMPARED_COLUMNS),
+        incoming=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in COMPARED_COLUMNS),
+    )
+
+
+def _column_list(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, names))

@@ -1,0 +1,107 @@
+"""``chillflow db init`` against a real PostgreSQL (no Spark involved)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+from psycopg2 import sql
+
+from chillflow.storage.postgres import connect, parse_database_url
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+ZONES = (
+    "LocationID,Borough,Zone,service_zone\n"
+    "1,EWR,Newark Airport,EWR\n"
+    "2,Queens,Jamaica Bay,Boro Zone\n"
+)
+
+
+@pytest.fixture
+def empty_db(database_url):
+    """A database without any ChillFlow schema."""
+    name = f"chillflow_dbcli_{secrets.token_hex(4)}"
+    _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    _admin(
+        database_url,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+    )
+
+
+def _admin(url, statement):
+    with connect(url) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+
+
+def _db_init(url, tmp_path, *args, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "CHILLFLOW_ZONE_LOOKUP"}
+    env.update(DATABASE_URL=url, CHILLFLOW_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "chillflow", "db", "init", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _zone_versions(url):
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT zone_id, zone, xmin::text FROM dim.zone ORDER BY zone_id")
+        return cur.fetchall()
+
+
+def test_db_init_creates_schema_and_seeds_zones_idempotently(empty_db, tmp_path):
+    zones = tmp_path / "zones.csv"
+    zones.write_text(ZONES)
+    password = parse_database_url(empty_db).password
+
+    first = _db_init(empty_db, tmp_path, "--zones", str(zones), "--json")
+    seeded = _zone_versions(empty_db)
+    second = _db_init(empty_db, tmp_path, "--zones", str(zones), "--json")
+
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    result = json.loads(second.stdout)
+    assert (result["zones"], result["zones_source"], result["embedded_server"]) == (
+        2,
+        str(zones),
+        None,
+    )
+    assert result["database"] == str(parse_database_url(empty_db))
+    assert ":***@" in result["database"]
+    assert [(z, name) for z, name, _ in seeded] == [(1, "Newark Airport"), (2, "Jamaica Bay")]
+    assert _zone_versions(empty_db) == seeded  # the second run rewrote no row
+    for done in (first, second):
+        assert password not in done.stdout + done.stderr
+
+
+def test_db_init_uses_the_configured_lookup(empty_db, tmp_path):
+    zones = tmp_path / "configured.csv"
+    zones.write_text(ZONES)
+
+    done = _db_init(empty_db, tmp_path, "--json", env_extra={"CHILLFLOW_ZONE_LOOKUP": str(zones)})
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["zones_source"] == str(zones)
+
+
+def test_db_init_with_a_missing_zone_file_fails_clearly(empty_db, tmp_path):
+    done = _db_init(empty_db, tmp_path, "--zones", str(tmp_path / "absent.csv"))
+
+    assert done.returncode == 2
+    assert "error: cannot read zone lookup" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,481 @@
+"""The process-trips job end to end: curated Delta table -> real PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+import structlog
+from psycopg2 import sql
+
+from chillflow.errors import ConfigError, DatabaseError, ReconciliationError
+from chillflow.logs import configure_logging
+from chillflow.stages.curate import curate
+from chillflow.stages.trips import process_trips
+from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.trips_pg import (
+    LOAD_COLUMNS,
+    TripSlice,
+    create_staging_table,
+    drop_stale_staging_tables,
+    load_staged,
+    staging_table,
+)
+from tests.conftest import REPO_ROOT
+from tests.integration.rawfiles import trip, write_yellow
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+SALT = "test-salt-5f1c"
+JAN = datetime(2025, 1, 15, 8, 30)
+# Six clean trips (one with fractional seconds, one at the month's last microsecond) and one
+# that curate quarantines.
+CLEAN = [trip(JAN.replace(hour=h)) for h in range(4)]
+CLEAN += [trip(datetime(2025, 1, 20, 12, 0, 0, 123456)), trip(datetime(2025, 1, 31, 23, 59, 59))]
+DIRTY = [trip(JAN, total=-12.0)]
+JANUARY = TripSlice("yellow", "2025-01")
+
+
+@pytest.fixture(scope="module")
+def trips_db(database_url):
+    """A database of this module's own, on the session's server."""
+    name = f"chillflow_trips_{secrets.token_hex(4)}"
+    _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    with connect(url) as conn:
+        init_schema(conn)
+    yield url
+    _admin(
+        database_url,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+    )
+
+
+@pytest.fixture
+def db(trips_db):
+    """The module's database with no trips and no staging tables."""
+    with connect(trips_db) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE stg.complete_trip")
+        for name in _staging_tables(trips_db):
+            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("stg", name)))
+    return trips_db
+
+
+@pytest.fixture
+def pg(settings, db):
+    """Settings with a fresh lake, the test database and a known salt."""
+    return dataclasses.replace(settings, database_url=db, hash_salt=SALT)
+
+
+@contextlib.contextmanager
+def info_logging():
+    """JSON log lines at INFO to the current sys.stderr (capfd's inside a test), then as before.
+
+    Configured inside the test body: pytest swaps sys.stderr between fixture setup and the call.
+    """
+    saved = structlog.get_config()
+    configure_logging("INFO", json=True)
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+def _admin(url, statement):
+    with connect(url) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+
+
+def _curate(spark, settings, tmp_path, rows):
+    raw = write_yellow(tmp_path / "raw" / "yellow_tripdata_2025-01.parquet", rows)
+    return curate(spark, settings, raw)
+
+
+def _trips(url):
+    """Every stored trip, key -> all columns (created_at and updated_at included)."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM stg.complete_trip ORDER BY trip_key")
+        names = [d.name for d in cur.description]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+
+
+def _staging_tables(url):
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'stg' AND tablename LIKE 'load%'"
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def _load(spark, settings, **kwargs):
+    return process_trips(spark, settings, settings.database_url, **kwargs)
+
+
+def _counts(stats):
+    return {
+        k: stats[k] for k in ("rows_read", "inserted", "updated", "unchanged", "deleted", "skipped")
+    }
+
+
+def test_load_twice_keeps_rows_and_updated_at(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN + DIRTY)
+
+    first = _load(spark, pg)
+    stored = _trips(pg.database_url)
+    second = _load(spark, pg, month="2025-01", service="yellow")
+
+    assert _counts(first) == {
+        "rows_read": 6,
+        "inserted": 6,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "skipped": 0,
+    }
+    assert _counts(second) == {
+        "rows_read": 6,
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 6,
+        "deleted": 0,
+        "skipped": 0,
+    }
+    assert _trips(pg.database_url) == stored
+    assert {r["source_row"] for r in stored.values()} == {0, 1, 2, 3, 4, 5}
+    assert {(r["service"], r["pickup_month"]) for r in stored.values()} == {("yellow", "2025-01")}
+    assert second["postgres_rows"] == 6 and second["month"] == "2025-01"
+    assert _staging_tables(pg.database_url) == []
+
+
+def test_stored_columns_match_the_curated_row(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+
+    _load(spark, pg)
+
+    row = next(r for r in _trips(pg.database_url).values() if r["source_row"] == 4)
+    assert row["pickup_ts"] == datetime(2025, 1, 20, 12, 0, 0, 123456)
+    assert row["dropoff_ts"] == datetime(2025, 1, 20, 12, 10, 0, 123456)
+    assert (row["vendor_id"], row["pu_zone_id"], row["do_zone_id"]) == (2, 161, 236)
+    assert (row["passenger_count"], row["payment_type"], row["rate_code"]) == (1, 1, 1)
+    assert (row["fare_amount"], row["tip_amount"], row["total_amount"]) == (15.0, 2.0, 20.0)
+    assert row["trip_distance"] == 2.0 and row["distance_km"] == pytest.approx(3.21868)
+    assert row["duration_min"] == 10.0
+    assert row["source_file"] == "yellow_tripdata_2025-01.parquet"
+    assert len(row["curated_run_id"]) == 12
+    assert row["created_at"] == row["updated_at"]
+
+
+def test_changed_and_vanished_trips_are_updated_and_deleted(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+    _load(spark, pg)
+    before = _trips(pg.database_url)
+    changed = [dict(r) for r in CLEAN[:-1]]  # the last trip disappears from the month
+    changed[2]["fare_amount"] = 99.0
+
+    _curate(spark, pg, tmp_path, changed)
+    stats = _load(spark, pg)
+
+    after = _trips(pg.database_url)
+    assert _counts(stats) == {
+        "rows_read": 5,
+        "inserted": 0,
+        "updated": 1,
+        "unchanged": 4,
+        "deleted": 1,
+        "skipped": 0,
+    }
+    assert set(before) - set(after) == {k for k, r in before.items() if r["source_row"] == 5}
+    moved = [k for k in after if after[k]["updated_at"] != before[k]["updated_at"]]
+    assert [after[k]["source_row"] for k in moved] == [2]
+    (key,) = moved
+    assert after[key]["fare_amount"] == 99.0
+    assert after[key]["updated_at"] > before[key]["updated_at"]
+    assert after[key]["created_at"] == before[key]["created_at"]
+    # Re-curating changes every row's curate run id, which alone is not a change.
+    assert all(after[k]["curated_run_id"] == before[k]["curated_run_id"] for k in after if k != key)
+
+
+def test_failure_between_staging_and_commit_changes_nothing(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+    _load(spark, pg)
+    before = _trips(pg.database_url)
+    changed = [dict(r) for r in CLEAN[:-1]]
+    changed[0]["tip_amount"] = 7.5
+    _curate(spark, pg, tmp_path, changed)
+
+    def crash(conn):
+        raise RuntimeError("killed before commit")
+
+    with pytest.raises(RuntimeError, match="killed before commit"):
+        _load(spark, pg, _before_commit=crash)
+
+    assert _trips(pg.database_url) == before
+    assert _staging_tables(pg.database_url) == []
+    rerun = _load(spark, pg)
+    assert (rerun["updated"], rerun["deleted"], rerun["unchanged"]) == (1, 1, 4)
+    assert len(_trips(pg.database_url)) == 5
+
+
+def test_reconciliation_failure_reports_both_numbers(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+    columns = sql.SQL(", ").join(map(sql.Identifier, LOAD_COLUMNS))
+
+    def sneak_in_a_trip(conn):
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO stg.complete_trip ({0}) SELECT repeat('f', 64), {1} "
+                    "FROM stg.complete_trip LIMIT 1"
+                ).format(columns, sql.SQL(", ").join(map(sql.Identifier, LOAD_COLUMNS[1:])))
+            )
+
+    with pytest.raises(ReconciliationError) as failure:
+        _load(spark, pg, _before_commit=sneak_in_a_trip)
+
+    assert "holds 7 trips of yellow 2025-01" in str(failure.value)
+    assert "6 curated rows were loaded" in str(failure.value)
+
+
+def test_keys_in_postgres_follow_the_hashlib_formula(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+
+    _load(spark, pg)
+
+    rows = _trips(pg.database_url).values()
+    assert len(rows) == 6
+    for row in rows:
+        material = (
+            f"{SALT}|{row['vendor_id']}|{row['pickup_ts'].isoformat()}|"
+            f"{row['pu_zone_id']}|{row['source_row']}"
+        )
+        assert row["trip_key"] == hashlib.sha256(material.encode()).hexdigest()
+        vehicle = f"{SALT}|vehicle|{row['vendor_id']}|{row['source_row'] % 5000}"
+        assert row["vehicle_id_h"] == "veh_" + hashlib.sha256(vehicle.encode()).hexdigest()[:12]
+    fractional = next(r for r in rows if r["source_row"] == 4)
+    assert "2025-01-20T12:00:00.123456" in f"{fractional['pickup_ts'].isoformat()}"
+
+
+def test_jdbc_writer_stores_the_same_values_as_copy(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+    _load(spark, pg)
+    before = _trips(pg.database_url)
+    jdbc = dataclasses.replace(
+        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "writer": "jdbc"}}
+    )
+
+    stats = _load(spark, jdbc)
+
+    assert (stats["writer"], stats["unchanged"], stats["updated"]) == ("jdbc", 6, 0)
+    assert _trips(pg.database_url) == before
+
+
+def test_missing_month_and_bad_arguments_fail_clearly(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+
+    with pytest.raises(ConfigError, match="no curated trips for green 2025-01 in .*curate"):
+        _load(spark, pg, month="2025-01", service="green")
+    with pytest.raises(ConfigError, match="service 'blue': expected one of yellow, green"):
+        _load(spark, pg, service="blue")
+    with pytest.raises(ConfigError, match="invalid month '2025-1'"):
+        _load(spark, pg, month="2025-1")
+    with pytest.raises(ConfigError, match="no curated trips at .*nowhere"):
+        _load(spark, pg, source=tmp_path / "nowhere")
+    assert _trips(pg.database_url) == {}
+
+
+def test_parquet_in_the_curated_schema_is_a_source(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+    parquet = tmp_path / "curated-parquet"
+    spark.read.format("delta").load(str(pg.tables.curated)).write.partitionBy(
+        "service", "month"
+    ).parquet(str(parquet))
+
+    stats = _load(spark, pg, source=parquet)
+
+    assert (stats["inserted"], stats["delta_version"]) == (6, None)
+
+
+def _closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_server_and_bad_url_fail_without_secrets(spark, settings, tmp_path, capfd):
+    password = "pw-" + secrets.token_hex(6)
+    unreachable = f"postgresql://loader:{password}@127.0.0.1:{_closed_port()}/chillflow"
+    salted = dataclasses.replace(settings, hash_salt="salt-" + secrets.token_hex(6))
+    _curate(spark, salted, tmp_path, CLEAN)
+    with info_logging():
+        with pytest.raises(DatabaseError) as down:
+            process_trips(spark, salted, unreachable)
+        with pytest.raises(ConfigError) as malformed:
+            process_trips(spark, salted, f"postgresql://loader:{password}@127.0.0.1:99999/db")
+
+    assert "cannot connect to PostgreSQL at 127.0.0.1" in str(down.value)
+    assert "postgresql://loader:***@127.0.0.1:99999/db" in str(malformed.value)
+    captured = capfd.readouterr()
+    for text in (str(down.value), str(malformed.value), captured.out, captured.err):
+        assert password not in text
+        assert salted.hash_salt not in text
+
+
+def test_logs_carry_run_context_and_no_secret(spark, pg, tmp_path, capfd):
+    salted = dataclasses.replace(
+        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "progress_every_sec": 0.2}}
+    )
+    _curate(spark, salted, tmp_path, CLEAN)
+    password = parse_database_url(pg.database_url).password
+    with info_logging():
+        stats = _load(spark, salted)
+
+    captured = capfd.readouterr()
+    for text in (captured.out, captured.err):
+        assert password not in text
+        assert SALT not in text
+    events = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    mine = [e for e in events if e.get("job") == "process_trips"]
+    names = [e["event"] for e in mine]
+    assert names[0] == "process_trips.started" and names[-1] == "process_trips.finished"
+    assert {"process_trips.staged", "process_trips.committed"} <= set(names)
+    assert all(e["run_id"] == stats["run_id"] and e["month"] == "2025-01" for e in mine)
+    progress = [e for e in mine if e["event"] == "process_trips.progress"]
+    assert progress, names
+    assert {"elapsed_sec", "tasks_done", "tasks_total", "expected_rows"} <= set(progress[0])
+    assert progress[0]["expected_rows"] == 6
+    assert mine[0]["database"].startswith("postgresql://chillflow:***@")
+
+
+# --- storage: staging tables and the upsert, without Spark ----------------------------------
+
+
+def _staged_row(key, fare):
+    values = dict.fromkeys(LOAD_COLUMNS)
+    values.update(
+        trip_key=key,
+        vehicle_id_h="veh_0",
+        service="yellow",
+        pickup_ts=datetime(2025, 1, 2),
+        pickup_month="2025-01",
+        fare_amount=fare,
+    )
+    return tuple(values[c] for c in LOAD_COLUMNS)
+
+
+def _stage(url, run_id, rows):
+    table = staging_table(run_id, datetime(2025, 2, 1))
+    with connect(url) as conn:
+        create_staging_table(conn, table)
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL("INSERT INTO {} VALUES ({})").format(
+                    sql.Identifier(*table),
+                    sql.SQL(", ").join(sql.Placeholder() * len(LOAD_COLUMNS)),
+                ),
+                rows,
+            )
+    return table
+
+
+def test_duplicates_from_retried_tasks_never_reach_the_target(db):
+    rows = [_staged_row("a" * 64, 1.0), _staged_row("b" * 64, 2.0)]
+    new_month = _stage(db, "retried", rows + rows)  # a retried task appended its rows again
+    with connect(db) as conn:
+        inserted = load_staged(conn, new_month, [JANUARY], work_mem="8MB")
+    changed = [_staged_row("a" * 64, 1.5), _staged_row("c" * 64, 3.0)]
+    rerun = _stage(db, "rerun", changed + changed)
+
+    with connect(db) as conn:
+        upserted = load_staged(conn, rerun, [JANUARY], work_mem="8MB")
+
+    stored = _trips(db)
+
+    assert (inserted.inserted, inserted.updated, inserted.deleted) == (2, 0, 0)
+    assert (upserted.inserted, upserted.updated, upserted.deleted) == (1, 1, 1)
+    assert {k[0]: r["fare_amount"] for k, r in stored.items()} == {"a": 1.5, "c": 3.0}
+
+
+def test_stale_staging_tables_are_dropped_and_recent_ones_kept(db):
+    stale = staging_table("old", datetime(2025, 1, 1))
+    recent = staging_table("recent", datetime(2025, 1, 2, 12))
+    for table in (stale, recent):
+        with connect(db) as conn:
+            create_staging_table(conn, table)
+
+    with connect(db) as conn:
+        conn.autocommit = True
+        dropped = drop_stale_staging_tables(conn, datetime(2025, 1, 3))
+
+    assert dropped == [stale[1]]
+    assert _staging_tables(db) == [recent[1]]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def _run_cli(args, env_extra, timeout=300):
+    env = {**os.environ, "LOG_LEVEL": "INFO", **env_extra}
+    return subprocess.run(
+        [sys.executable, "-m", "chillflow", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+    env = {
+        "DATABASE_URL": pg.database_url,
+        "HASH_SALT": SALT,
+        "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
+        "SPARK_MASTER": "local[2]",
+    }
+
+    done = _run_cli(
+        ["process", "trips", str(pg.tables.curated), "--month", "2025-01", "--json"], env
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads(done.stdout)
+    assert _counts(stats) == {
+        "rows_read": 6,
+        "inserted": 6,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "skipped": 0,
+    }
+    assert set(stats) >= {"duration_sec", "run_id", "postgres_rows"}
+    assert parse_database_url(pg.database_url).password not in done.stdout + done.stderr
+    assert SALT not in done.stdout + done.stderr
+    assert len(_trips(pg.database_url)) == 6
+
+
+def test_cli_fails_fast_on_an_unreachable_database(tmp_path):
+    password = "pw-" + secrets.token_hex(6)
+    env = {
+        "DATABASE_URL": f"postgresql://loader:{password}@127.0.0.1:{_closed_port()}/chillflow",
+        "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
+    }
+
+    done = _run_cli(["process", "trips", str(tmp_path / "lake"), "--month", "2025-01"], env, 60)
+
+    assert done.returncode == 6
+    assert "error: cannot connect to PostgreSQL at 127.0.0.1" in done.stderr
+    assert password not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr

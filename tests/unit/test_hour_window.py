@@ -1,0 +1,107 @@
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from chillflow.errors import ConfigError
+from chillflow.hour_window import (
+    HourWindow,
+    day_window,
+    month_chunks,
+    parse_date,
+    yesterday_utc,
+)
+from chillflow.storage.kpi_store import merge_condition
+
+pytestmark = pytest.mark.unit
+
+
+def test_day_window_counts_lookback_back_from_the_end_of_the_day():
+    assert day_window(date(2025, 3, 10), 24) == HourWindow(
+        datetime(2025, 3, 10), datetime(2025, 3, 11)
+    )
+    assert day_window(date(2025, 3, 10), 48) == HourWindow(
+        datetime(2025, 3, 9), datetime(2025, 3, 11)
+    )
+    assert day_window(date(2025, 3, 10), 6).start == datetime(2025, 3, 10, 18)
+    assert day_window(date(2025, 3, 10), 48).hours == 48
+
+
+def test_day_window_takes_the_utc_date_of_an_aware_datetime():
+    new_york = timezone(timedelta(hours=-5))
+    late_evening = datetime(2025, 3, 10, 22, 30, tzinfo=new_york)  # 03:30 UTC on the 11th
+
+    assert day_window(late_evening, 24).start == datetime(2025, 3, 11)
+
+
+@pytest.mark.parametrize("lookback", [0, -1, 1.5, True, "24"])
+def test_day_window_rejects_bad_lookbacks(lookback):
+    with pytest.raises(ConfigError, match="lookback_hours"):
+        day_window(date(2025, 3, 10), lookback)
+
+
+def test_window_bounds_must_be_naive_whole_hours_in_order():
+    with pytest.raises(ConfigError, match="not on a full hour"):
+        HourWindow(datetime(2025, 1, 1, 0, 30), datetime(2025, 1, 2))
+    with pytest.raises(ConfigError, match="must be naive UTC"):
+        HourWindow(datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 1, 2))
+    with pytest.raises(ConfigError, match="is not before end"):
+        HourWindow(datetime(2025, 1, 2), datetime(2025, 1, 2))
+    with pytest.raises(ConfigError, match="must be a datetime"):
+        HourWindow("2025-01-01 00:00:00' OR 1=1 --", datetime(2025, 1, 2))
+
+
+def test_of_converts_aware_bounds_to_naive_utc():
+    plus_two = timezone(timedelta(hours=2))
+    window = HourWindow.of(datetime(2025, 1, 1, 2, tzinfo=plus_two), datetime(2025, 1, 2))
+
+    assert window.start == datetime(2025, 1, 1, 0)
+
+
+def test_month_chunks_split_inclusive_ranges_at_calendar_months():
+    chunks = month_chunks(date(2024, 12, 20), date(2025, 2, 3))
+
+    assert [(c.start, c.end) for c in chunks] == [
+        (datetime(2024, 12, 20), datetime(2025, 1, 1)),
+        (datetime(2025, 1, 1), datetime(2025, 2, 1)),
+        (datetime(2025, 2, 1), datetime(2025, 2, 4)),
+    ]
+    assert month_chunks(date(2025, 1, 5), date(2025, 1, 5)) == [
+        HourWindow(datetime(2025, 1, 5), datetime(2025, 1, 6))
+    ]
+    with pytest.raises(ConfigError, match="before its start"):
+        month_chunks(date(2025, 2, 1), date(2025, 1, 31))
+
+
+def test_months_dates_and_label():
+    window = HourWindow(datetime(2024, 12, 31, 23), datetime(2025, 2, 1))
+
+    assert window.months() == ["2024-12", "2025-01"]
+    assert (window.first_date, window.last_date) == (date(2024, 12, 31), date(2025, 1, 31))
+    assert window.label() == "2024-12-31T23/2025-02-01T00"
+
+
+def test_merge_condition_carries_the_key_and_literal_bounds():
+    window = HourWindow(datetime(2025, 1, 2), datetime(2025, 1, 3, 6))
+
+    assert merge_condition(window) == (
+        "t.zone_id = s.zone_id AND t.hour_ts = s.hour_ts"
+        " AND t.hour_ts >= TIMESTAMP '2025-01-02 00:00:00'"
+        " AND t.hour_ts < TIMESTAMP '2025-01-03 06:00:00'"
+        " AND t.hour_date BETWEEN DATE '2025-01-02' AND DATE '2025-01-03'"
+    )
+
+
+def test_sql_range_refuses_anything_but_a_column_name():
+    window = HourWindow(datetime(2025, 1, 2), datetime(2025, 1, 3))
+
+    with pytest.raises(ValueError, match="unsafe column"):
+        window.sql_range("hour_ts) OR (1=1")
+
+
+def test_parse_date_and_yesterday():
+    assert parse_date("2025-02-28") == date(2025, 2, 28)
+    with pytest.raises(ConfigError, match=r"invalid --date '2025-2-28': expected YYYY-MM-DD"):
+        parse_date("2025-2-28", "--date")
+    with pytest.raises(ConfigError, match="invalid date '2025-02-30'"):
+        parse_date("2025-02-30")
+    assert yesterday_utc(datetime(2025, 3, 1, 0, 30, tzinfo=timezone.utc)) == date(2025, 2, 28)
