@@ -31,10 +31,8 @@ RULES = {
 }
 
 
-def curate_with_duckdb(raw: Path, out_dir: Path, month: str) -> dict[str, int]:
-    """Curate one yellow file with DuckDB, writing curated and quarantine Parquet."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+def _flagged_view(con: duckdb.DuckDBPyConnection, raw: Path, month: str) -> None:
+    """Create the view ``flagged``: staged, derived and rule-checked rows of one yellow file."""
     failed = ", ".join(
         f"CASE WHEN coalesce({pred}, false) THEN NULL ELSE '{name}' END"
         for name, (pred, _) in RULES.items()
@@ -70,6 +68,21 @@ def curate_with_duckdb(raw: Path, out_dir: Path, month: str) -> dict[str, int]:
                ({rejecting}) AS rejected
         FROM speed
     """)
+
+
+def transform_with_duckdb(raw: Path, month: str) -> int:
+    """The transform alone: every flagged row materialised in memory, nothing written."""
+    con = duckdb.connect()
+    _flagged_view(con, raw, month)
+    con.execute("CREATE TEMP TABLE materialised AS SELECT * FROM flagged")
+    return con.execute("SELECT count(*) FROM materialised").fetchone()[0]
+
+
+def curate_with_duckdb(raw: Path, out_dir: Path, month: str) -> dict[str, int]:
+    """Curate one yellow file with DuckDB, writing curated and quarantine Parquet."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    _flagged_view(con, raw, month)
     con.execute(
         f"COPY (SELECT * EXCLUDE (rejected) FROM flagged WHERE NOT rejected) "
         f"TO '{out_dir / 'curated.parquet'}' (FORMAT parquet, COMPRESSION snappy)"

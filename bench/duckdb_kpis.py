@@ -43,19 +43,19 @@ def kpi_sql(curated: list[str], quarantine: list[str]) -> str:
         ), sums AS (
             SELECT pu_zone_id AS zone_id, date_trunc('hour', pickup_ts) AS hour_ts,
                    count(*) AS trips,
-                   sum(CAST(round(fare_amount * 100) AS BIGINT)) AS fare_c,
+                   sum(CAST(floor(fare_amount * 100 + 0.5) AS BIGINT)) AS fare_c,
                    count(fare_amount) AS fare_n,
-                   sum(CAST(round(tip_amount * 100) AS BIGINT)) AS tip_c,
+                   sum(CAST(floor(tip_amount * 100 + 0.5) AS BIGINT)) AS tip_c,
                    count(tip_amount) AS tip_n,
-                   sum(CAST(round(avg_speed_kmh * 1000) AS BIGINT)) AS speed_m,
+                   sum(CAST(floor(avg_speed_kmh * 1000 + 0.5) AS BIGINT)) AS speed_m,
                    count(avg_speed_kmh) AS speed_n,
-                   sum(CAST(round(distance_km * 1000) AS BIGINT)) AS dist_m,
+                   sum(CAST(floor(distance_km * 1000 + 0.5) AS BIGINT)) AS dist_m,
                    count(distance_km) AS dist_n,
-                   sum(CAST(round(duration_min * 60000) AS BIGINT)) AS dur_ms,
+                   sum(CAST(floor(duration_min * 60000 + 0.5) AS BIGINT)) AS dur_ms,
                    count(duration_min) AS dur_n,
                    count(*) FILTER (WHERE payment_type = 1) AS card_trips,
                    count(DISTINCT vehicle_id_h) AS unique_vehicles,
-                   sum(CAST(round(total_amount * 100) AS BIGINT)) AS revenue_c
+                   sum(CAST(floor(total_amount * 100 + 0.5) AS BIGINT)) AS revenue_c
             FROM keyed GROUP BY ALL
         ), quarantined AS ({quarantined})
         SELECT s.zone_id, s.hour_ts, trips,

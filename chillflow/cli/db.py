@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+
+if TYPE_CHECKING:
+    from chillflow.settings import Settings
 
 app = typer.Typer(help="Manage ChillFlow's PostgreSQL database.", no_args_is_help=True)
 
@@ -39,16 +43,22 @@ def zone_lookup_path(explicit: Path | None, configured: Path | None) -> Path | N
     return SHARED_ZONE_LOOKUP if SHARED_ZONE_LOOKUP.is_file() else None
 
 
-@app.command("init")
-@handle_errors
-def init(
-    zones: Path | None = ZONES_OPTION,
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Create or upgrade the schema and seed dim.zone; safe to run any number of times."""
+def init_database(
+    settings: Settings, database_url: str, zones: Path | None = None
+) -> dict[str, Any]:
+    """Create or upgrade the schema and seed dim.zone when a lookup CSV is known.
+
+    Args:
+        settings: Validated settings (zone lookup path, DATABASE_URL, data directory).
+        database_url: The database to initialise (contains the password: never logged).
+        zones: An explicit zone lookup CSV (``--zones``).
+
+    Returns:
+        The database (masked), the embedded server's directory or None, the schema version,
+        the zone rows seeded (None when no lookup was found) and their source.
+    """
     import structlog
 
-    from chillflow import runtime
     from chillflow.storage.postgres import (
         SCHEMA_VERSION,
         connect,
@@ -58,8 +68,6 @@ def init(
     )
 
     log = structlog.get_logger("chillflow.db")
-    settings = runtime.settings()
-    database_url = runtime.database_url(settings)
     csv_path = zone_lookup_path(zones, settings.zone_lookup)
     with connect(database_url) as conn:
         init_schema(conn)
@@ -78,4 +86,18 @@ def init(
         "zones_source": str(csv_path) if csv_path else None,
     }
     log.info("db.initialised", **result)
+    return result
+
+
+@app.command("init")
+@handle_errors
+def init(
+    zones: Path | None = ZONES_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create or upgrade the schema and seed dim.zone; safe to run any number of times."""
+    from chillflow import runtime
+
+    settings = runtime.settings()
+    result = init_database(settings, runtime.database_url(settings), zones)
     emit(result, as_json)

@@ -58,8 +58,9 @@ class TripLoadSettings:
     """The ``[trips]`` section of ``conf/chillflow.toml``.
 
     Attributes:
-        writer: How Spark fills the staging table: ``copy`` (Arrow batches streamed with
-            PostgreSQL COPY, needs psycopg2 on executors) or ``jdbc`` (Spark's JDBC writer).
+        writer: How Spark fills the staging table: ``jdbc`` (Spark's JDBC writer, batched
+            INSERTs) or ``copy`` (Arrow batches streamed with PostgreSQL COPY, needs psycopg2
+            on executors).
         jdbc_partitions: Concurrent connections writing the staging table (either writer).
         batch_size: Rows per JDBC batch (jdbc writer).
         rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting (jdbc writer).
@@ -67,7 +68,7 @@ class TripLoadSettings:
         progress_every_sec: Interval of ``process_trips.progress`` lines.
     """
 
-    writer: str = "copy"
+    writer: str = "jdbc"
     jdbc_partitions: int = 4
     batch_size: int = 10_000
     rewrite_batched_inserts: bool = True

@@ -1,6 +1,6 @@
 """Hourly pickup-zone KPIs: one row per (zone_id, hour_ts) with trips, averages and rates.
 
-Sums are exact. Every money, distance, duration and speed value is rounded to a fixed unit
+Sums are exact. Every money, distance, duration and speed value is rounded half up to a fixed unit
 (cents, metres, milliseconds, metres per hour) and summed as a 64-bit integer; an average is
 that integer sum divided by its count. A double sum depends on the order in which Spark merges
 partial aggregates, which changes with partitioning and shuffle fetch order, so the same trips
@@ -105,8 +105,12 @@ def _has_pickup_zone() -> Column:
 
 
 def _units(column: str, per_unit: int) -> Column:
-    """``column`` in whole fixed units (e.g. cents) as a long; ANSI mode fails on overflow."""
-    return F.round(F.col(column) * F.lit(float(per_unit))).cast("long")
+    """``column`` in whole fixed units (e.g. cents), rounded half up, as a long.
+
+    ``floor(x + 0.5)`` stays in double arithmetic; ``round`` would go through a decimal per value,
+    which made the whole aggregation about a third slower. ANSI mode fails on overflow.
+    """
+    return F.floor(F.col(column) * F.lit(float(per_unit)) + F.lit(0.5))
 
 
 def _sum_and_count(column: str, per_unit: int, name: str) -> Column:

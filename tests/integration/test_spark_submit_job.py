@@ -60,7 +60,7 @@ def test_spark_submit_settings_win_over_conf_defaults(tmp_path):
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["app_name"] == "chillflow-probe-conf"
     assert seen["master"] == "local[1]"
-    assert seen["shuffle_partitions"] == "7"  # conf/chillflow.toml says 16
+    assert seen["shuffle_partitions"] == "7"  # conf/chillflow.toml says 4
     assert seen["time_zone"] == "UTC"  # conf/ defaults still apply where spark-submit is silent
     assert "delta-spark" in seen["jars"] and "postgresql" in seen["jars"]
     assert "chillflow.zip" in seen["package_file"]  # the driver imports the shipped package

@@ -266,17 +266,17 @@ def test_keys_in_postgres_follow_the_hashlib_formula(spark, pg, tmp_path):
     assert "2025-01-20T12:00:00.123456" in f"{fractional['pickup_ts'].isoformat()}"
 
 
-def test_jdbc_writer_stores_the_same_values_as_copy(spark, pg, tmp_path):
+def test_copy_writer_stores_the_same_values_as_jdbc(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
-    _load(spark, pg)
+    assert _load(spark, pg)["writer"] == "jdbc"
     before = _trips(pg.database_url)
-    jdbc = dataclasses.replace(
-        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "writer": "jdbc"}}
+    copy = dataclasses.replace(
+        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "writer": "copy"}}
     )
 
-    stats = _load(spark, jdbc)
+    stats = _load(spark, copy)
 
-    assert (stats["writer"], stats["unchanged"], stats["updated"]) == ("jdbc", 6, 0)
+    assert (stats["writer"], stats["unchanged"], stats["updated"]) == ("copy", 6, 0)
     assert _trips(pg.database_url) == before
 
 
