@@ -459,8 +459,12 @@ def _publish(
     zones: set[int] = set()
     hours: set[int] = set()
 
+    # A window (a day, a month chunk) is small: one job collects it. A full refresh streams,
+    # one partition at a time, so the driver never holds the whole table.
+    fetched = rows.toLocalIterator(prefetchPartitions=True) if window is None else rows.collect()
+
     def lines() -> Iterator[str]:
-        for row in rows.toLocalIterator(prefetchPartitions=True):
+        for row in fetched:
             zones.add(row["zone_id"])
             hours.add(row["hour"])
             yield row["line"]
