@@ -62,8 +62,9 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
         builder = builder.master(settings.master)
     defaults = {**settings.conf, **_DELTA_CONF}
     if settings.log4j_config is not None and settings.log4j_config.is_file():
-        defaults.setdefault(
-            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={settings.log4j_config}"
+        java_options = defaults.get("spark.driver.extraJavaOptions", "")
+        defaults["spark.driver.extraJavaOptions"] = (
+            f"{java_options} -Dlog4j2.configurationFile={settings.log4j_config}".strip()
         )
     for key, value in defaults.items():
         if not inherited.contains(key):
