@@ -20,6 +20,7 @@ from pathlib import Path
 from measure import run_measured
 
 from chillflow.generator import generate_month
+from chillflow.storage.pg_server import stop_local_postgres
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -34,6 +35,8 @@ def main() -> None:
     if not raw.exists():
         generate_month(raw, rows=args.rows, month=MONTH, seed=2025)
     data_dir = OUT / f"pipeline-{args.rows}"
+    if (data_dir / "postgres").exists():
+        stop_local_postgres(data_dir / "postgres")
     shutil.rmtree(data_dir, ignore_errors=True)
     env = {**os.environ, "CHILLFLOW_DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
     env.pop("DATABASE_URL", None)
@@ -55,12 +58,15 @@ def main() -> None:
         ],
     }
     rows = []
-    for name, command in steps.items():
-        run = run_measured(command, env)
-        if run.returncode != 0:
-            raise SystemExit(f"{name} failed ({run.returncode}):\n{run.stderr[-4000:]}")
-        stats = json.loads(run.stdout.strip().splitlines()[-1])
-        rows.append((name, run.seconds, run.peak_rss_mib, stats))
+    try:
+        for name, command in steps.items():
+            run = run_measured(command, env)
+            if run.returncode != 0:
+                raise SystemExit(f"{name} failed ({run.returncode}):\n{run.stderr[-4000:]}")
+            stats = json.loads(run.stdout.strip().splitlines()[-1])
+            rows.append((name, run.seconds, run.peak_rss_mib, stats))
+    finally:
+        stop_local_postgres(data_dir / "postgres")
     counted = [r for r in rows if "not counted" not in r[0]]
     total = sum(r[1] for r in counted)
     print(f"\n{args.rows:,} raw rows, cores={os.cpu_count()}\n")
