@@ -5,11 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pyspark.sql import SparkSession
-
-from chillflow import runtime
+from chillflow.api.resources import StageResources
 from chillflow.hour_window import to_utc_naive, yesterday_utc
-from chillflow.settings import Settings
 from chillflow.stages.aggregate import (
     aggregate_backfill,
     aggregate_full_refresh,
@@ -19,7 +16,7 @@ from chillflow.stages.aggregate import (
 from chillflow.storage.kpi_store import summarize_hourly_kpis
 
 
-class BatchAggregator:
+class BatchAggregator(StageResources):
     """Keep the hourly pickup-zone KPIs (Delta table and PostgreSQL mart) current.
 
     Args:
@@ -28,37 +25,6 @@ class BatchAggregator:
         database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
             default, else the embedded local server.
     """
-
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        spark: SparkSession | None = None,
-        database_url: str | None = None,
-    ):
-        self._settings = settings
-        self._spark = spark
-        self._database_url = database_url
-
-    @property
-    def settings(self) -> Settings:
-        """The settings in use."""
-        if self._settings is None:
-            self._settings = runtime.settings()
-        return self._settings
-
-    @property
-    def spark(self) -> SparkSession:
-        """The SparkSession in use."""
-        if self._spark is None:
-            self._spark = runtime.spark(self.settings)
-        return self._spark
-
-    @property
-    def database_url(self) -> str:
-        """The PostgreSQL URL in use (contains the password: never log it)."""
-        if self._database_url is None:
-            self._database_url = runtime.database_url(self.settings)
-        return self._database_url
 
     def aggregate_incremental(
         self,

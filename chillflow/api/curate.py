@@ -5,38 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
-
-from chillflow import runtime
-from chillflow.settings import Settings
+from chillflow.api.resources import StageResources
 from chillflow.stages.curate import CurateTargets, curate
 
 
-class MonthlyLoader:
+class MonthlyLoader(StageResources):
     """Curate raw monthly TLC files into the curated Delta tables.
 
     Args:
         settings: Settings to use; loaded from ``conf/`` and the environment by default.
         spark: Session to use; the shared ChillFlow session by default.
     """
-
-    def __init__(self, settings: Settings | None = None, spark: SparkSession | None = None):
-        self._settings = settings
-        self._spark = spark
-
-    @property
-    def settings(self) -> Settings:
-        """The settings in use."""
-        if self._settings is None:
-            self._settings = runtime.settings()
-        return self._settings
-
-    @property
-    def spark(self) -> SparkSession:
-        """The SparkSession in use."""
-        if self._spark is None:
-            self._spark = runtime.spark(self.settings)
-        return self._spark
 
     def curate_month(
         self,

@@ -1,0 +1,50 @@
+"""What every API class uses: settings, the SparkSession and the database, each made on demand."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from chillflow import runtime
+from chillflow.settings import Settings
+
+
+class StageResources:
+    """Settings, SparkSession and PostgreSQL URL of an API object, created on first use.
+
+    Args:
+        settings: Settings to use; loaded from ``conf/`` and the environment by default.
+        spark: Session to use; the shared ChillFlow session by default.
+        database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
+            default, else the embedded local server under the data directory.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        spark: SparkSession | None = None,
+        database_url: str | None = None,
+    ):
+        self._settings = settings
+        self._spark = spark
+        self._database_url = database_url
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use."""
+        if self._settings is None:
+            self._settings = runtime.settings()
+        return self._settings
+
+    @property
+    def spark(self) -> SparkSession:
+        """The SparkSession in use."""
+        if self._spark is None:
+            self._spark = runtime.spark(self.settings)
+        return self._spark
+
+    @property
+    def database_url(self) -> str:
+        """The PostgreSQL URL in use (contains the password: never log it)."""
+        if self._database_url is None:
+            self._database_url = runtime.database_url(self.settings)
+        return self._database_url
