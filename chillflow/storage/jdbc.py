@@ -39,9 +39,12 @@ def jdbc_write_options(
         "numPartitions": str(partitions),
         "batchsize": str(batch_size),
         "reWriteBatchedInserts": str(rewrite_batched_inserts).lower(),
-        # Any level but NONE makes Spark write each partition in one transaction: a failed task
-        # rolls back its rows instead of leaving them for its retry to append again.
-        "isolationLevel": "READ_COMMITTED",
+        # NONE: every batch commits on its own (autocommit), so the rows staged so far show in
+        # PostgreSQL's statistics while the load runs (the progress lines), not only when a
+        # whole partition commits. A failed task may leave some batches behind for its retry to
+        # append again: the staging table is the run's own and the upsert collapses duplicate
+        # keys with DISTINCT ON, so nothing reaches stg.complete_trip twice.
+        "isolationLevel": "NONE",
     }
 
 

@@ -230,10 +230,10 @@ def staging_progress(database_url: str, staging: tuple[str, str]) -> Iterator[St
 class StagingProgress:
     """Rows in a staging table while Spark fills it, read from PostgreSQL's statistics.
 
-    Committed rows come from the table's statistics (each Spark partition commits once); rows of
-    COPY streams still running from ``pg_stat_progress_copy``. INSERT batches (the JDBC writer)
-    become visible only when their partition commits. Returns None when the database cannot be
-    asked: progress lines must never fail a load.
+    Committed rows come from the table's statistics (the JDBC writer commits every batch, and
+    PostgreSQL flushes a session's statistics about once a second); rows of COPY streams still
+    running from ``pg_stat_progress_copy``. Returns None when the database cannot be asked:
+    progress lines must never fail a load.
     """
 
     _QUERY = (
