@@ -294,3 +294,33 @@ def _relative(value: str, key: str) -> str:
 
 def _spark_value(value: str | int | float | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def section_values(
+    name: str, section: Mapping[str, Any], defaults: Any, positive_ints: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Merge a ``conf/`` section over a settings dataclass's defaults, checking keys and counts.
+
+    Args:
+        name: The section's name for messages, e.g. ``trips``.
+        section: The section as read from ``conf/chillflow.toml``.
+        defaults: An instance of the dataclass holding the defaults.
+        positive_ints: Keys whose values must be integers >= 1.
+
+    Returns:
+        Every field of the dataclass with its value.
+
+    Raises:
+        ConfigError: A key is unknown (a misspelling would silently fall back to the default),
+            or a count is not a positive integer.
+    """
+    known = set(defaults.__dataclass_fields__)
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown keys {unknown}; expected {sorted(known)}")
+    values = {**defaults.__dict__, **section}
+    for key in positive_ints:
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[{name}] {key}={value!r}: expected a positive integer")
+    return values

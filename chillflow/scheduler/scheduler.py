@@ -306,18 +306,8 @@ class BatchScheduler:
                 if len(missing) == 1
                 else f"raw files {', '.join(missing)} have not arrived"
             )
-            now = self.clock.now()
-            row = run_store.insert_run(
-                conn,
-                job=job.name,
-                period=period,
-                run_id=new_run_id(),
-                attempt=1,
-                status="skipped",
-                started_at=now,
-                finished_at=now,
-                stats={"skip_reason": "raw_file_missing", "missing": missing},
-                error=message,
+            row = self._record_skipped(
+                conn, job, period, message, {"skip_reason": "raw_file_missing", "missing": missing}
             )
             log.warning("schedule.skipped", reason=message)
             return _outcome(job, period, "skipped", message, [row])
@@ -394,8 +384,16 @@ class BatchScheduler:
             else "another scheduler"
         )
         message = f"{job.name} {period} is already running: {holder} holds its lock"
+        row = self._record_skipped(conn, job, period, message, {"skip_reason": "locked"})
+        self._log.warning("schedule.locked", job=job.name, period=period, holder=holder)
+        return _outcome(job, period, "skipped", message, [row])
+
+    def _record_skipped(
+        self, conn: Connection, job: JobSchedule, period: str, message: str, stats: dict[str, Any]
+    ) -> run_store.JobRun:
+        """Record a run that did not start, with its reason, as one finished ``skipped`` row."""
         now = self.clock.now()
-        row = run_store.insert_run(
+        return run_store.insert_run(
             conn,
             job=job.name,
             period=period,
@@ -404,11 +402,9 @@ class BatchScheduler:
             status="skipped",
             started_at=now,
             finished_at=now,
-            stats={"skip_reason": "locked"},
+            stats=stats,
             error=message,
         )
-        self._log.warning("schedule.locked", job=job.name, period=period, holder=holder)
-        return _outcome(job, period, "skipped", message, [row])
 
     def _wind_down(self) -> None:
         """Give the running job its grace period, then cancel it."""

@@ -29,7 +29,7 @@ from chillflow.errors import ChillflowError, ConfigError
 from chillflow.hour_window import HourWindow, day_window, month_chunks
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
-from chillflow.settings import Settings
+from chillflow.settings import Settings, section_values
 from chillflow.storage.delta import read_table, table_exists
 from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
 from chillflow.storage.kpi_mart import (
@@ -80,15 +80,12 @@ class AggregateSettings:
         Raises:
             ConfigError: A value has the wrong type or range, or a key is unknown.
         """
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"[aggregate]: unknown keys {unknown}; expected {sorted(known)}")
-        values = {**cls().__dict__, **section}
-        for key in ("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size"):
-            value = values[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"[aggregate] {key}={value!r}: expected a positive integer")
+        values = section_values(
+            "aggregate",
+            section,
+            cls(),
+            positive_ints=("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size"),
+        )
         check_source(values["default_source"], "[aggregate] default_source")
         return cls(**values)
 

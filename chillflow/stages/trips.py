@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from chillflow.errors import ConfigError, ReconciliationError
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
-from chillflow.settings import Settings, parse_month
+from chillflow.settings import Settings, parse_month, section_values
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.pg_copy import copy_rows
@@ -82,15 +82,9 @@ class TripLoadSettings:
         Raises:
             ConfigError: A value has the wrong type or range, or a key is unknown.
         """
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"[trips]: unknown keys {unknown}; expected {sorted(known)}")
-        values = {**cls().__dict__, **section}
-        for key in ("jdbc_partitions", "batch_size"):
-            value = values[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"[trips] {key}={value!r}: expected a positive integer")
+        values = section_values(
+            "trips", section, cls(), positive_ints=("jdbc_partitions", "batch_size")
+        )
         if values["writer"] not in WRITERS:
             raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
         if not isinstance(values["rewrite_batched_inserts"], bool):
