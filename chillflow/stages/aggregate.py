@@ -335,7 +335,7 @@ def _run(
                 table_version=written.version,
             )
             with spark_progress(spark, "aggregate.publish"):
-                published = _publish(spark, settings, database_url, window)
+                published = _publish(spark, settings, database_url, window, written.window_rows)
         except BaseException as exc:
             _record_failure(database_url, run_id, exc)
             log.error("aggregate.failed", error=type(exc).__name__)
@@ -442,13 +442,21 @@ class Published:
 
 
 def _publish(
-    spark: SparkSession, settings: Settings, database_url: str, window: HourWindow | None
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    window: HourWindow | None,
+    window_rows: DataFrame | None,
 ) -> Published:
     """Replace the window's mart rows with the Delta table's, in one PostgreSQL transaction.
 
-    The distinct zones and hours are counted from the same stream, sparing a Spark job.
+    ``window_rows`` are the window's rows as the MERGE left them, computed with it; without
+    them (a full refresh) the table is read. The distinct zones and hours are counted from the
+    same stream, sparing a Spark job.
     """
-    rows = read_hourly_kpis(spark, settings.tables.kpis, window).select(
+    if window_rows is None:
+        window_rows = read_hourly_kpis(spark, settings.tables.kpis, window)
+    rows = window_rows.select(
         "zone_id",
         F.unix_micros("hour_ts").alias("hour"),
         F.to_csv(F.struct(*MART_COLUMNS), _CSV_OPTIONS).alias("line"),

@@ -45,6 +45,8 @@ PARTITION_EXPRESSION = "CAST(hour_ts AS DATE)"
 KPI_COLUMNS = tuple(columns(HOURLY_KPIS_DDL))
 _DELETED = "_deleted"
 _NEW = "_new"
+_CHANGED = "_changed"
+_CURRENT_COMPUTED_AT = "_current_computed_at"
 # Timestamps leave Spark as text formatted in the session time zone (UTC): collected Python
 # datetimes would be converted to the driver process's local time zone instead.
 _ISO_SECONDS = "yyyy-MM-dd'T'HH:mm:ss"
@@ -61,6 +63,9 @@ class WriteResult:
         version: Table version after the write.
         metrics: The Delta commit's operation metrics; empty when nothing had to change, in
             which case nothing was committed.
+        window_rows: After a windowed write, the rows the window holds now (computed with
+            the write, so publishing them needs no second read of the table); None after an
+            overwrite.
     """
 
     rows_inserted: int
@@ -68,6 +73,7 @@ class WriteResult:
     rows_deleted: int
     version: int
     metrics: dict[str, str] = field(default_factory=dict)
+    window_rows: DataFrame | None = None
 
 
 def ensure_kpi_table(spark: SparkSession, path: Path | str) -> None:
@@ -113,21 +119,28 @@ def merge_hourly_kpis(
     table = DeltaTable.forPath(spark, str(path))
     current = read_table(spark, path).where(window.sql_range("hour_ts")).select(*KPI_COLUMNS)
     fresh = kpis.where(window.sql_range("hour_ts")).select(*KPI_COLUMNS)
-    # Computed once, as Delta materialises a MERGE source itself (a local checkpoint): at most
-    # the window's rows. Cutting the lineage spares the MERGE re-planning the scans of the trips,
-    # quarantine and KPI tables in each of its passes, and an unchanged window (a rerun) needs
-    # no MERGE, hence no commit, at all.
-    changes = _changes(fresh, current).localCheckpoint(eager=True)
-    if changes.isEmpty():
-        return WriteResult(0, 0, 0, version=_version(table))
+    # Computed once (at most the window's rows twice): the MERGE source, the decision which
+    # MERGE to run and the window's rows after the write all derive from it, so the scans of
+    # the trips, quarantine and KPI tables are planned and run once, and an unchanged window
+    # (a rerun) needs no MERGE, hence no commit, at all.
+    state = _window_state(fresh, current).localCheckpoint(eager=True)
+    after = _rows_after(state)
+    counts = state.agg(
+        *(F.count_if(F.col(flag)).alias(flag) for flag in (_NEW, _DELETED, _CHANGED))
+    ).first()
+    if not (counts[_NEW] or counts[_DELETED] or counts[_CHANGED]):
+        return WriteResult(0, 0, 0, version=_version(table), window_rows=after)
+    changes = state.where(F.col(_NEW) | F.col(_DELETED) | F.col(_CHANGED)).select(
+        *KPI_COLUMNS, _DELETED
+    )
     insert = {name: F.col(f"s.{name}") for name in KPI_COLUMNS}
     merge = table.alias("t").merge(changes.alias("s"), merge_condition(window))
-    if changes.where(~F.col(_NEW)).isEmpty():
+    if not (counts[_DELETED] or counts[_CHANGED]):
         # Only groups the window did not have (new hours, as in most incremental runs): an
         # insert-only MERGE, which Delta runs as one anti-join and an append instead of
         # rewriting the matched files.
         outcome = merge.whenNotMatchedInsert(values=insert).execute().first()
-        return _result(table, outcome)
+        return _result(table, outcome, after)
     unchanged = _all_equal("t", "s", KPI_VALUES)
     outcome = (
         merge.whenMatchedDelete(condition=F.col(f"s.{_DELETED}"))
@@ -140,10 +153,10 @@ def merge_hourly_kpis(
         .execute()
         .first()
     )
-    return _result(table, outcome)
+    return _result(table, outcome, after)
 
 
-def _result(table: DeltaTable, outcome: Row) -> WriteResult:
+def _result(table: DeltaTable, outcome: Row, window_rows: DataFrame) -> WriteResult:
     """Row counts of a MERGE's result row, with the version and metrics of its commit."""
     version, metrics = _latest_commit(table)
     return WriteResult(
@@ -152,6 +165,7 @@ def _result(table: DeltaTable, outcome: Row) -> WriteResult:
         rows_deleted=int(outcome["num_deleted_rows"]),
         version=version,
         metrics=metrics,
+        window_rows=window_rows,
     )
 
 
@@ -235,11 +249,12 @@ def summarize_hourly_kpis(
     }
 
 
-def _changes(fresh: DataFrame, current: DataFrame) -> DataFrame:
-    """Rows of ``fresh`` that are new or differ from ``current``, plus tombstones for the rest.
+def _window_state(fresh: DataFrame, current: DataFrame) -> DataFrame:
+    """Every group of the window, fresh or current, with what a write has to do to it.
 
-    A tombstone carries the key of a ``current`` row that ``fresh`` lacks and ``_deleted``;
-    ``_new`` marks the groups ``current`` does not have.
+    Rows carry the key, ``fresh``'s values (null for a group ``fresh`` lacks), the current
+    row's ``computed_at``, and the flags ``_new`` (only in ``fresh``), ``_deleted`` (only in
+    ``current``) and ``_changed`` (in both, some value differs).
     """
     joined = (
         fresh.withColumn("_fresh", F.lit(True))
@@ -250,11 +265,26 @@ def _changes(fresh: DataFrame, current: DataFrame) -> DataFrame:
     )
     is_new = F.col("c._current").isNull()
     is_gone = F.col("n._fresh").isNull()
-    return joined.where(is_new | is_gone | ~_all_equal("n", "c", KPI_VALUES)).select(
+    return joined.select(
         *KPI_KEY,
         *(F.col(f"n.{name}").alias(name) for name in KPI_COLUMNS if name not in KPI_KEY),
-        is_gone.alias(_DELETED),
+        F.col("c.computed_at").alias(_CURRENT_COMPUTED_AT),
         is_new.alias(_NEW),
+        is_gone.alias(_DELETED),
+        (~is_new & ~is_gone & ~_all_equal("n", "c", KPI_VALUES)).alias(_CHANGED),
+    )
+
+
+def _rows_after(state: DataFrame) -> DataFrame:
+    """The window's rows once the write is done: unchanged groups keep their computed_at."""
+    touched = F.col(_NEW) | F.col(_CHANGED)
+    return (
+        state.where(~F.col(_DELETED))
+        .withColumn(
+            "computed_at",
+            F.when(touched, F.col("computed_at")).otherwise(F.col(_CURRENT_COMPUTED_AT)),
+        )
+        .select(*KPI_COLUMNS)
     )
 
 
