@@ -113,6 +113,18 @@ def load_day_into_stg(spark, settings, url: str, day: date) -> int:
     return len(lines)
 
 
+def load_months_into_stg(spark, settings, url: str, months: list[str]) -> tuple[int, float]:
+    """Empty stg.complete_trip, then run the trips stage for every month; rows and seconds."""
+    from chillflow.stages.trips import process_trips
+    from chillflow.storage.postgres import connect
+
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE stg.complete_trip")
+    started = time.monotonic()
+    rows = sum(process_trips(spark, settings, url, month=month)["inserted"] for month in months)
+    return rows, time.monotonic() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="Rows per month.")
@@ -170,6 +182,19 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
     )
     assert incr["rows_inserted"] == pg["rows_inserted"] > 0, (incr, pg)
     assert rerun["rows_inserted"] == rerun["rows_updated"] == rerun["rows_deleted"] == 0
+
+    # The default source as in production: every month in stg.complete_trip (loaded by the
+    # trips stage), a full refresh over JDBC, then the one-day incremental against that table.
+    stg_all, load_s = load_months_into_stg(spark, settings, url, args.months)
+    print(f"trips stage loaded {stg_all:,} rows into stg.complete_trip in {load_s:.0f} s")
+    pg_full_s, pg_full = timed(lambda: aggregator.aggregate_full_refresh(source="postgres"), REPEAT)
+    pg_day_s, pg_day = timed(
+        lambda: aggregator.aggregate_incremental(day, source="postgres"),
+        REPEAT,
+        before=lambda: forget_day(spark, settings, day),
+    )
+    assert pg_full["kpi_rows"] == full["kpi_rows"], (pg_full, full)
+    assert pg_day["rows_inserted"] == incr["rows_inserted"], (pg_day, incr)
 
     quarantine = read_table(spark, settings.tables.quarantine).select("pickup_ts", "pu_zone_id")
     keyed = with_trip_keys(curated, salt_frame(spark, settings.hash_salt))
@@ -229,8 +254,13 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
          f"{incr_s / full_s:.2f} of full"),
         ("one-day incremental, rerun without changes (curated)", day_rows, 0, rerun_s,
          f"{rerun_s / full_s:.2f} of full"),
-        ("one-day incremental, new day (stg.complete_trip over JDBC)", stg_rows,
-         pg["rows_inserted"], pg_s, f"{pg_s / full_s:.2f} of full"),
+        ("one-day incremental, new day (stg.complete_trip holding that day, over JDBC)",
+         stg_rows, pg["rows_inserted"], pg_s, f"{pg_s / full_s:.2f} of full"),
+        ("full refresh (stg.complete_trip over JDBC, the default source)", stg_all,
+         pg_full["rows_inserted"], pg_full_s, f"{pg_full_s / full_s:.2f} of full"),
+        ("one-day incremental, new day (stg.complete_trip holding every month, over JDBC)",
+         day_rows, pg_day["rows_inserted"], pg_day_s,
+         f"{pg_day_s / pg_full_s:.2f} of JDBC full"),
         ("Spark KPI computation only", trip_rows, duck_rows, spark_s,
          f"{spark_s / duck_s:.1f}× DuckDB"),
         ("DuckDB same KPIs, same Parquet files", trip_rows, duck_rows, duck_s,
@@ -246,8 +276,10 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
         f"{duck_process.seconds:.1f} s) {duck_process.peak_rss_mib:.0f} MiB."
     )
     print(
-        f"targets: incremental ≤ 10% of full refresh: {incr_s / full_s:.1%} "
-        f"({'met' if incr_s <= 0.1 * full_s else 'missed'}); KPI computation within 5× of "
+        f"targets: incremental ≤ 10% of full refresh: curated source {incr_s / full_s:.1%} "
+        f"({'met' if incr_s <= 0.1 * full_s else 'missed'}), default source (JDBC) "
+        f"{pg_day_s / pg_full_s:.1%} ({'met' if pg_day_s <= 0.1 * pg_full_s else 'missed'}); "
+        "KPI computation within 5× of "
         f"DuckDB: {spark_s / duck_s:.1f}× ({'met' if spark_s <= 5 * duck_s else 'missed'})"
     )
 
