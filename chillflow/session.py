@@ -18,6 +18,7 @@ import structlog
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from chillflow import class_sharing
 from chillflow.errors import DependencyError
 from chillflow.settings import SparkSettings
 
@@ -66,20 +67,51 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
         defaults["spark.driver.extraJavaOptions"] = (
             f"{java_options} -Dlog4j2.configurationFile={settings.log4j_config}".strip()
         )
-    for key, value in defaults.items():
-        if not inherited.contains(key):
-            builder = builder.config(key, value)
     submitted_jars = inherited.get("spark.jars", "") + inherited.get("spark.jars.packages", "")
     manifest = None
+    jars: dict[str, str] = {}
     if "delta-spark" not in submitted_jars:
         jars, manifest = _jar_config(settings)
-        for key, value in jars.items():
+    sharing = _class_sharing(settings, jars, inherited)
+    if sharing is not None:
+        java_options = defaults.get("spark.driver.extraJavaOptions", "")
+        # First, so that options of the configuration (an -Xlog of its own) come after it.
+        defaults["spark.driver.extraJavaOptions"] = f"{sharing[0]} {java_options}".strip()
+    for key, value in {**defaults, **jars}.items():
+        if not inherited.contains(key):
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if manifest is not None and not manifest.exists():
         _write_manifest(spark, manifest)
+    if sharing is not None and sharing[1] is not None:
+        class_sharing.publish_at_exit(sharing[1], sharing[2])
     return spark
+
+
+def _class_sharing(
+    settings: SparkSettings, jars: dict[str, str], inherited: SparkConf
+) -> tuple[str, Path | None, Path] | None:
+    """Driver JVM options for the class-data-sharing archive, the dump to publish, the archive.
+
+    None when turned off, when spark-submit already started the JVM, when the driver's Java
+    options come from spark-submit, while another process dumps the archive, or while the jars
+    are still to be resolved (the archive is keyed by the resolved jar files, known from the
+    next run on).
+    """
+    if (
+        settings.class_sharing_dir is None
+        or os.environ.get("PYSPARK_GATEWAY_PORT")
+        or inherited.contains("spark.driver.extraJavaOptions")
+        or "spark.jars" not in jars
+    ):
+        return None
+    archive = class_sharing.archive_path(settings.class_sharing_dir, jars["spark.jars"].split(","))
+    sharing = class_sharing.java_options(archive)
+    if sharing is None:
+        return None
+    options, dump = sharing
+    return options, dump, archive
 
 
 def _submitted_conf() -> SparkConf:

@@ -58,6 +58,7 @@ class SparkSettings:
     jars_dir: Path | None
     ivy_dir: Path
     log4j_config: Path | None = None
+    class_sharing_dir: Path | None = None
 
 
 #: A lake location: a local directory, or a Hadoop URI (``s3a://bucket/lake``) kept as text,
@@ -210,15 +211,30 @@ def _spark_settings(
         raise ConfigError("spark.conf values must be strings, numbers or booleans")
     packages = tuple(conf.get("packages", ()))
     jars_dir = env.get("CHILLFLOW_JARS_DIR") or conf.get("jars_dir")
+    ivy_dir = _path(env.get("CHILLFLOW_IVY_DIR") or conf.get("ivy_dir") or Path.home() / ".ivy2")
     return SparkSettings(
         master=env.get("SPARK_MASTER") or conf.get("master", "local[2]"),
         app_name=conf.get("app_name", "chillflow"),
         conf=MappingProxyType({k: _spark_value(v) for k, v in spark_conf.items()}),
         packages=packages,
         jars_dir=_path(jars_dir) if jars_dir else None,
-        ivy_dir=_path(env.get("CHILLFLOW_IVY_DIR") or conf.get("ivy_dir") or Path.home() / ".ivy2"),
+        ivy_dir=ivy_dir,
         log4j_config=(conf_dir / "log4j2.properties").resolve(),
+        class_sharing_dir=_class_sharing_dir(conf, env, ivy_dir),
     )
+
+
+def _class_sharing_dir(
+    conf: Mapping[str, Any], env: Mapping[str, str], ivy_dir: Path
+) -> Path | None:
+    """Where the driver JVM's class-data-sharing archives live; None when turned off."""
+    enabled = conf.get("class_sharing", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"spark.class_sharing = {enabled!r}: expected true or false")
+    if not enabled:
+        return None
+    explicit = env.get("CHILLFLOW_CDS_DIR")
+    return _path(explicit) if explicit else ivy_dir / "chillflow-cds"
 
 
 def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, ...]:
