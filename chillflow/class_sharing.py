@@ -78,7 +78,7 @@ def java_options(archive: Path) -> tuple[str, Path | None] | None:
         mapped), or None when another process is dumping the archive right now.
     """
     if archive.is_file():
-        return f"-XX:SharedArchiveFile={archive} -Xshare:auto {_WARNINGS_TO_STDERR}", None
+        return _mapping(archive), None
     archive.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(archive.parent)
     if not _take_lock(_lock(archive)):
@@ -86,6 +86,20 @@ def java_options(archive: Path) -> tuple[str, Path | None] | None:
     dump = archive.with_name(f"{archive.stem}.{os.getpid()}.tmp")
     # The dump lists every class it cannot archive (signed jars): noise, so cds logging is off.
     return f"-XX:ArchiveClassesAtExit={dump} {_WARNINGS_TO_STDERR} -Xlog:cds=off", dump
+
+
+def mapping_options(cache_dir: Path, jars: Iterable[str]) -> str:
+    """Options that map the archive of these jars if one exists, else an empty string.
+
+    For JVMs that ``spark-submit`` starts (``spark-submit.sh`` in local mode), which never
+    dump one themselves.
+    """
+    archive = archive_path(cache_dir, jars)
+    return _mapping(archive) if archive.is_file() else ""
+
+
+def _mapping(archive: Path) -> str:
+    return f"-XX:SharedArchiveFile={archive} -Xshare:auto {_WARNINGS_TO_STDERR}"
 
 
 def publish_at_exit(dump: Path, archive: Path) -> None:
