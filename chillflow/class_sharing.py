@@ -27,6 +27,8 @@ from pathlib import Path
 
 import structlog
 
+from chillflow.pids import pid_alive
+
 log = structlog.get_logger(__name__)
 
 #: JVM warnings (a rejected archive, for one) go to stderr instead of the default stdout.
@@ -181,13 +183,7 @@ def _holder_alive(lock: Path) -> bool:
     if pid <= 0:
         # Created but not written yet, or its writer died in between.
         return time.time() - _mtime_float(lock) < 60
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _remove_stale(cache_dir: Path) -> None:

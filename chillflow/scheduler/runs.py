@@ -20,6 +20,7 @@ from typing import Any
 import psycopg2
 from psycopg2.extensions import connection as Connection
 
+from chillflow.pids import pid_alive
 from chillflow.storage.postgres import connect
 
 # Two-key advisory locks live apart from single-bigint ones such as the schema lock; the first
@@ -207,7 +208,7 @@ def mark_abandoned(conn: Connection, runs: list[JobRun], *, now: datetime) -> li
 
 def abandoned_reason(run: JobRun) -> str:
     """Explain why a ``running`` row without a lock holder cannot still be running."""
-    if run.host == os.uname().nodename and run.pid is not None and not _pid_alive(run.pid):
+    if run.host == os.uname().nodename and run.pid is not None and not pid_alive(run.pid):
         return (
             f"abandoned: scheduler process {run.pid} on {run.host} exited without finishing the run"
         )
@@ -257,16 +258,6 @@ def period_lock(url: str, job: str, period: str) -> Iterator[tuple[Connection, b
                 # A lost connection has released the lock with its session already.
                 with contextlib.suppress(psycopg2.Error):
                     unlock(conn, job, period)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _json(stats: dict[str, Any] | None) -> str | None:
