@@ -39,7 +39,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def timed(action, repeat=1, before=None):
+def timed(action, repeat=REPEAT, before=None):
     """Median wall time of ``repeat`` calls (``before`` runs untimed ahead of each), and the
     last call's result."""
     times, result = [], None
@@ -167,17 +167,15 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
     day_rows = curated.where(F.to_date("pickup_ts") == F.lit(day)).count()
 
     aggregator.aggregate_incremental(day - timedelta(days=1), source="curated")  # warm-up
-    full_s, full = timed(lambda: aggregator.aggregate_full_refresh(source="curated"), REPEAT)
+    full_s, full = timed(lambda: aggregator.aggregate_full_refresh(source="curated"))
     incr_s, incr = timed(
         lambda: aggregator.aggregate_incremental(day, source="curated"),
-        REPEAT,
         before=lambda: forget_day(spark, settings, day),
     )
-    rerun_s, rerun = timed(lambda: aggregator.aggregate_incremental(day, source="curated"), REPEAT)
+    rerun_s, rerun = timed(lambda: aggregator.aggregate_incremental(day, source="curated"))
     stg_rows = load_day_into_stg(spark, settings, url, day)
     pg_s, pg = timed(
         lambda: aggregator.aggregate_incremental(day, source="postgres"),
-        REPEAT,
         before=lambda: forget_day(spark, settings, day),
     )
     assert incr["rows_inserted"] == pg["rows_inserted"] > 0, (incr, pg)
@@ -187,10 +185,9 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
     # trips stage), a full refresh over JDBC, then the one-day incremental against that table.
     stg_all, load_s = load_months_into_stg(spark, settings, url, args.months)
     print(f"trips stage loaded {stg_all:,} rows into stg.complete_trip in {load_s:.0f} s")
-    pg_full_s, pg_full = timed(lambda: aggregator.aggregate_full_refresh(source="postgres"), REPEAT)
+    pg_full_s, pg_full = timed(lambda: aggregator.aggregate_full_refresh(source="postgres"))
     pg_day_s, pg_day = timed(
         lambda: aggregator.aggregate_incremental(day, source="postgres"),
-        REPEAT,
         before=lambda: forget_day(spark, settings, day),
     )
     assert pg_full["kpi_rows"] == full["kpi_rows"], (pg_full, full)
@@ -202,14 +199,12 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
     def spark_kpis():
         hourly_zone_kpis(keyed, quarantine).write.format("noop").mode("overwrite").save()
 
-    spark_s, _ = timed(spark_kpis, REPEAT)
+    spark_s, _ = timed(spark_kpis)
 
     curated_files = delta_files(spark, settings.tables.curated)
     quarantine_files = delta_files(spark, settings.tables.quarantine)
     con = duckdb.connect()
-    duck_s, _ = timed(
-        lambda: duckdb_kpis(con, curated_files, quarantine_files, settings.hash_salt), REPEAT
-    )
+    duck_s, _ = timed(lambda: duckdb_kpis(con, curated_files, quarantine_files, settings.hash_salt))
     con.register("spark_kpis", read_hourly_kpis(spark, settings.tables.kpis).toArrow())
     mismatches = con.execute(
         """

@@ -56,7 +56,7 @@ def archive_path(cache_dir: Path, jars: Iterable[str]) -> Path:
     java_real = Path(java).resolve()
     identity = [
         str(java_real),
-        str(_mtime(java_real)),
+        str(int(_mtime(java_real))),
         str(Path(pyspark.__file__).parent),
         pyspark.__version__,
         *sorted(jars),
@@ -182,7 +182,7 @@ def _holder_alive(lock: Path) -> bool:
         return True  # unreadable: leave it alone
     if pid <= 0:
         # Created but not written yet, or its writer died in between.
-        return time.time() - _mtime_float(lock) < 60
+        return time.time() - _mtime(lock) < 60
     return pid_alive(pid)
 
 
@@ -202,15 +202,8 @@ def _java_search_path() -> str | None:
     return None
 
 
-def _mtime_float(path: Path) -> float:
+def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return int(path.stat().st_mtime)
-    except OSError:
-        return 0

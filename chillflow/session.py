@@ -73,10 +73,12 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     if "delta-spark" not in submitted_jars:
         jars, manifest = _jar_config(settings)
     sharing = _class_sharing(settings, jars, inherited)
+    dump = archive = None
     if sharing is not None:
+        sharing_options, dump, archive = sharing
         java_options = defaults.get("spark.driver.extraJavaOptions", "")
         # First, so that options of the configuration (an -Xlog of its own) come after it.
-        defaults["spark.driver.extraJavaOptions"] = f"{sharing[0]} {java_options}".strip()
+        defaults["spark.driver.extraJavaOptions"] = f"{sharing_options} {java_options}".strip()
     for key, value in {**defaults, **jars}.items():
         if not inherited.contains(key):
             builder = builder.config(key, value)
@@ -84,8 +86,8 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     spark.sparkContext.setLogLevel("WARN")
     if manifest is not None and not manifest.exists():
         _write_manifest(spark, manifest)
-    if sharing is not None and sharing[1] is not None:
-        class_sharing.publish_at_exit(sharing[1], sharing[2])
+    if dump is not None and archive is not None:
+        class_sharing.publish_at_exit(dump, archive)
     return spark
 
 
