@@ -33,6 +33,10 @@ log = structlog.get_logger(__name__)
 
 #: JVM warnings (a rejected archive, for one) go to stderr instead of the default stdout.
 _WARNINGS_TO_STDERR = "-Xlog:disable -Xlog:all=warning:stderr"
+#: The same without the cds tags: a dump warns about every class it cannot archive (signed
+#: jars, unlinked classes), hundreds of lines of noise. ``-Xlog:cds=off`` alone would only
+#: touch stdout, the default output.
+_DUMP_LOGGING = f"{_WARNINGS_TO_STDERR} -Xlog:cds*=off:stderr"
 #: Dumps older than this belong to a process that died: removed. A dump is written within a
 #: minute of its process's end, and few processes run for hours.
 _STALE_SEC = 6 * 3600
@@ -86,8 +90,7 @@ def java_options(archive: Path) -> tuple[str, Path | None] | None:
     if not _take_lock(_lock(archive)):
         return None
     dump = archive.with_name(f"{archive.stem}.{os.getpid()}.tmp")
-    # The dump lists every class it cannot archive (signed jars): noise, so cds logging is off.
-    return f"-XX:ArchiveClassesAtExit={dump} {_WARNINGS_TO_STDERR} -Xlog:cds=off", dump
+    return f"-XX:ArchiveClassesAtExit={dump} {_DUMP_LOGGING}", dump
 
 
 def mapping_options(cache_dir: Path, jars: Iterable[str]) -> str:
