@@ -7,10 +7,12 @@ first process that starts Spark without an archive dumps one when it exits (its 
 seconds longer to exit, once); every later process maps it. Measured here: SparkSession start
 7.9 s -> 4.9 s, its first job 3.3 s -> 2.0 s (docs/benchmarks.md).
 
-The archive is keyed by everything that shapes the driver's class path (Java binary, pyspark
-installation, jars), so an upgrade simply builds a new one. A stale or foreign archive is
-harmless: the JVM validates it and runs without sharing (its warning goes to stderr, never to
-stdout, which may carry ``--json`` output).
+The archive is keyed by everything that shapes the driver's class path: the Java binary and
+the size and modification time of every jar (pyspark's and the session's), so an upgrade or a
+reinstall simply builds a new one. That precision matters: Java 17 does not always fall back
+when an archive no longer fits. Mapping one dumped before the virtualenv was recreated at the
+same path made the JVM fail with ``ClassNotFoundException: org.apache.spark.deploy.SparkSubmit``.
+JVM warnings go to stderr, never to stdout, which may carry ``--json`` output.
 """
 
 from __future__ import annotations
@@ -47,26 +49,33 @@ _DUMP_WAIT_SEC = 120
 def archive_path(cache_dir: Path, jars: Iterable[str]) -> Path:
     """The archive for this Java, this pyspark installation and these jars.
 
+    The key covers the size and modification time of every jar on the driver's class path,
+    which is what the JVM checks before it maps an archive: a reinstalled virtualenv at the
+    same path gets a new archive instead of one the JVM would refuse.
+
     Args:
         cache_dir: Directory holding the archives.
-        jars: The jars the session loads (``spark.jars`` entries or package coordinates).
+        jars: The jar files the session loads (``spark.jars`` entries).
 
     Returns:
         ``cache_dir/driver-<key>.jsa``; it may not exist yet.
     """
     import pyspark
 
-    java = shutil.which("java", path=_java_search_path()) or "java"
-    java_real = Path(java).resolve()
-    identity = [
-        str(java_real),
-        str(int(_mtime(java_real))),
-        str(Path(pyspark.__file__).parent),
-        pyspark.__version__,
-        *sorted(jars),
-    ]
+    java = Path(shutil.which("java", path=_java_search_path()) or "java").resolve()
+    spark_jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    identity = [pyspark.__version__, *(_fingerprint(p) for p in (java, *spark_jars))]
+    identity += [_fingerprint(Path(jar)) for jar in sorted(jars)]
     key = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
     return cache_dir / f"driver-{key}.jsa"
+
+
+def _fingerprint(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path} missing"
+    return f"{path} {stat.st_size} {stat.st_mtime_ns}"
 
 
 def java_options(archive: Path) -> tuple[str, Path | None] | None:

@@ -22,6 +22,17 @@ def test_archive_is_keyed_by_the_jars(tmp_path):
     assert one.parent == tmp_path and one.suffix == ".jsa"
 
 
+def test_a_jar_rewritten_at_the_same_path_gets_a_new_archive(tmp_path):
+    jar = tmp_path / "delta.jar"
+    jar.write_bytes(b"v1")
+    before = class_sharing.archive_path(tmp_path, [str(jar)])
+    assert before == class_sharing.archive_path(tmp_path, [str(jar)])
+
+    os.utime(jar, ns=(1_000_000_000, 1_000_000_000))
+
+    assert class_sharing.archive_path(tmp_path, [str(jar)]) != before
+
+
 def test_first_process_dumps_others_wait_then_everyone_maps(tmp_path):
     archive = class_sharing.archive_path(tmp_path / "cds", ["/jars/a.jar"])
 
