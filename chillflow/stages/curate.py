@@ -25,6 +25,7 @@ from chillflow.schemas import (
     QUARANTINE_DDL,
     STAGED_DDL,
     columns,
+    local_frame,
     struct,
 )
 from chillflow.settings import QualityRule, Settings
@@ -83,7 +84,7 @@ def curate(
         ConservationError: Input rows != curated + quarantined rows.
     """
     started = time.monotonic()
-    started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    started_at = datetime.now(timezone.utc)
     run_id = run_id or new_run_id()
     targets = targets or CurateTargets(
         settings.tables.curated, settings.tables.quarantine, settings.tables.dq_metrics
@@ -136,7 +137,7 @@ def curate(
         quarantined_rows = int(quarantine_obs.get["rows"])
         _check_conservation(source, input_rows, output_rows, quarantined_rows)
 
-        finished_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        finished_at = datetime.now(timezone.utc)
         totals = (input_rows, output_rows, quarantined_rows, started_at, finished_at)
         metrics = _metrics_rows(spark, run_id, outcomes, totals)
         replace_slices(metrics, targets.dq_metrics, slices, MONTH_PARTITION)
@@ -234,4 +235,4 @@ def _metrics_rows(
         for (service, month), slice_outcomes in sorted(outcomes.items())
         for o in slice_outcomes
     ]
-    return spark.createDataFrame(rows, struct(DQ_METRICS_DDL))
+    return local_frame(spark, rows, DQ_METRICS_DDL)

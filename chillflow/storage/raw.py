@@ -10,7 +10,7 @@ from pathlib import Path
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
 from chillflow.errors import ConfigError, SchemaError
 from chillflow.settings import parse_month
@@ -78,12 +78,21 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
     The row position comes from Spark's Parquet ``_metadata.row_index``, which is stable for a
     file whatever the split, unlike ``monotonically_increasing_id``.
 
+    TLC timestamps are New York wall-clock times without a zone (Parquet TIMESTAMP with
+    ``isAdjustedToUTC=false``). They are read straight into Spark TIMESTAMP values whose UTC
+    reading is that wall clock, whatever the session time zone: a cast from TIMESTAMP_NTZ would
+    shift them by the session zone, and costs a time-zone conversion per value
+    (docs/benchmarks.md).
+
     Returns:
-        The rows and the file's own schema (from its footer, nothing is inferred).
+        The rows and their schema as read (the file's footer schema, wall-clock timestamps as
+        TIMESTAMP).
     """
     try:
         rows = spark.read.parquet(str(raw.path))
-        schema = rows.schema
+        schema = _wall_clock_as_timestamp(rows.schema)
+        if schema != rows.schema:
+            rows = spark.read.schema(schema).parquet(str(raw.path))
         with_lineage = rows.select(
             "*",
             F.col("_metadata.file_name").alias(SOURCE_FILE_COL),
@@ -93,6 +102,18 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
         reason = _first_line(exc)
         raise SchemaError(f"{raw.path}: Spark cannot read this Parquet file: {reason}") from None
     return with_lineage, schema
+
+
+def _wall_clock_as_timestamp(schema: StructType) -> StructType:
+    """Return ``schema`` with every TIMESTAMP_NTZ field read as TIMESTAMP."""
+    return StructType(
+        [
+            StructField(f.name, TimestampType(), f.nullable, f.metadata)
+            if isinstance(f.dataType, TimestampNTZType)
+            else f
+            for f in schema.fields
+        ]
+    )
 
 
 def _check_parquet(path: Path) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from pyspark.sql import functions as F
+from pyspark.sql.types import TimestampType
 
 from chillflow.errors import SchemaError
 from chillflow.generator import generate_month, tlc_file_name
 from chillflow.schemas import CURATED_DDL, struct
 from chillflow.stages.curate import curate
 from chillflow.storage.delta import read_table
+from chillflow.storage.raw import RawFile, read_raw_file
+from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +77,21 @@ def test_nanosecond_and_microsecond_files_give_identical_rows(spark, settings, t
     from_nanos = read_table(spark, settings.tables.curated).select("source_row", "pickup_ts")
 
     assert {r["source_row"]: r["pickup_ts"] for r in from_nanos.collect()} == from_micros
+
+
+def test_wall_clock_timestamps_are_read_without_a_zone_shift(spark, tmp_path):
+    pickup = datetime(2025, 1, 31, 23, 30)
+    raw = write_yellow(tmp_path / "yellow_tripdata_2025-01.parquet", [trip(pickup)])
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        rows, schema = read_raw_file(spark, RawFile(raw, "2025-01"))
+        micros = rows.select(F.unix_micros("tpep_pickup_datetime")).first()[0]
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
+
+    assert schema["tpep_pickup_datetime"].dataType == TimestampType()
+    assert micros == int(pickup.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000
 
 
 @pytest.mark.parametrize(
