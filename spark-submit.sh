@@ -134,12 +134,14 @@ if [[ $kind == k8s ]]; then
   [[ $jars_mode == packages ]] && opts+=(--conf spark.jars.ivy=/tmp/.ivy2)
 fi
 
-# Batch jobs want throughput: G1's concurrent threads compete with the tasks (conf/chillflow.toml).
-gc=-XX:+UseParallelGC
+# Batch jobs want throughput: G1's concurrent threads compete with the tasks, and a fresh JVM's
+# JIT compiler takes a core for the first minute unless it compiles fewer methods
+# (conf/chillflow.toml).
+jvm="-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
 if $in_image; then
   # The project is installed in the image: nothing to upload, every path is local:// to the pod.
   opts+=(--conf "spark.kubernetes.driverEnv.CHILLFLOW_CONF_DIR=$CHILLFLOW_IMAGE_ROOT/conf"
-    --driver-java-options "$gc -Dlog4j2.configurationFile=$CHILLFLOW_IMAGE_ROOT/conf/log4j2.properties")
+    --driver-java-options "$jvm -Dlog4j2.configurationFile=$CHILLFLOW_IMAGE_ROOT/conf/log4j2.properties")
   app=("local://$CHILLFLOW_IMAGE_ROOT/jobs/$name.py" "$@")
 else
   # The package travels as a zip on --py-files (the driver imports the same zip). It is rebuilt
@@ -162,9 +164,9 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
   if [[ $deploy_mode == cluster ]]; then
     opts+=(--conf spark.yarn.appMasterEnv.CHILLFLOW_CONF_DIR=.
       --conf "spark.yarn.appMasterEnv.PYSPARK_PYTHON=$executor_python"
-      --driver-java-options "$gc -Dlog4j2.configurationFile=log4j2.properties")
+      --driver-java-options "$jvm -Dlog4j2.configurationFile=log4j2.properties")
   else
-    opts+=(--driver-java-options "$gc${cds:+ $cds} -Dlog4j2.configurationFile=$conf_dir/log4j2.properties")
+    opts+=(--driver-java-options "$jvm${cds:+ $cds} -Dlog4j2.configurationFile=$conf_dir/log4j2.properties")
   fi
   app=("$script" "$@")
 fi

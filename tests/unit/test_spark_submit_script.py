@@ -236,7 +236,7 @@ def test_local_driver_maps_an_existing_class_sharing_archive(jars_dir, tmp_path)
     archive.write_bytes(b"archive")
     _, argv = dry_run("curate", "x.parquet", **env)
     (java_options,) = options(argv, "--driver-java-options")
-    assert java_options.startswith("-XX:+UseParallelGC ")
+    assert java_options.startswith("-XX:+UseParallelGC -XX:CompileThresholdScaling=3 ")
     assert f"-XX:SharedArchiveFile={archive} -Xshare:auto" in java_options
 
     _, argv = dry_run("curate", "x.parquet", SPARK_MASTER="spark://master:7077", **env)
