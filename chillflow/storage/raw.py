@@ -18,6 +18,7 @@ from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
 _PARQUET_MAGIC = b"PAR1"
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "+00:00"})
 
 
 @dataclass(frozen=True)
@@ -79,20 +80,22 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
     file whatever the split, unlike ``monotonically_increasing_id``.
 
     TLC timestamps are New York wall-clock times without a zone (Parquet TIMESTAMP with
-    ``isAdjustedToUTC=false``). They are read straight into Spark TIMESTAMP values whose UTC
-    reading is that wall clock, whatever the session time zone: a cast from TIMESTAMP_NTZ would
-    shift them by the session zone, and costs a time-zone conversion per value
-    (docs/benchmarks.md).
+    ``isAdjustedToUTC=false``, Spark TIMESTAMP_NTZ). In a UTC session (the default) they are
+    read straight as TIMESTAMP: the instants staging's cast would give, without its time-zone
+    conversion per value (docs/benchmarks.md). In any other session time zone they stay
+    TIMESTAMP_NTZ and staging casts them in that zone, as the month rule's bounds are.
 
     Returns:
-        The rows and their schema as read (the file's footer schema, wall-clock timestamps as
-        TIMESTAMP).
+        The rows and their schema as read (the file's footer schema; in a UTC session,
+        wall-clock timestamps as TIMESTAMP).
     """
     try:
         rows = spark.read.parquet(str(raw.path))
-        schema = _wall_clock_as_timestamp(rows.schema)
-        if schema != rows.schema:
-            rows = spark.read.schema(schema).parquet(str(raw.path))
+        schema = rows.schema
+        if spark.conf.get("spark.sql.session.timeZone") in _UTC_ZONES:
+            schema = _wall_clock_as_timestamp(rows.schema)
+            if schema != rows.schema:
+                rows = spark.read.schema(schema).parquet(str(raw.path))
         with_lineage = rows.select(
             "*",
             F.col("_metadata.file_name").alias(SOURCE_FILE_COL),
