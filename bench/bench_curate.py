@@ -1,9 +1,11 @@
 """Benchmark the curate stage against DuckDB running the same rules on the same file.
 
-    python bench/bench_curate.py --rows 1000000 3000000 10000000
+    python bench/bench_curate.py --rows 1000000 3000000 10000000 [--repeat 3]
 
 For each size: the whole process (fresh JVM, Delta commit included) of ``chillflow curate month``
-and of a DuckDB script, then both transforms in one warm process. Prints a markdown table.
+and of a DuckDB script, run ``--repeat`` times interleaved (Spark, DuckDB, Spark, ...) so both see
+the same machine; the table gives the medians and each side's range. Then both transforms in one
+warm process. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,26 +39,41 @@ def raw_file(rows: int) -> Path:
     return path
 
 
-def whole_process(rows: int, raw: Path) -> dict[str, float]:
+def whole_process(rows: int, raw: Path, repeat: int) -> dict[str, float]:
+    """Interleaved fresh-process runs of both sides; medians, ranges and the Spark run's counts."""
     lake = OUT / f"lake-process-{rows}"
-    shutil.rmtree(lake, ignore_errors=True)
     env = {**os.environ, "CHILLFLOW_DATA_DIR": str(lake), "LOG_LEVEL": "WARNING"}
-    spark = run_measured(
-        [sys.executable, "-m", "chillflow", "curate", "month", str(raw), "--json"], env
-    )
-    if spark.returncode != 0:
-        raise SystemExit(spark.stderr[-4000:])
-    stats = json.loads(spark.stdout)
-    duck = run_measured(
-        [sys.executable, str(BENCH / "duckdb_curate.py"), str(raw), str(OUT / "duck"), MONTH]
-    )
-    if duck.returncode != 0:
-        raise SystemExit(duck.stderr[-4000:])
+    spark_runs, duck_runs, stats = [], [], {}
+    for _ in range(repeat):
+        shutil.rmtree(lake, ignore_errors=True)
+        spark = run_measured(
+            [sys.executable, "-m", "chillflow", "curate", "month", str(raw), "--json"], env
+        )
+        if spark.returncode != 0:
+            raise SystemExit(spark.stderr[-4000:])
+        stats = json.loads(spark.stdout)
+        duck = run_measured(
+            [sys.executable, str(BENCH / "duckdb_curate.py"), str(raw), str(OUT / "duck"), MONTH]
+        )
+        if duck.returncode != 0:
+            raise SystemExit(duck.stderr[-4000:])
+        spark_runs.append(spark)
+        duck_runs.append(duck)
+        print(
+            f"{rows:,} rows: Spark {spark.seconds:.1f} s, DuckDB {duck.seconds:.1f} s, "
+            f"ratio {spark.seconds / duck.seconds:.1f}×",
+            file=sys.stderr,
+            flush=True,
+        )
+    spark_s = [r.seconds for r in spark_runs]
+    duck_s = [r.seconds for r in duck_runs]
     return {
-        "spark_s": spark.seconds,
-        "spark_peak_mib": spark.peak_rss_mib,
-        "duck_s": duck.seconds,
-        "duck_peak_mib": duck.peak_rss_mib,
+        "spark_s": statistics.median(spark_s),
+        "spark_range": (min(spark_s), max(spark_s)),
+        "spark_peak_mib": max(r.peak_rss_mib for r in spark_runs),
+        "duck_s": statistics.median(duck_s),
+        "duck_range": (min(duck_s), max(duck_s)),
+        "duck_peak_mib": max(r.peak_rss_mib for r in duck_runs),
         "rows_out": stats["output_rows"],
         "quarantined": stats["quarantined_rows"],
     }
@@ -88,10 +106,15 @@ def transform_alone(raw: Path, settings, spark) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="fresh-process runs of each side per size"
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     files = {rows: raw_file(rows) for rows in args.rows}
 
-    results = {rows: whole_process(rows, raw) for rows, raw in files.items()}
+    results = {rows: whole_process(rows, raw, args.repeat) for rows, raw in files.items()}
 
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     settings = runtime.settings()
@@ -103,7 +126,8 @@ def main() -> None:
 
     print(
         f"\ncores={os.cpu_count()} driver peak RSS (warm runs) {self_peak_rss_mib():.0f} MiB, "
-        f"JVM peak {jvm_peak_rss_mib():.0f} MiB\n"
+        f"JVM peak {jvm_peak_rss_mib():.0f} MiB; process columns: median of {args.repeat} "
+        "interleaved runs [min-max]\n"
     )
     print(
         "| rows | Spark process s | rows/s | peak MiB | DuckDB process s | ratio | "
@@ -113,13 +137,18 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rows, r in results.items():
         print(
-            f"| {rows:,} | {r['spark_s']:.1f} | {rows / r['spark_s']:,.0f} | "
-            f"{r['spark_peak_mib']:.0f} | {r['duck_s']:.1f} | {r['spark_s'] / r['duck_s']:.1f}× | "
+            f"| {rows:,} | {r['spark_s']:.1f} {_range(r['spark_range'])} | "
+            f"{rows / r['spark_s']:,.0f} | {r['spark_peak_mib']:.0f} | "
+            f"{r['duck_s']:.1f} {_range(r['duck_range'])} | {r['spark_s'] / r['duck_s']:.1f}× | "
             f"{r['spark_warm_s']:.1f} | {rows / r['spark_warm_s']:,.0f} | "
             f"{r['duck_warm_s']:.1f} | {r['spark_warm_s'] / r['duck_warm_s']:.1f}× | "
             f"{r['spark_transform_s']:.1f} | {r['duck_transform_s']:.1f} | "
             f"{r['spark_transform_s'] / r['duck_transform_s']:.1f}× |"
         )
+
+
+def _range(bounds: tuple[float, float]) -> str:
+    return f"[{bounds[0]:.1f}-{bounds[1]:.1f}]"
 
 
 if __name__ == "__main__":

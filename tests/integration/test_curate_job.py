@@ -196,3 +196,20 @@ def test_not_parquet_and_missing_month(spark, settings, tmp_path):
     with pytest.raises(ConfigError, match="pass --month YYYY-MM"):
         curate(spark, settings, unnamed)
     assert curate(spark, settings, unnamed, month="2025-01")["output_rows"] == 1
+
+
+def test_a_failed_quarantine_write_fails_the_run(spark, settings, january):
+    """The quarantine table is written beside the curated one; its failure is not swallowed."""
+    blocked = settings.tables.quarantine
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a directory")
+
+    with pytest.raises(Exception, match="DELTA_CANNOT_CREATE_LOG_PATH.*quarantine") as failure:
+        curate(spark, settings, january)
+
+    assert not isinstance(failure.value, DataQualityError)
+    assert not settings.tables.dq_metrics.exists()
+    blocked.unlink()
+    stats = curate(spark, settings, january)
+    assert (stats["output_rows"], stats["quarantined_rows"]) == (6, 4)
+    assert read_table(spark, settings.tables.curated).count() == 6
