@@ -57,3 +57,16 @@ class ClusterError(ChillflowError):
     """A Spark standalone cluster did not start or lost its master or workers."""
 
     exit_code = 9
+
+
+def error_summary(exc: BaseException) -> str:
+    """Return the first meaningful line of an error's message (at most 500 characters).
+
+    Errors raised in Spark's JVM carry the whole Java stack trace in their message, after a
+    ``An error occurred while calling …`` line; the summary is the Java exception's own line.
+    """
+    for line in str(exc).strip().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("An error occurred while calling", "Traceback")):
+            return line[:500]
+    return type(exc).__name__

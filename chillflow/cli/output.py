@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import structlog
 import typer
 
-from chillflow.errors import ChillflowError
+from chillflow.errors import ChillflowError, error_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +37,7 @@ def handle_errors(command: F) -> F:
         except Exception as exc:
             if not _is_spark_error(exc):
                 raise
-            summary = _first_line(exc)
+            summary = error_summary(exc)
             log.debug("command.spark_trace", trace=str(exc))
             log.error("command.failed", error=type(exc).__name__, message=summary)
             typer.echo(
@@ -63,12 +63,3 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
 def _is_spark_error(exc: Exception) -> bool:
     module = type(exc).__module__
     return module.startswith(("py4j", "pyspark"))
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("An error occurred while calling", "Traceback")):
-            return line[:500]
-    return type(exc).__name__

@@ -12,11 +12,12 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from chillflow.errors import ConfigError, ConservationError
+from chillflow.errors import ConfigError, ConservationError, error_summary
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.schemas import (
@@ -184,8 +185,9 @@ def _replace_both(
 
     Each write is its own Delta commit, as when run one after the other; overlapping them lets
     one write's planning and commit run while the other's tasks use the cores (about 3 s of a
-    fresh 3M-row curate, docs/benchmarks.md). Both writes always finish before this returns;
-    the first failure is raised.
+    fresh 3M-row curate, docs/benchmarks.md). Both writes always finish before this returns.
+    A failed write fails the run; when both fail, the curated write's error is raised and the
+    quarantine write's is logged.
     """
     context = contextvars.copy_context()  # the run's log fields, in the quarantine thread too
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-quarantine") as pool:
@@ -194,10 +196,16 @@ def _replace_both(
         )
         try:
             replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
-        finally:
-            quarantine_error = quarantine_write.exception()
-    if quarantine_error is not None:
-        raise quarantine_error
+        except BaseException:
+            if (also := quarantine_write.exception()) is not None:
+                structlog.get_logger("chillflow").error(
+                    "curate.quarantine_write.failed",
+                    error=type(also).__name__,
+                    message=error_summary(also),
+                )
+            raise
+    if (error := quarantine_write.exception()) is not None:
+        raise error
 
 
 def _check_rules(spark: SparkSession, rules: tuple[QualityRule, ...]) -> None:

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
-from chillflow.errors import ConfigError, SchemaError
+from chillflow.errors import ConfigError, SchemaError, error_summary
 from chillflow.settings import parse_month
 from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL
 
@@ -102,7 +102,7 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
             F.col("_metadata.row_index").alias(SOURCE_ROW_COL),
         )
     except AnalysisException as exc:
-        reason = _first_line(exc)
+        reason = error_summary(exc)
         raise SchemaError(f"{raw.path}: Spark cannot read this Parquet file: {reason}") from None
     return with_lineage, schema
 
@@ -126,7 +126,3 @@ def _check_parquet(path: Path) -> None:
         head = handle.read(4)
     if head != _PARQUET_MAGIC:
         raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

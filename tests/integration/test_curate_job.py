@@ -7,6 +7,8 @@ from datetime import datetime
 
 import pytest
 from chispa import assert_df_equality
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from chillflow.errors import ConfigError, DataQualityError, SchemaError
 from chillflow.settings import CurateSettings, QualityRule
@@ -213,3 +215,22 @@ def test_a_failed_quarantine_write_fails_the_run(spark, settings, january):
     stats = curate(spark, settings, january)
     assert (stats["output_rows"], stats["quarantined_rows"]) == (6, 4)
     assert read_table(spark, settings.tables.curated).count() == 6
+
+
+def test_when_both_writes_fail_the_curated_error_is_raised_and_the_other_logged(
+    spark, settings, january
+):
+    for table in (settings.tables.curated, settings.tables.quarantine):
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text("not a directory")
+
+    with (
+        capture_logs(processors=[merge_contextvars]) as logs,
+        pytest.raises(Exception, match="CREATE_LOG_PATH.*curated/trips"),
+    ):
+        curate(spark, settings, january)
+
+    failed = [e for e in logs if e["event"] == "curate.quarantine_write.failed"]
+    assert len(failed) == 1
+    assert "curated/quarantine" in failed[0]["message"]
+    assert failed[0]["run_id"]
