@@ -66,7 +66,7 @@ def error_summary(exc: BaseException) -> str:
     ``An error occurred while calling …`` line; the summary is the Java exception's own line.
     """
     for line in str(exc).strip().splitlines():
-        line = line.strip()
+        line = line.strip().removeprefix(": ")  # Py4J puts ": " before the Java exception
         if line and not line.startswith(("An error occurred while calling", "Traceback")):
             return line[:500]
     return type(exc).__name__
