@@ -134,10 +134,14 @@ if [[ $kind == k8s ]]; then
   [[ $jars_mode == packages ]] && opts+=(--conf spark.jars.ivy=/tmp/.ivy2)
 fi
 
-# Batch jobs want throughput: G1's concurrent threads compete with the tasks, and a fresh JVM's
-# JIT compiler takes a core for the first minute unless it compiles fewer methods
-# (conf/chillflow.toml).
-jvm="-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
+# The driver's JVM options are the conf's spark.driver.extraJavaOptions (the GC and JIT flags,
+# explained in conf/chillflow.toml): spark-submit starts the driver JVM before any session could
+# apply them.
+jvm=$("$python" -c 'import sys, tomllib
+with open(sys.argv[1], "rb") as conf:
+    spark_conf = tomllib.load(conf).get("spark", {}).get("conf", {})
+print(spark_conf.get("spark.driver.extraJavaOptions", ""))' "$conf_dir/chillflow.toml") \
+  || die 2 "cannot read spark.driver.extraJavaOptions from $conf_dir/chillflow.toml"
 if $in_image; then
   # The project is installed in the image: nothing to upload, every path is local:// to the pod.
   opts+=(--conf "spark.kubernetes.driverEnv.CHILLFLOW_CONF_DIR=$CHILLFLOW_IMAGE_ROOT/conf"
