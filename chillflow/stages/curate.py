@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,7 +58,7 @@ class CurateTargets:
 def curate(
     spark: SparkSession,
     settings: Settings,
-    raw_location: str | Path,
+    raw_location: str | Path | Sequence[RawFile],
     *,
     month: str | None = None,
     targets: CurateTargets | None = None,
@@ -72,8 +72,9 @@ def curate(
     Args:
         spark: The session.
         settings: Validated settings (rules, table locations).
-        raw_location: A raw Parquet file, a directory of them or a glob.
-        month: Month of every file; by default from the file names.
+        raw_location: A raw Parquet file, a directory of them or a glob; or the files already
+            found by ``find_raw_files``.
+        month: Month of every file of a location; by default from the file names.
         targets: Table locations; default from settings.
         run_id: Run id; a new one by default.
 
@@ -93,7 +94,10 @@ def curate(
         settings.tables.curated, settings.tables.quarantine, settings.tables.dq_metrics
     )
     rules = settings.curate.rules
-    files = find_raw_files(raw_location, month)
+    if isinstance(raw_location, (str, Path)):
+        files = find_raw_files(raw_location, month)
+    else:
+        files = list(raw_location)
     months = sorted({f.month for f in files})
     with bound_run("curate", run_id, month=",".join(months)) as log:
         log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
