@@ -224,10 +224,9 @@ def _check_rules(spark: SparkSession, rules: tuple[QualityRule, ...]) -> None:
         try:
             empty.select(rule_passes(rule)).schema  # noqa: B018 - forces analysis
         except (AnalysisException, ParseException) as exc:
-            reason = str(exc).strip().splitlines()[0]
             raise ConfigError(
                 f"data-quality rule {rule.name!r}: predicate {rule.predicate!r} is not a valid "
-                f"Spark SQL expression over the curated columns: {reason}"
+                f"Spark SQL expression over the curated columns: {error_summary(exc)}"
             ) from None
 
 
