@@ -138,7 +138,7 @@ def curate(
             .observe(quarantine_obs, F.count(F.lit(1)).alias("rows"))
         )
         with spark_progress(spark, "curate.write", expected_rows=input_rows):
-            _replace_both(curated, quarantined, targets, slices)
+            _replace_both(curated, quarantined, targets, slices, log)
         output_rows = int(curated_obs.get["rows"])
         quarantined_rows = int(quarantine_obs.get["rows"])
         _check_conservation(source, input_rows, output_rows, quarantined_rows)
@@ -183,7 +183,11 @@ def _flagged_trips(
 
 
 def _replace_both(
-    curated: DataFrame, quarantined: DataFrame, targets: CurateTargets, slices: list[dict[str, str]]
+    curated: DataFrame,
+    quarantined: DataFrame,
+    targets: CurateTargets,
+    slices: list[dict[str, str]],
+    log: structlog.BoundLogger,
 ) -> None:
     """Replace the slices of the curated and the quarantine table, the two writes overlapping.
 
@@ -191,7 +195,7 @@ def _replace_both(
     one write's planning and commit run while the other's tasks use the cores (about 3 s of a
     fresh 3M-row curate, docs/benchmarks.md). Both writes always finish before this returns.
     A failed write fails the run; when both fail, the curated write's error is raised and the
-    quarantine write's is logged.
+    quarantine write's is logged on ``log``, the run's logger.
     """
     context = contextvars.copy_context()  # the run's log fields, in the quarantine thread too
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-quarantine") as pool:
@@ -202,7 +206,7 @@ def _replace_both(
             replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
         except BaseException:
             if (also := quarantine_write.exception()) is not None:
-                structlog.get_logger("chillflow").error(
+                log.error(
                     "curate.quarantine_write.failed",
                     error=type(also).__name__,
                     message=error_summary(also),
