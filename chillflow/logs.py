@@ -11,6 +11,10 @@ from contextlib import contextmanager
 import structlog
 
 _SECRET_KEYS = ("password", "salt", "secret", "database_url", "dsn", "token")
+# PySpark logs every AnalysisException it raises, with the JVM stack trace at ERROR, even one
+# the caller catches and reports (an invalid data-quality rule). ChillFlow reports Spark errors
+# in one line and keeps the trace for LOG_LEVEL=DEBUG; these loggers follow the same rule.
+_PYSPARK_QUERY_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 
 def _drop_secrets(_logger: object, _name: str, event: dict) -> dict:
@@ -48,6 +52,15 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _quiet_pyspark_query_loggers(level)
+
+
+def _quiet_pyspark_query_loggers(level: str) -> None:
+    from pyspark.logger import PySparkLogger  # its own class; a plain Logger would break it
+
+    for name in _PYSPARK_QUERY_LOGGERS:
+        logger = PySparkLogger.getLogger(name)
+        logger.setLevel(logging.WARNING if level == "DEBUG" else logging.CRITICAL)
 
 
 def new_run_id() -> str:

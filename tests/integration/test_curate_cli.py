@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -50,6 +51,7 @@ def test_cli_curates_with_json_stats_and_fails_cleanly(tmp_path, cli_env):
     finished = [e for e in events if e["event"] == "curate.finished"]
     assert finished and finished[0]["run_id"] == stats["run_id"]
     assert finished[0]["month"] == "2025-03" and finished[0]["job"] == "curate"
+    assert "SparkStringUtils" not in done.stderr  # "Truncated the string representation …"
 
     failed = run([sys.executable, "-m", "chillflow", "curate", "month", str(bad)], cli_env)
 
@@ -74,6 +76,28 @@ def test_bad_month_and_unreadable_config_exit_non_zero(tmp_path, cli_env):
     assert "invalid month '2025-3': expected YYYY-MM" in bad_month.stderr
     assert bad_level.returncode == 2
     assert "LOG_LEVEL='LOUD'" in bad_level.stderr
+
+
+def test_invalid_rule_fails_in_one_line_without_a_jvm_trace(tmp_path, cli_env):
+    raw = generate_month(tmp_path / "yellow_tripdata_2025-03.parquet", month="2025-03", rows=10)
+    conf = shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
+    rules = conf / "quality_rules.toml"
+    rules.write_text(rules.read_text().replace('"total_amount >= 0"', '"totl_amount >= 0"'))
+
+    failed = run(
+        [sys.executable, "-m", "chillflow", "curate", "month", str(raw)],
+        {**cli_env, "CHILLFLOW_CONF_DIR": str(conf)},
+    )
+
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert (
+        "error: data-quality rule 'total_amount_non_negative': predicate 'totl_amount >= 0' "
+        "is not a valid Spark SQL expression over the curated columns: "
+        "[UNRESOLVED_COLUMN.WITH_SUGGESTION]" in failed.stderr
+    )
+    assert "SQLQueryContextLogger" not in failed.stderr
+    assert "at org.apache.spark" not in failed.stderr
+    assert "Traceback" not in failed.stderr
 
 
 def test_spark_submit_runs_the_curate_job(tmp_path, cli_env):
