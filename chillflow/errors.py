@@ -18,7 +18,7 @@ class ConfigError(ChillflowError):
 
 
 class SchemaError(ChillflowError):
-    """An input file does not have a layout ChillFlow can normalise."""
+    """A raw input file is unusable: unreadable, corrupt, empty, or of an unknown layout."""
 
     exit_code = 3
 
@@ -57,6 +57,12 @@ class ClusterError(ChillflowError):
     """A Spark standalone cluster did not start or lost its master or workers."""
 
     exit_code = 9
+
+
+class BusyError(ChillflowError):
+    """Another run holds the lock of the same stage and slice; retry once it has finished."""
+
+    exit_code = 10
 
 
 def error_summary(exc: BaseException) -> str:
