@@ -210,6 +210,13 @@ def test_a_retry_resumes_after_the_steps_that_succeeded():
             "step curate:yellow exited with code 6 (DatabaseError): cannot connect to PostgreSQL",
             True,
         ),
+        (
+            # A file still being copied: the next attempt may see all its rows.
+            outcome(5, stderr="error: raw.parquet: 10 raw rows but 9 curated + 0 quarantined\n"),
+            "failed",
+            "step curate:yellow exited with code 5 (ConservationError): raw.parquet: 10 raw rows",
+            True,
+        ),
         (outcome(-9), "failed", "step curate:yellow was killed by SIGKILL: no output", True),
         (
             # Under spark-submit the driver's stderr, logs included, reaches stdout.
