@@ -30,6 +30,7 @@ _DELTA_CONF = {
 }
 _MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 _REQUIRED_JARS = ("delta-spark", "delta-storage", "postgresql")
+_TIME_ZONE = "spark.sql.session.timeZone"
 
 
 def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> SparkSession:
@@ -47,7 +48,7 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     """
     active = SparkSession.getActiveSession()
     if active is not None:
-        return active
+        return _in_utc(active)
     inherited = _submitted_conf()
     if settings.master.startswith("local"):
         # Local mode needs no routable address; this also silences Spark's hostname warning.
@@ -82,12 +83,25 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     for key, value in {**defaults, **jars}.items():
         if not inherited.contains(key):
             builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = _in_utc(builder.getOrCreate())
     spark.sparkContext.setLogLevel("WARN")
     if manifest is not None and not manifest.exists():
         _write_manifest(spark, manifest)
     if dump is not None and archive is not None:
         class_sharing.publish_at_exit(dump, archive)
+    return spark
+
+
+def _in_utc(spark: SparkSession) -> SparkSession:
+    """Force the UTC session time zone, whatever spark-submit or spark-defaults.conf set.
+
+    Curated timestamps are wall-clock times stored as if UTC: another session zone would shift
+    the month bounds and the KPI hours.
+    """
+    inherited = spark.conf.get(_TIME_ZONE)
+    if inherited != "UTC":
+        spark.conf.set(_TIME_ZONE, "UTC")
+        log.warning("session.time_zone_overridden", inherited=inherited, forced="UTC")
     return spark
 
 
