@@ -29,6 +29,7 @@ def test_defaults_load_and_hide_secrets(tmp_path):
         "speed_plausible",
         "total_amount_non_negative",
     ]
+    assert settings.curate.data_time_zone == "America/New_York"
     assert "pw" not in repr(settings)
     assert DEV_HASH_SALT not in repr(settings)
 
@@ -104,3 +105,18 @@ def test_class_sharing_directory_default_override_and_off(tmp_path):
     )
     with pytest.raises(ConfigError, match="class_sharing"):
         load_settings(conf, env)
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", "../../etc/passwd", 5])
+def test_an_unknown_data_time_zone_is_refused(tmp_path, zone):
+    conf = write_conf(tmp_path, (CONF / "quality_rules.toml").read_text())
+    main = (conf / "chillflow.toml").read_text()
+    zone_line = (
+        f"data_time_zone = {zone!r}" if isinstance(zone, str) else f"data_time_zone = {zone}"
+    )
+    (conf / "chillflow.toml").write_text(
+        main.replace('data_time_zone = "America/New_York"', zone_line)
+    )
+
+    with pytest.raises(ConfigError, match=r"\[curate\] data_time_zone = .*expected an IANA"):
+        load_settings(conf, {})
