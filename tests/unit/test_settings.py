@@ -24,10 +24,12 @@ def test_defaults_load_and_hide_secrets(tmp_path):
     assert settings.hash_salt == DEV_HASH_SALT
     assert settings.tables.curated == tmp_path / "lake/curated/trips"
     assert settings.spark.conf["spark.sql.session.timeZone"] == "UTC"
-    assert [r.name for r in settings.curate.rules][:3] == [
+    assert [r.name for r in settings.curate.rules][:5] == [
+        "raw_values_parsed",
+        "numbers_finite",
+        "amounts_plausible",
+        "trip_distance_plausible",
         "pickup_before_dropoff",
-        "speed_plausible",
-        "total_amount_non_negative",
     ]
     assert settings.curate.data_time_zone == "America/New_York"
     assert "pw" not in repr(settings)
