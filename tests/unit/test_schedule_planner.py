@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chillflow.errors import ConfigError
-from chillflow.scheduler.clock import FakeClock
 from chillflow.scheduler.config import JobSchedule
 from chillflow.scheduler.planner import (
     latest_fire,
@@ -19,6 +18,7 @@ from chillflow.scheduler.planner import (
     period_of,
     select_due,
 )
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.unit
 
