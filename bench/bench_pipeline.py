@@ -156,10 +156,11 @@ def report(reps: list[dict], raw: Path, load: float) -> None:
         f"\n{raw.name}: {rows:,} raw rows, {stats['service']} {stats['month']}; "
         f"{stats['output_rows']:,} curated, {stats['quarantined_rows']:,} quarantined, "
         f"{stats['loaded']:,} loaded, {stats['kpi_rows']:,} KPI rows. cores={os.cpu_count()}, "
-        f"load average {load:.2f} at the start; median of {len(reps)} interleaved "
-        "repetitions [min-max]\n"
+        f"load average {load:.2f} at the start"
+        + (" (a busy machine: read the times as indicative only)" if load >= 1.0 else "")
+        + f"; median of {len(reps)} interleaved repetitions [min-max]\n"
     )
-    print("| run | wall s | rows/s | peak RSS MiB (process tree) |")
+    print("| run | wall s | raw rows/s | peak RSS MiB (process tree) |")
     print("|---|---:|---:|---:|")
     for step in steps:
         s = median(lambda rep, s=step: rep["runs"][s].seconds)
