@@ -14,6 +14,8 @@ from calendar import monthrange
 from datetime import date
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from psycopg2 import sql
 
@@ -22,6 +24,9 @@ from chillflow.api.curate import MonthlyLoader
 from chillflow.api.trips import BatchTripProducer
 from chillflow.generator import generate_month, tlc_file_name
 from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.raw import RawFile, read_raw_file
+from chillflow.transforms.derived import with_derived_fields
+from chillflow.transforms.staging import plan_layout, stage_trips
 from tests.conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -209,3 +214,38 @@ def test_a_predicate_duckdb_cannot_evaluate_names_its_rule(tmp_path):
     rules = (*ref.load_rules(), ref.Rule("spaceship", "pickup_ts <=> dropoff_ts", "warn"))
     with pytest.raises(ref.ReferencePipelineError, match="rule 'spaceship': not valid in DuckDB"):
         ref.curate_month(ref.connect_duckdb(), raw, tmp_path / "out", "2023-11", rules)
+
+
+def test_edge_values_are_staged_and_derived_alike(spark, tmp_path):
+    """Casts Spark and DuckDB would do differently: fractions, NaN, infinities, overflow, ns."""
+    nanos = [-500, 1_735_700_000_000_000_999, None, 1_735_700_000_123_456_789, -1_000_000_001]
+    amounts = [1.005, -0.0, None, float("inf"), float("nan")]
+    raw = tmp_path / "yellow_tripdata_2025-01.parquet"
+    columns = {
+        "VendorID": pa.array([1, 3_000_000_000, -5, None, 7], pa.int64()),
+        "tpep_pickup_datetime": pa.array(nanos, pa.timestamp("ns")),
+        "tpep_dropoff_datetime": pa.array(nanos[::-1], pa.timestamp("ns")),
+        "passenger_count": [1.7, -1.7, float("nan"), float("inf"), 1e10],
+        "trip_distance": pa.array([1, 2, None, 4, 5], pa.int32()),
+        "RatecodeID": [0.9999, -0.5, 99.0, None, -2.5],
+        "store_and_fwd_flag": ["N", "Y", None, "", "n"],
+        **{name: pa.array([1, 2, 3, None, 265], pa.int32()) for name in ("PULocationID",
+                                                                        "DOLocationID")},
+        "payment_type": pa.array([1, 2, 3, 4, -9_000_000_000], pa.int64()),
+        **{name: amounts for name in ("fare_amount", "extra", "mta_tax", "tip_amount",
+                                      "tolls_amount", "improvement_surcharge", "total_amount")},
+    }  # fmt: skip
+    pq.write_table(pa.table(columns), raw)
+    rows, schema = read_raw_file(spark, RawFile(raw, "2025-01"))
+    staged = stage_trips(rows, plan_layout(schema, str(raw)), "2025-01")
+    expected = [
+        tuple(r) for r in staged.transform(with_derived_fields).orderBy("source_row").collect()
+    ]
+    con = ref.connect_duckdb()
+    ref.flag_trips(con, raw, "2025-01", ())
+    names = ", ".join(ref.STAGED + ref.DERIVED)
+    actual = con.execute(f"SELECT {names} FROM flagged ORDER BY source_row").fetchall()
+
+    assert len(actual) == len(expected) == 5
+    for ours, theirs in zip(expected, actual, strict=True):
+        assert [repr(v) for v in theirs] == [repr(v) for v in ours]  # NaN == NaN, -0.0 != 0.0
