@@ -27,10 +27,10 @@ from psycopg2 import sql
 from chillflow.batch import BatchScheduler
 from chillflow.generator import generate_month
 from chillflow.scheduler import scheduler as scheduler_module
-from chillflow.scheduler.clock import FakeClock
 from chillflow.scheduler.config import parse_schedule
 from chillflow.storage.postgres import connect, init_schema, parse_database_url
 from tests.conftest import REPO_ROOT
+from tests.fake_clock import FakeClock
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chillflow.errors import ConfigError
-from chillflow.scheduler.clock import FakeClock
 from chillflow.scheduler.config import JobSchedule
 from chillflow.scheduler.planner import (
     hourly_window_end,
@@ -21,6 +20,7 @@ from chillflow.scheduler.planner import (
     periods_of,
     select_due,
 )
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.unit
 
