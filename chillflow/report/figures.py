@@ -83,7 +83,9 @@ def _quality(spark: SparkSession, settings: Settings, months: list[str]) -> list
     if not months or not table_exists(spark, tables.dq_metrics):
         return []
     finished_at = F.date_format("finished_at", _TS).alias("finished_at")
-    metrics = _in_months(spark, tables.dq_metrics, months).select(*_SLICE, finished_at, *_RULE)
+    metrics = _in_months(spark, tables.dq_metrics, months).select(
+        *_SLICE, finished_at, "rule", *_RULE
+    )
     rows = [row.asDict() for row in metrics.collect()]
     curated, quarantined = (
         _slice_counts(spark, path, months) for path in (tables.curated, tables.quarantine)
