@@ -124,9 +124,9 @@ def _kpis(figures: dict[str, Any]) -> str:
         parts.append(_note("dim.zone is empty, so zones show as ids: load their names with "
                            "`chillflow db init --zones taxi_zone_lookup.csv`."))  # fmt: skip
     for k in figures["kpis"]:
-        m = _e(k["month"])
+        m = k["month"]
         parts += [
-            f"<h3>{m}</h3><p>{_fmt(k['trips'])} trips, {_fmt(k['revenue'])} USD revenue</p>",
+            f"<h3>{_e(m)}</h3><p>{_fmt(k['trips'])} trips, {_fmt(k['revenue'])} USD revenue</p>",
             _chart(
                 f"chart-heatmap-{m}",
                 f"Trips by hour of day and day of month, {m}",
