@@ -69,7 +69,7 @@ def init_database(
 
     log = structlog.get_logger("chillflow.db")
     csv_path = zone_lookup_path(zones, settings.zone_lookup)
-    with connect(database_url) as conn:
+    with connect(database_url, action="creating the schema and seeding dim.zone") as conn:
         init_schema(conn)
         zone_rows = seed_zones(conn, csv_path) if csv_path is not None else None
     if csv_path is None:

@@ -108,7 +108,7 @@ def prepare_database(database_url: str) -> list[str]:
         ConfigError: The URL is malformed (shown masked).
         DatabaseError: PostgreSQL is unreachable or refused the login (password masked).
     """
-    with connect(database_url) as conn:
+    with connect(database_url, action="creating or upgrading the schema") as conn:
         init_schema(conn)
         conn.commit()
         conn.autocommit = True
@@ -204,7 +204,7 @@ def process_trips(
             log.info("process_trips.staged", sec=round(write_sec, 1))
 
             upsert_started = time.monotonic()
-            with connect(database_url) as conn:
+            with connect(database_url, action="upserting the staged trips") as conn:
                 counts = load_staged(conn, staging, loaded, work_mem=options.work_mem)
                 if _before_commit is not None:
                     _before_commit(conn)
@@ -221,7 +221,7 @@ def process_trips(
             sec=round(upsert_sec, 1),
         )
 
-        with connect(database_url) as conn:
+        with connect(database_url, action="counting the loaded trips") as conn:
             in_postgres = {s: count_slice(conn, s) for s in loaded}
         _reconcile(loaded, in_postgres, skip_reasons)
 
