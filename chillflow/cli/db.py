@@ -1,4 +1,4 @@
-"""``chillflow db`` commands: the PostgreSQL schema and the zone dimension."""
+"""``chillflow db`` commands: the PostgreSQL schema, the zone dimension, the embedded server."""
 
 from __future__ import annotations
 
@@ -101,3 +101,16 @@ def init(
     settings = runtime.settings()
     result = init_database(settings, runtime.database_url(settings), zones)
     emit(result, as_json)
+
+
+@app.command("stop")
+@handle_errors
+def stop(as_json: bool = JSON_OPTION) -> None:
+    """Stop the embedded PostgreSQL of the data directory if it runs (not DATABASE_URL's)."""
+    from chillflow import runtime
+    from chillflow.storage.pg_server import stop_local_postgres
+
+    data_dir = runtime.settings().data_dir / "postgres"
+    port = stop_local_postgres(data_dir)
+    status = "not running" if port is None else "stopped"
+    emit({"embedded_server": str(data_dir), "status": status, "port": port}, as_json)
