@@ -19,7 +19,7 @@ from datetime import datetime
 
 import psycopg2
 import structlog
-from psycopg2 import sql
+from psycopg2 import errors, sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
@@ -157,14 +157,19 @@ def drop_orphaned_staging_tables(conn: Connection) -> list[str]:
             " WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE 'load\\_%%'",
             (STAGING_SCHEMA,),
         )
-        for (name,) in cur.fetchall():
+        names = [row[0] for row in cur.fetchall()]
+        # A dead client's backend may still finish a statement on the table: skip it then.
+        cur.execute("SET lock_timeout = '5s'")
+        for name in names:
             if not _staging_lock(cur, "pg_try_advisory_lock", name):
                 continue
             try:
                 drop_staging_table(conn, (STAGING_SCHEMA, name))
+                dropped.append(name)
+            except errors.LockNotAvailable:
+                pass
             finally:
                 _staging_lock(cur, "pg_advisory_unlock", name)
-            dropped.append(name)
     return dropped
 
 
