@@ -106,12 +106,6 @@ else
   jar_options=(--packages "$packages")
 fi
 rm -f "$errors"
-# Locally the driver maps the class-sharing archive that `python -m chillflow` runs dumped
-# (chillflow/class_sharing.py): ~4 s faster JVM start. Nothing when there is none.
-cds=
-if [[ $kind == local && $jars_mode == jars ]]; then
-  cds=$(chillflow jars class-sharing --jars "$jars" 2>/dev/null) || cds=
-fi
 
 opts=(--master "$master"
   --deploy-mode "$deploy_mode"
@@ -171,7 +165,7 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
       --conf "spark.yarn.appMasterEnv.PYSPARK_PYTHON=$executor_python"
       --driver-java-options "$jvm -Dlog4j2.configurationFile=log4j2.properties")
   else
-    opts+=(--driver-java-options "$jvm${cds:+ $cds} -Dlog4j2.configurationFile=$conf_dir/log4j2.properties")
+    opts+=(--driver-java-options "$jvm -Dlog4j2.configurationFile=$conf_dir/log4j2.properties")
   fi
   app=("$script" "$@")
 fi

@@ -223,24 +223,13 @@ def test_help_lists_the_environment():
     assert "SPARK_MASTER" in done.stdout and "CHILLFLOW_JARS_MODE" in done.stdout
 
 
-def test_local_driver_maps_an_existing_class_sharing_archive(jars_dir, tmp_path):
-    from chillflow.class_sharing import archive_path
+def test_local_driver_takes_the_jvm_options_of_the_configuration(jars_dir):
+    _, argv = dry_run("curate", "x.parquet", CHILLFLOW_JARS_DIR=str(jars_dir))
 
-    cds = tmp_path / "cds"
-    env = {"CHILLFLOW_JARS_DIR": str(jars_dir), "CHILLFLOW_CDS_DIR": str(cds)}
-    _, argv = dry_run("curate", "x.parquet", **env)
-    assert "SharedArchiveFile" not in options(argv, "--driver-java-options")[0]
-
-    archive = archive_path(cds, [str(p) for p in sorted(jars_dir.glob("*.jar"))])
-    archive.parent.mkdir()
-    archive.write_bytes(b"archive")
-    _, argv = dry_run("curate", "x.parquet", **env)
-    (java_options,) = options(argv, "--driver-java-options")
-    assert java_options.startswith("-XX:+UseParallelGC -XX:CompileThresholdScaling=3 ")
-    assert f"-XX:SharedArchiveFile={archive} -Xshare:auto" in java_options
-
-    _, argv = dry_run("curate", "x.parquet", SPARK_MASTER="spark://master:7077", **env)
-    assert "SharedArchiveFile" not in options(argv, "--driver-java-options")[0]
+    assert options(argv, "--driver-java-options") == [
+        "-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
+        f" -Dlog4j2.configurationFile={REPO_ROOT / 'conf/log4j2.properties'}"
+    ]
 
 
 def test_dry_run_masks_secrets_in_extra_options(jars_dir):
