@@ -230,3 +230,33 @@ def test_local_driver_takes_the_jvm_options_of_the_configuration(jars_dir):
         "-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
         f" -Dlog4j2.configurationFile={REPO_ROOT / 'conf/log4j2.properties'}"
     ]
+
+
+def test_dry_run_masks_secrets_in_extra_options(jars_dir):
+    secrets = ("S3cr3t-k3y", "AKIA-Id", "Pw0rd-db", "NaCl-salt", "Pw1-url", "t0k3n")
+    extra = (
+        "--conf spark.hadoop.fs.s3a.secret.key=S3cr3t-k3y"
+        " --conf spark.hadoop.fs.s3a.access.key=AKIA-Id"
+        " --conf spark.executorEnv.DATABASE_URL=postgresql://loader:Pw0rd-db@db:5432/chillflow"
+        " --conf spark.kubernetes.driverEnv.HASH_SALT=NaCl-salt"
+        " --conf spark.jdbc.reference=postgresql://reader:Pw1-url@replica/chillflow"
+        " --conf spark.hadoop.fs.azure.sas.fixed.TOKEN=t0k3n"
+        " --conf spark.ui.enabled=false"
+    )
+
+    env = {"CHILLFLOW_JARS_DIR": str(jars_dir), "SPARK_SUBMIT_EXTRA": extra}
+    done = submit("--dry-run", "curate", "x.parquet", **env)
+
+    assert done.returncode == 0, done.stderr
+    assert not [secret for secret in secrets if secret in done.stdout]
+    settings = confs(shlex.split(done.stdout))
+    for key in (
+        "spark.hadoop.fs.s3a.secret.key",
+        "spark.hadoop.fs.s3a.access.key",
+        "spark.executorEnv.DATABASE_URL",
+        "spark.kubernetes.driverEnv.HASH_SALT",
+        "spark.hadoop.fs.azure.sas.fixed.TOKEN",
+    ):
+        assert settings[key] == "***"
+    assert settings["spark.jdbc.reference"] == "postgresql://reader:***@replica/chillflow"
+    assert settings["spark.ui.enabled"] == "false"
