@@ -29,9 +29,9 @@ def report(
     from chillflow.report import write_report
     from chillflow.settings import parse_month
 
-    settings = runtime.settings()  # first: it sends the logs to stderr
     for month in months or []:
         parse_month(month)
+    settings = runtime.settings()
     path, figures = write_report(
         runtime.spark(settings), settings, runtime.database_url(settings), months, out
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from chillflow.errors import ConfigError
 from chillflow.settings import Settings
 
 REPORT_NAME = "chillflow-report.html"
@@ -24,14 +25,26 @@ def write_report(
 
     Returns:
         The page (default ``<data_dir>/reports/chillflow-report.html``) and its figures.
+
+    Raises:
+        ConfigError: The page cannot be written there (checked before any query).
     """
     from chillflow.report.figures import collect_figures
     from chillflow.report.render import render_report
 
-    figures = collect_figures(spark, settings, database_url, months)
     out = (out or settings.data_dir / "reports" / REPORT_NAME).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(render_report(figures), encoding="utf-8")
-    os.replace(partial, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page = partial.open("w", encoding="utf-8")
+    except OSError as exc:
+        reason = f"{exc.strerror}: {exc.filename}" if exc.filename else exc
+        raise ConfigError(f"cannot write the report to {out}: {reason}") from None
+    try:
+        with page:
+            figures = collect_figures(spark, settings, database_url, months)
+            page.write(render_report(figures))
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     return out, figures

@@ -12,6 +12,8 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from chillflow.errors import ConfigError
+from chillflow.report import write_report
 from chillflow.report.figures import collect_figures
 from chillflow.storage.delta import read_table
 from chillflow.storage.postgres import connect
@@ -136,14 +138,26 @@ def test_runs_and_tables_equal_the_ledger_and_the_delta_logs(spark, report_lake,
         assert table["bytes"] == sum(os.path.getsize(f.removeprefix("file:")) for f in files)
 
 
-def test_an_empty_month_and_an_unreachable_database_are_reported(spark, report_lake):
-    figures = collect_figures(
-        spark, report_lake, "postgresql://nobody@127.0.0.1:9/none", months=["2023-05"]
-    )
+def test_an_empty_month_and_an_unreachable_database_are_reported(spark, report_lake, tmp_path):
+    url = "postgresql://nobody@127.0.0.1:9/none"
+    path, figures = write_report(spark, report_lake, url, ["2023-05"], out=tmp_path / "r.html")
 
     assert (figures["months"], figures["quality"], figures["kpis"]) == (["2023-05"], [], [])
     assert figures["runs"] == [] and figures["zones_loaded"] is False
     assert "cannot connect to PostgreSQL at 127.0.0.1:9/none" in figures["database_error"]
+    assert "PostgreSQL did not answer" in path.read_text()
+    assert list(tmp_path.iterdir()) == [path]  # no partial page left
+
+
+def test_a_page_that_cannot_be_written_is_a_clear_error(spark, settings, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+
+    message = f"cannot write the report to {blocker}/r.html: File exists: {blocker}$"
+    with pytest.raises(ConfigError, match=message):
+        write_report(
+            spark, settings, "postgresql://nobody@127.0.0.1:9/none", out=blocker / "r.html"
+        )
 
 
 def test_cli_writes_the_page_and_prints_its_figures(spark, report_lake, tmp_path):
