@@ -14,10 +14,16 @@ from chillflow.cli.output import JSON_OPTION, handle_errors
 @handle_errors
 def report(
     months: list[str] | None = typer.Option(
-        None, "--month", help="Month to report, YYYY-MM (repeatable; default: the latest ones)."
+        None,
+        "--month",
+        metavar="YYYY-MM",
+        help="Month to report (repeatable; default: the latest).",
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="HTML file to write (default <data_dir>/reports/chillflow-report.html)."
+        None,
+        "--out",
+        metavar="PATH",
+        help="HTML file (default <data>/reports/chillflow-report.html).",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
