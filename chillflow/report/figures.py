@@ -193,7 +193,7 @@ def _month_kpis(table: DataFrame, month: str) -> dict[str, Any]:
         "top_zones": [
             {"zone_id": z["zone_id"], "zone": None, "borough": None} | z.asDict()
             for z in zones.limit(TOP_ZONES).collect()
-        ],  # fmt: skip
+        ],
     }
 
 

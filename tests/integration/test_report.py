@@ -139,13 +139,14 @@ def test_runs_and_tables_equal_the_ledger_and_the_delta_logs(spark, report_lake,
 
 
 def test_an_empty_month_and_an_unreachable_database_are_reported(spark, report_lake, tmp_path):
-    url = "postgresql://nobody@127.0.0.1:9/none"
+    url = "postgresql://nobody:s3cret-pw@127.0.0.1:9/none"
     path, figures = write_report(spark, report_lake, url, ["2023-05"], out=tmp_path / "r.html")
 
     assert (figures["months"], figures["quality"], figures["kpis"]) == (["2023-05"], [], [])
     assert figures["runs"] == [] and figures["zones_loaded"] is False
     assert "cannot connect to PostgreSQL at 127.0.0.1:9/none" in figures["database_error"]
     assert "PostgreSQL did not answer" in path.read_text()
+    assert "s3cret-pw" not in path.read_text() + json.dumps(figures)
     assert list(tmp_path.iterdir()) == [path]  # no partial page left
 
 
