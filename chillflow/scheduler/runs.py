@@ -154,6 +154,18 @@ def period_statuses(conn: Connection, job: str, period: str) -> set[str]:
         return {status for (status,) in cur.fetchall()}
 
 
+def latest_success(conn: Connection, job: str, period: str) -> JobRun | None:
+    """Return the latest ``succeeded`` row of a job's period, if any."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM ops.job_run WHERE job = %s AND period = %s"
+            " AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
+            (job, period),
+        )
+        row = cur.fetchone()
+        return None if row is None else JobRun(*row)
+
+
 def running_runs(conn: Connection, job: str, period: str) -> list[JobRun]:
     """Return the rows of a job's period that say ``running``."""
     with conn.cursor() as cur:

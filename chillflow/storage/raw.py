@@ -16,7 +16,7 @@ from pyspark.sql.types import StructField, StructType, TimestampNTZType, Timesta
 
 from chillflow.errors import ConfigError, SchemaError, error_summary
 from chillflow.settings import parse_month
-from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL, service_of
+from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL, trip_service
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
 _PARQUET_MAGIC = b"PAR1"
@@ -101,7 +101,7 @@ def check_raw_file(path: Path) -> str:
             f"{path}: the file holds no rows; expected a month of trips (an empty file would "
             "replace the month with nothing)"
         )
-    return service_of(metadata.schema.to_arrow_schema().names, str(path))
+    return trip_service(metadata.schema.to_arrow_schema().names, str(path))
 
 
 def month_of(path: Path, month: str | None) -> str:

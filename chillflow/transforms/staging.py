@@ -99,10 +99,11 @@ class RawLayout:
     sources: tuple[tuple[str, SourceColumn], ...]
 
 
-def service_of(names: Iterable[str], path: str) -> str:
-    """Return the service (yellow, green) of a raw layout from its column names.
+def trip_service(names: Iterable[str], path: str) -> str:
+    """Return the service (yellow or green) of a raw file's column names, checking the layout.
 
-    Names are matched case-insensitively.
+    Pure over names (matched case-insensitively), so a file's footer can be checked without
+    Spark (the raw reader and the downloader do).
 
     Raises:
         SchemaError: If two columns differ only in case, or the layout is not a yellow or
@@ -146,7 +147,7 @@ def plan_layout(schema: StructType, path: str) -> RawLayout:
         SchemaError: If the layout is not a yellow or green TLC layout from 2016-07 on, or a
             column's type cannot be cast to its standard type.
     """
-    service = service_of(schema.fieldNames(), path)
+    service = trip_service(schema.fieldNames(), path)
     fields = {field.name.lower(): field for field in schema.fields}
     sources = []
     for standard, (_, target_type, _) in _RAW_COLUMNS.items():

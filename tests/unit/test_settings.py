@@ -87,28 +87,6 @@ def test_parse_month_rejects(value):
         parse_month(value)
 
 
-def test_class_sharing_directory_default_override_and_off(tmp_path):
-    env = {"CHILLFLOW_IVY_DIR": str(tmp_path / "ivy")}
-    assert load_settings(CONF, env).spark.class_sharing_dir == tmp_path / "ivy/chillflow-cds"
-    explicit = {**env, "CHILLFLOW_CDS_DIR": str(tmp_path / "cds")}
-    assert load_settings(CONF, explicit).spark.class_sharing_dir == tmp_path / "cds"
-
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    (conf / "quality_rules.toml").write_text((CONF / "quality_rules.toml").read_text())
-    main = (CONF / "chillflow.toml").read_text()
-    assert "class_sharing = true" in main
-    (conf / "chillflow.toml").write_text(
-        main.replace("class_sharing = true", "class_sharing = false")
-    )
-    assert load_settings(conf, explicit).spark.class_sharing_dir is None
-    (conf / "chillflow.toml").write_text(
-        main.replace("class_sharing = true", 'class_sharing = "yes"')
-    )
-    with pytest.raises(ConfigError, match="class_sharing"):
-        load_settings(conf, env)
-
-
 @pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", "../../etc/passwd", 5])
 def test_an_unknown_data_time_zone_is_refused(tmp_path, zone):
     conf = write_conf(tmp_path, (CONF / "quality_rules.toml").read_text())
