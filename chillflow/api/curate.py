@@ -40,12 +40,12 @@ class MonthlyLoader(StageResources):
             Statistics with input_rows, output_rows, quarantined_rows, retention_rate
             (percent), rejections (rule -> rows), duration_sec and more.
         """
-        settings = self.settings  # first: it configures logging (to stderr)
-        # An unusable file fails here, before a JVM starts (~5 s).
+        # An unusable file (missing, corrupt, empty, a second one for a slice) fails here,
+        # before a JVM starts (~5 s).
         files = find_raw_files(raw_path, month)
         return curate(
             self.spark,
-            settings,
+            self.settings,
             files,
             targets=targets_beside(Path(curated_path)) if curated_path else None,
             run_id=run_id,
