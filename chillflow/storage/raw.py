@@ -88,7 +88,8 @@ def check_raw_file(path: Path) -> str:
         with path.open("rb") as handle:
             if handle.read(4) != _PARQUET_MAGIC:
                 raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")
-            metadata = pq.ParquetFile(handle).metadata
+            footer = pq.ParquetFile(handle)
+            rows, names = footer.metadata.num_rows, footer.schema_arrow.names
     except OSError as exc:
         raise SchemaError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     except pa.ArrowException as exc:
@@ -96,12 +97,12 @@ def check_raw_file(path: Path) -> str:
             f"{path}: corrupt or truncated Parquet file ({exc}); expected a complete file "
             "with its footer: copy or download it again"
         ) from None
-    if metadata.num_rows == 0:
+    if rows == 0:
         raise SchemaError(
             f"{path}: the file holds no rows; expected a month of trips (an empty file would "
             "replace the month with nothing)"
         )
-    return trip_service(metadata.schema.to_arrow_schema().names, str(path))
+    return trip_service(names, str(path))
 
 
 def month_of(path: Path, month: str | None) -> str:
