@@ -78,7 +78,6 @@ _MACROS = {
     # Spark's add_months returns a DATE; both clamp a month end (Jan 31 + 1 -> Feb 28).
     "add_months": "CREATE TEMP MACRO spark_add_months(d, n) AS "
     "CAST(CAST(d AS DATE) + to_months(CAST(n AS INTEGER)) AS DATE)",
-    "size": "CREATE TEMP MACRO spark_size(a) AS len(a)",
 }
 _SAME = {"coalesce", "abs", "and", "or", "not", "in", "between", "is"}
 _CALL = re.compile(r"'(?:[^']|'')*'|\b([A-Za-z_]\w*)\s*\(")
@@ -244,7 +243,8 @@ def _staged_sql(con: duckdb.DuckDBPyConnection, raw: Path, month: str) -> tuple[
             text = 'CAST("' + name.replace('"', '""') + '" AS VARCHAR)'
             errors.append(f"CASE WHEN {lost} THEN '{column}=''' || {text} || '''' END")
     columns |= {"source_file": "parse_filename(filename)", "source_row": "file_row_number"}
-    columns["parse_errors"] = f"[x FOR x IN [{', '.join(errors)}]::VARCHAR[] IF x IS NOT NULL]"
+    listed = f"[x FOR x IN [{', '.join(errors)}]::VARCHAR[] IF x IS NOT NULL]"
+    columns["parse_errors"] = f"nullif({listed}, [])" if errors else "CAST(NULL AS VARCHAR[])"
     select = ", ".join(f"{columns[c]} AS {c}" for c in (*STAGED, "parse_errors"))
     source = f"read_parquet({_literal(str(raw))}, filename = true, file_row_number = true)"
     return service, f"SELECT {select} FROM {source}"

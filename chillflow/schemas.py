@@ -42,7 +42,8 @@ TRIP_DDL = """
 """
 
 #: What staging produces: the trip columns and, per row, the present raw values that could not
-#: be converted to their column's type (``fare_amount='abc'``), which then hold NULL.
+#: be converted to their column's type (``fare_amount='abc'``), which then hold NULL; NULL for
+#: a row without any.
 STAGED_DDL = f"""
     {TRIP_DDL},
     parse_errors ARRAY<STRING>

@@ -175,7 +175,7 @@ def stage_trips(raw: DataFrame, layout: RawLayout, month: str) -> DataFrame:
 
     Returns:
         Rows in the staged schema (``STAGED_DDL``), with ``parse_errors`` listing the present
-        raw values that could not be converted (empty for a clean row).
+        raw values that could not be converted (NULL for a clean row).
     """
     casts = {standard: _cast(source) for standard, source in layout.sources}
     checked = [
@@ -183,12 +183,13 @@ def stage_trips(raw: DataFrame, layout: RawLayout, month: str) -> DataFrame:
         for (standard, source), (_, lost) in zip(layout.sources, casts.values(), strict=True)
         if lost is not None
     ]
-    parse_errors = F.array().cast("array<string>")
+    parse_errors = F.lit(None).cast("array<string>")
     if checked:
-        # The array only for rows that need it: array_compact is a lambda, evaluated per row.
-        listed = F.array_compact(F.array(*[F.when(lost, text) for lost, text in checked]))
+        # NULL on clean rows, an array only where a value was lost. array_except, not
+        # array_compact: a lambda would take the whole projection out of generated code.
+        entries = F.array(*[F.when(lost, text) for lost, text in checked])
+        listed = F.array_except(entries, F.array(F.lit(None).cast("string")))
         parse_errors = F.when(reduce(Column.__or__, [lost for lost, _ in checked]), listed)
-        parse_errors = parse_errors.otherwise(F.array().cast("array<string>"))
     exprs = {
         **{standard: value for standard, (value, _) in casts.items()},
         "service": F.lit(layout.service),
