@@ -10,6 +10,7 @@ from chillflow.cli.db import app as db_app
 from chillflow.cli.demo import demo
 from chillflow.cli.jars import app as jars_app
 from chillflow.cli.process import app as process_app
+from chillflow.cli.runs import runs
 from chillflow.cli.schedule import app as schedule_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(process_app, name="process")
 app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
 app.command("demo")(demo)
+app.command("runs")(runs)
 
 
 def main() -> None:

@@ -21,11 +21,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from chillflow.errors import ConfigError, ReconciliationError
+from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.settings import Settings, parse_month, section_values
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
+from chillflow.storage.ledger import recorded_run
+from chillflow.storage.locks import AdvisoryLocks, hold, holder
 from chillflow.storage.pg_copy import copy_rows
 from chillflow.storage.postgres import connect, init_schema, parse_database_url
 from chillflow.storage.trips_pg import (
@@ -49,6 +52,7 @@ from chillflow.transforms.complete_trips import (
 )
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 
+PROCESS_TRIPS_JOB = "process_trips"
 SERVICES = ("yellow", "green")
 WRITERS = ("copy", "jdbc")
 
@@ -165,7 +169,14 @@ def process_trips(
     loaded, skip_reasons = selected.loaded, selected.skipped
     staged = sum(loaded.values())
 
-    with bound_run("process_trips", run_id, month=month) as log:
+    period = ",".join(f"{s.service}/{s.month}" for s in loaded)
+    store = AdvisoryLocks(database_url, holder(PROCESS_TRIPS_JOB, f"run {run_id}"))
+    locks = [(f"{PROCESS_TRIPS_JOB}|{name}", False) for name in period.split(",")]
+    with (
+        bound_run(PROCESS_TRIPS_JOB, run_id, month=month) as log,
+        hold(store, locks, what=f"process-trips of {period}", writer=True),
+        recorded_run(database_url, PROCESS_TRIPS_JOB, period, run_id) as record,
+    ):
         log.info(
             "process_trips.started",
             source=curated.location,
@@ -200,6 +211,7 @@ def process_trips(
                 ),
             ):
                 _write_staging(rows, database_url, staging, options)
+            failpoint("process_trips.staged")
             write_sec = time.monotonic() - write_started
             log.info("process_trips.staged", sec=round(write_sec, 1))
 
@@ -208,6 +220,7 @@ def process_trips(
                 counts = load_staged(conn, staging, loaded, work_mem=options.work_mem)
                 if _before_commit is not None:
                     _before_commit(conn)
+                failpoint("process_trips.before_commit")
                 drop_staging_table(conn, staging)
             upsert_sec = time.monotonic() - upsert_started
         except BaseException:
@@ -248,6 +261,7 @@ def process_trips(
             "duration_sec": round(duration, 3),
             "rows_per_sec": round(staged / duration) if duration > 0 else None,
         }
+        record.succeeded(stats, rows_read=stats["rows_read"], rows_written=stats["postgres_rows"])
         log.info("process_trips.finished", **stats)
         return stats
 
