@@ -46,14 +46,7 @@ from chillflow.storage.kpi_store import (
     read_hourly_kpis,
     summarize_hourly_kpis,
 )
-from chillflow.storage.locks import (
-    TABLE_LOCK,
-    AdvisoryLocks,
-    hold,
-    holder,
-    lake_locks,
-    slice_lock,
-)
+from chillflow.storage.locks import TABLE_LOCK, AdvisoryLocks, hold, holder, lake_locks, slice_lock
 from chillflow.storage.postgres import connect, init_schema
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
@@ -65,6 +58,7 @@ BACKFILL_JOB = "aggregate_backfill"
 #: rows behind the outlier rates.
 _SOURCE_JOBS = {"postgres": (PROCESS_TRIPS_JOB, CURATE_JOB), "curated": (CURATE_JOB,)}
 _KPI_LOCK = "aggregate"
+_SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
 #: The curate rule that keeps every curated pickup inside its file's month partition.
 _MONTH_RULE = "pickup_in_file_month"
 # Both timestamp columns of the mart accept this text; PostgreSQL ignores the zone for hour_ts.
@@ -141,37 +135,6 @@ def aggregate_incremental(
     )
 
 
-def aggregate_window(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: str,
-    window: HourWindow,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
-    mode: str = "incremental",
-    backfill_run_id: str | None = None,
-) -> dict[str, Any]:
-    """Recompute one window from the source, MERGE it into Delta and replace it in the mart.
-
-    Returns:
-        run_id, mode, source, window_start, window_end, window_hours; hours_processed and
-        zones_affected (distinct hours and zones with KPI rows in the window afterwards),
-        kpi_rows; rows_inserted, rows_updated, rows_deleted (Delta); mart_rows_deleted,
-        mart_rows_copied; table_version; duration_sec.
-    """
-    return _run(
-        spark,
-        settings,
-        database_url,
-        window=window,
-        source=source,
-        run_id=run_id,
-        mode=mode,
-        backfill_run_id=backfill_run_id,
-    )
-
-
 def aggregate_full_refresh(
     spark: SparkSession,
     settings: Settings,
@@ -186,8 +149,8 @@ def aggregate_full_refresh(
         The statistics of :func:`aggregate_window`; rows_deleted counts every row the table
         held before, rows_inserted every row it holds now.
     """
-    return _run(
-        spark, settings, database_url, window=None, source=source, run_id=run_id, mode="full"
+    return aggregate_window(
+        spark, settings, database_url, None, source=source, run_id=run_id, mode="full"
     )
 
 
@@ -268,16 +231,7 @@ def aggregate_backfill(
                 "hours_processed": summary["hours"],
                 "zones_affected": summary["zones"],
                 "kpi_rows": summary["rows"],
-                **{
-                    key: sum(run[key] for run in runs)
-                    for key in (
-                        "trips",
-                        "rows_inserted",
-                        "rows_updated",
-                        "rows_deleted",
-                        "mart_rows_copied",
-                    )
-                },
+                **{key: sum(run[key] for run in runs) for key in _SUMMED},
                 "duration_sec": round(time.monotonic() - started, 3),
             }
             record.succeeded(
@@ -327,17 +281,28 @@ def _current_chunks(
     return current
 
 
-def _run(
+def aggregate_window(
     spark: SparkSession,
     settings: Settings,
     database_url: str,
-    *,
     window: HourWindow | None,
-    source: str | None,
-    run_id: str | None,
-    mode: str,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+    mode: str = "incremental",
     backfill_run_id: str | None = None,
 ) -> dict[str, Any]:
+    """Recompute one window (None: everything) from the source, write it to Delta and the mart.
+
+    Returns:
+        run_id, mode, source, window_start, window_end, window_hours; hours_processed and
+        zones_affected (distinct hours and zones with KPI rows in the window afterwards),
+        kpi_rows; trips (aggregated); rows_inserted, rows_updated, rows_deleted (Delta);
+        mart_rows_deleted, mart_rows_copied; table_version; duration_sec.
+
+    Raises:
+        BusyError: Another aggregate run holds the KPI table, or a curate writes a month read.
+    """
     conf = AggregateSettings.from_section(settings.section("aggregate"))
     source = check_source(source or conf.default_source)
     run_id = run_id or new_run_id()
