@@ -22,7 +22,6 @@ from chillflow.errors import ConfigError, DatabaseError, DependencyError
 from chillflow.storage import pg_server
 from chillflow.storage.pg_server import PASSWORD_FILE, ensure_local_postgres, stop_local_postgres
 from chillflow.storage.postgres import (
-    SCHEMA_VERSION,
     DatabaseUrl,
     connect,
     init_schema,
@@ -331,7 +330,7 @@ def test_connect_commits_on_success_and_rolls_back_on_error(db_url: str) -> None
 
     with connect(db_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT n FROM public.tx_probe ORDER BY n")
-        assert cur.fetchall() == [(SCHEMA_VERSION,)]
+        assert cur.fetchall() == [(1,)]
 
 
 def test_connect_rejects_unknown_parameter(db_url: str) -> None:
@@ -354,7 +353,7 @@ def test_init_schema_creates_tables(empty_db: str) -> None:
     assert _columns(empty_db) == EXPECTED_COLUMNS
     with connect(empty_db) as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM ops.schema_version")
-        assert cur.fetchall() == [(SCHEMA_VERSION,)]
+        assert cur.fetchall() == [(2,)]
 
 
 def test_init_schema_is_idempotent(schema_db: str) -> None:
