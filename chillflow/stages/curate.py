@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
@@ -33,7 +34,7 @@ from chillflow.schemas import (
 from chillflow.settings import QualityRule, Settings
 from chillflow.stages.rule_outcomes import RuleOutcome, assess_rules, raise_on_failed_rules
 from chillflow.storage.delta import replace_slices, restore_slices, table_version
-from chillflow.storage.ledger import recorded_run
+from chillflow.storage.ledger import RunRecord, recorded_run
 from chillflow.storage.locks import TABLE_LOCK, hold, holder, lake_locks, slice_lock
 from chillflow.storage.raw import RawFile, find_raw_files, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
@@ -107,108 +108,102 @@ def curate(
     else:
         files = list(raw_location)
     months = sorted({f.month for f in files})
-    with bound_run(CURATE_JOB, run_id, month=",".join(months)) as log:
+    with bound_run(CURATE_JOB, run_id, month=",".join(months)) as log, ExitStack() as run:
         log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
         _check_rules(spark, rules)
         trips, slices = _flagged_trips(spark, files, rules)
-        names = sorted(slice_lock(s["service"], s["month"]) for s in slices)
-        period = ",".join(names)
-        store = lake_locks(targets.curated, database_url, holder(CURATE_JOB, f"run {run_id}"))
-        requests = [(TABLE_LOCK, True)] + [(name, False) for name in names]
-        with (
-            hold(store, requests, what=f"curate of {period} in {targets.curated}", writer=True),
-            recorded_run(database_url, CURATE_JOB, period, run_id) as record,
-        ):
-            stats = _curate_slices(
-                spark, rules, files, trips, slices, targets, (run_id, started_at), log
+        source = ", ".join(str(f.path) for f in files)
+        record = run.enter_context(_locked_run(targets, database_url, slices, run_id))
+
+        with spark_progress(spark, "curate.assess"):
+            per_slice = (
+                trips.groupBy(*MONTH_PARTITION)
+                .agg(F.count(F.lit(1)).alias("input_rows"), *rule_failure_counts(rules))
+                .collect()
             )
-            stats["duration_sec"] = round(time.monotonic() - started, 3)
-            record.succeeded(
-                stats,
-                rows_read=stats["input_rows"],
-                rows_written=stats["output_rows"] + stats["quarantined_rows"],
+        outcomes = {
+            (row["service"], row["month"]): assess_rules(
+                rules, {r.name: row[f"fail__{r.name}"] for r in rules}, row["input_rows"]
             )
+            for row in per_slice
+        }
+        input_rows = sum(row["input_rows"] for row in per_slice)
+        log.info("curate.assessed", input_rows=input_rows)
+        for (service, slice_month), slice_outcomes in outcomes.items():
+            raise_on_failed_rules(slice_outcomes, f"{source} ({service} {slice_month})")
+
+        lineage = {"run_id": F.lit(run_id), "curated_at": F.lit(started_at)}
+        curated_obs = Observation("curated")
+        curated = (
+            valid_rows(trips, rules)
+            .withColumns(lineage)
+            .select(*columns(CURATED_DDL))
+            .observe(curated_obs, F.count(F.lit(1)).alias("rows"))
+        )
+        quarantine_obs = Observation("quarantined")
+        quarantined = (
+            rejected_rows(trips, rules)
+            .withColumns({"run_id": F.lit(run_id), "quarantined_at": F.lit(started_at)})
+            .select(*columns(QUARANTINE_DDL))
+            .observe(quarantine_obs, F.count(F.lit(1)).alias("rows"))
+        )
+        before = {
+            path: table_version(spark, path) for path in (targets.curated, targets.quarantine)
+        }
+        replaced: list[Path] = []
+        try:
+            with spark_progress(spark, "curate.write", expected_rows=input_rows):
+                replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
+                replaced.append(targets.curated)
+                failpoint("curate.after_curated")
+                replace_slices(quarantined, targets.quarantine, slices, MONTH_PARTITION)
+                replaced.append(targets.quarantine)
+                failpoint("curate.after_quarantine")
+            output_rows = int(curated_obs.get["rows"])
+            quarantined_rows = int(quarantine_obs.get["rows"])
+            _check_conservation(source, input_rows, output_rows, quarantined_rows)
+
+            finished_at = datetime.now(timezone.utc)
+            totals = (input_rows, output_rows, quarantined_rows, started_at, finished_at)
+            metrics = _metrics_rows(spark, run_id, outcomes, totals)
+            replace_slices(metrics, targets.dq_metrics, slices, MONTH_PARTITION)
+        except BaseException:
+            _put_back(spark, replaced, before, slices, log)
+            raise
+
+        stats = {
+            "run_id": run_id,
+            "files": [str(f.path) for f in files],
+            "slices": slices,
+            "input_rows": input_rows,
+            "output_rows": output_rows,
+            "quarantined_rows": quarantined_rows,
+            "retention_rate": round(100.0 * output_rows / input_rows, 4) if input_rows else 100.0,
+            "rejections": _failures_by_rule(outcomes, lambda rule: rule.action != "warn"),
+            "warnings": _failures_by_rule(outcomes, lambda rule: rule.action == "warn"),
+            "curated_path": str(targets.curated),
+            "quarantine_path": str(targets.quarantine),
+            "duration_sec": round(time.monotonic() - started, 3),
+        }
+        record.succeeded(stats, rows_read=input_rows, rows_written=output_rows + quarantined_rows)
         log.info("curate.finished", **{k: v for k, v in stats.items() if k != "files"})
         return stats
 
 
-def _curate_slices(
-    spark: SparkSession,
-    rules: tuple[QualityRule, ...],
-    files: list[RawFile],
-    trips: DataFrame,
-    slices: list[dict[str, str]],
-    targets: CurateTargets,
-    run: tuple[str, datetime],
-    log: structlog.BoundLogger,
-) -> dict[str, Any]:
-    """Assess the rules, then replace the slices of the three tables (the slices are locked)."""
-    run_id, started_at = run
-    source = ", ".join(str(f.path) for f in files)
-    with spark_progress(spark, "curate.assess"):
-        per_slice = (
-            trips.groupBy(*MONTH_PARTITION)
-            .agg(F.count(F.lit(1)).alias("input_rows"), *rule_failure_counts(rules))
-            .collect()
-        )
-    outcomes = {
-        (row["service"], row["month"]): assess_rules(
-            rules, {r.name: row[f"fail__{r.name}"] for r in rules}, row["input_rows"]
-        )
-        for row in per_slice
-    }
-    input_rows = sum(row["input_rows"] for row in per_slice)
-    log.info("curate.assessed", input_rows=input_rows)
-    for (service, slice_month), slice_outcomes in outcomes.items():
-        raise_on_failed_rules(slice_outcomes, f"{source} ({service} {slice_month})")
-
-    lineage = {"run_id": F.lit(run_id), "curated_at": F.lit(started_at)}
-    curated_obs = Observation("curated")
-    curated = (
-        valid_rows(trips, rules)
-        .withColumns(lineage)
-        .select(*columns(CURATED_DDL))
-        .observe(curated_obs, F.count(F.lit(1)).alias("rows"))
-    )
-    quarantine_obs = Observation("quarantined")
-    quarantined = (
-        rejected_rows(trips, rules)
-        .withColumns({"run_id": F.lit(run_id), "quarantined_at": F.lit(started_at)})
-        .select(*columns(QUARANTINE_DDL))
-        .observe(quarantine_obs, F.count(F.lit(1)).alias("rows"))
-    )
-    before = {path: table_version(spark, path) for path in (targets.curated, targets.quarantine)}
-    replaced: list[Path] = []
-    try:
-        with spark_progress(spark, "curate.write", expected_rows=input_rows):
-            replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
-            replaced.append(targets.curated)
-            failpoint("curate.after_curated")
-            replace_slices(quarantined, targets.quarantine, slices, MONTH_PARTITION)
-            replaced.append(targets.quarantine)
-            failpoint("curate.after_quarantine")
-        output_rows = int(curated_obs.get["rows"])
-        quarantined_rows = int(quarantine_obs.get["rows"])
-        _check_conservation(source, input_rows, output_rows, quarantined_rows)
-        totals = (input_rows, output_rows, quarantined_rows, started_at, datetime.now(timezone.utc))
-        metrics = _metrics_rows(spark, run_id, outcomes, totals)
-        replace_slices(metrics, targets.dq_metrics, slices, MONTH_PARTITION)
-    except BaseException:
-        _put_back(spark, replaced, before, slices, log)
-        raise
-    return {
-        "run_id": run_id,
-        "files": [str(f.path) for f in files],
-        "slices": slices,
-        "input_rows": input_rows,
-        "output_rows": output_rows,
-        "quarantined_rows": quarantined_rows,
-        "retention_rate": round(100.0 * output_rows / input_rows, 4) if input_rows else 100.0,
-        "rejections": _failures_by_rule(outcomes, lambda rule: rule.action != "warn"),
-        "warnings": _failures_by_rule(outcomes, lambda rule: rule.action == "warn"),
-        "curated_path": str(targets.curated),
-        "quarantine_path": str(targets.quarantine),
-    }
+@contextmanager
+def _locked_run(
+    targets: CurateTargets, database_url: str | None, slices: list[dict[str, str]], run_id: str
+) -> Iterator[RunRecord]:
+    """Hold the slices' locks (and the table's, shared) and record the run in the ledger."""
+    names = sorted(slice_lock(s["service"], s["month"]) for s in slices)
+    period = ",".join(names)
+    store = lake_locks(targets.curated, database_url, holder(CURATE_JOB, f"run {run_id}"))
+    requests = [(TABLE_LOCK, True)] + [(name, False) for name in names]
+    with (
+        hold(store, requests, what=f"curate of {period} in {targets.curated}", writer=True),
+        recorded_run(database_url, CURATE_JOB, period, run_id) as record,
+    ):
+        yield record
 
 
 def _put_back(
