@@ -1,13 +1,9 @@
 """``ops.job_run``, the one run ledger, and the advisory locks of runs (psycopg2).
 
-Every run of a stage (curate, process_trips, aggregate, aggregate_backfill) and of a scheduled
-job is one row: job, period (a slice such as ``yellow/2025-02``, several joined by commas, or
-a window), run id, attempt, status, times, pid and host, rows read and written, stats and a
-one-line error. Each record is a transaction of its own, so it survives the run's failure.
-
-A run holds session-level advisory locks on a connection of its own for as long as it runs.
-PostgreSQL drops a session's locks when the session ends, so a ``running`` row whose lock is
-free belongs to a process that died: the next run that takes the lock marks it failed.
+Every run of a stage or a scheduled job is one row; its period is a slice (``yellow/2025-02``),
+several joined by commas, or a window. Each record is a transaction of its own, so it survives
+the run's failure. Runs hold session-level advisory locks, which PostgreSQL drops with the
+session: a ``running`` row whose lock is free belongs to a dead process.
 """
 
 from __future__ import annotations
@@ -98,7 +94,7 @@ def insert_run(
                 os.uname().nodename,
                 _json(stats),
                 error,
-            ),  # fmt: skip
+            ),
         )
         return JobRun(*cur.fetchone())
 
@@ -183,10 +179,7 @@ def period_statuses(conn: Connection, job: str, period: str) -> set[str]:
 
 
 def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]:
-    """Return the ``running`` rows of a job: of the periods sharing a slice with ``period``, or all.
-
-    A ``period`` of comma-joined slices matches every row that names one of them.
-    """
+    """Return a job's ``running`` rows whose period shares a slice with ``period`` (None: all)."""
     parts = None if period is None else period.split(",")
     return _select(
         conn,
@@ -200,8 +193,7 @@ def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]
 def orphaned_runs(conn: Connection, jobs: Sequence[str]) -> list[JobRun]:
     """Return the ``running`` rows of scheduled ``jobs`` whose (job, period) lock nobody holds.
 
-    Only the scheduler's jobs hold a lock named after their (job, period); the stages' rows are
-    checked by their next run of the same slice (:func:`recorded_run`).
+    Stages' rows are checked by their next run of the same slice instead (:func:`recorded_run`).
     """
     return _select(
         conn,
@@ -219,12 +211,9 @@ def orphaned_runs(conn: Connection, jobs: Sequence[str]) -> list[JobRun]:
 def mark_abandoned(
     conn: Connection, runs: list[JobRun], *, now: datetime | None = None
 ) -> list[JobRun]:
-    """Mark ``running`` rows whose process is gone as failed, with the reason.
+    """Mark ``running`` rows whose process is gone as failed, with the reason; return them.
 
     Rows finished meanwhile by their owner are left alone.
-
-    Returns:
-        The rows marked.
     """
     marked = []
     with conn.cursor() as cur:
@@ -310,9 +299,6 @@ def period_lock(url: str, job: str, period: str) -> Iterator[tuple[Connection, b
     Yields:
         The connection, for the run's own rows, and whether the lock was taken; when another
         session holds it, the connection can still record that.
-
-    Raises:
-        DatabaseError: The server cannot be reached.
     """
     name = f"{job}|{period}"
     with connect(url) as conn:
@@ -327,14 +313,14 @@ def period_lock(url: str, job: str, period: str) -> Iterator[tuple[Connection, b
                     unlock(conn, name)
 
 
+@dataclass
 class RunRecord:
-    """What a run reports to :func:`recorded_run` when it succeeds."""
+    """A run's attempt, and what it reports to :func:`recorded_run` when it succeeds."""
 
-    def __init__(self) -> None:
-        self.attempt = 1
-        self.stats: dict[str, Any] | None = None
-        self.rows_read: int | None = None
-        self.rows_written: int | None = None
+    attempt: int = 1
+    stats: dict[str, Any] | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
 
     def succeeded(
         self, stats: dict[str, Any], *, rows_read: int | None, rows_written: int | None
@@ -393,14 +379,8 @@ def recorded_run(
             finish_run(conn, run_id, status=status, error=one_line_error(exc))
         raise
     with connect(url) as conn:
-        finish_run(
-            conn,
-            run_id,
-            status="succeeded",
-            stats=record.stats,
-            rows_read=record.rows_read,
-            rows_written=record.rows_written,
-        )
+        outcome = {"stats": record.stats, "rows_read": record.rows_read}
+        finish_run(conn, run_id, status="succeeded", rows_written=record.rows_written, **outcome)
 
 
 def one_line_error(exc: BaseException) -> str:
