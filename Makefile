@@ -31,5 +31,15 @@ lint: setup
 	$(VENV)/bin/ruff check chillflow tests bench jobs
 	$(VENV)/bin/ruff format --check chillflow tests bench jobs
 
+# Stops the embedded PostgreSQL first (without the venv: a fast shutdown is a SIGINT to the
+# postmaster), and deletes its relocated cluster too (chillflow/storage/pg_server.py).
 clean:
+	@pg=.chillflow/postgres; private=$$(cat $$pg/relocated 2>/dev/null); \
+	pgdata=$${private:+$$private/pgdata}; pgdata=$${pgdata:-$$pg}; \
+	pid=$$(head -n 1 "$$pgdata/postmaster.pid" 2>/dev/null); \
+	if [ -n "$$pid" ] && [ "$$(ps -o comm= -p "$$pid")" = postgres ]; then \
+	  kill -INT "$$pid"; while kill -0 "$$pid" 2>/dev/null; do sleep 0.1; done; \
+	  echo "stopped the local PostgreSQL in $$pgdata"; \
+	fi; \
+	case $$private in */chillflow-pg-*) rm -rf "$$private" ;; esac
 	rm -rf .chillflow bench/out

@@ -4,7 +4,8 @@
 #   ./spark-submit.sh [--dry-run] JOB [job arguments]
 #
 # JOB is curate | process-trips | aggregate (any jobs/NAME.py, '-' or '_'), or a script path.
-# --dry-run prints the exact command, environment included, instead of running it.
+# --dry-run prints the exact command, environment included, instead of running it (with the
+# values of secret-looking settings and URL passwords shown as ***).
 #
 # Environment (all optional):
 #   SPARK_MASTER          local[*] (default), spark://HOST:7077, k8s://https://HOST:PORT, yarn
@@ -105,12 +106,6 @@ else
   jar_options=(--packages "$packages")
 fi
 rm -f "$errors"
-# Locally the driver maps the class-sharing archive that `python -m chillflow` runs dumped
-# (chillflow/class_sharing.py): ~4 s faster JVM start. Nothing when there is none.
-cds=
-if [[ $kind == local && $jars_mode == jars ]]; then
-  cds=$(chillflow jars class-sharing --jars "$jars" 2>/dev/null) || cds=
-fi
 
 opts=(--master "$master"
   --deploy-mode "$deploy_mode"
@@ -170,7 +165,7 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
       --conf "spark.yarn.appMasterEnv.PYSPARK_PYTHON=$executor_python"
       --driver-java-options "$jvm -Dlog4j2.configurationFile=log4j2.properties")
   else
-    opts+=(--driver-java-options "$jvm${cds:+ $cds} -Dlog4j2.configurationFile=$conf_dir/log4j2.properties")
+    opts+=(--driver-java-options "$jvm -Dlog4j2.configurationFile=$conf_dir/log4j2.properties")
   fi
   app=("$script" "$@")
 fi
@@ -184,9 +179,15 @@ environment=(CHILLFLOW_CONF_DIR="$conf_dir" PYSPARK_PYTHON="$executor_python"
 # Local mode needs no routable address (and Spark warns when the hostname is loopback).
 [[ $kind == local ]] && environment+=(SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}")
 if $dry_run; then
-  # Shell-quoted only where needed, so the printed line pastes back into a shell.
+  # Shell-quoted only where needed, so the printed line pastes back into a shell. Secrets are
+  # masked: the keys of spark.redaction.regex (conf/chillflow.toml) and passwords in URLs.
+  secret_key='^([^=]*(secret|password|token|access[._]?key|salt|database_url)[^=]*)='
+  url_password='^(.*://[^/@:]+:)[^/@]*(@.*)$'
+  shopt -s nocasematch
   words=()
   for word in "${environment[@]}" "${cmd[@]}"; do
+    [[ $word =~ $url_password ]] && word="${BASH_REMATCH[1]}***${BASH_REMATCH[2]}"
+    [[ $word =~ $secret_key ]] && word="${BASH_REMATCH[1]}=***"
     if [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then words+=("$word"); else words+=("$(printf '%q' "$word")"); fi
   done
   echo "${words[*]}"

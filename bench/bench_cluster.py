@@ -24,10 +24,14 @@ from pathlib import Path
 from measure import run_measured
 
 from chillflow.generator import generate_month
-from chillflow.standalone import StandaloneCluster
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+# The cluster helper lives with the tests of this checkout.
+sys.path.insert(0, str(REPO))
+
+from tests.standalone_cluster import StandaloneCluster  # noqa: E402
+
 OUT = BENCH / "out"
 MONTH = "2025-01"
 

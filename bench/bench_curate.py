@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from duckdb_curate import curate_with_duckdb, transform_with_duckdb
+import reference_pipeline as ref
 from measure import jvm_peak_rss_mib, run_measured, self_peak_rss_mib
 
 from chillflow import runtime
@@ -53,7 +53,16 @@ def whole_process(rows: int, raw: Path, repeat: int) -> dict[str, float]:
             raise SystemExit(spark.stderr[-4000:])
         stats = json.loads(spark.stdout)
         duck = run_measured(
-            [sys.executable, str(BENCH / "duckdb_curate.py"), str(raw), str(OUT / "duck"), MONTH]
+            [
+                sys.executable,
+                str(BENCH / "reference_pipeline.py"),
+                str(raw),
+                "--curate-only",
+                "--out",
+                str(OUT / "duck"),
+                "--month",
+                MONTH,
+            ]
         )
         if duck.returncode != 0:
             raise SystemExit(duck.stderr[-4000:])
@@ -87,7 +96,7 @@ def warm(rows: int, raw: Path, settings, spark) -> dict[str, float]:
     curate(spark, settings, raw, targets=targets)
     spark_s = time.monotonic() - started
     started = time.monotonic()
-    curate_with_duckdb(raw, OUT / "duck-warm", MONTH)
+    ref.curate_month(ref.connect_duckdb(), raw, OUT / "duck-warm", MONTH, ref.load_rules())
     duck_s = time.monotonic() - started
     return {"spark_warm_s": spark_s, "duck_warm_s": duck_s}
 
@@ -99,7 +108,7 @@ def transform_alone(raw: Path, settings, spark) -> dict[str, float]:
     trips.write.format("noop").mode("overwrite").save()
     spark_s = time.monotonic() - started
     started = time.monotonic()
-    transform_with_duckdb(raw, MONTH)
+    ref.flag_trips(ref.connect_duckdb(), raw, MONTH, ref.load_rules())
     return {"spark_transform_s": spark_s, "duck_transform_s": time.monotonic() - started}
 
 

@@ -24,13 +24,31 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
-from duckdb_kpis import duckdb_kpis
+import reference_pipeline as ref
 from measure import jvm_peak_rss_mib, run_measured, self_peak_rss_mib
 
 BENCH = Path(__file__).resolve().parent
 #: Every timed step is the median of this many runs: single incremental runs vary by ±2 s here.
 REPEAT = 3
+
+
+def duckdb_kpis(con, curated: list[str], quarantine: list[str], salt: str) -> None:
+    """The reference's KPIs over ChillFlow's curated and quarantine files, into ``duck_kpis``."""
+
+    def files(paths: list[str]) -> str:
+        return "read_parquet([" + ", ".join(f"'{p}'" for p in paths) + "])"
+
+    trips = f"(SELECT *, {ref.key_columns()} FROM {files(curated)})"
+    kpis = ref.kpi_sql(trips, files(quarantine) if quarantine else None)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE duck_kpis AS {kpis}", {"salt": salt})
+
+
+#: DuckDB alone in a process of its own: the file lists as arguments, the salt from HASH_SALT.
+DUCKDB_PROCESS = (
+    "import os, sys; from pathlib import Path; import bench_kpis, reference_pipeline as ref; "
+    "bench_kpis.duckdb_kpis(ref.connect_duckdb(), "
+    "*(Path(p).read_text().split() for p in sys.argv[1:]), os.environ['HASH_SALT'])"
+)
 
 
 def free_port() -> int:
@@ -203,7 +221,7 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
 
     curated_files = delta_files(spark, settings.tables.curated)
     quarantine_files = delta_files(spark, settings.tables.quarantine)
-    con = duckdb.connect()
+    con = ref.connect_duckdb()
     duck_s, _ = timed(lambda: duckdb_kpis(con, curated_files, quarantine_files, settings.hash_salt))
     con.register("spark_kpis", read_hourly_kpis(spark, settings.tables.kpis).toArrow())
     mismatches = con.execute(
@@ -224,14 +242,10 @@ def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> N
     lists.mkdir(exist_ok=True)
     (lists / "curated.txt").write_text("\n".join(curated_files))
     (lists / "quarantine.txt").write_text("\n".join(quarantine_files))
+    lists_args = [str(lists / "curated.txt"), str(lists / "quarantine.txt")]
     duck_process = run_measured(
-        [
-            sys.executable,
-            str(BENCH / "duckdb_kpis.py"),
-            str(lists / "curated.txt"),
-            str(lists / "quarantine.txt"),
-            settings.hash_salt,
-        ]  # fmt: skip
+        [sys.executable, "-c", DUCKDB_PROCESS, *lists_args],
+        {**os.environ, "HASH_SALT": settings.hash_salt, "PYTHONPATH": str(BENCH)},
     )
 
     print(

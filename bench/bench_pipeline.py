@@ -1,86 +1,237 @@
-"""A whole month end to end: curate + process trips + KPIs, as a user runs it.
+"""A whole month, ChillFlow against its DuckDB + PostgreSQL COPY reference: time, memory, results.
 
-    python bench/bench_pipeline.py --rows 3000000
+    python bench/bench_pipeline.py --rows 3000000 [--repeat 3]
+    python bench/bench_pipeline.py --raw ../shared/data/tlc/green_tripdata_2021-01.parquet
+    python bench/bench_pipeline.py --rows 20000 --chillflow-cmd pipeline
 
-Generates a yellow month (not timed), then times three separate processes, each started the
-way the scheduler starts them (fresh JVM every time): ``curate month``, ``process trips`` and
-``aggregate backfill`` over the month, into a fresh lake and a fresh embedded PostgreSQL under
-bench/out/pipeline-ROWS. Prints each step's wall time and peak RSS (process tree) and the total.
+Every repetition gets a fresh database on DATABASE_URL's server (an embedded PostgreSQL under
+bench/out when unset), a fresh lake and a fresh hash salt, and runs, in alternating order:
+ChillFlow as a user runs it today, three fresh processes `curate month`, `process trips` and
+`aggregate backfill` of the month (with `--chillflow-cmd pipeline` the single
+`pipeline month RAW --json`); and bench/reference_pipeline.py in a process of its own, into the
+same database. Then the results are compared row for row and the database is dropped. Prints
+medians of wall time, rows/s, the peak RSS of each process tree (the JVM included) and the
+ChillFlow/reference ratios; exits 1 when a run fails or the results differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
+import dataclasses
 import json
 import os
+import secrets
 import shutil
+import socket
+import statistics
 import sys
 from pathlib import Path
 
-from measure import run_measured
+import reference_pipeline as ref
+from measure import Run, run_measured
+from psycopg2 import sql
 
 from chillflow.generator import generate_month
-from chillflow.storage.pg_server import stop_local_postgres
+from chillflow.settings import load_settings
+from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
+from chillflow.storage.postgres import connect, parse_database_url
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
-MONTH = "2025-01"
+SCHEMA = "reference"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=3_000_000)
-    args = parser.parse_args()
-    raw = OUT / "raw" / str(args.rows) / f"yellow_tripdata_{MONTH}.parquet"
-    if not raw.exists():
-        generate_month(raw, rows=args.rows, month=MONTH, seed=2025)
-    data_dir = OUT / f"pipeline-{args.rows}"
-    if (data_dir / "postgres").exists():
-        stop_local_postgres(data_dir / "postgres")
-    shutil.rmtree(data_dir, ignore_errors=True)
-    env = {**os.environ, "CHILLFLOW_DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
-    env.pop("DATABASE_URL", None)
+def chillflow_commands(raw: Path, month: str, command: str) -> dict[str, list[str]]:
+    """The ChillFlow processes of one month, by step name."""
     cli = [sys.executable, "-m", "chillflow"]
-    steps = {
-        # db init starts the embedded server: its first start is setup, not pipeline time.
-        "db init (setup, not counted)": [*cli, "db", "init", "--json"],
-        "curate": [*cli, "curate", "month", str(raw), "--json"],
-        "process trips": [*cli, "process", "trips", "--month", MONTH, "--json"],
-        "aggregate (month backfill)": [
+    if command == "pipeline":
+        return {"pipeline": [*cli, "pipeline", "month", str(raw), "--month", month, "--json"]}
+    last_day = calendar.monthrange(int(month[:4]), int(month[5:]))[1]
+    return {
+        "curate": [*cli, "curate", "month", str(raw), "--month", month, "--json"],
+        "process trips": [*cli, "process", "trips", "--month", month, "--json"],
+        "aggregate backfill": [
             *cli,
             "aggregate",
             "backfill",
             "--start",
-            f"{MONTH}-01",
+            f"{month}-01",
             "--end",
-            f"{MONTH}-31",
+            f"{month}-{last_day:02d}",
             "--json",
         ],
     }
-    rows = []
+
+
+def admin(server: str, statement: sql.Composable) -> None:
+    with connect(server) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+
+
+def measured(name: str, command: list[str], env: dict[str, str]) -> Run:
+    run = run_measured(command, env)
+    if run.returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {run.returncode}:\n{run.stderr[-4000:]}")
+    return run
+
+
+def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, index: int) -> dict:
+    """One ChillFlow run and one reference run into a fresh database; compared, then dropped."""
+    name = f"chillflow_bench_{secrets.token_hex(4)}"
+    url = dataclasses.replace(parse_database_url(server), dbname=name).url()
+    data_dir, ref_out = OUT / "pipeline" / "chillflow", OUT / "pipeline" / "reference"
+    for directory in (data_dir, ref_out):
+        shutil.rmtree(directory, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("CHILLFLOW_LAKE_DIR", "CHILLFLOW_ENV")}
+    env |= {"DATABASE_URL": url, "HASH_SALT": secrets.token_hex(16), "LOG_LEVEL": "WARNING"}
+    chillflow_env = env | {"CHILLFLOW_DATA_DIR": str(data_dir)}
+    admin(server, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        for name, command in steps.items():
-            run = run_measured(command, env)
-            if run.returncode != 0:
-                raise SystemExit(f"{name} failed ({run.returncode}):\n{run.stderr[-4000:]}")
-            stats = json.loads(run.stdout.strip().splitlines()[-1])
-            rows.append((name, run.seconds, run.peak_rss_mib, stats))
+        measured("db init", [sys.executable, "-m", "chillflow", "db", "init"], chillflow_env)
+        runs: dict[str, Run] = {}
+        reference = [
+            sys.executable,
+            str(BENCH / "reference_pipeline.py"),
+            str(raw),
+            "--month",
+            month,
+            "--out",
+            str(ref_out),
+            "--schema",
+            SCHEMA,
+            "--json",
+        ]
+        sides = [
+            ("chillflow", chillflow_commands(raw, month, args.chillflow_cmd)),
+            ("reference", {"reference": reference}),
+        ]
+        for side, commands in sides if index % 2 == 0 else sides[::-1]:
+            for step, command in commands.items():
+                runs[step] = measured(step, command, chillflow_env if side == "chillflow" else env)
+        stats = json.loads(runs["reference"].stdout)
+        tables = load_settings(env=chillflow_env).tables
+        problems, summary = ref.differences(
+            url, SCHEMA, stats, tables.curated, tables.quarantine, ref_out
+        )
     finally:
-        stop_local_postgres(data_dir / "postgres")
-    counted = [r for r in rows if "not counted" not in r[0]]
-    total = sum(r[1] for r in counted)
-    print(f"\n{args.rows:,} raw rows, cores={os.cpu_count()}\n")
-    print("| step | wall s | peak RSS MiB | rows |")
-    print("|---|---:|---:|---|")
-    for name, seconds, peak, stats in rows:
-        detail = {
-            k: stats[k]
-            for k in ("input_rows", "output_rows", "inserted", "kpi_rows", "zones")
-            if k in stats
-        }
-        print(f"| {name} | {seconds:.1f} | {peak:.0f} | {detail} |")
-    print(f"| **total (curate + trips + KPIs)** | **{total:.1f}** | | |")
+        if args.keep:
+            print(f"kept database {name}", file=sys.stderr)
+        else:
+            admin(
+                server,
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+            )
+    chillflow = sum(run.seconds for step, run in runs.items() if step != "reference")
+    print(
+        f"repetition {index + 1}: ChillFlow {chillflow:.1f} s, reference "
+        f"{runs['reference'].seconds:.1f} s, {'results equal' if not problems else 'DIFFERENT'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {"runs": runs, "stats": stats, "problems": problems, "summary": summary}
+
+
+def report(reps: list[dict], raw: Path, load: float) -> None:
+    stats = reps[0]["stats"]
+    rows = stats["input_rows"]
+    steps = [step for step in reps[0]["runs"] if step != "reference"]
+
+    def seconds(pick) -> str:
+        values = [pick(rep) for rep in reps]
+        spread = f" [{min(values):.1f}-{max(values):.1f}]" if len(values) > 1 else ""
+        return f"{statistics.median(values):.1f}{spread}"
+
+    def median(pick) -> float:
+        return statistics.median(pick(rep) for rep in reps)
+
+    def peak(names) -> float:
+        return max(rep["runs"][n].tree_peak_mib for rep in reps for n in names)
+
+    total = median(lambda rep: sum(rep["runs"][s].seconds for s in steps))
+    reference = median(lambda rep: rep["runs"]["reference"].seconds)
+    print(
+        f"\n{raw.name}: {rows:,} raw rows, {stats['service']} {stats['month']}; "
+        f"{stats['output_rows']:,} curated, {stats['quarantined_rows']:,} quarantined, "
+        f"{stats['loaded']:,} loaded, {stats['kpi_rows']:,} KPI rows. cores={os.cpu_count()}, "
+        f"load average {load:.2f} at the start"
+        + (" (a busy machine: read the times as indicative only)" if load >= 1.0 else "")
+        + f"; median of {len(reps)} interleaved repetitions [min-max]\n"
+    )
+    print("| run | wall s | raw rows/s | peak RSS MiB (process tree) |")
+    print("|---|---:|---:|---:|")
+    for step in steps:
+        s = median(lambda rep, s=step: rep["runs"][s].seconds)
+        print(
+            f"| ChillFlow {step} | {seconds(lambda rep, s=step: rep['runs'][s].seconds)} | "
+            f"{rows / s:,.0f} | {peak([step]):,.0f} |"
+        )
+    print(f"| **ChillFlow total** | **{total:.1f}** | {rows / total:,.0f} | {peak(steps):,.0f} |")
+    for part in ("curate", "load", "kpis"):
+        print(
+            f"| reference {part} (inside its process) | "
+            f"{seconds(lambda rep, p=part: rep['stats'][f'{p}_sec'])} | | |"
+        )
+    print(
+        f"| **reference (DuckDB + COPY), whole process** | "
+        f"**{seconds(lambda rep: rep['runs']['reference'].seconds)}** | "
+        f"{rows / reference:,.0f} | {peak(['reference']):,.0f} |"
+    )
+    print(
+        f"| **ratio ChillFlow / reference** | **{total / reference:.1f}×** | | "
+        f"{peak(steps) / peak(['reference']):.1f}× |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--rows", type=int, default=3_000_000, help="generate a yellow month")
+    source.add_argument("--raw", type=Path, help="a raw TLC monthly file instead")
+    parser.add_argument("--month", help="YYYY-MM of --raw; by default from its name")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved repetitions")
+    parser.add_argument(
+        "--chillflow-cmd",
+        choices=("stages", "pipeline"),
+        default="stages",
+        help="three stage processes, or the single `pipeline month` command",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep each repetition's database")
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    raw = (
+        args.raw.resolve()
+        if args.raw
+        else OUT / "raw" / str(args.rows) / "yellow_tripdata_2025-01.parquet"
+    )
+    if not raw.exists():
+        if args.raw:
+            parser.error(f"{raw} does not exist")
+        generate_month(raw, rows=args.rows, month="2025-01", seed=2025)
+    month = ref.month_of(raw, args.month)
+    load = os.getloadavg()[0]
+    server, embedded = os.environ.get("DATABASE_URL"), OUT / "pipeline-postgres"
+    if not server:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = ensure_local_postgres(embedded, port=port)
+    try:
+        reps = [repetition(args, raw, month, server, i) for i in range(args.repeat)]
+    finally:
+        if not os.environ.get("DATABASE_URL"):
+            stop_local_postgres(embedded)
+    report(reps, raw, load)
+    problems = [p for rep in reps for p in rep["problems"]]
+    if problems:
+        print("\nresults differ:\n" + "\n".join(f"- {p}" for p in problems[:20]))
+        return 1
+    print(f"\nresults equal in every repetition: {reps[-1]['summary']}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

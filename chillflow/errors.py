@@ -48,7 +48,7 @@ class ReconciliationError(ChillflowError):
 
 
 class DependencyError(ChillflowError):
-    """A runtime dependency (JVM jars, PostgreSQL binaries) cannot be found or fetched."""
+    """A runtime dependency (JVM jars, PostgreSQL binaries, a TLC file) cannot be fetched."""
 
     exit_code = 8
 
@@ -63,6 +63,12 @@ class BusyError(ChillflowError):
     """Another run holds the lock of the same stage and slice; retry once it has finished."""
 
     exit_code = 10
+
+
+class NotPublishedError(ChillflowError):
+    """The TLC has not published the requested file (yet); a later try may find it."""
+
+    exit_code = 11
 
 
 def error_summary(exc: BaseException) -> str:

@@ -115,11 +115,20 @@ def day_window(target: date, lookback_hours: int) -> HourWindow:
     """
     if isinstance(target, datetime):
         target = to_utc_naive(target).date()
+    return hours_until(datetime.combine(target, datetime.min.time()) + _DAY, lookback_hours)
+
+
+def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
+    """The ``lookback_hours`` hours before the hour ``end``: ``[end - lookback, end)``.
+
+    Raises:
+        ConfigError: If ``lookback_hours`` is not a positive whole number or ``end`` not a
+            naive full hour.
+    """
     if isinstance(lookback_hours, bool) or not isinstance(lookback_hours, int):
         raise ConfigError(f"lookback_hours must be a whole number of hours, not {lookback_hours!r}")
     if lookback_hours < 1:
         raise ConfigError(f"lookback_hours must be at least 1, not {lookback_hours}")
-    end = datetime.combine(target, datetime.min.time()) + _DAY
     return HourWindow(end - timedelta(hours=lookback_hours), end)
 
 
@@ -163,6 +172,22 @@ def parse_date(value: str, what: str = "date") -> date:
     except ValueError:
         raise ConfigError(
             f"invalid {what} {value!r}: expected YYYY-MM-DD, e.g. 2025-01-31"
+        ) from None
+
+
+def parse_hour(value: str, what: str = "hour") -> datetime:
+    """Parse a ``YYYY-MM-DDTHH`` command-line hour (``:00`` may follow) as a naive datetime.
+
+    Raises:
+        ConfigError: If the value is not a valid hour in that form.
+    """
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}(:00)?", value):
+            raise ValueError(value)
+        return datetime.fromisoformat(value if value.endswith(":00") else f"{value}:00")
+    except ValueError:
+        raise ConfigError(
+            f"invalid {what} {value!r}: expected YYYY-MM-DDTHH, e.g. 2025-03-10T10"
         ) from None
 
 

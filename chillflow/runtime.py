@@ -43,9 +43,9 @@ def ledger_database_url(loaded: Settings | None = None) -> str | None:
     ``DATABASE_URL`` when set, else the embedded PostgreSQL once its cluster exists under the
     data directory (started again if it is stopped); never a new cluster just to record.
     """
-    from chillflow.storage.pg_server import PASSWORD_FILE
+    from chillflow.storage.pg_server import PASSWORD_FILE, cluster_dir
 
     loaded = loaded or settings()
-    if loaded.database_url or (loaded.data_dir / "postgres" / PASSWORD_FILE).is_file():
+    if loaded.database_url or (cluster_dir(loaded.data_dir / "postgres") / PASSWORD_FILE).is_file():
         return database_url(loaded)
     return None

@@ -18,7 +18,6 @@ import structlog
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from chillflow import class_sharing
 from chillflow.errors import DependencyError
 from chillflow.settings import SparkSettings
 
@@ -55,65 +54,28 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
         # Python workers (the trips load's Arrow batches) need this interpreter's packages,
         # not those of whatever `python3` is first on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder
-    # spark-submit --name (chillflow-curate …) names the application in a cluster's UI.
-    if app_name is not None or not inherited.contains("spark.app.name"):
-        builder = builder.appName(app_name or settings.app_name)
-    if not inherited.contains("spark.master"):
-        builder = builder.master(settings.master)
-    defaults = {**settings.conf, **_DELTA_CONF}
+    options = {
+        "spark.master": settings.master,
+        "spark.app.name": settings.app_name,
+        **settings.conf,
+        **_DELTA_CONF,
+    }
     if settings.log4j_config is not None and settings.log4j_config.is_file():
-        java_options = defaults.get("spark.driver.extraJavaOptions", "")
-        defaults["spark.driver.extraJavaOptions"] = (
+        java_options = options.get("spark.driver.extraJavaOptions", "")
+        options["spark.driver.extraJavaOptions"] = (
             f"{java_options} -Dlog4j2.configurationFile={settings.log4j_config}".strip()
         )
     submitted_jars = inherited.get("spark.jars", "") + inherited.get("spark.jars.packages", "")
-    manifest = None
-    jars: dict[str, str] = {}
-    if "delta-spark" not in submitted_jars:
-        jars, manifest = _jar_config(settings)
-    sharing = _class_sharing(settings, jars, inherited)
-    dump = archive = None
-    if sharing is not None:
-        sharing_options, dump, archive = sharing
-        java_options = defaults.get("spark.driver.extraJavaOptions", "")
-        # First, so that options of the configuration (an -Xlog of its own) come after it.
-        defaults["spark.driver.extraJavaOptions"] = f"{sharing_options} {java_options}".strip()
-    for key, value in {**defaults, **jars}.items():
-        if not inherited.contains(key):
-            builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    jars, manifest = ({}, None) if "delta-spark" in submitted_jars else _jar_config(settings)
+    # What spark-submit set (--master, --name chillflow-curate, --conf) wins over the defaults.
+    options = {k: v for k, v in {**options, **jars}.items() if not inherited.contains(k)}
+    if app_name is not None:
+        options["spark.app.name"] = app_name
+    spark = SparkSession.builder.config(map=options).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if manifest is not None and not manifest.exists():
         _write_manifest(spark, manifest)
-    if dump is not None and archive is not None:
-        class_sharing.publish_at_exit(dump, archive)
     return spark
-
-
-def _class_sharing(
-    settings: SparkSettings, jars: dict[str, str], inherited: SparkConf
-) -> tuple[str, Path | None, Path] | None:
-    """Driver JVM options for the class-data-sharing archive, the dump to publish, the archive.
-
-    None when turned off, when spark-submit already started the JVM, when the driver's Java
-    options come from spark-submit, while another process dumps the archive, or while the jars
-    are still to be resolved (the archive is keyed by the resolved jar files, known from the
-    next run on).
-    """
-    if (
-        settings.class_sharing_dir is None
-        or os.environ.get("PYSPARK_GATEWAY_PORT")
-        or inherited.contains("spark.driver.extraJavaOptions")
-        or "spark.jars" not in jars
-    ):
-        return None
-    archive = class_sharing.archive_path(settings.class_sharing_dir, jars["spark.jars"].split(","))
-    sharing = class_sharing.java_options(archive)
-    if sharing is None:
-        return None
-    options, dump = sharing
-    return options, dump, archive
 
 
 def _submitted_conf() -> SparkConf:

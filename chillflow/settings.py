@@ -58,7 +58,6 @@ class SparkSettings:
     jars_dir: Path | None
     ivy_dir: Path
     log4j_config: Path | None = None
-    class_sharing_dir: Path | None = None
 
 
 #: A lake location: a local directory, or a Hadoop URI (``s3a://bucket/lake``) kept as text,
@@ -220,21 +219,7 @@ def _spark_settings(
         jars_dir=_path(jars_dir) if jars_dir else None,
         ivy_dir=ivy_dir,
         log4j_config=(conf_dir / "log4j2.properties").resolve(),
-        class_sharing_dir=_class_sharing_dir(conf, env, ivy_dir),
     )
-
-
-def _class_sharing_dir(
-    conf: Mapping[str, Any], env: Mapping[str, str], ivy_dir: Path
-) -> Path | None:
-    """Where the driver JVM's class-data-sharing archives live; None when turned off."""
-    enabled = conf.get("class_sharing", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"spark.class_sharing = {enabled!r}: expected true or false")
-    if not enabled:
-        return None
-    explicit = env.get("CHILLFLOW_CDS_DIR")
-    return _path(explicit) if explicit else ivy_dir / "chillflow-cds"
 
 
 def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, ...]:

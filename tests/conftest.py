@@ -99,7 +99,7 @@ def database_url() -> Iterator[str]:
 
     from psycopg2 import sql
 
-    from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
+    from chillflow.storage.pg_server import cluster_dir, ensure_local_postgres, stop_local_postgres
     from chillflow.storage.postgres import connect, init_schema, parse_database_url
 
     server = os.environ.get("DATABASE_URL")
@@ -123,7 +123,8 @@ def database_url() -> Iterator[str]:
     admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     if data_dir is not None:
         stop_local_postgres(data_dir)
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
+        for path in {cluster_dir(data_dir).parent, data_dir.parent}:  # relocated as root
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

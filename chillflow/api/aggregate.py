@@ -12,6 +12,7 @@ from chillflow.stages.aggregate import (
     aggregate_full_refresh,
     aggregate_incremental,
     aggregate_status,
+    aggregate_until,
 )
 from chillflow.storage.kpi_store import summarize_hourly_kpis
 
@@ -53,6 +54,18 @@ class BatchAggregator(StageResources):
             day = target
         return aggregate_incremental(
             self.spark, self.settings, self.database_url, day, lookback_hours, source=source
+        )
+
+    def aggregate_until(
+        self, end: datetime, lookback_hours: int | None = None, *, source: str | None = None
+    ) -> dict[str, Any]:
+        """Refresh the hours ``[end - lookback_hours, end)``, as :meth:`aggregate_incremental`.
+
+        ``end`` is naive, as ``hour_ts`` holds it (the data's wall clock): ``datetime(2025, 3,
+        10, 10)`` ends the window at 10:00. ``lookback_hours`` defaults to 24 (configurable).
+        """
+        return aggregate_until(
+            self.spark, self.settings, self.database_url, end, lookback_hours, source=source
         )
 
     def aggregate_full_refresh(self, *, source: str | None = None) -> dict[str, Any]:

@@ -8,8 +8,10 @@ from chillflow.cli.aggregate import app as aggregate_app
 from chillflow.cli.curate import app as curate_app
 from chillflow.cli.db import app as db_app
 from chillflow.cli.demo import demo
+from chillflow.cli.download import download
 from chillflow.cli.jars import app as jars_app
 from chillflow.cli.process import app as process_app
+from chillflow.cli.report import report
 from chillflow.cli.runs import runs
 from chillflow.cli.schedule import app as schedule_app
 
@@ -26,6 +28,8 @@ app.add_typer(process_app, name="process")
 app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
 app.command("demo")(demo)
+app.command("download")(download)
+app.command("report")(report)
 app.command("runs")(runs)
 
 

@@ -27,27 +27,40 @@ def run(
     day: str | None = typer.Option(
         None, "--date", help="UTC day to refresh, YYYY-MM-DD (default: yesterday)."
     ),
+    until: str | None = typer.Option(
+        None,
+        "--until",
+        help="First hour after the window, YYYY-MM-DDTHH, as hour_ts holds it (the data's wall "
+        "clock); instead of --date.",
+    ),
     lookback_hours: int | None = typer.Option(
         None,
         "--lookback-hours",
         min=1,
-        help="Hours back from the end of --date to recompute (default 24: that day only).",
+        help="Hours back from the end of --date, or from --until, to recompute (default 24).",
     ),
     source: str | None = SOURCE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Refresh one day (plus lookback) incrementally, or everything with --full-refresh."""
+    """Refresh one day or the hours before --until incrementally, or everything (--full-refresh)."""
     from chillflow.batch import BatchAggregator
     from chillflow.errors import ConfigError
-    from chillflow.hour_window import parse_date
+    from chillflow.hour_window import parse_date, parse_hour
     from chillflow.stages.aggregate import check_source
 
     if source is not None:
         check_source(source)
     if full_refresh:
-        if day is not None or lookback_hours is not None:
-            raise ConfigError("--full-refresh recomputes every hour: drop --date/--lookback-hours")
+        if day is not None or until is not None or lookback_hours is not None:
+            raise ConfigError(
+                "--full-refresh recomputes every hour: drop --date/--until/--lookback-hours"
+            )
         stats = BatchAggregator().aggregate_full_refresh(source=source)
+    elif until is not None:
+        if day is not None:
+            raise ConfigError("--until and --date both set the window's end: give one")
+        end = parse_hour(until, "--until")
+        stats = BatchAggregator().aggregate_until(end, lookback_hours, source=source)
     else:
         target = parse_date(day, "--date") if day is not None else None
         stats = BatchAggregator().aggregate_incremental(target, lookback_hours, source=source)

@@ -1,4 +1,4 @@
-"""``chillflow db`` commands: the PostgreSQL schema and the zone dimension."""
+"""``chillflow db`` commands: the PostgreSQL schema, the zone dimension, the embedded server."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def zone_lookup_path(explicit: Path | None, configured: Path | None) -> Path | N
 def init_database(
     settings: Settings, database_url: str, zones: Path | None = None
 ) -> dict[str, Any]:
-    """Create or upgrade the schema and seed dim.zone when a lookup CSV is known.
+    """Create or upgrade the schema, drop staging tables of dead loads, seed dim.zone.
 
     Args:
         settings: Validated settings (zone lookup path, DATABASE_URL, data directory).
@@ -55,23 +55,21 @@ def init_database(
 
     Returns:
         The database (masked), the embedded server's directory or None, the schema version,
-        the zone rows seeded (None when no lookup was found) and their source.
+        the staging tables dropped, the zone rows seeded (None when no lookup was found) and
+        their source.
     """
     import structlog
 
-    from chillflow.storage.postgres import (
-        SCHEMA_VERSION,
-        connect,
-        init_schema,
-        parse_database_url,
-        seed_zones,
-    )
+    from chillflow.storage.postgres import SCHEMA_VERSION, connect, parse_database_url, seed_zones
+    from chillflow.storage.trips_pg import prepare_database
 
     log = structlog.get_logger("chillflow.db")
     csv_path = zone_lookup_path(zones, settings.zone_lookup)
-    with connect(database_url) as conn:
-        init_schema(conn)
-        zone_rows = seed_zones(conn, csv_path) if csv_path is not None else None
+    dropped = prepare_database(database_url)
+    zone_rows = None
+    if csv_path is not None:
+        with connect(database_url, action="seeding dim.zone") as conn:
+            zone_rows = seed_zones(conn, csv_path)
     if csv_path is None:
         log.warning(
             "db.zones_skipped",
@@ -82,6 +80,7 @@ def init_database(
         "database": str(parse_database_url(database_url)),
         "embedded_server": str(embedded) if embedded else None,
         "schema_version": SCHEMA_VERSION,
+        "staging_tables_dropped": dropped,
         "zones": zone_rows,
         "zones_source": str(csv_path) if csv_path else None,
     }
@@ -101,3 +100,16 @@ def init(
     settings = runtime.settings()
     result = init_database(settings, runtime.database_url(settings), zones)
     emit(result, as_json)
+
+
+@app.command("stop")
+@handle_errors
+def stop(as_json: bool = JSON_OPTION) -> None:
+    """Stop the embedded PostgreSQL of the data directory if it runs (not DATABASE_URL's)."""
+    from chillflow import runtime
+    from chillflow.storage.pg_server import stop_local_postgres
+
+    data_dir = runtime.settings().data_dir / "postgres"
+    port = stop_local_postgres(data_dir)
+    status = "not running" if port is None else "stopped"
+    emit({"embedded_server": str(data_dir), "status": status, "port": port}, as_json)

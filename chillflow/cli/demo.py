@@ -16,7 +16,7 @@ def demo(
     seed: int = typer.Option(42, "--seed", help="Generator seed."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Generate a yellow month, curate it, load its trips into PostgreSQL and build its KPIs.
+    """Generate a yellow month, curate it, load it into PostgreSQL, build its KPIs and its report.
 
     Uses DATABASE_URL when set, else the embedded PostgreSQL under the data directory
     (started on 127.0.0.1 and reused by later runs). Every stage is idempotent: running the
@@ -28,6 +28,7 @@ def demo(
     from chillflow.batch import BatchAggregator, BatchTripProducer, MonthlyLoader
     from chillflow.cli.db import init_database
     from chillflow.generator import generate_month, tlc_file_name
+    from chillflow.report import write_report
     from chillflow.settings import parse_month
 
     parse_month(month)
@@ -85,6 +86,7 @@ def demo(
         ),
         "kpi_hours": f"{status['first_hour']} .. {status['last_hour']}",
     }
+    results["report"] = str(write_report(spark, settings, database_url, [month])[0])
     emit(results, as_json)
 
 

@@ -28,17 +28,3 @@ def jars_packages(sep: str = SEP_OPTION) -> None:
     from chillflow import runtime
 
     typer.echo(sep.join(runtime.settings().spark.packages))
-
-
-@app.command("class-sharing")
-@handle_errors
-def jars_class_sharing(
-    jars: str = typer.Option(..., "--jars", help="The jars of the session, comma-separated."),
-) -> None:
-    """Print the driver JVM options that map the class-sharing archive, if one exists."""
-    from chillflow import runtime
-    from chillflow.class_sharing import mapping_options
-
-    cache_dir = runtime.settings().spark.class_sharing_dir
-    if cache_dir is not None:
-        typer.echo(mapping_options(cache_dir, [jar for jar in jars.split(",") if jar]))

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import structlog
 import typer
 
-from chillflow.errors import ChillflowError, error_summary
+from chillflow.errors import ChillflowError, DatabaseError, error_summary
+from chillflow.logs import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,20 +22,25 @@ JSON_OPTION = typer.Option(False, "--json", help="Print the result as one JSON o
 def handle_errors(command: F) -> F:
     """Turn expected failures into one clear line on stderr and a non-zero exit code.
 
-    ChillflowError subclasses carry their own exit code. Errors raised inside Spark's JVM are
-    summarised to their first line (the JVM stack trace is logged at DEBUG level).
+    ChillflowError subclasses carry their own exit code; any PostgreSQL failure that no storage
+    function reported is a DatabaseError too. Other errors raised inside Spark's JVM are
+    summarised to their first line (the JVM stack trace is logged at DEBUG level). Logs go to
+    stderr from the start, before the settings configure them: stdout carries only the result.
     """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not structlog.is_configured():
+            configure_logging("INFO")  # until the settings give the level
         log = structlog.get_logger("chillflow.cli")
         try:
             return command(*args, **kwargs)
-        except ChillflowError as exc:
-            log.error("command.failed", error=type(exc).__name__, message=str(exc))
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
+            failure = _as_chillflow_error(exc)
+            if failure is not None:
+                log.error("command.failed", error=type(failure).__name__, message=str(failure))
+                typer.echo(f"error: {failure}", err=True)
+                raise typer.Exit(failure.exit_code) from None
             if not _is_spark_error(exc):
                 raise
             summary = error_summary(exc)
@@ -47,6 +53,15 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _as_chillflow_error(exc: Exception) -> ChillflowError | None:
+    if isinstance(exc, ChillflowError):
+        return exc
+    from chillflow.storage.postgres import failure_reason
+
+    reason = failure_reason(exc)
+    return None if reason is None else DatabaseError(f"PostgreSQL failed: {reason}")
 
 
 def emit(result: dict[str, Any], as_json: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import typer
 
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
@@ -46,10 +48,53 @@ def jobs(as_json: bool = JSON_OPTION) -> None:
             "next_run": job["next_run"],
             "last_period": (job["last_run"] or {}).get("period", "-"),
             "last_status": (job["last_run"] or {}).get("status", "-"),
+            "awaiting": ",".join(job["awaiting"]) or "-",
         }
         for job in listed
     ]
     print_table(rows)
+
+
+@app.command("plan")
+@handle_errors
+def plan(
+    at: str = typer.Option(
+        ..., "--at", help="An instant with its UTC offset, e.g. 2025-03-10T10:05:00-04:00."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the jobs due at --at, their periods and exact commands; runs nothing, no database.
+
+    The monthly pipeline's raw files are looked up in the landing directory as it is now.
+    """
+    from datetime import datetime
+
+    from chillflow.errors import ConfigError
+    from chillflow.scheduler.scheduler import BatchScheduler
+
+    try:
+        instant = datetime.fromisoformat(at[:-1] + "+00:00" if at.endswith("Z") else at)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise ConfigError(
+            f"--at {at!r}: expected an ISO 8601 time with its UTC offset, "
+            "e.g. 2025-03-10T10:05:00-04:00"
+        )
+    planned = BatchScheduler().plan(instant)
+    if as_json:
+        emit(planned, as_json=True)
+        return
+    typer.echo(f"at {planned['at']}: {len(planned['jobs'])} job(s) due")
+    for job in planned["jobs"]:
+        typer.echo(f"{job['job']} (fires {job['fire_time']})")
+        for run in job["runs"]:
+            waiting = "" if run.get("arrived", True) else f": awaiting {run['raw_file']}"
+            typer.echo(f"  period {run['period']}{waiting}")
+            for command in run["commands"]:
+                typer.echo(f"    $ {shlex.join(command)}")
+    if planned["note"]:
+        typer.echo(f"note: {planned['note']}")
 
 
 @app.command("run")
@@ -59,8 +104,9 @@ def run(
     period: str | None = typer.Option(
         None,
         "--period",
-        help="YYYY-MM (monthly), YYYY-MM-DD (daily) or an hour such as 2026-03-08T06:00Z "
-        "(hourly, UTC unless an offset is given); default: the latest scheduled period.",
+        help="YYYY-MM or YYYY-MM/SERVICE (monthly), YYYY-MM-DD (daily) or an hour such as "
+        "2025-03-10T09:00-04:00 (hourly; the data's wall clock unless an offset is given); "
+        "default: the latest scheduled period (monthly: the watched files new or changed).",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:

@@ -25,6 +25,9 @@ PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
 #: Services the whole pipeline carries (curate refuses FHV files).
 SERVICES = ("yellow", "green")
 _DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
+_DEFAULT_WATCH_MONTHS = 3
+#: TLC timestamps are New York wall-clock times without a zone.
+DEFAULT_DATA_TIMEZONE = "America/New_York"
 #: Jobs the stages record in ``ops.job_run`` themselves; a schedule using these names would mix
 #: its runs with theirs.
 RESERVED_JOB_NAMES = frozenset({"curate", "process_trips", "aggregate", "aggregate_backfill"})
@@ -34,6 +37,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _TOP_KEYS = frozenset(
     {
         "timezone",
+        "data_timezone",
         "missed_run_policy",
         "misfire_grace_sec",
         "shutdown_grace_sec",
@@ -51,6 +55,7 @@ _JOB_KEYS = frozenset(
         "cron",
         "timezone",
         "lookback_hours",
+        "watch_months",
         "retries",
         "retry_backoff_sec",
         "timeout_sec",
@@ -66,8 +71,11 @@ class JobSchedule:
         name: Stable identifier, recorded as ``ops.job_run.job``.
         kind: What the job runs, one of :data:`JOB_KINDS`.
         cron: Five-field cron expression, read in ``timezone``.
-        timezone: IANA time zone of the cron expression and of daily/monthly periods.
+        timezone: IANA time zone of the cron expression.
+        data_timezone: The zone whose wall clock the data's timestamps hold; periods are its
+            hours, days and months.
         lookback_hours: Hours before the period that aggregation recomputes (aggregate kinds).
+        watch_months: Past months whose raw files the monthly pipeline watches.
         retries: Further attempts after a failed one.
         retry_backoff_sec: Wait before the first retry; doubled before each next one.
         timeout_sec: Seconds one step may run before it is terminated; None for no limit.
@@ -77,7 +85,9 @@ class JobSchedule:
     kind: str
     cron: str
     timezone: ZoneInfo
+    data_timezone: ZoneInfo
     lookback_hours: int | None
+    watch_months: int | None
     retries: int
     retry_backoff_sec: float
     timeout_sec: float | None = None
@@ -174,6 +184,7 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
     """
     _reject_unknown(doc, _TOP_KEYS, source)
     default_tz = _zone(doc.get("timezone", "UTC"), f"{source}: timezone")
+    data_tz = _zone(doc.get("data_timezone", DEFAULT_DATA_TIMEZONE), f"{source}: data_timezone")
     policy = doc.get("missed_run_policy", "run_latest")
     if policy not in MISSED_RUN_POLICIES:
         raise ConfigError(
@@ -209,7 +220,8 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
     if not isinstance(raw_jobs, list) or not raw_jobs:
         raise ConfigError(f"{source}: no [[jobs]] defined")
     jobs = tuple(
-        _job(raw, f"{source} job #{index + 1}", default_tz) for index, raw in enumerate(raw_jobs)
+        _job(raw, f"{source} job #{index + 1}", default_tz, data_tz)
+        for index, raw in enumerate(raw_jobs)
     )
     names = [job.name for job in jobs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -227,7 +239,7 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
     )
 
 
-def _job(raw: Any, where: str, default_tz: ZoneInfo) -> JobSchedule:
+def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSchedule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table")
     _reject_unknown(raw, _JOB_KEYS, where)
@@ -255,9 +267,14 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo) -> JobSchedule:
     except CroniterBadDateError:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
     lookback = raw.get("lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind))
+    watch = raw.get("watch_months", _DEFAULT_WATCH_MONTHS if kind == "monthly_pipeline" else None)
     if kind == "monthly_pipeline":
         if "lookback_hours" in raw:
             raise ConfigError(f"{where}: lookback_hours applies to aggregate jobs only")
+        if not _is_int(watch) or watch < 1:
+            raise ConfigError(f"{where}: watch_months must be a positive integer")
+    elif "watch_months" in raw:
+        raise ConfigError(f"{where}: watch_months applies to the monthly pipeline only")
     elif not _is_int(lookback) or lookback < 1:
         raise ConfigError(f"{where}: lookback_hours must be a positive integer")
     retries = raw.get("retries", 0)
@@ -271,7 +288,9 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo) -> JobSchedule:
         kind=kind,
         cron=" ".join(cron.split()),
         timezone=_zone(raw["timezone"], f"{where}: timezone") if "timezone" in raw else default_tz,
+        data_timezone=data_tz,
         lookback_hours=lookback,
+        watch_months=watch,
         retries=retries,
         retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
         timeout_sec=None if timeout is None else float(timeout),

@@ -30,7 +30,7 @@ from chillflow.errors import (
     SchemaError,
 )
 from chillflow.scheduler.config import JobSchedule, ScheduleConfig
-from chillflow.scheduler.planner import hour_start, month_days
+from chillflow.scheduler.planner import hourly_window_end, month_days, split_monthly_period
 
 #: Exit codes of failures that a retry cannot fix: the same input fails the same way again.
 PERMANENT_EXIT_CODES = frozenset(
@@ -68,10 +68,13 @@ class JobPlan:
     Attributes:
         steps: The commands, in order; empty when there is nothing to run.
         missing: Raw files the monthly pipeline expected but did not find.
+        raw_file: The monthly pipeline's raw file as found: path, size and mtime_ns; a run is
+            due again when they change.
     """
 
     steps: tuple[Step, ...]
     missing: tuple[Path, ...] = ()
+    raw_file: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,49 +135,50 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
     """Return the commands that run ``job`` for ``period``.
 
     The daily job runs ``aggregate run`` for its day with the job's lookback; the hourly job the
-    ``lookback_hours`` hours up to and including its hour (and the rest of that UTC day). The
-    monthly pipeline, for each service whose raw file has arrived, curates the file and loads its
-    trips, then aggregates the whole month (only the steps in ``monthly_steps``).
+    ``lookback_hours`` wall-clock hours up to the end of its hour. The monthly pipeline, when the
+    period's raw file has arrived, curates it and loads its trips, then aggregates the whole
+    month (only the steps in ``monthly_steps``).
 
     Args:
         job: The job.
         period: Its period in canonical form (see :mod:`chillflow.scheduler.planner`).
-        schedule: Landing directory, services, steps and the ``spark-submit.sh`` to use.
+        schedule: Landing directory, steps and the ``spark-submit.sh`` to use.
 
     Returns:
-        The plan; its steps are empty when no raw file of the month has arrived.
+        The plan; its steps are empty when the raw file has not arrived.
     """
     submit = str(schedule.spark_submit)
     if job.kind == "aggregate_daily":
         argv = (submit, "aggregate", "run", "--date", period)
         return JobPlan(steps=(Step("aggregate", _with_lookback(argv, job.lookback_hours)),))
     if job.kind == "aggregate_hourly":
-        # ``aggregate run`` recomputes the last N hours of a UTC day and has no end hour. Counted
-        # from the end of the period's day, the window starts lookback_hours - 1 hours before the
-        # period's hour; recomputing the day's later hours too is correct, and cheap while they
-        # have no trips yet.
-        hour = hour_start(period)
-        lookback = job.lookback_hours + 23 - hour.hour
-        argv = (submit, "aggregate", "run", "--date", hour.date().isoformat())
-        return JobPlan(steps=(Step("aggregate", _with_lookback(argv, lookback)),))
+        until = f"{hourly_window_end(period):%Y-%m-%dT%H}"
+        argv = (submit, "aggregate", "run", "--until", until)
+        return JobPlan(steps=(Step("aggregate", _with_lookback(argv, job.lookback_hours)),))
+    month, service = split_monthly_period(period)
+    raw = raw_path(schedule, month, service)
+    try:
+        found = raw.stat()
+    except FileNotFoundError:
+        return JobPlan(steps=(), missing=(raw,))
     steps: list[Step] = []
-    missing: list[Path] = []
-    for service in schedule.services:
-        raw = schedule.landing_dir / f"{service}_tripdata_{period}.parquet"
-        if not raw.is_file():
-            missing.append(raw)
-            continue
-        if "curate" in schedule.monthly_steps:
-            argv = (submit, "curate", str(raw), "--month", period, "--json")
-            steps.append(Step(f"curate:{service}", argv))
-        if "process-trips" in schedule.monthly_steps:
-            argv = (submit, "process-trips", "--month", period, "--service", service, "--json")
-            steps.append(Step(f"process-trips:{service}", argv))
-    if steps and "aggregate" in schedule.monthly_steps:
-        first, last = month_days(period)
+    if "curate" in schedule.monthly_steps:
+        argv = (submit, "curate", str(raw), "--month", month, "--json")
+        steps.append(Step(f"curate:{service}", argv))
+    if "process-trips" in schedule.monthly_steps:
+        argv = (submit, "process-trips", "--month", month, "--service", service, "--json")
+        steps.append(Step(f"process-trips:{service}", argv))
+    if "aggregate" in schedule.monthly_steps:
+        first, last = month_days(month)
         argv = (submit, "aggregate", "backfill", "--start", str(first), "--end", str(last))
         steps.append(Step("aggregate", (*argv, "--json")))
-    return JobPlan(steps=tuple(steps), missing=tuple(missing))
+    raw_file = {"path": str(raw), "size": found.st_size, "mtime_ns": found.st_mtime_ns}
+    return JobPlan(steps=tuple(steps), raw_file=raw_file)
+
+
+def raw_path(schedule: ScheduleConfig, month: str, service: str) -> Path:
+    """Where the raw file of one service's month arrives."""
+    return schedule.landing_dir / f"{service}_tripdata_{month}.parquet"
 
 
 def _with_lookback(argv: tuple[str, ...], lookback_hours: int | None) -> tuple[str, ...]:

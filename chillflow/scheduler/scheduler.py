@@ -19,13 +19,21 @@ from chillflow.errors import ChillflowError
 from chillflow.logs import bound_run, new_run_id
 from chillflow.scheduler.clock import Clock, SystemClock
 from chillflow.scheduler.config import JobSchedule, ScheduleConfig, load_schedule
-from chillflow.scheduler.executor import JobPlan, Runner, SubprocessRunner, plan_job, run_steps
+from chillflow.scheduler.executor import (
+    JobPlan,
+    Runner,
+    SubprocessRunner,
+    plan_job,
+    raw_path,
+    run_steps,
+)
 from chillflow.scheduler.planner import (
     latest_fire,
     next_fire,
-    parse_period,
-    period_of,
+    parse_periods,
+    periods_of,
     select_due,
+    split_monthly_period,
 )
 from chillflow.settings import Settings
 from chillflow.storage import ledger
@@ -36,6 +44,8 @@ from chillflow.storage.postgres import connect, init_schema
 MAX_SLEEP_SEC = 60.0
 #: How often the loop looks for runs left ``running`` by schedulers that died.
 STALE_SCAN_SEC = 300.0
+#: A combined outcome of several periods takes the first of these statuses among them.
+_STATUS_ORDER = ("cancelled", "failed", "succeeded", "skipped", "awaited")
 
 
 class BatchScheduler:
@@ -91,7 +101,8 @@ class BatchScheduler:
 
         Returns:
             One dict per job: name, kind, cron, timezone, next_run (ISO 8601 in the job's time
-            zone) and last_run (the latest ``ops.job_run`` row, or None).
+            zone), last_run (the latest ``ops.job_run`` row, or None) and awaiting (the monthly
+            pipeline's watched periods whose raw file is not in the landing directory).
         """
         now = self.clock.now()
         with self._connect() as conn:
@@ -104,9 +115,44 @@ class BatchScheduler:
                 "timezone": job.timezone.key,
                 "next_run": next_fire(job, now).astimezone(job.timezone).isoformat(),
                 "last_run": latest[job.name].as_dict() if job.name in latest else None,
+                "awaiting": self._awaiting(job, now),
             }
             for job in self.schedule.jobs
         ]
+
+    def plan(self, at: datetime) -> dict[str, Any]:
+        """Say what the jobs with a fire time in the minute of ``at`` would run; needs no database.
+
+        Returns:
+            at, jobs (job, kind, fire_time, runs: period, commands and, for the monthly
+            pipeline, raw_file and arrived as the landing directory holds them now) and a note.
+        """
+        schedule, planned = self.schedule, []
+        for job in schedule.jobs:
+            fire = latest_fire(job, at)
+            if fire < at.replace(second=0, microsecond=0):
+                continue
+            runs = []
+            for period in periods_of(job, fire, schedule.services):
+                plan = plan_job(job, period, schedule)
+                run: dict[str, Any] = {"period": period}
+                if job.kind == "monthly_pipeline":
+                    run["raw_file"] = str(raw_path(schedule, *split_monthly_period(period)))
+                    run["arrived"] = plan.raw_file is not None
+                runs.append({**run, "commands": [list(step.argv) for step in plan.steps]})
+            fire_time = fire.astimezone(job.timezone).isoformat()
+            planned.append(
+                {"job": job.name, "kind": job.kind, "fire_time": fire_time, "runs": runs}
+            )
+        note = None
+        if any(job["kind"] == "monthly_pipeline" for job in planned):
+            read_at = f"{self.clock.now():%Y-%m-%dT%H:%MZ}"
+            note = (
+                f"raw files as the landing directory holds them now ({read_at}); a period whose "
+                "file arrived runs only if ops.job_run has no successful load of that same file "
+                "(size and mtime)"
+            )
+        return {"at": at.isoformat(), "jobs": planned, "note": note}
 
     def runs(self, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Return the run history of ``ops.job_run``, newest first, the stages' own rows included.
@@ -121,12 +167,17 @@ class BatchScheduler:
     def run_job(self, name: str, period: str | None = None) -> dict[str, Any]:
         """Run one job now, for one period, with its retries; also if that period succeeded.
 
+        The monthly pipeline without a period does what its scheduled check does: it loads the
+        watched files that are new or changed since their last successful load. With a month
+        (``2025-02``, each service) or a ``2025-02/green`` period it reloads them in any case.
+
         Args:
             name: The job's name.
             period: The period to run; by default the one its latest scheduled run covers.
 
         Returns:
-            job, period, status (of the last attempt), attempts, message and the recorded runs.
+            job, period, status (of the last attempt), attempts, message and the recorded runs;
+            for several periods, the most severe status and the outcome of each in ``periods``.
 
         Raises:
             ConfigError: If the job is unknown or the period malformed.
@@ -136,11 +187,20 @@ class BatchScheduler:
         if not self._looping:
             self._stopping.clear()
             self._cancel.clear()
+        services = self.schedule.services
         if period is None:
-            period = period_of(job, latest_fire(job, self.clock.now()))
+            periods = periods_of(job, latest_fire(job, self.clock.now()), services)
         else:
-            period = parse_period(job, period)
-        return self._run(job, period, scheduled=False)
+            periods = parse_periods(job, period, services)
+        force = period is not None or job.kind != "monthly_pipeline"
+        outcomes = []
+        for each in periods:
+            if self._stopping.is_set():
+                break
+            outcomes.append(self._run(job, each, force=force))
+        if len(outcomes) == 1:
+            return outcomes[0]
+        return _combined(job, period or ", ".join(periods), outcomes)
 
     def recover_stale_runs(self) -> list[dict[str, Any]]:
         """Mark runs whose scheduler died (their lock is free) as failed, with the reason.
@@ -234,15 +294,19 @@ class BatchScheduler:
         """Each job's latest fire time, or None when its period still has to run.
 
         A period counts as handled once it has a row, except a cancelled one: a run stopped by
-        the last shutdown is due again.
+        the last shutdown is due again. The monthly pipeline's check is never handled: it
+        loads only new or changed files, so it is as cheap as it is safe to repeat.
         """
         now = self.clock.now()
         handled: dict[str, datetime | None] = {}
         with self._connect() as conn:
             for job in self.schedule.jobs:
                 latest = latest_fire(job, now)
-                statuses = ledger.period_statuses(conn, job.name, period_of(job, latest))
-                handled[job.name] = latest if statuses - {"cancelled"} else None
+                handled[job.name] = None
+                if job.kind != "monthly_pipeline":
+                    (period,) = periods_of(job, latest)
+                    statuses = ledger.period_statuses(conn, job.name, period)
+                    handled[job.name] = latest if statuses - {"cancelled"} else None
         return handled
 
     def _run_if_due(self, job: JobSchedule, handled: datetime | None) -> datetime:
@@ -258,12 +322,15 @@ class BatchScheduler:
             misfire_grace_sec=schedule.misfire_grace_sec,
         )
         if due is not None:
-            self._guarded(self._run, job, period_of(job, due), scheduled=True)
+            for period in periods_of(job, due, schedule.services):
+                if self._stopping.is_set():
+                    break
+                self._guarded(self._run, job, period, force=False)
         elif handled is None or latest > handled:
             self._log.warning(
                 "schedule.missed",
                 job=job.name,
-                period=period_of(job, latest),
+                periods=periods_of(job, latest, schedule.services),
                 fire_time=latest.isoformat(),
                 policy=schedule.missed_run_policy,
             )
@@ -276,18 +343,18 @@ class BatchScheduler:
         except (ChillflowError, psycopg2.Error) as exc:
             self._log.error("schedule.loop_error", error=type(exc).__name__, message=str(exc))
 
-    def _run(self, job: JobSchedule, period: str, *, scheduled: bool) -> dict[str, Any]:
+    def _run(self, job: JobSchedule, period: str, *, force: bool) -> dict[str, Any]:
         self._idle.clear()
         try:
             with ledger.period_lock(self._url(), job.name, period) as (conn, held):
                 if not held:
                     return self._record_contention(conn, job, period)
-                return self._run_locked(conn, job, period, scheduled=scheduled)
+                return self._run_locked(conn, job, period, force=force)
         finally:
             self._idle.set()
 
     def _run_locked(
-        self, conn: Connection, job: JobSchedule, period: str, *, scheduled: bool
+        self, conn: Connection, job: JobSchedule, period: str, *, force: bool
     ) -> dict[str, Any]:
         log = self._log.bind(job=job.name, period=period)
         # Holding the lock, no live run of this period can exist: any 'running' row is orphaned.
@@ -295,22 +362,28 @@ class BatchScheduler:
             conn, ledger.running_runs(conn, job.name, period), now=self.clock.now()
         ):
             log.warning("schedule.stale_run", run_id=run.run_id, reason=run.error)
-        if scheduled and "succeeded" in ledger.period_statuses(conn, job.name, period):
-            log.info("schedule.already_done")
-            return _outcome(job, period, "skipped", "period already succeeded", [])
         plan = plan_job(job, period, self.schedule)
-        missing = [str(path) for path in plan.missing]
-        if not plan.steps:
-            message = (
-                f"raw file {missing[0]} has not arrived"
-                if len(missing) == 1
-                else f"raw files {', '.join(missing)} have not arrived"
+        if plan.missing:
+            message = f"raw file {plan.missing[0]} has not arrived"
+            # One row when a period is first found awaited, not one per daily check.
+            if ledger.period_statuses(conn, job.name, period):
+                return _outcome(job, period, "awaited", message, [])
+            stats = {"skip_reason": "raw_file_missing", "missing": [str(plan.missing[0])]}
+            log.warning("schedule.awaiting", reason=message)
+            return _outcome(
+                job,
+                period,
+                "awaited",
+                message,
+                [self._record_skipped(conn, job, period, message, stats)],
             )
-            row = self._record_skipped(
-                conn, job, period, message, {"skip_reason": "raw_file_missing", "missing": missing}
-            )
-            log.warning("schedule.skipped", reason=message)
-            return _outcome(job, period, "skipped", message, [row])
+        done_before = None if force else ledger.latest_success(conn, job.name, period)
+        if done_before is not None and (done_before.stats or {}).get("raw_file") == plan.raw_file:
+            log.info("schedule.already_done", run_id=done_before.run_id)
+            message = f"period already succeeded (run {done_before.run_id})"
+            if plan.raw_file is not None:
+                message = f"already loaded from this file (run {done_before.run_id})"
+            return _outcome(job, period, "skipped", message, [])
 
         rows: list[ledger.JobRun] = []
         done: set[str] = set()
@@ -363,8 +436,8 @@ class BatchScheduler:
                 done=done,
             )
             stats: dict[str, Any] = {"steps": list(result.steps), "log_file": str(log_path)}
-            if plan.missing:
-                stats["missing"] = [str(path) for path in plan.missing]
+            if plan.raw_file is not None:
+                stats["raw_file"] = plan.raw_file
             row = ledger.finish_run(
                 conn,
                 run_id,
@@ -375,6 +448,16 @@ class BatchScheduler:
             )
             log.info("schedule.run_finished", status=row.status, error=row.error)
         return row, result.retryable
+
+    def _awaiting(self, job: JobSchedule, at: datetime) -> list[str]:
+        """The monthly pipeline's watched periods at ``at`` whose raw file has not arrived."""
+        if job.kind != "monthly_pipeline":
+            return []
+        return [
+            period
+            for period in periods_of(job, at, self.schedule.services)
+            if not raw_path(self.schedule, *split_monthly_period(period)).is_file()
+        ]
 
     def _record_contention(self, conn: Connection, job: JobSchedule, period: str) -> dict[str, Any]:
         holders = ledger.running_runs(conn, job.name, period)
@@ -450,4 +533,21 @@ def _outcome(
         "attempts": sum(row.status != "skipped" for row in rows),
         "message": message,
         "runs": [row.as_dict() for row in rows],
+    }
+
+
+def _combined(job: JobSchedule, label: str, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    statuses = [outcome["status"] for outcome in outcomes]
+    messages = [f"{o['period']}: {o['message']}" for o in outcomes if o["message"]]
+    return {
+        "job": job.name,
+        "period": label,
+        "status": min(statuses, key=_STATUS_ORDER.index, default="skipped"),
+        "attempts": sum(outcome["attempts"] for outcome in outcomes),
+        "message": "; ".join(messages) or ("the scheduler is stopping" if not outcomes else None),
+        "runs": [run for outcome in outcomes for run in outcome["runs"]],
+        "periods": [
+            {key: outcome[key] for key in ("period", "status", "attempts", "message")}
+            for outcome in outcomes
+        ],
     }

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import structlog
@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 from chillflow.errors import ConfigError
 from chillflow.failpoints import failpoint
-from chillflow.hour_window import HourWindow, day_window, month_chunks
+from chillflow.hour_window import HourWindow, hours_until, month_chunks
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.settings import Settings, section_values
@@ -126,9 +126,29 @@ def aggregate_incremental(
     Returns:
         Run statistics (see :func:`aggregate_window`).
     """
+    end = datetime.combine(target, datetime.min.time()) + timedelta(days=1)
+    return aggregate_until(
+        spark, settings, database_url, end, lookback_hours, source=source, run_id=run_id
+    )
+
+
+def aggregate_until(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: str,
+    end: datetime,
+    lookback_hours: int | None = None,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Refresh the window ``[end - lookback, end)`` of both stores.
+
+    ``end`` is a naive hour as ``hour_ts`` stores it; the rest as :func:`aggregate_incremental`.
+    """
     conf = AggregateSettings.from_section(settings.section("aggregate"))
-    window = day_window(
-        target, conf.default_lookback_hours if lookback_hours is None else lookback_hours
+    window = hours_until(
+        end, conf.default_lookback_hours if lookback_hours is None else lookback_hours
     )
     return aggregate_window(
         spark, settings, database_url, window, source=source, run_id=run_id, mode="incremental"

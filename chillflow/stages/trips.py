@@ -30,16 +30,16 @@ from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.ledger import recorded_run
 from chillflow.storage.locks import AdvisoryLocks, hold, holder
 from chillflow.storage.pg_copy import copy_rows
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, parse_database_url
 from chillflow.storage.trips_pg import (
     TripSlice,
     check_run_id,
+    claim_staging_table,
     count_slice,
-    create_staging_table,
     discard_staging_table,
     drop_staging_table,
-    drop_stale_staging_tables,
     load_staged,
+    prepare_database,
     staging_progress,
     staging_table,
 )
@@ -100,23 +100,6 @@ class TripLoadSettings:
         if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
             raise ConfigError(f"[trips] progress_every_sec={every!r}: expected seconds > 0")
         return cls(**values)
-
-
-def prepare_database(database_url: str) -> list[str]:
-    """Create or upgrade the schema and drop staging tables left by killed runs.
-
-    Returns:
-        The names of the dropped staging tables.
-
-    Raises:
-        ConfigError: The URL is malformed (shown masked).
-        DatabaseError: PostgreSQL is unreachable or refused the login (password masked).
-    """
-    with connect(database_url) as conn:
-        init_schema(conn)
-        conn.commit()
-        conn.autocommit = True
-        return drop_stale_staging_tables(conn, datetime.now(timezone.utc).replace(tzinfo=None))
 
 
 def process_trips(
@@ -188,11 +171,9 @@ def process_trips(
             writer=options.writer,
         )
         if stale:
-            log.info("process_trips.stale_staging_dropped", tables=stale)
+            log.info("process_trips.orphaned_staging_dropped", tables=stale)
         staging = staging_table(run_id, started_at)
-        with connect(database_url) as conn:
-            create_staging_table(conn, staging)
-
+        lease = claim_staging_table(database_url, staging)
         try:
             rows = (
                 selected.trips.where(is_loadable())
@@ -211,12 +192,12 @@ def process_trips(
                 ),
             ):
                 _write_staging(rows, database_url, staging, options)
-            failpoint("process_trips.staged")
             write_sec = time.monotonic() - write_started
             log.info("process_trips.staged", sec=round(write_sec, 1))
+            failpoint("process_trips.staged")
 
             upsert_started = time.monotonic()
-            with connect(database_url) as conn:
+            with connect(database_url, action="upserting the staged trips") as conn:
                 counts = load_staged(conn, staging, loaded, work_mem=options.work_mem)
                 if _before_commit is not None:
                     _before_commit(conn)
@@ -226,6 +207,8 @@ def process_trips(
         except BaseException:
             discard_staging_table(database_url, staging)
             raise
+        finally:
+            lease.close()
         log.info(
             "process_trips.committed",
             inserted=counts.inserted,
@@ -234,7 +217,7 @@ def process_trips(
             sec=round(upsert_sec, 1),
         )
 
-        with connect(database_url) as conn:
+        with connect(database_url, action="counting the loaded trips") as conn:
             in_postgres = {s: count_slice(conn, s) for s in loaded}
         _reconcile(loaded, in_postgres, skip_reasons)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from chillflow.storage.postgres import DatabaseUrl, parse_database_url
+from chillflow.storage.postgres import DatabaseUrl, parse_database_url, reported
 
 
 def jdbc_write_options(
@@ -66,12 +66,17 @@ def append_jdbc(
         partitions: Maximum number of concurrent connections.
         batch_size: Rows per batch.
         rewrite_batched_inserts: pgJDBC's ``reWriteBatchedInserts``.
+
+    Raises:
+        DatabaseError: PostgreSQL refused or lost a connection (the server is named).
     """
+    target = parse_database_url(database_url)
     options = jdbc_write_options(
-        parse_database_url(database_url),
+        target,
         table,
         partitions=partitions,
         batch_size=batch_size,
         rewrite_batched_inserts=rewrite_batched_inserts,
     )
-    rows.write.format("jdbc").mode("append").options(**options).save()
+    with reported(target, f"appending rows to {table}"):
+        rows.write.format("jdbc").mode("append").options(**options).save()

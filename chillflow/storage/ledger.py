@@ -178,6 +178,18 @@ def period_statuses(conn: Connection, job: str, period: str) -> set[str]:
         return {status for (status,) in cur.fetchall()}
 
 
+def latest_success(conn: Connection, job: str, period: str) -> JobRun | None:
+    """Return the latest ``succeeded`` row of a job's period, if any."""
+    runs = _select(
+        conn,
+        "WHERE job = %(job)s AND period = %(period)s AND status = 'succeeded'"
+        " ORDER BY id DESC LIMIT 1",
+        job=job,
+        period=period,
+    )
+    return runs[0] if runs else None
+
+
 def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]:
     """Return a job's ``running`` rows whose period shares a slice with ``period`` (None: all)."""
     parts = None if period is None else period.split(",")

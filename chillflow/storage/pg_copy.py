@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.datasource import DataSource, DataSourceArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
-from chillflow.storage.postgres import parse_database_url
+from chillflow.storage.postgres import parse_database_url, reported
 
 FORMAT = "chillflow_pg_copy"
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
@@ -45,6 +45,9 @@ def copy_rows(
         database_url: PostgreSQL URL.
         table: ``(schema, name)`` of the existing table.
         partitions: Maximum number of concurrent connections (fewer partitions are kept).
+
+    Raises:
+        DatabaseError: PostgreSQL refused or lost a connection (the server is named).
     """
     target = parse_database_url(database_url)
     connection = {k: v for k, v in target.dsn_kwargs().items() if k != "password"}
@@ -62,7 +65,8 @@ def copy_rows(
     )
     if target.password is not None:
         writer = writer.option("password", target.password)
-    writer.save()
+    with reported(target, f"copying rows into {'.'.join(table)}"):
+        writer.save()
 
 
 class PostgresCopyDataSource(DataSource):

@@ -1,20 +1,26 @@
 """Embedded PostgreSQL for local runs when DATABASE_URL is not set.
 
-The server keeps its cluster in one data directory and listens on TCP 127.0.0.1 only (Spark's JDBC
-driver cannot use Unix sockets, so those are switched off). Its superuser ``chillflow`` logs in with
-a generated password kept in ``<data_dir>/chillflow.password`` (mode 0600). The server outlives the
-Python process that started it; later calls, from any process, find it through ``postmaster.pid``
-and reuse it.
+The server listens on TCP 127.0.0.1 only (Spark's JDBC driver cannot use Unix sockets, so those
+are off). Its superuser ``chillflow`` logs in with a generated password kept in the cluster
+(``chillflow.password``, mode 0600). It starts on port 54329, or on a free port when another
+program holds that one, and keeps its port in ``chillflow.port``. It outlives the process that
+started it; later calls, from any process, find it through ``postmaster.pid`` and reuse it.
 
-initdb and postgres refuse to run as root, so as root the cluster belongs to the unprivileged OS
-user ``pgserver`` (the account the pgserver package creates for the same reason; it is created here
-when missing) and every server command runs as that user.
+initdb and postgres refuse to run as root. As root the server runs as an existing unprivileged
+account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created and no
+mode changes outside ChillFlow's own directories, since both would change the machine beyond the
+project. When that account cannot reach the data directory (a checkout under /root), the cluster
+lives in a private directory instead, ``/var/tmp/chillflow-pg-<hash of the data directory>``,
+created by root with mode 0711 (the account may pass through it, nobody may list it), with a copy
+of the binaries when they are out of reach too. ``<data_dir>/relocated`` names that directory, so
+later runs, ``db stop`` and ``make clean`` find it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -41,9 +47,11 @@ DEFAULT_PORT = 54329
 DATABASE = "chillflow"
 SUPERUSER = "chillflow"
 PASSWORD_FILE = "chillflow.password"  # noqa: S105 - a file name, not a secret
+PORT_FILE = "chillflow.port"
+RELOCATED_FILE = "relocated"
 
 _HOST = "127.0.0.1"
-_ROOT_RUNS_AS = "pgserver"
+_ROOT_RUNS_AS = ("postgres", "nobody")
 _SERVER_LOG = "server.log"
 _BINARIES = ("initdb", "pg_ctl", "postgres")
 _START_TIMEOUT_S = 60
@@ -65,94 +73,100 @@ class _Postmaster:
     status: str
 
 
-def ensure_local_postgres(data_dir: Path, *, port: int = DEFAULT_PORT) -> str:
-    """Start, or reuse, the local PostgreSQL server whose cluster lives in ``data_dir``.
+def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> str:
+    """Start, or reuse, the local PostgreSQL server of ``data_dir``.
 
     A new directory gets a fresh cluster (initdb). Reusing a running server costs one connection.
 
     Args:
-        data_dir: Cluster directory, e.g. ``.chillflow/postgres``; its parent is created if missing.
-        port: TCP port on 127.0.0.1 to listen on.
+        data_dir: Its directory, e.g. ``.chillflow/postgres``; the parent is created if missing.
+        port: TCP port on 127.0.0.1; by default the port it used last, else 54329, else any
+            free port.
 
     Returns:
         ``postgresql://chillflow:PASSWORD@127.0.0.1:PORT/chillflow``; the database exists.
 
     Raises:
         ConfigError: ``port`` is not a TCP port number.
-        DatabaseError: The port is taken by another program, the server is already running on
+        DatabaseError: ``port`` is taken by another program, the server already runs on
             another port, or it failed to start (the message quotes its log).
         DependencyError: No PostgreSQL server binaries are installed.
     """
-    if not 0 < port < 65536:
+    if port is not None and not 0 < port < 65536:
         raise ConfigError(f"port {port} for the local PostgreSQL is not between 1 and 65535")
     data_dir = data_dir.expanduser().resolve()
-    postmaster = _read_postmaster(data_dir)
+    postmaster = _read_postmaster(cluster_dir(data_dir))
     if postmaster is None or postmaster.status != "ready":
         with _exclusive_lock(data_dir):
-            postmaster = _wait_until_ready(data_dir) or _start(data_dir, port)
-    if postmaster.port != port:
+            postmaster = _wait_until_ready(cluster_dir(data_dir)) or _start(data_dir, port)
+    if port is not None and postmaster.port != port:
         raise DatabaseError(
             f"the local PostgreSQL in {data_dir} is already running on port {postmaster.port}, "
-            f"not {port}: use port {postmaster.port} or stop it first (stop_local_postgres)"
+            f"not {port}: use port {postmaster.port} or stop it first (`db stop`)"
         )
     try:
-        password = (data_dir / PASSWORD_FILE).read_text().strip()
+        password = (cluster_dir(data_dir) / PASSWORD_FILE).read_text().strip()
     except FileNotFoundError:
         raise DatabaseError(
-            f"the PostgreSQL cluster in {data_dir} was not created by ChillFlow (it has no "
-            f"{PASSWORD_FILE}): stop it and choose another directory"
+            f"the PostgreSQL cluster in {cluster_dir(data_dir)} was not created by ChillFlow (it "
+            f"has no {PASSWORD_FILE}): stop it and choose another directory"
         ) from None
-    _ensure_database(port, password)
-    return _url(port, password, DATABASE)
+    _ensure_database(postmaster.port, password)
+    return _url(postmaster.port, password, DATABASE)
 
 
-def stop_local_postgres(data_dir: Path) -> None:
-    """Stop the local server of ``data_dir`` with a fast shutdown; do nothing if it is not running.
+def stop_local_postgres(data_dir: Path) -> int | None:
+    """Stop the local server of ``data_dir`` with a fast shutdown, if it runs.
 
-    Args:
-        data_dir: Cluster directory given to :func:`ensure_local_postgres`.
+    Returns:
+        The port of the server stopped, or None when none was running.
 
     Raises:
         DatabaseError: The server did not exit within 30 seconds.
     """
     data_dir = data_dir.expanduser().resolve()
+    pgdata = cluster_dir(data_dir)
     with _exclusive_lock(data_dir):
-        postmaster = _read_postmaster(data_dir)
+        postmaster = _read_postmaster(pgdata)
         if postmaster is None:
-            return
+            return None
         # SIGINT is PostgreSQL's "fast" shutdown, what `pg_ctl stop -m fast` sends; signalling
         # directly needs neither binaries nor switching to the server's OS user.
         os.kill(postmaster.pid, signal.SIGINT)
         deadline = time.monotonic() + _STOP_TIMEOUT_S
-        while _read_postmaster(data_dir) is not None:
+        while _read_postmaster(pgdata) is not None:
             if time.monotonic() > deadline:
                 raise DatabaseError(
-                    f"the local PostgreSQL in {data_dir} (pid {postmaster.pid}) did not stop "
-                    f"within {_STOP_TIMEOUT_S} s; see {data_dir / _SERVER_LOG}"
+                    f"the local PostgreSQL in {pgdata} (pid {postmaster.pid}) did not stop "
+                    f"within {_STOP_TIMEOUT_S} s; see {pgdata / _SERVER_LOG}"
                 )
             time.sleep(0.05)
-    _log.info("pg_server.stopped", data_dir=str(data_dir))
+    _log.info("pg_server.stopped", data_dir=str(pgdata), port=postmaster.port)
+    return postmaster.port
+
+
+def cluster_dir(data_dir: Path) -> Path:
+    """Return where the cluster of ``data_dir`` lives: ``data_dir`` itself unless relocated."""
+    pointer = data_dir / RELOCATED_FILE
+    return Path(pointer.read_text().strip()) / "pgdata" if pointer.is_file() else data_dir
 
 
 def _url(port: int, password: str, dbname: str) -> str:
     return f"postgresql://{SUPERUSER}:{password}@{_HOST}:{port}/{dbname}"
 
 
-def _read_postmaster(data_dir: Path) -> _Postmaster | None:
-    """Return the live postmaster of ``data_dir``, or None when no server process owns it."""
+def _read_postmaster(pgdata: Path) -> _Postmaster | None:
+    """Return the live postmaster of ``pgdata``, or None when no server process owns it."""
     try:
-        lines = (data_dir / "postmaster.pid").read_text().splitlines()
-    except FileNotFoundError:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    if not lines or not lines[0].strip().isdigit():
-        return None
-    pid = int(lines[0])
-    if not _is_postmaster(pid):
+    if not lines or not lines[0].strip().isdigit() or not _is_postmaster(int(lines[0])):
         return None
     # The file grows while the server starts: port on line 4, status on line 8 once it is up.
     port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
     status = lines[7].strip() if len(lines) > 7 else "starting"
-    return _Postmaster(pid=pid, port=port, status=status)
+    return _Postmaster(pid=int(lines[0]), port=port, status=status)
 
 
 def _is_postmaster(pid: int) -> bool:
@@ -174,16 +188,16 @@ def _is_postmaster(pid: int) -> bool:
     return True
 
 
-def _wait_until_ready(data_dir: Path) -> _Postmaster | None:
+def _wait_until_ready(pgdata: Path) -> _Postmaster | None:
     """Wait for a server that is starting up (e.g. crash recovery); None if none is running."""
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while (postmaster := _read_postmaster(data_dir)) is not None:
+    while (postmaster := _read_postmaster(pgdata)) is not None:
         if postmaster.status == "ready":
             return postmaster
         if time.monotonic() > deadline:
             raise DatabaseError(
-                f"the local PostgreSQL in {data_dir} is still {postmaster.status!r} after "
-                f"{_START_TIMEOUT_S} s; see {data_dir / _SERVER_LOG}"
+                f"the local PostgreSQL in {pgdata} is still {postmaster.status!r} after "
+                f"{_START_TIMEOUT_S} s; see {pgdata / _SERVER_LOG}"
             )
         time.sleep(0.1)
     return None
@@ -199,98 +213,176 @@ def _exclusive_lock(data_dir: Path) -> Iterator[None]:
         yield
 
 
-def _start(data_dir: Path, port: int) -> _Postmaster:
-    bindir = _find_bindir(data_dir)
-    _check_port_free(port, data_dir)
-    os_user = _server_os_user(data_dir)
-    if os_user is not None:
-        _grant_traverse(data_dir, os_user.pw_uid)
-        _grant_traverse(bindir / "postgres", os_user.pw_uid)
-    if not (data_dir / "PG_VERSION").exists():
-        _init_cluster(bindir, data_dir, os_user)
+def _start(data_dir: Path, port: int | None) -> _Postmaster:
+    port = _choose_port(cluster_dir(data_dir), port)
+    os_user = _server_os_user(cluster_dir(data_dir))
+    pgdata, bindir = _placement(data_dir, os_user)
+    if not (pgdata / "PG_VERSION").exists():
+        _init_cluster(bindir, pgdata, os_user)
     started = time.monotonic()
-    _run(
-        [
-            str(bindir / "pg_ctl"),
-            "start",
-            "--pgdata",
-            str(data_dir),
-            "--log",
-            str(data_dir / _SERVER_LOG),
-            "--wait",
-            "--timeout",
-            str(_START_TIMEOUT_S),
-            "-o",
-            f"-p {port}",
-        ],
-        os_user,
-        data_dir,
-        server_log=data_dir / _SERVER_LOG,
-    )
-    postmaster = _read_postmaster(data_dir)
+    log_file = pgdata / _SERVER_LOG
+    command = [str(bindir / "pg_ctl"), "start", "--pgdata", str(pgdata), "--log", str(log_file)]
+    command += ["--wait", "--timeout", str(_START_TIMEOUT_S), "-o", f"-p {port}"]
+    _run(command, os_user, pgdata, server_log=log_file)
+    postmaster = _read_postmaster(pgdata)
     if postmaster is None or postmaster.status != "ready":
         raise DatabaseError(
-            f"pg_ctl reported a start but no server runs in {data_dir}:\n"
-            + _log_tail(data_dir / _SERVER_LOG)
+            f"pg_ctl reported a start but no server runs in {pgdata}:\n" + _log_tail(log_file)
         )
+    (pgdata / PORT_FILE).write_text(f"{port}\n")
     _log.info(
         "pg_server.started",
-        data_dir=str(data_dir),
+        data_dir=str(pgdata),
         port=port,
         bindir=str(bindir),
+        os_user=os_user.pw_name if os_user else None,
         seconds=round(time.monotonic() - started, 2),
     )
     return postmaster
 
 
-def _init_cluster(bindir: Path, data_dir: Path, os_user: pwd.struct_passwd | None) -> None:
+def _placement(data_dir: Path, os_user: pwd.struct_passwd | None) -> tuple[Path, Path]:
+    """Return the cluster and binary directories, relocating both out of the account's reach."""
+    pgdata = cluster_dir(data_dir)
+    bindir = _find_bindir(pgdata)
+    if os_user is None:
+        return pgdata, bindir
+    new_cluster = pgdata == data_dir and not (pgdata / "PG_VERSION").exists()
+    if new_cluster and not _reachable(data_dir.parent, os_user):
+        private = _private_dir(data_dir)
+        data_dir.mkdir(exist_ok=True)
+        (data_dir / RELOCATED_FILE).write_text(f"{private}\n")
+        pgdata = private / "pgdata"
+        _log.info("pg_server.relocated", data_dir=str(data_dir), cluster=str(pgdata))
+    if not _reachable(bindir / "postgres", os_user):
+        bindir = _copy_binaries(bindir, _private_dir(data_dir))
+    return pgdata, bindir
+
+
+def _private_dir(data_dir: Path) -> Path:
+    """Create (or check) the 0711 root-owned directory of a relocated cluster."""
+    # /var/tmp survives reboots; the name is checked below, as in any world-writable directory.
+    base = Path("/var/tmp")  # noqa: S108
+    base = base if base.is_dir() else Path(tempfile.gettempdir())
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    private = base / f"chillflow-pg-{digest}"
+    with contextlib.suppress(FileExistsError):
+        private.mkdir(mode=0o711)
+        private.chmod(0o711)  # whatever the umask
+    info = private.lstat()  # someone else may have taken the name first
+    mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    if not mine or info.st_mode & 0o777 != 0o711:
+        raise DatabaseError(
+            f"{private} (for the PostgreSQL cluster of {data_dir}) is not a directory of uid "
+            f"{os.geteuid()} with mode 0711: remove it, or run ChillFlow as a non-root user"
+        )
+    return private
+
+
+def _copy_binaries(bindir: Path, private: Path) -> Path:
+    """Copy an installation the server's account cannot reach into ``private``; return its bin.
+
+    The copy keeps the layout around the installation (``pgserver/pginstall``) and the wheel's
+    bundled libraries beside the package (``pgserver.libs``): the binaries find them through
+    an RPATH relative to themselves.
+    """
+    install, package = bindir.parent, bindir.parent.parent
+    copy = private / f"pg{_major_version(bindir)}"
+    relative = Path(package.name, install.name)
+    if not (copy / relative / "bin" / "postgres").exists():
+        partial = Path(tempfile.mkdtemp(prefix=".pg-copy-", dir=private))
+        for directory in (partial, partial / package.name, partial / relative):
+            directory.mkdir(exist_ok=True)
+            directory.chmod(0o755)
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(install / part, partial / relative / part, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        partial.rename(copy)
+        _log.info("pg_server.binaries_copied", source=str(install), copy=str(copy))
+    return copy / relative / "bin"
+
+
+def _reachable(path: Path, os_user: pwd.struct_passwd) -> bool:
+    """Tell whether ``os_user`` can search (directory) or execute (file) ``path``."""
+    probe = ["test", "-x", str(path)]
+    return subprocess.run(probe, **_as_user(os_user), check=False).returncode == 0
+
+
+def _as_user(os_user: pwd.struct_passwd | None) -> dict:
+    if os_user is None:
+        return {}
+    return {"user": os_user.pw_uid, "group": os_user.pw_gid, "extra_groups": []}
+
+
+def _choose_port(pgdata: Path, requested: int | None) -> int:
+    """Return ``requested`` (it must be free), else the remembered or default port if free."""
+    if requested is not None:
+        taken = _port_taken(requested)
+        if taken:
+            raise DatabaseError(
+                f"cannot start the local PostgreSQL for {pgdata} on {_HOST}:{requested} "
+                f"({taken}): another program holds that port; stop it, pass another port, or "
+                "set DATABASE_URL to use an existing server"
+            )
+        return requested
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        remembered = int((pgdata / PORT_FILE).read_text())
+        if not _port_taken(remembered):
+            return remembered
+    if not _port_taken(DEFAULT_PORT):
+        return DEFAULT_PORT
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((_HOST, 0))
+        return probe.getsockname()[1]
+
+
+def _port_taken(port: int) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # PostgreSQL binds with SO_REUSEADDR too, so lingering TIME_WAIT sockets are no conflict.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((_HOST, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _init_cluster(bindir: Path, pgdata: Path, os_user: pwd.struct_passwd | None) -> None:
     """Create the cluster in a staging directory and rename it into place once complete.
 
     A crash halfway through initdb then leaves only a stray staging directory, never a
-    half-initialised ``data_dir``.
+    half-initialised ``pgdata``.
     """
-    if data_dir.exists():
-        if any(data_dir.iterdir()):
+    if pgdata.exists():
+        if any(pgdata.iterdir()):
             raise DatabaseError(
-                f"{data_dir} exists but is not a PostgreSQL data directory (no PG_VERSION): "
+                f"{pgdata} exists but is not a PostgreSQL data directory (no PG_VERSION): "
                 "remove it or choose another directory"
             )
-        data_dir.rmdir()
-    staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.initdb-", dir=data_dir.parent))
+        pgdata.rmdir()
+    staging = Path(tempfile.mkdtemp(prefix=f".{pgdata.name}.initdb-", dir=pgdata.parent))
     try:
-        password = secrets.token_urlsafe(24)
         password_file = staging / PASSWORD_FILE
-        _write_private(password_file, password, os_user)
+        _write_private(password_file, secrets.token_urlsafe(24), os_user)
         if os_user is not None:
             os.chown(staging, os_user.pw_uid, os_user.pw_gid)
-        pgdata = staging / "pgdata"
-        _run(
-            [
-                str(bindir / "initdb"),
-                "--pgdata",
-                str(pgdata),
-                "--username",
-                SUPERUSER,
-                f"--pwfile={password_file}",
-                "--auth=scram-sha-256",
-                "--encoding=UTF8",
-                "--no-locale",
-                "--no-sync",
-            ],
-            os_user,
-            staging,
-        )
-        with (pgdata / "postgresql.conf").open("a") as conf:
+        initdb = [str(bindir / "initdb"), "--pgdata", str(staging / "pgdata")]
+        initdb += ["--username", SUPERUSER, f"--pwfile={password_file}", "--auth=scram-sha-256"]
+        _run([*initdb, "--encoding=UTF8", "--no-locale", "--no-sync"], os_user, staging)
+        with (staging / "pgdata" / "postgresql.conf").open("a") as conf:
             conf.write(
                 "\n# Written by chillflow.storage.pg_server: TCP on loopback only, no Unix socket\n"
                 f"listen_addresses = '{_HOST}'\n"
                 "unix_socket_directories = ''\n"
             )
-        password_file.rename(pgdata / PASSWORD_FILE)
-        pgdata.rename(data_dir)
+        password_file.rename(staging / "pgdata" / PASSWORD_FILE)
+        (staging / "pgdata").rename(pgdata)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _log.info("pg_server.initialised", data_dir=str(data_dir), bindir=str(bindir))
+    _log.info("pg_server.initialised", data_dir=str(pgdata), bindir=str(bindir))
 
 
 def _write_private(path: Path, text: str, os_user: pwd.struct_passwd | None) -> None:
@@ -302,7 +394,7 @@ def _write_private(path: Path, text: str, os_user: pwd.struct_passwd | None) -> 
 
 
 def _ensure_database(port: int, password: str) -> None:
-    with connect(_url(port, password, "postgres")) as conn:
+    with connect(_url(port, password, "postgres"), action="creating the database") as conn:
         # CREATE DATABASE cannot run inside a transaction block.
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -315,31 +407,14 @@ def _ensure_database(port: int, password: str) -> None:
                 cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
-def _check_port_free(port: int, data_dir: Path) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # PostgreSQL binds with SO_REUSEADDR too, so lingering TIME_WAIT sockets are no conflict.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((_HOST, port))
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-        else:
-            return
-    raise DatabaseError(
-        f"cannot start the local PostgreSQL for {data_dir} on {_HOST}:{port} ({reason}): another "
-        "program holds that port; stop it, pass another port, or set DATABASE_URL to use an "
-        "existing server"
-    )
-
-
-def _find_bindir(data_dir: Path) -> Path:
+def _find_bindir(pgdata: Path) -> Path:
     """Pick server binaries, matching the major version of an existing cluster."""
     bindirs = _candidate_bindirs()
     if not bindirs:
         raise DependencyError(
             f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) found: {_INSTALL_HINT}"
         )
-    version_file = data_dir / "PG_VERSION"
+    version_file = pgdata / "PG_VERSION"
     if not version_file.exists():
         return bindirs[0]
     wanted = version_file.read_text().strip()
@@ -348,9 +423,9 @@ def _find_bindir(data_dir: Path) -> Path:
         if version == wanted:
             return bindir
     raise DependencyError(
-        f"{data_dir} holds a PostgreSQL {wanted} cluster but only PostgreSQL "
+        f"{pgdata} holds a PostgreSQL {wanted} cluster but only PostgreSQL "
         f"{', '.join(sorted(set(versions.values())))} binaries are installed: install PostgreSQL "
-        f"{wanted} (`apt-get install postgresql-{wanted}`), or stop and delete {data_dir} to "
+        f"{wanted} (`apt-get install postgresql-{wanted}`), or stop and delete {pgdata} to "
         "start afresh"
     )
 
@@ -388,48 +463,20 @@ def _major_version(bindir: Path) -> str:
     return match.group(1) if match else "unknown"
 
 
-def _server_os_user(data_dir: Path) -> pwd.struct_passwd | None:
-    """Return the OS user to run the server as, or None to run it as the current user."""
+def _server_os_user(pgdata: Path) -> pwd.struct_passwd | None:
+    """Return the OS account to run the server as, or None to run it as the current user."""
     if os.geteuid() != 0:
         return None
-    version_file = data_dir / "PG_VERSION"
+    version_file = pgdata / "PG_VERSION"
     if version_file.exists() and version_file.stat().st_uid != 0:
         return pwd.getpwuid(version_file.stat().st_uid)
-    try:
-        return pwd.getpwnam(_ROOT_RUNS_AS)
-    except KeyError:
-        pass
-    try:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                _ROOT_RUNS_AS,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        detail = getattr(exc, "stderr", None) or str(exc)
-        raise DatabaseError(
-            f"PostgreSQL refuses to run as root and the OS user {_ROOT_RUNS_AS!r} could not be "
-            f"created ({detail.strip()}): create it, or run ChillFlow as a non-root user"
-        ) from None
-    _log.info("pg_server.os_user_created", user=_ROOT_RUNS_AS)
-    return pwd.getpwnam(_ROOT_RUNS_AS)
-
-
-def _grant_traverse(path: Path, uid: int) -> None:
-    """Let ``uid`` reach ``path``: add only o+x (search, not read) to ancestors lacking it."""
-    for directory in path.parents:
-        mode = directory.stat()
-        if mode.st_uid != uid and not mode.st_mode & stat.S_IXOTH:
-            directory.chmod(stat.S_IMODE(mode.st_mode) | stat.S_IXOTH)
-            _log.warning("pg_server.granted_traverse", directory=str(directory))
+    for name in _ROOT_RUNS_AS:
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise DatabaseError(
+        f"PostgreSQL refuses to run as root and none of the accounts {', '.join(_ROOT_RUNS_AS)} "
+        "exists: run ChillFlow as a non-root user, or set DATABASE_URL"
+    )
 
 
 def _run(
@@ -445,9 +492,6 @@ def _run(
         DatabaseError: The program failed or timed out; the message quotes its output and the
             end of ``server_log``.
     """
-    switch_user = {}
-    if os_user is not None:
-        switch_user = {"user": os_user.pw_uid, "group": os_user.pw_gid, "extra_groups": []}
     # PGPORT, PGDATA and friends would silently override what the command line means.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     program = Path(command[0]).name
@@ -463,7 +507,7 @@ def _run(
                 env=env,
                 check=True,
                 timeout=_START_TIMEOUT_S + 30,
-                **switch_user,
+                **_as_user(os_user),
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             output.seek(0)

@@ -1,7 +1,9 @@
 """PostgreSQL through psycopg2: database URLs, connections, the schema and the zone dimension.
 
 Passwords never reach a message, log line or repr: URLs are shown through :func:`mask_url`, and
-connection failures are reworded with the password stripped from the server's reason.
+connection failures are reworded with the password stripped from the server's reason. Every
+PostgreSQL failure, psycopg2's or pgJDBC's inside a Spark error, leaves :func:`connect` and
+:func:`reported` as a :class:`DatabaseError` naming the action and the server.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import psycopg2
 from psycopg2.extensions import connection as Connection
 
-from chillflow.errors import ConfigError, DatabaseError
+from chillflow.errors import ChillflowError, ConfigError, DatabaseError, error_summary
 
 JDBC_DRIVER = "org.postgresql.Driver"
 SCHEMA_VERSION = 2
@@ -34,6 +36,14 @@ _JDBC_PROPERTY_NAMES = {
     "connect_timeout": "connectTimeout",
     "options": "options",
 }
+# The reason of a PostgreSQL failure inside a Spark error: pgJDBC's (jdbc writer and reader) or
+# psycopg2's in a Python worker (copy writer).
+_JVM_FAILURE = re.compile(r"(?:org\.postgresql\.util\.PSQLException|psycopg2\.[\w.]*): (.+)")
+_SEVERITY = re.compile(r"^(?:ERROR|FATAL|PANIC):\s*")
+# A lost connection: SQLSTATE classes 08 (connection exception) and 57 (operator intervention),
+# or the words of libpq and pgJDBC, which give no SQLSTATE then.
+_LOST_CONNECTION = ("08", "57")
+_LOST = re.compile(r"terminating connection|closed the connection|I/O error|refused", re.I)
 _PASSWORD_SETTING = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE)
 # Any fixed 64-bit number shared by every ChillFlow process; "CHLF" in ASCII.
 _SCHEMA_LOCK_KEY = 0x43484C46
@@ -201,6 +211,10 @@ class DatabaseUrl:
         kwargs.update(self.params)
         return kwargs
 
+    def server(self) -> str:
+        """Return ``host:port/dbname``, for messages."""
+        return f"{self._netloc()}/{self.dbname}"
+
     def _netloc(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
@@ -288,25 +302,28 @@ def _url_problem(url: str) -> str | None:
 
 
 @contextlib.contextmanager
-def connect(url: str, *, connect_timeout: int = 5) -> Iterator[Connection]:
+def connect(url: str, *, connect_timeout: int = 5, action: str = "query") -> Iterator[Connection]:
     """Open a psycopg2 connection; commit when the block succeeds, roll back when it raises.
 
     Args:
         url: Database URL (see :func:`parse_database_url`).
         connect_timeout: Seconds to wait for the server to answer.
+        action: What the block does, for the message of a failure (``creating the schema``).
 
     Yields:
         An open connection, closed when the block ends.
 
     Raises:
         ConfigError: The URL is invalid or carries an unknown connection parameter.
-        DatabaseError: The server cannot be reached or refused the login; the message names
-            host, port, database and user but never the password.
+        DatabaseError: The server cannot be reached, refused the login, or a statement of the
+            block failed; the message names the server but never the password.
     """
-    conn = _open(parse_database_url(url), connect_timeout)
+    target = parse_database_url(url)
+    conn = _open(target, connect_timeout)
     try:
-        yield conn
-        conn.commit()
+        with reported(target, action):
+            yield conn
+            conn.commit()
     except BaseException:
         # A broken connection cannot roll back; the original error is the one worth seeing.
         with contextlib.suppress(psycopg2.Error):
@@ -314,6 +331,61 @@ def connect(url: str, *, connect_timeout: int = 5) -> Iterator[Connection]:
         raise
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def reported(target: DatabaseUrl, action: str) -> Iterator[None]:
+    """Raise a PostgreSQL failure of the block as a DatabaseError naming ``action`` and the server.
+
+    Other errors pass unchanged.
+    """
+    try:
+        yield
+    except ChillflowError:
+        raise
+    except Exception as exc:
+        reason = failure_reason(exc)
+        if reason is None:
+            raise
+        raise DatabaseError(
+            f"{action} failed on PostgreSQL at {target.server()}: "
+            f"{_redact(reason, target.password)}{_advice(exc, target, reason)}"
+        ) from None
+
+
+def failure_reason(exc: BaseException) -> str | None:
+    """Return the server's reason for a psycopg2 error or a Spark error caused by PostgreSQL.
+
+    Spark errors are searched for pgJDBC's exception along their Java causes (Spark wraps it,
+    e.g. in ``FAILED_JDBC.CONNECTION``), then in their text (psycopg2 in a Python worker).
+
+    Returns:
+        One line (with the SQLSTATE when known), or None when ``exc`` is no PostgreSQL failure.
+    """
+    if isinstance(exc, psycopg2.Error):
+        reason = _SEVERITY.sub("", error_summary(exc.pgerror or exc))
+        return f"{reason} (SQLSTATE {exc.pgcode})" if exc.pgcode else reason
+    cause = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    with contextlib.suppress(Exception):  # a Py4J call on the error path must not raise
+        while cause is not None:
+            if cause.getClass().getName().startswith("org.postgresql."):
+                return _SEVERITY.sub("", str(cause.getMessage()).strip())[:500]
+            cause = cause.getCause()
+    match = _JVM_FAILURE.search(str(exc))
+    return _SEVERITY.sub("", match.group(1).strip())[:500] if match else None
+
+
+def _advice(exc: BaseException, target: DatabaseUrl, reason: str) -> str:
+    code = getattr(exc, "pgcode", None) or ""
+    if code == "42501":
+        return (
+            f"; grant the role {target.user!r} what it lacks (GRANT CREATE ON DATABASE "
+            f"{target.dbname} TO {target.user} lets it create the schema), or run `db init` as "
+            "the database owner"
+        )
+    if code.startswith(_LOST_CONNECTION) or _LOST.search(reason):
+        return "; the server stopped or the connection broke: rerun once it is back"
+    return ""
 
 
 def _open(target: DatabaseUrl, connect_timeout: int) -> Connection:

@@ -3,7 +3,10 @@
 A load stages the month's trips in an UNLOGGED table of its own, ``stg.load_<utc time>_<run
 id>``, then moves them into ``stg.complete_trip`` in one transaction (:func:`load_staged`) that
 also drops the staging table. Readers therefore see a month's trips before or after a run,
-never half of them. Identifiers are composed with :mod:`psycopg2.sql` only.
+never half of them. While the load lives, a session of its own holds an advisory lock named
+after the staging table (:func:`claim_staging_table`); a staging table whose lock nobody holds
+belongs to a dead run, and the next load or ``db init`` drops it. Identifiers are composed with
+:mod:`psycopg2.sql` only.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg2
 import structlog
@@ -22,7 +25,7 @@ from psycopg2.extensions import cursor as Cursor
 
 from chillflow.errors import ConfigError
 from chillflow.schemas import COMPLETE_TRIP_DDL, columns
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect, init_schema, parse_database_url, reported
 
 TARGET = ("stg", "complete_trip")
 STAGING_SCHEMA = "stg"
@@ -31,13 +34,13 @@ LOAD_COLUMNS = tuple(columns(COMPLETE_TRIP_DDL))
 #: Columns whose change makes an update. curated_run_id is lineage that changes whenever a
 #: month is curated again, even when its trips did not: comparing it would rewrite every row.
 COMPARED_COLUMNS = tuple(c for c in LOAD_COLUMNS if c not in ("trip_key", "curated_run_id"))
-STALE_AFTER = timedelta(days=1)
 
 _RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
-_STAGING_NAME = re.compile(r"^load_(\d{8}t\d{6})_([a-z0-9_]{1,40})$")
 _STAMP = "%Y%m%dt%H%M%S"
-# First key of the two-key advisory locks that serialise loads of one (service, month).
+# First key of the two-key advisory locks that serialise loads of one (service, month), and of
+# those a live load holds on its staging table's name.
 _LOCK_CLASS = 0x54524950  # "TRIP"
+_STAGING_LOCK_CLASS = 0x53544147  # "STAG"
 
 _log = structlog.get_logger(__name__)
 
@@ -101,11 +104,32 @@ def drop_staging_table(conn: Connection, table: tuple[str, str]) -> None:
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*table)))
 
 
+def claim_staging_table(database_url: str, table: tuple[str, str]) -> Connection:
+    """Create a staging table under its advisory lock, held by the connection returned.
+
+    The lock is taken before the table exists, so no cleanup ever sees the table unclaimed;
+    closing the connection (or the death of the process) releases it.
+
+    Raises:
+        DatabaseError: PostgreSQL is unreachable or refused.
+    """
+    with reported(parse_database_url(database_url), f"creating {'.'.join(table)}"):
+        conn = _open_autocommit(database_url)
+        try:
+            with conn.cursor() as cur:
+                _staging_lock(cur, "pg_advisory_lock", table[1])
+            create_staging_table(conn, table)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
 def discard_staging_table(database_url: str, table: tuple[str, str]) -> None:
     """Drop a staging table after a failed run, logging instead of raising when that fails.
 
-    A table left behind is harmless (the next run uses another name) and is dropped by
-    :func:`drop_stale_staging_tables` a day later.
+    A table left behind is harmless (the next run uses another name), and once its run's lock
+    is released the next load or ``db init`` drops it.
     """
     try:
         with connect(database_url) as conn:
@@ -114,21 +138,19 @@ def discard_staging_table(database_url: str, table: tuple[str, str]) -> None:
         _log.warning("trips_pg.staging_left", table=".".join(table), error=type(exc).__name__)
 
 
-def drop_stale_staging_tables(
-    conn: Connection, now: datetime, *, max_age: timedelta = STALE_AFTER
-) -> list[str]:
-    """Drop staging tables of runs that started more than ``max_age`` before ``now`` (UTC).
+def drop_orphaned_staging_tables(conn: Connection) -> list[str]:
+    """Drop the staging tables of dead runs: those whose advisory lock nobody holds.
 
-    They are left by killed runs. A table still locked by a live transaction is skipped.
+    A live load holds its table's lock from before the table exists until it ends, so its
+    table is never dropped here, whatever its age.
 
     Args:
         conn: Open connection in autocommit mode, so each table is dropped on its own.
-        now: Current UTC time (naive).
-        max_age: Age from which a staging table is stale.
 
     Returns:
         The names of the dropped tables.
     """
+    dropped = []
     with conn.cursor() as cur:
         cur.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -136,23 +158,42 @@ def drop_stale_staging_tables(
             (STAGING_SCHEMA,),
         )
         names = [row[0] for row in cur.fetchall()]
-    dropped = []
-    for name in names:
-        match = _STAGING_NAME.match(name)
-        if match is None or now - datetime.strptime(match.group(1), _STAMP) < max_age:
-            continue
-        with conn.cursor() as cur:
-            try:
-                cur.execute("SET lock_timeout = '2s'")
-                cur.execute(
-                    sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(STAGING_SCHEMA, name))
-                )
-            except errors.LockNotAvailable:
+        # A dead client's backend may still finish a statement on the table: skip it then.
+        cur.execute("SET lock_timeout = '5s'")
+        for name in names:
+            if not _staging_lock(cur, "pg_try_advisory_lock", name):
                 continue
+            try:
+                drop_staging_table(conn, (STAGING_SCHEMA, name))
+                dropped.append(name)
+            except errors.LockNotAvailable:
+                pass
             finally:
-                cur.execute("RESET lock_timeout")
-        dropped.append(name)
+                _staging_lock(cur, "pg_advisory_unlock", name)
     return dropped
+
+
+def _staging_lock(cur: Cursor, function: str, name: str) -> object:
+    """Call an advisory-lock function on the key of the staging table ``name``."""
+    cur.execute(f"SELECT {function}(%s, hashtext(%s))", (_STAGING_LOCK_CLASS, name))
+    return cur.fetchone()[0]
+
+
+def prepare_database(database_url: str) -> list[str]:
+    """Create or upgrade the schema and drop staging tables left by dead runs.
+
+    Returns:
+        The names of the dropped staging tables.
+
+    Raises:
+        ConfigError: The URL is malformed (shown masked).
+        DatabaseError: PostgreSQL is unreachable, refused the login or a statement.
+    """
+    with connect(database_url, action="creating or upgrading the schema") as conn:
+        init_schema(conn)
+    with connect(database_url, action="dropping staging tables of dead runs") as conn:
+        conn.autocommit = True
+        return drop_orphaned_staging_tables(conn)
 
 
 def load_staged(

@@ -8,6 +8,7 @@ file's schema once and :func:`stage_trips` applies the resulting plan.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -73,6 +74,33 @@ class RawLayout:
     sources: tuple[tuple[str, SourceColumn], ...]
 
 
+def trip_service(names: Iterable[str], path: str) -> str:
+    """Return the service (yellow or green) of a raw file's column names, checking the layout.
+
+    Pure over names, so a file's footer can be checked without Spark (the downloader does).
+
+    Raises:
+        SchemaError: If the columns are not a yellow or green TLC layout from 2016-07 on.
+    """
+    names = list(names)
+    lower = {name.lower() for name in names}
+    service = next(
+        (s for s, prefix in _TIMESTAMP_PREFIX.items() if f"{prefix}_pickup_datetime" in lower),
+        None,
+    )
+    if service is None:
+        raise SchemaError(_layout_message(path, "tpep_/lpep_pickup_datetime", names))
+    prefix = _TIMESTAMP_PREFIX[service]
+    missing = [
+        raw.format(prefix=prefix)
+        for raw, _, required in _RAW_COLUMNS.values()
+        if required and raw.format(prefix=prefix).lower() not in lower
+    ]
+    if missing:
+        raise SchemaError(_layout_message(path, ", ".join(missing), names))
+    return service
+
+
 def plan_layout(schema: StructType, path: str) -> RawLayout:
     """Work out how a raw file's columns map onto the standard trip columns.
 
@@ -86,30 +114,17 @@ def plan_layout(schema: StructType, path: str) -> RawLayout:
     Raises:
         SchemaError: If the layout is not a yellow or green TLC layout from 2016-07 on.
     """
-    fields = {field.name.lower(): field for field in schema.fields}
-    service = next(
-        (s for s, prefix in _TIMESTAMP_PREFIX.items() if f"{prefix}_pickup_datetime" in fields),
-        None,
-    )
-    if service is None:
-        raise SchemaError(_layout_message(path, "tpep_/lpep_pickup_datetime", fields))
+    service = trip_service(schema.fieldNames(), path)
     prefix = _TIMESTAMP_PREFIX[service]
+    fields = {field.name.lower(): field for field in schema.fields}
     sources = []
-    missing = []
-    for standard, (raw_name, target_type, required) in _RAW_COLUMNS.items():
+    for standard, (raw_name, target_type, _) in _RAW_COLUMNS.items():
         field = fields.get(raw_name.format(prefix=prefix).lower())
-        if field is None:
-            if required:
-                missing.append(raw_name.format(prefix=prefix))
+        if field is None or isinstance(field.dataType, NullType):
             sources.append((standard, SourceColumn(None, target_type)))
             continue
         nanos = target_type == "timestamp" and isinstance(field.dataType, LongType)
-        if isinstance(field.dataType, NullType):
-            sources.append((standard, SourceColumn(None, target_type)))
-        else:
-            sources.append((standard, SourceColumn(field.name, target_type, nanos)))
-    if missing:
-        raise SchemaError(_layout_message(path, ", ".join(missing), fields))
+        sources.append((standard, SourceColumn(field.name, target_type, nanos)))
     return RawLayout(service=service, sources=tuple(sources))
 
 
@@ -148,8 +163,8 @@ def _cast(source: SourceColumn) -> Column:
     return column.try_cast(source.target_type)
 
 
-def _layout_message(path: str, expected: str, fields: dict) -> str:
-    found = ", ".join(field.name for field in fields.values())
+def _layout_message(path: str, expected: str, names: list[str]) -> str:
+    found = ", ".join(names)
     return (
         f"{path}: not a yellow/green TLC trip layout from 2016-07 on. "
         f"Expected column(s): {expected}. Found: {found}. "

@@ -270,6 +270,33 @@ def test_status_reports_range_zones_and_the_last_run(spark, aggregator):
 
 
 @pytest.mark.postgres
+def test_until_refreshes_the_hours_before_it_and_nothing_after(spark, aggregator):
+    insert_trips(
+        aggregator.database_url,
+        [
+            stg_trip("u1", datetime(2025, 3, 10, 7, 59, 59), 4),
+            stg_trip("u2", datetime(2025, 3, 10, 8, 0), 4),
+            stg_trip("u3", datetime(2025, 3, 10, 9, 59, 59), 161),
+            stg_trip("u4", datetime(2025, 3, 10, 10, 0), 161),
+        ],
+    )
+
+    run = aggregator.aggregate_until(datetime(2025, 3, 10, 10), 2)
+
+    assert (run["window_start"], run["window_end"], run["window_hours"]) == (
+        "2025-03-10T08:00:00",
+        "2025-03-10T10:00:00",
+        2,
+    )
+    hours = kpi_table(spark, aggregator.settings).select("zone_id", "hour_ts", "trips").collect()
+    assert sorted(tuple(row) for row in hours) == [
+        (4, datetime(2025, 3, 10, 8), 1),
+        (161, datetime(2025, 3, 10, 9), 1),
+    ]
+    assert_mart_equals_delta(spark, aggregator.settings)
+
+
+@pytest.mark.postgres
 def test_backfill_resumes_after_a_failed_chunk(spark, aggregator, monkeypatch):
     settings, url = aggregator.settings, aggregator.database_url
     insert_trips(url, random_trips("b", 150, datetime(2025, 1, 20), 25, seed=4))
@@ -402,10 +429,15 @@ def test_cli_and_spark_submit_run_status_and_argument_errors(tmp_path, database_
     both = chillflow("run", "--full-refresh", "--date", "2025-01-01")
     bad_source = chillflow("backfill", "--start", "2025-01-01", "--end", "2025-01-02",
                            "--source", "s3")  # fmt: skip
+    bad_until = chillflow("run", "--until", "2025-03-10 10")
+    two_ends = chillflow("run", "--until", "2025-03-10T10", "--date", "2025-03-10")
 
     assert bad_date.returncode == 2 and "invalid --date '2025-13-01'" in bad_date.stderr
     assert both.returncode == 2 and "--full-refresh recomputes every hour" in both.stderr
     assert bad_source.returncode == 2 and "--source='s3'" in bad_source.stderr
+    assert bad_until.returncode == 2
+    assert "invalid --until '2025-03-10 10': expected YYYY-MM-DDTHH" in bad_until.stderr
+    assert two_ends.returncode == 2 and "--until and --date both set" in two_ends.stderr
 
     done = chillflow("run", "--date", "2025-03-01", "--lookback-hours", "48", "--json")
 

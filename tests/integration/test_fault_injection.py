@@ -308,9 +308,5 @@ def test_no_lock_running_run_or_duplicate_is_left(spark, faulty):
     assert kpis.count() == kpis.select("zone_id", "hour_ts").distinct().count()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dropping the staging tables of dead runs at the next run comes with branch edges-db",
-)
 def test_no_staging_table_is_left(faulty):
     assert count(faulty.url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'load\\_%'") == 0

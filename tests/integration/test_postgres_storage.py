@@ -9,18 +9,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 from psycopg2 import sql
 
 from chillflow.errors import ConfigError, DatabaseError, DependencyError
 from chillflow.storage import pg_server
-from chillflow.storage.pg_server import PASSWORD_FILE, ensure_local_postgres, stop_local_postgres
+from chillflow.storage.pg_server import (
+    PASSWORD_FILE,
+    cluster_dir,
+    ensure_local_postgres,
+    stop_local_postgres,
+)
 from chillflow.storage.postgres import (
     DatabaseUrl,
     connect,
@@ -123,7 +128,15 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory):
         return
     data_dir = tmp_path_factory.mktemp("pg") / "postgres"
     yield ensure_local_postgres(data_dir, port=_free_port())
+    _remove_local_postgres(data_dir)
+
+
+def _remove_local_postgres(data_dir: Path) -> None:
+    """Stop the server and delete its cluster, relocated out of a private tree as root."""
+    private = cluster_dir(data_dir).parent
     stop_local_postgres(data_dir)
+    if private != data_dir.parent:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -412,7 +425,7 @@ def test_init_schema_concurrently(empty_db: str) -> None:
 
 def test_job_run_status_is_checked(schema_db: str) -> None:
     with (
-        pytest.raises(psycopg2.errors.CheckViolation),
+        pytest.raises(DatabaseError, match=r"job_run_status_check.*\(SQLSTATE 23514\)"),
         connect(schema_db) as conn,
         conn.cursor() as cur,
     ):
@@ -535,7 +548,7 @@ def test_ensure_local_postgres_starts_reuses_and_stops(tmp_path: Path) -> None:
         assert reuse_seconds < 1
         assert url.startswith("postgresql://chillflow:")
         assert url.endswith(f"@127.0.0.1:{port}/chillflow")
-        assert (data_dir / PASSWORD_FILE).stat().st_mode & 0o777 == 0o600
+        assert (cluster_dir(data_dir) / PASSWORD_FILE).stat().st_mode & 0o777 == 0o600
         with connect(url) as conn, conn.cursor() as cur:
             cur.execute("SELECT current_database(), host(inet_server_addr())")
             assert cur.fetchone() == ("chillflow", "127.0.0.1")
@@ -551,7 +564,7 @@ def test_ensure_local_postgres_starts_reuses_and_stops(tmp_path: Path) -> None:
     try:
         assert ensure_local_postgres(data_dir, port=port) == url
     finally:
-        stop_local_postgres(data_dir)
+        _remove_local_postgres(data_dir)
 
 
 def test_ensure_local_postgres_reports_taken_port(tmp_path: Path) -> None:

@@ -26,16 +26,17 @@ from psycopg2 import sql
 
 from chillflow.batch import BatchScheduler
 from chillflow.generator import generate_month
-from chillflow.scheduler.clock import FakeClock
+from chillflow.scheduler import scheduler as scheduler_module
 from chillflow.scheduler.config import parse_schedule
 from chillflow.storage.postgres import connect, init_schema, parse_database_url
 from tests.conftest import REPO_ROOT
+from tests.fake_clock import FakeClock
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 HOST = os.uname().nodename
 DAILY = {"name": "daily", "kind": "aggregate_daily", "cron": "0 2 * * *"}
-MONTHLY = {"name": "monthly", "kind": "monthly_pipeline", "cron": "0 3 1 * *"}
+MONTHLY = {"name": "monthly", "kind": "monthly_pipeline", "cron": "0 3 * * *"}
 FAKE_SUBMIT = """\
 #!{python}
 import json, os, sys, time
@@ -161,6 +162,26 @@ def wait_for(path: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+class StoppingClock(FakeClock):
+    """A fake clock that does ``actions`` (time, callable) once their time has come and stops the
+    scheduler once it is asked to wait past ``stop_at``."""
+
+    def __init__(self, start: datetime, stop_at: datetime, actions=()):
+        super().__init__(start)
+        self.stop_at = stop_at
+        self.actions = sorted(actions, key=lambda action: action[0])
+        self.scheduler: BatchScheduler | None = None
+
+    def wait(self, seconds, until=None):
+        if self.scheduler is not None and self.now() + timedelta(seconds=seconds) > self.stop_at:
+            scheduler, self.scheduler = self.scheduler, None
+            scheduler.stop()
+        stopped = super().wait(seconds, until)
+        while self.actions and self.actions[0][0] <= self.now():
+            self.actions.pop(0)[1]()
+        return stopped
+
+
 # --- retries ---------------------------------------------------------------------------------
 
 
@@ -231,46 +252,149 @@ def test_a_failure_that_a_retry_cannot_fix_is_not_retried(settings, db, tmp_path
 # --- monthly pipeline and missing raw data ---------------------------------------------------
 
 
-def test_monthly_job_is_skipped_until_the_raw_file_arrives(
+def test_monthly_job_loads_late_and_partial_months_when_their_files_arrive_or_change(
+    settings, db, tmp_path, make_submit, submit_dir, monkeypatch
+):
+    monkeypatch.setattr(scheduler_module, "MAX_SLEEP_SEC", 3600.0)
+    submit = make_submit('print(json.dumps({"step": sys.argv[1]}))\n')
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    yellow = landing / "yellow_tripdata_2026-02.parquet"
+    green = landing / "green_tripdata_2026-02.parquet"
+    # The checks run at 03:00 New York time (08:00 UTC); TLC publishes February days later,
+    # yellow first, and replaces yellow once more.
+    clock = StoppingClock(
+        utc("2026-03-01T07:00"),
+        stop_at=utc("2026-03-06T09:00"),
+        actions=[
+            (utc("2026-03-02T12:00"), lambda: yellow.write_bytes(b"yellow v1")),
+            (utc("2026-03-03T12:00"), lambda: green.write_bytes(b"green")),
+            (utc("2026-03-05T12:00"), lambda: yellow.write_bytes(b"yellow v2, redownloaded")),
+        ],
+    )
+    scheduler = make_scheduler(
+        settings, db, tmp_path, submit, [MONTHLY], clock, services=["yellow", "green"],
+        missed_run_policy="skip",
+    )  # fmt: skip
+    clock.scheduler = scheduler
+
+    scheduler.start()
+
+    history = rows(db)
+    watched = [f"{m}/{s}" for m in ("2025-12", "2026-01", "2026-02") for s in ("yellow", "green")]
+    # Each awaited (month, service) is recorded once, on the first check, not every day.
+    assert [(r["period"], r["status"], r["started_at"]) for r in history] == [
+        *((period, "skipped", utc("2026-03-01T08:00")) for period in watched),
+        ("2026-02/yellow", "succeeded", utc("2026-03-03T08:00")),
+        ("2026-02/green", "succeeded", utc("2026-03-04T08:00")),
+        ("2026-02/yellow", "succeeded", utc("2026-03-06T08:00")),
+    ]
+    assert (
+        history[0]["error"]
+        == f"raw file {landing / 'yellow_tripdata_2025-12.parquet'} has not arrived"
+    )
+    assert history[5]["stats"] == {"skip_reason": "raw_file_missing", "missing": [str(green)]}
+    assert [r["stats"]["raw_file"]["size"] for r in history[6:]] == [9, 5, 23]
+    assert history[6]["stats"]["raw_file"]["path"] == str(yellow)
+    aggregate = ["aggregate", "backfill", "--start", "2026-02-01", "--end", "2026-02-28", "--json"]
+    loads = [
+        [
+            ["curate", str(raw), "--month", "2026-02", "--json"],
+            ["process-trips", "--month", "2026-02", "--service", service, "--json"],
+            aggregate,
+        ]
+        for raw, service in ((yellow, "yellow"), (green, "green"), (yellow, "yellow"))
+    ]
+    assert calls(submit_dir) == [command for load in loads for command in load]
+    (listed,) = scheduler.jobs()
+    assert listed["awaiting"] == watched[:4]
+    assert listed["next_run"] == "2026-03-07T03:00:00-05:00"
+
+
+def test_a_failed_month_is_retried_per_policy_then_at_the_next_daily_check(
+    settings, db, tmp_path, make_submit, submit_dir, monkeypatch
+):
+    monkeypatch.setattr(scheduler_module, "MAX_SLEEP_SEC", 3600.0)
+    submit = make_submit(
+        """
+        if sys.argv[1] == "curate" and (state / "broken").exists():
+            print("error: Spark failed: executor lost", file=sys.stderr)
+            sys.exit(1)
+        print(json.dumps({"step": sys.argv[1]}))
+        """
+    )
+    (submit_dir / "broken").touch()
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "green_tripdata_2026-02.parquet").write_bytes(b"green")
+    clock = StoppingClock(
+        utc("2026-03-01T07:00"),
+        stop_at=utc("2026-03-03T09:00"),
+        actions=[(utc("2026-03-01T12:00"), (submit_dir / "broken").unlink)],
+    )
+    job = {**MONTHLY, "watch_months": 1, "retries": 1, "retry_backoff_sec": 600}
+    scheduler = make_scheduler(
+        settings, db, tmp_path, submit, [job], clock, services=["green"], missed_run_policy="skip"
+    )
+    clock.scheduler = scheduler
+
+    scheduler.start()
+
+    assert [(r["period"], r["attempt"], r["status"], r["started_at"]) for r in rows(db)] == [
+        ("2026-02/green", 1, "failed", utc("2026-03-01T08:00")),
+        ("2026-02/green", 2, "failed", utc("2026-03-01T08:10")),
+        ("2026-02/green", 1, "succeeded", utc("2026-03-02T08:00")),
+    ]
+    assert [call[0] for call in calls(submit_dir)] == [
+        "curate",
+        "curate",
+        "curate",
+        "process-trips",
+        "aggregate",
+    ]
+
+
+def test_a_month_given_by_hand_reloads_each_arrived_service(
     settings, db, tmp_path, make_submit, submit_dir
 ):
     submit = make_submit('print(json.dumps({"step": sys.argv[1]}))\n')
-    clock = FakeClock(utc("2026-03-01T08:00"))
+    clock = FakeClock(utc("2026-03-10T12:00"))
     scheduler = make_scheduler(
         settings, db, tmp_path, submit, [MONTHLY], clock, services=["yellow", "green"]
     )
-    landing = tmp_path / "landing"
-    yellow = landing / "yellow_tripdata_2026-02.parquet"
-    green = landing / "green_tripdata_2026-02.parquet"
+    (tmp_path / "landing").mkdir()
+    yellow = tmp_path / "landing" / "yellow_tripdata_2026-02.parquet"
+    yellow.write_bytes(b"yellow")
+    green = tmp_path / "landing" / "green_tripdata_2026-02.parquet"
+    first = scheduler.run_job("monthly", "2026-02/yellow")
 
-    skipped = scheduler.run_job("monthly")  # the period of the latest fire time: February
+    again = scheduler.run_job("monthly", "2026-02")
 
-    assert skipped["period"] == "2026-02"
-    assert skipped["status"] == "skipped"
-    assert skipped["message"] == f"raw files {yellow}, {green} have not arrived"
-    assert calls(submit_dir) == []
-    (row,) = rows(db)
-    assert (row["status"], row["error"]) == ("skipped", skipped["message"])
-    assert row["stats"] == {"skip_reason": "raw_file_missing", "missing": [str(yellow), str(green)]}
-    assert row["finished_at"] == row["started_at"] == utc("2026-03-01T08:00")
-
-    landing.mkdir()
-    yellow.touch()
-    ran = scheduler.run_job("monthly", "2026-02")
-
-    assert ran["status"] == "succeeded"
-    assert calls(submit_dir) == [
-        ["curate", str(yellow), "--month", "2026-02", "--json"],
-        ["process-trips", "--month", "2026-02", "--service", "yellow", "--json"],
-        ["aggregate", "backfill", "--start", "2026-02-01", "--end", "2026-02-28", "--json"],
+    assert first["status"] == "succeeded"
+    assert (again["period"], again["status"], again["attempts"]) == ("2026-02", "succeeded", 1)
+    assert again["periods"] == [
+        {"period": "2026-02/yellow", "status": "succeeded", "attempts": 1, "message": None},
+        {
+            "period": "2026-02/green",
+            "status": "awaited",
+            "attempts": 0,
+            "message": f"raw file {green} has not arrived",
+        },
     ]
-    stats = rows(db)[-1]["stats"]
-    assert [(s["step"], s["result"]) for s in stats["steps"]] == [
-        ("curate:yellow", {"step": "curate"}),
-        ("process-trips:yellow", {"step": "process-trips"}),
-        ("aggregate", {"step": "aggregate"}),
+    assert [(r["period"], r["status"]) for r in rows(db)] == [
+        ("2026-02/yellow", "succeeded"),
+        ("2026-02/yellow", "succeeded"),
+        ("2026-02/green", "skipped"),
     ]
-    assert stats["missing"] == [str(green)]
+    # Without a period: the daily check. Yellow is loaded from this very file, green is awaited
+    # already; the four periods of the older watched months are recorded once as awaited.
+    checked = scheduler.run_job("monthly")
+    assert [(p["period"], p["status"]) for p in checked["periods"]][-2:] == [
+        ("2026-02/yellow", "skipped"),
+        ("2026-02/green", "awaited"),
+    ]
+    assert checked["status"] == "skipped" and checked["attempts"] == 0
+    assert len(rows(db)) == 3 + 4
+    assert len(calls(submit_dir)) == 6
 
 
 def test_a_retry_of_the_monthly_pipeline_resumes_at_the_step_that_failed(
@@ -394,68 +518,124 @@ def test_a_run_finds_and_marks_a_stale_row_of_its_own_period(settings, db, tmp_p
 # --- the loop, with a fake clock --------------------------------------------------------------
 
 
-class StoppingClock(FakeClock):
-    """A fake clock that stops the scheduler once it is asked to wait past ``stop_at``."""
+HOURLY = {"name": "hourly", "kind": "aggregate_hourly", "cron": "5 * * * *"}
 
-    def __init__(self, start: datetime, stop_at: datetime):
-        super().__init__(start)
-        self.stop_at = stop_at
-        self.scheduler: BatchScheduler | None = None
 
-    def wait(self, seconds, until=None):
-        if self.scheduler is not None and self.now() + timedelta(seconds=seconds) > self.stop_at:
-            scheduler, self.scheduler = self.scheduler, None
-            scheduler.stop()
-        return super().wait(seconds, until)
+def run_hourly_loop(settings, db, tmp_path, submit, start, stop_at, **top):
+    clock = StoppingClock(utc(start), stop_at=utc(stop_at))
+    scheduler = make_scheduler(settings, db, tmp_path, submit, [HOURLY], clock, **top)
+    clock.scheduler = scheduler
+    scheduler.start()
+    return scheduler
+
+
+def windows(submit_dir: Path) -> list[tuple[str, str]]:
+    """The --until and --lookback-hours of each ``aggregate run`` the jobs were given."""
+    found = []
+    for call in calls(submit_dir):
+        options = dict(zip(call[2::2], call[3::2], strict=False))
+        found.append((options.get("--until"), options.get("--lookback-hours")))
+    return found
 
 
 @pytest.mark.parametrize(
-    ("policy", "periods"),
+    ("policy", "expected"),
     [
         # Started 25 minutes after the 04:05 UTC run: run_latest catches it up, skip drops it.
-        ("run_latest", ["03", "04", "06", "07"]),
-        ("skip", ["04", "06", "07"]),
+        (
+            "run_latest",
+            [
+                ("2026-03-07T22:00-05:00", "2026-03-08T04:30", "2026-03-07T23"),
+                ("2026-03-07T23:00-05:00", "2026-03-08T05:05", "2026-03-08T00"),
+                ("2026-03-08T01:00-05:00", "2026-03-08T07:05", "2026-03-08T02"),
+                ("2026-03-08T03:00-04:00", "2026-03-08T08:05", "2026-03-08T04"),
+            ],
+        ),
+        (
+            "skip",
+            [
+                ("2026-03-07T23:00-05:00", "2026-03-08T05:05", "2026-03-08T00"),
+                ("2026-03-08T01:00-05:00", "2026-03-08T07:05", "2026-03-08T02"),
+                ("2026-03-08T03:00-04:00", "2026-03-08T08:05", "2026-03-08T04"),
+            ],
+        ),
     ],
 )
 def test_loop_runs_each_hour_across_the_spring_change_and_applies_the_missed_run_policy(
-    settings, db, tmp_path, make_submit, submit_dir, policy, periods
+    settings, db, tmp_path, make_submit, submit_dir, policy, expected
 ):
     submit = make_submit('print(json.dumps({"ok": True}))\n')
-    # New York jumps from 02:00 EST to 03:00 EDT at 07:00 UTC on 2026-03-08.
-    clock = StoppingClock(utc("2026-03-08T04:30"), stop_at=utc("2026-03-08T08:30"))
-    hourly = {"name": "hourly", "kind": "aggregate_hourly", "cron": "5 * * * *"}
-    scheduler = make_scheduler(
-        settings, db, tmp_path, submit, [hourly], clock, missed_run_policy=policy
-    )
-    clock.scheduler = scheduler
-    # Another scheduler already did 05:00 UTC: this one must not run it again.
+    # Another scheduler already did 00:00 EST (05:00 UTC): this one must not run it again.
     with connect(db) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO ops.job_run (job, period, run_id, status, finished_at)"
-            " VALUES ('hourly', '2026-03-08T05:00Z', 'elsewhere', 'succeeded', now())"
+            " VALUES ('hourly', '2026-03-08T00:00-05:00', 'elsewhere', 'succeeded', now())"
         )
 
-    scheduler.start()
+    # New York jumps from 02:00 EST to 03:00 EDT at 07:00 UTC: wall-clock 02:00 never happens.
+    scheduler = run_hourly_loop(
+        settings, db, tmp_path, submit, "2026-03-08T04:30", "2026-03-08T08:30",
+        missed_run_policy=policy,
+    )  # fmt: skip
 
-    expected = [f"2026-03-08T{hour}:00Z" for hour in periods]
     ran = rows(db, "run_id <> 'elsewhere'")
-    assert [(r["period"], r["status"]) for r in ran] == [(p, "succeeded") for p in expected]
-    # Each run starts at its fire time, five past the next hour; the catch-up one at start.
-    assert [r["started_at"] for r in ran] == [
-        utc("2026-03-08T04:30") if hour == "03" else utc(f"2026-03-08T{int(hour) + 1:02d}:05")
-        for hour in periods
+    assert [(r["period"], r["status"], r["started_at"]) for r in ran] == [
+        (period, "succeeded", utc(started)) for period, started, _ in expected
     ]
-    # The window ends with the UTC day; it starts one hour before the period (lookback 2).
-    assert [call[5] for call in calls(submit_dir)] == [str(2 + 23 - int(h)) for h in periods]
-    assert {tuple(call[:4]) for call in calls(submit_dir)} == {
-        ("aggregate", "run", "--date", "2026-03-08")
-    }
+    # Each window is the wall-clock hour that just ended and the one before it (lookback 2).
+    assert windows(submit_dir) == [(until, "2") for _, _, until in expected]
     (listed,) = scheduler.jobs()
     assert listed["next_run"] == "2026-03-08T05:05:00-04:00"
     assert (listed["last_run"]["period"], listed["last_run"]["status"]) == (
-        "2026-03-08T07:00Z",
+        "2026-03-08T03:00-04:00",
         "succeeded",
     )
+
+
+def test_loop_runs_both_passes_through_the_repeated_autumn_hour(
+    settings, db, tmp_path, make_submit, submit_dir
+):
+    submit = make_submit('print(json.dumps({"ok": True}))\n')
+
+    # New York falls back from 02:00 EDT to 01:00 EST at 06:00 UTC: 01:00 happens twice.
+    run_hourly_loop(settings, db, tmp_path, submit, "2026-11-01T04:30", "2026-11-01T08:30")
+
+    assert [(r["period"], r["status"], r["started_at"]) for r in rows(db)] == [
+        ("2026-10-31T23:00-04:00", "succeeded", utc("2026-11-01T04:30")),
+        ("2026-11-01T00:00-04:00", "succeeded", utc("2026-11-01T05:05")),
+        ("2026-11-01T01:00-04:00", "succeeded", utc("2026-11-01T06:05")),
+        ("2026-11-01T01:00-05:00", "succeeded", utc("2026-11-01T07:05")),
+        ("2026-11-01T02:00-05:00", "succeeded", utc("2026-11-01T08:05")),
+    ]
+    # Both passes recompute wall-clock 01:00, where the trips of both are; the second has all.
+    assert windows(submit_dir) == [
+        ("2026-11-01T00", "2"),
+        ("2026-11-01T01", "2"),
+        ("2026-11-01T02", "2"),
+        ("2026-11-01T02", "2"),
+        ("2026-11-01T03", "2"),
+    ]
+
+
+def test_the_hourly_job_at_ten_past_ten_in_new_york_aggregates_nine_to_ten(
+    settings, db, tmp_path, make_submit, submit_dir
+):
+    submit = make_submit('print(json.dumps({"ok": True}))\n')
+    clock = FakeClock(datetime.fromisoformat("2025-03-10T10:05:00-04:00"))
+    scheduler = make_scheduler(settings, db, tmp_path, submit, [HOURLY], clock)
+
+    outcome = scheduler.run_job("hourly")
+
+    (call,) = calls(submit_dir)
+    # The hours the command recomputes, by the documented meaning of aggregate run's options.
+    options = dict(zip(call[2::2], call[3::2], strict=False))
+    if "--until" in options:
+        end = datetime.fromisoformat(options["--until"] + ":00")
+    else:
+        end = datetime.fromisoformat(options["--date"]) + timedelta(days=1)
+    start = end - timedelta(hours=int(options["--lookback-hours"]))
+    assert start <= datetime(2025, 3, 10, 9) and end == datetime(2025, 3, 10, 10)
+    assert (outcome["period"], outcome["status"]) == ("2025-03-10T09:00-04:00", "succeeded")
 
 
 # --- separate processes: the CLI, lock contention, signals ------------------------------------
@@ -553,9 +733,17 @@ def test_two_scheduler_processes_never_run_the_same_period_twice(
     )
     assert listed.returncode == 0, listed.stderr[-2000:]
     header, line = listed.stdout.splitlines()
-    assert header.split() == ["job", "cron", "timezone", "next_run", "last_period", "last_status"]
+    assert header.split() == [
+        "job",
+        "cron",
+        "timezone",
+        "next_run",
+        "last_period",
+        "last_status",
+        "awaiting",
+    ]
     # The contention record is no outcome of the job: the last outcome is the run that won.
-    assert line.split()[-2:] == ["2026-03-07", "succeeded"]
+    assert line.split()[-3:] == ["2026-03-07", "succeeded", "-"]
 
 
 @pytest.mark.parametrize(
@@ -682,8 +870,12 @@ def test_monthly_pipeline_runs_the_stages_through_spark_submit(db, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     outcome = json.loads(done.stdout)
     assert (outcome["status"], outcome["attempts"]) == ("succeeded", 1)
+    assert [(p["period"], p["status"]) for p in outcome["periods"]] == [
+        ("2025-03/yellow", "succeeded"),
+        ("2025-03/green", "awaited"),
+    ]
     stats = outcome["runs"][0]["stats"]
-    assert stats["missing"] == [str(landing / "green_tripdata_2025-03.parquet")]
+    assert stats["raw_file"]["path"] == str(raw)
     results = {step["step"]: step["result"] for step in stats["steps"]}
     assert list(results)[0] == "curate:yellow"
     assert len(results) == len(steps)
@@ -692,8 +884,9 @@ def test_monthly_pipeline_runs_the_stages_through_spark_submit(db, tmp_path):
     assert curated["input_rows"] == curated["output_rows"] + curated["quarantined_rows"]
     assert (tmp_path / "data" / "lake" / "curated" / "trips" / "_delta_log").is_dir()
     assert str(raw) in stats["steps"][0]["command"]
-    (row,) = rows(db, "job = 'monthly'")
-    assert (row["period"], row["status"]) == ("2025-03", "succeeded")
+    row, awaited = rows(db, "job = 'monthly'")
+    assert (row["period"], row["status"]) == ("2025-03/yellow", "succeeded")
+    assert (awaited["period"], awaited["status"]) == ("2025-03/green", "skipped")
     with connect(db) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM stg.complete_trip WHERE pickup_month = '2025-03'")
         trips = cur.fetchone()[0]

@@ -25,8 +25,9 @@ from chillflow.storage.postgres import connect, init_schema, parse_database_url
 from chillflow.storage.trips_pg import (
     LOAD_COLUMNS,
     TripSlice,
+    claim_staging_table,
     create_staging_table,
-    drop_stale_staging_tables,
+    drop_orphaned_staging_tables,
     load_staged,
     staging_table,
 )
@@ -406,19 +407,26 @@ def test_duplicates_from_retried_tasks_never_reach_the_target(db):
     assert {k[0]: r["fare_amount"] for k, r in stored.items()} == {"a": 1.5, "c": 3.0}
 
 
-def test_stale_staging_tables_are_dropped_and_recent_ones_kept(db):
-    stale = staging_table("old", datetime(2025, 1, 1))
-    recent = staging_table("recent", datetime(2025, 1, 2, 12))
-    for table in (stale, recent):
-        with connect(db) as conn:
-            create_staging_table(conn, table)
+def test_only_staging_tables_of_dead_runs_are_dropped_whatever_their_age(db):
+    live = staging_table("live", datetime(2024, 1, 1))
+    dead = staging_table("dead", datetime.now())
+    lease = claim_staging_table(db, live)
+    claim_staging_table(db, dead).close()  # its run died: the lock went with its session
 
+    try:
+        with connect(db) as conn:
+            conn.autocommit = True
+            first = drop_orphaned_staging_tables(conn)
+            again = drop_orphaned_staging_tables(conn)
+        left = _staging_tables(db)
+    finally:
+        lease.close()
     with connect(db) as conn:
         conn.autocommit = True
-        dropped = drop_stale_staging_tables(conn, datetime(2025, 1, 3))
+        after_the_run = drop_orphaned_staging_tables(conn)
 
-    assert dropped == [stale[1]]
-    assert _staging_tables(db) == [recent[1]]
+    assert (first, again, left) == ([dead[1]], [], [live[1]])
+    assert after_the_run == [live[1]]
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -434,6 +442,7 @@ def _run_cli(args, env_extra, timeout=300):
         text=True,
         timeout=timeout,
         check=False,
+        start_new_session=True,  # a failpoint kills the process group: its own, not pytest's
     )
 
 
@@ -451,7 +460,8 @@ def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
     )
 
     assert done.returncode == 0, done.stderr[-3000:]
-    stats = json.loads(done.stdout)
+    (line,) = done.stdout.splitlines()  # logs go to stderr
+    stats = json.loads(line)
     assert _counts(stats) == {
         "rows_read": 6,
         "inserted": 6,
@@ -464,6 +474,35 @@ def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
     assert parse_database_url(pg.database_url).password not in done.stdout + done.stderr
     assert SALT not in done.stdout + done.stderr
     assert len(_trips(pg.database_url)) == 6
+
+
+def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, pg, tmp_path):
+    _curate(spark, pg, tmp_path, CLEAN)
+    _load(spark, pg)
+    clean = _trips(pg.database_url)
+    with connect(pg.database_url) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE stg.complete_trip")
+    env = {
+        "DATABASE_URL": pg.database_url,
+        "HASH_SALT": SALT,
+        "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
+        "SPARK_MASTER": "local[2]",
+    }
+    args = ["process", "trips", str(pg.tables.curated), "--month", "2025-01"]
+
+    killed = _run_cli(args, {**env, "CHILLFLOW_FAILPOINT": "process_trips.staged"})
+    left = _staging_tables(pg.database_url)
+    rerun = _run_cli(args, env)
+
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert len(left) == 1 and _trips(pg.database_url) != clean
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _staging_tables(pg.database_url) == []
+    unstamped = ("created_at", "updated_at")
+    assert {k: {c: v for c, v in r.items() if c not in unstamped} for k, r in clean.items()} == {
+        k: {c: v for c, v in r.items() if c not in unstamped}
+        for k, r in _trips(pg.database_url).items()
+    }
 
 
 def test_cli_fails_fast_on_an_unreachable_database(tmp_path):

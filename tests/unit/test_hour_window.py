@@ -6,8 +6,10 @@ from chillflow.errors import ConfigError
 from chillflow.hour_window import (
     HourWindow,
     day_window,
+    hours_until,
     month_chunks,
     parse_date,
+    parse_hour,
     yesterday_utc,
 )
 from chillflow.storage.kpi_store import merge_condition
@@ -37,6 +39,25 @@ def test_day_window_takes_the_utc_date_of_an_aware_datetime():
 def test_day_window_rejects_bad_lookbacks(lookback):
     with pytest.raises(ConfigError, match="lookback_hours"):
         day_window(date(2025, 3, 10), lookback)
+
+
+def test_hours_until_ends_at_the_given_hour():
+    assert hours_until(datetime(2025, 3, 10, 10), 2) == HourWindow(
+        datetime(2025, 3, 10, 8), datetime(2025, 3, 10, 10)
+    )
+    assert hours_until(datetime(2025, 3, 1, 1), 3).start == datetime(2025, 2, 28, 22)
+    with pytest.raises(ConfigError, match="lookback_hours must be at least 1, not 0"):
+        hours_until(datetime(2025, 3, 10, 10), 0)
+    with pytest.raises(ConfigError, match="not on a full hour"):
+        hours_until(datetime(2025, 3, 10, 10, 30), 2)
+
+
+def test_parse_hour():
+    assert parse_hour("2025-03-10T10") == datetime(2025, 3, 10, 10)
+    assert parse_hour("2025-03-10T10:00") == datetime(2025, 3, 10, 10)
+    for bad in ("2025-03-10T24", "2025-03-10 10", "2025-03-10T10:30", "2025-03-10T10-04:00"):
+        with pytest.raises(ConfigError, match=f"invalid --until '{bad}': expected YYYY-MM-DDTHH"):
+            parse_hour(bad, "--until")
 
 
 def test_window_bounds_must_be_naive_whole_hours_in_order():

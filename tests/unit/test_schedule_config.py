@@ -27,12 +27,13 @@ def test_shipped_schedule_matches_the_issue(tmp_path):
     schedule = load_schedule(CONF, data_dir=tmp_path, env={})
 
     jobs = {job.name: job for job in schedule.jobs}
-    assert [(j.kind, j.cron, j.lookback_hours) for j in jobs.values()] == [
-        ("aggregate_hourly", "5 * * * *", 2),
-        ("aggregate_daily", "0 2 * * *", 24),
-        ("monthly_pipeline", "0 3 1 * *", None),
+    assert [(j.kind, j.cron, j.lookback_hours, j.watch_months) for j in jobs.values()] == [
+        ("aggregate_hourly", "5 * * * *", 2, None),
+        ("aggregate_daily", "0 2 * * *", 24, None),
+        ("monthly_pipeline", "0 3 * * *", None, 3),
     ]
     assert {job.timezone for job in schedule.jobs} == {ZoneInfo("America/New_York")}
+    assert {job.data_timezone for job in schedule.jobs} == {ZoneInfo("America/New_York")}
     assert schedule.missed_run_policy == "run_latest"
     assert schedule.monthly_steps == ("curate", "process-trips", "aggregate")
     assert schedule.services == ("yellow", "green")
@@ -54,6 +55,7 @@ def test_defaults_of_a_minimal_schedule():
 
     (daily,) = schedule.jobs
     assert daily.timezone == ZoneInfo("UTC")
+    assert daily.data_timezone == ZoneInfo("America/New_York")
     assert (daily.lookback_hours, daily.retries, daily.retry_backoff_sec) == (24, 0, 60.0)
     assert daily.timeout_sec is None
     assert schedule.job("daily") is daily
@@ -98,6 +100,8 @@ def test_a_job_may_have_its_own_time_zone():
         ({"spark_submit": "/nonexistent/spark-submit.sh"}, {}, "is not an executable file"),
         ({"shutdown_grace_sec": -1}, {}, "shutdown_grace_sec must be a non-negative number"),
         ({"lanidng_dir": "x"}, {}, "unknown keys lanidng_dir"),
+        ({"data_timezone": "EST5"}, {}, "data_timezone 'EST5' is not an IANA time zone"),
+        ({}, {"watch_months": 3}, "watch_months applies to the monthly pipeline only"),
     ],
 )
 def test_invalid_values_name_the_file_job_and_key(overrides, job, message):
@@ -107,11 +111,14 @@ def test_invalid_values_name_the_file_job_and_key(overrides, job, message):
     assert "schedules.toml" in str(raised.value)
 
 
-def test_lookback_hours_is_for_aggregate_jobs_only():
-    monthly = {"name": "monthly", "kind": "monthly_pipeline", "cron": "0 3 1 * *"}
+def test_lookback_hours_is_for_aggregate_jobs_only_and_watch_months_for_the_monthly_one():
+    monthly = {"name": "monthly", "kind": "monthly_pipeline", "cron": "0 3 * * *"}
 
     with pytest.raises(ConfigError, match=r"job #1 \(monthly\): lookback_hours applies to aggre"):
         parse(jobs=[{**monthly, "lookback_hours": 24}])
+    with pytest.raises(ConfigError, match=r"\(monthly\): watch_months must be a positive integer"):
+        parse(jobs=[{**monthly, "watch_months": 0}])
+    assert parse(jobs=[monthly]).jobs[0].watch_months == 3
 
 
 def test_job_names_are_unique_and_jobs_required():

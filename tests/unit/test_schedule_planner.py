@@ -1,4 +1,5 @@
-"""Fire times across daylight-saving changes, periods and the missed-run policy (pure)."""
+"""Fire times across daylight-saving changes, periods in the data's wall clock and the missed-run
+policy (pure)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chillflow.errors import ConfigError
-from chillflow.scheduler.clock import FakeClock
 from chillflow.scheduler.config import JobSchedule
 from chillflow.scheduler.planner import (
+    hourly_window_end,
     latest_fire,
     month_days,
     next_fire,
-    parse_period,
-    period_of,
+    parse_periods,
+    periods_of,
     select_due,
 )
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.unit
 
@@ -36,10 +38,17 @@ def job(kind: str, cron: str, tz: ZoneInfo = NEW_YORK) -> JobSchedule:
         kind=kind,
         cron=cron,
         timezone=tz,
+        data_timezone=NEW_YORK,
         lookback_hours=lookback,
+        watch_months=3 if kind == "monthly_pipeline" else None,
         retries=0,
         retry_backoff_sec=0,
     )
+
+
+def period_of(schedule: JobSchedule, fire: datetime) -> str:
+    (period,) = periods_of(schedule, fire)
+    return period
 
 
 def fires(schedule: JobSchedule, after: datetime, count: int) -> list[datetime]:
@@ -52,7 +61,7 @@ def fires(schedule: JobSchedule, after: datetime, count: int) -> list[datetime]:
 
 HOURLY = job("aggregate_hourly", "5 * * * *")
 DAILY = job("aggregate_daily", "0 2 * * *")
-MONTHLY = job("monthly_pipeline", "0 3 1 * *")
+MONTHLY = job("monthly_pipeline", "0 3 * * *")
 
 
 def test_hourly_job_fires_every_real_hour_when_spring_skips_an_hour():
@@ -73,12 +82,20 @@ def test_hourly_job_fires_every_real_hour_when_spring_skips_an_hour():
         "03:05-0400",
         "04:05-0400",
     ]
+    # Each run covers the wall-clock hour that just ended; 02:00 does not exist that night.
     assert [period_of(HOURLY, f) for f in found] == [
-        "2026-03-08T03:00Z",
-        "2026-03-08T04:00Z",
-        "2026-03-08T05:00Z",
-        "2026-03-08T06:00Z",
-        "2026-03-08T07:00Z",
+        "2026-03-07T22:00-05:00",
+        "2026-03-07T23:00-05:00",
+        "2026-03-08T00:00-05:00",
+        "2026-03-08T01:00-05:00",
+        "2026-03-08T03:00-04:00",
+    ]
+    assert [hourly_window_end(period_of(HOURLY, f)) for f in found] == [
+        datetime(2026, 3, 7, 23),
+        datetime(2026, 3, 8, 0),
+        datetime(2026, 3, 8, 1),
+        datetime(2026, 3, 8, 2),
+        datetime(2026, 3, 8, 4),
     ]
 
 
@@ -98,13 +115,31 @@ def test_hourly_job_fires_in_both_passes_of_the_repeated_autumn_hour():
         "01:05-0500",
         "02:05-0500",
     ]
+    # Both passes through wall-clock 01:00 run, as periods that differ by their offset; both
+    # recompute wall-clock hour 01:00, which holds the trips of both passes.
     periods = [period_of(HOURLY, f) for f in found]
     assert periods == [
-        "2026-11-01T03:00Z",
-        "2026-11-01T04:00Z",
-        "2026-11-01T05:00Z",
-        "2026-11-01T06:00Z",
+        "2026-10-31T23:00-04:00",
+        "2026-11-01T00:00-04:00",
+        "2026-11-01T01:00-04:00",
+        "2026-11-01T01:00-05:00",
     ]
+    assert [hourly_window_end(p) for p in periods] == [
+        datetime(2026, 11, 1, 0),
+        datetime(2026, 11, 1, 1),
+        datetime(2026, 11, 1, 2),
+        datetime(2026, 11, 1, 2),
+    ]
+
+
+def test_the_hourly_run_at_ten_past_in_new_york_covers_the_new_york_hour_that_just_ended():
+    fire = datetime.fromisoformat("2025-03-10T10:05:00-04:00")
+
+    assert period_of(HOURLY, fire) == "2025-03-10T09:00-04:00"
+    assert hourly_window_end(period_of(HOURLY, fire)) == datetime(2025, 3, 10, 10)
+    # A UTC cron changes when the job fires, not what an hour of the data is.
+    utc_cron = job("aggregate_hourly", "5 * * * *", ZoneInfo("UTC"))
+    assert period_of(utc_cron, fire) == "2025-03-10T09:00-04:00"
 
 
 def test_daily_job_in_the_skipped_spring_hour_runs_right_after_the_jump():
@@ -115,6 +150,7 @@ def test_daily_job_in_the_skipped_spring_hour_runs_right_after_the_jump():
         utc("2026-03-08T07:00"),  # 02:00 does not exist: 03:00 EDT
         utc("2026-03-09T06:00"),  # 02:00 EDT
     ]
+    # 2026-03-08 has 23 real hours; its period is still the whole wall-clock day.
     assert [period_of(DAILY, f) for f in found] == ["2026-03-06", "2026-03-07", "2026-03-08"]
 
 
@@ -126,6 +162,8 @@ def test_daily_job_runs_once_on_the_autumn_day():
         utc("2026-11-01T07:00"),  # 02:00 EST, once
         utc("2026-11-02T07:00"),
     ]
+    # 2026-11-01 has 25 real hours; one run covers that wall-clock day, 01:00 twice included.
+    assert [period_of(DAILY, f) for f in found] == ["2026-10-30", "2026-10-31", "2026-11-01"]
 
 
 def test_daily_job_in_the_repeated_autumn_hour_runs_only_in_the_first_pass():
@@ -144,27 +182,41 @@ def test_latest_fire_includes_the_instant_itself_and_crosses_dst():
     assert latest_fire(HOURLY, utc("2026-11-01T06:30")) == utc("2026-11-01T06:05")
 
 
-def test_monthly_job_covers_the_previous_month_in_its_time_zone():
-    found = fires(MONTHLY, utc("2025-12-15T00:00"), 4)
+def test_monthly_job_checks_each_service_of_the_watched_months_every_day():
+    found = fires(MONTHLY, utc("2026-02-27T12:00"), 3)
 
     assert found == [
-        utc("2026-01-01T08:00"),  # 03:00 EST
-        utc("2026-02-01T08:00"),
+        utc("2026-02-28T08:00"),  # 03:00 EST
         utc("2026-03-01T08:00"),
-        utc("2026-04-01T07:00"),  # 03:00 EDT
+        utc("2026-03-02T08:00"),
     ]
-    assert [period_of(MONTHLY, f) for f in found] == ["2025-12", "2026-01", "2026-02", "2026-03"]
+    assert periods_of(MONTHLY, found[0], ("yellow", "green")) == [
+        "2025-11/yellow",
+        "2025-11/green",
+        "2025-12/yellow",
+        "2025-12/green",
+        "2026-01/yellow",
+        "2026-01/green",
+    ]
+    assert periods_of(MONTHLY, found[1], ("yellow",)) == [
+        "2025-12/yellow",
+        "2026-01/yellow",
+        "2026-02/yellow",
+    ]
 
 
-def test_periods_at_day_boundaries():
-    assert period_of(HOURLY, utc("2026-03-09T00:05")) == "2026-03-08T23:00Z"
-    assert period_of(HOURLY, utc("2026-03-09T01:00")) == "2026-03-09T00:00Z"
+def test_periods_at_day_and_month_boundaries_follow_the_data_wall_clock():
+    assert period_of(HOURLY, utc("2026-03-09T04:05")) == "2026-03-08T23:00-04:00"
+    assert period_of(HOURLY, utc("2026-03-09T05:00")) == "2026-03-09T00:00-04:00"
     # 21:30 in New York is already the next UTC day; "yesterday" is New York's.
     evening = job("aggregate_daily", "30 21 * * *")
     assert period_of(evening, utc("2026-06-10T01:30")) == "2026-06-08"
-    evening_utc = job("aggregate_daily", "30 21 * * *", ZoneInfo("UTC"))
-    assert period_of(evening_utc, utc("2026-06-10T01:30")) == "2026-06-09"
-    assert period_of(MONTHLY, datetime(2026, 3, 1, 0, 30, tzinfo=NEW_YORK)) == "2026-02"
+    # The same instant from a UTC cron: New York's 2026-06-09 has not ended, so it is not due.
+    evening_utc = job("aggregate_daily", "30 1 * * *", ZoneInfo("UTC"))
+    assert period_of(evening_utc, utc("2026-06-10T01:30")) == "2026-06-08"
+    # 23:30 in New York on the last of the month: that month has not ended yet.
+    month_end = datetime(2026, 2, 28, 23, 30, tzinfo=NEW_YORK)
+    assert periods_of(MONTHLY, month_end, ("yellow",))[-1] == "2026-01/yellow"
 
 
 @pytest.mark.parametrize(
@@ -201,30 +253,42 @@ def test_missed_run_policy(handled, now, policy, expected):
 @pytest.mark.parametrize(
     ("schedule", "text", "expected"),
     [
-        (HOURLY, "2026-03-08T06", "2026-03-08T06:00Z"),
-        (HOURLY, "2026-03-08T06:00Z", "2026-03-08T06:00Z"),
-        (HOURLY, "2026-03-08T01:00-05:00", "2026-03-08T06:00Z"),
-        (DAILY, "2026-03-07", "2026-03-07"),
-        (MONTHLY, "2026-02", "2026-02"),
+        (HOURLY, "2025-03-10T09", ["2025-03-10T09:00-04:00"]),
+        (HOURLY, "2025-03-10T13:00Z", ["2025-03-10T09:00-04:00"]),
+        (HOURLY, "2025-03-10T14:00+01:00", ["2025-03-10T09:00-04:00"]),
+        (HOURLY, "2026-11-01T01:00-05:00", ["2026-11-01T01:00-05:00"]),
+        (HOURLY, "2026-11-01T05:00Z", ["2026-11-01T01:00-04:00"]),
+        (DAILY, "2026-03-07", ["2026-03-07"]),
+        (MONTHLY, "2026-02", ["2026-02/yellow", "2026-02/green"]),
+        (MONTHLY, "2026-02/green", ["2026-02/green"]),
     ],
 )
-def test_parse_period_returns_the_canonical_form(schedule, text, expected):
-    assert parse_period(schedule, text) == expected
+def test_parse_periods_returns_the_canonical_form(schedule, text, expected):
+    assert parse_periods(schedule, text, ("yellow", "green")) == expected
 
 
 @pytest.mark.parametrize(
     ("schedule", "text", "message"),
     [
-        (HOURLY, "2026-03-08T06:30", "expected an hour such as 2026-03-08T06:00Z"),
+        (HOURLY, "2026-03-08T06:30", "expected an hour such as 2025-03-10T09:00-04:00"),
+        (HOURLY, "2025-03-10T09:00+05:30", "expected an hour such as"),
         (HOURLY, "yesterday", "invalid period 'yesterday' for hourly job j"),
+        (HOURLY, "2026-03-08T02:00", "02:00 does not exist in America/New_York that day"),
+        (
+            HOURLY,
+            "2026-11-01T01",
+            "01:00 occurs twice in America/New_York that day; give the offset: "
+            "2026-11-01T01:00-04:00 or 2026-11-01T01:00-05:00",
+        ),
         (DAILY, "2026-02-30", "invalid period '2026-02-30' for daily job j: expected YYYY-MM-DD"),
         (DAILY, "20260307", "expected YYYY-MM-DD"),
         (MONTHLY, "2026-13", "invalid month '2026-13'"),
+        (MONTHLY, "2026-02/fhv", "service 'fhv' is not one of the schedule's services"),
     ],
 )
-def test_parse_period_rejects_other_forms(schedule, text, message):
+def test_parse_periods_rejects_other_forms(schedule, text, message):
     with pytest.raises(ConfigError, match=message):
-        parse_period(schedule, text)
+        parse_periods(schedule, text, ("yellow", "green"))
 
 
 def test_month_days():

@@ -82,25 +82,3 @@ def test_missing_conf_dir_says_how_to_fix(tmp_path):
 def test_parse_month_rejects(value):
     with pytest.raises(ConfigError, match="expected YYYY-MM"):
         parse_month(value)
-
-
-def test_class_sharing_directory_default_override_and_off(tmp_path):
-    env = {"CHILLFLOW_IVY_DIR": str(tmp_path / "ivy")}
-    assert load_settings(CONF, env).spark.class_sharing_dir == tmp_path / "ivy/chillflow-cds"
-    explicit = {**env, "CHILLFLOW_CDS_DIR": str(tmp_path / "cds")}
-    assert load_settings(CONF, explicit).spark.class_sharing_dir == tmp_path / "cds"
-
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    (conf / "quality_rules.toml").write_text((CONF / "quality_rules.toml").read_text())
-    main = (CONF / "chillflow.toml").read_text()
-    assert "class_sharing = true" in main
-    (conf / "chillflow.toml").write_text(
-        main.replace("class_sharing = true", "class_sharing = false")
-    )
-    assert load_settings(conf, explicit).spark.class_sharing_dir is None
-    (conf / "chillflow.toml").write_text(
-        main.replace("class_sharing = true", 'class_sharing = "yes"')
-    )
-    with pytest.raises(ConfigError, match="class_sharing"):
-        load_settings(conf, env)

@@ -223,21 +223,40 @@ def test_help_lists_the_environment():
     assert "SPARK_MASTER" in done.stdout and "CHILLFLOW_JARS_MODE" in done.stdout
 
 
-def test_local_driver_maps_an_existing_class_sharing_archive(jars_dir, tmp_path):
-    from chillflow.class_sharing import archive_path
+def test_local_driver_takes_the_jvm_options_of_the_configuration(jars_dir):
+    _, argv = dry_run("curate", "x.parquet", CHILLFLOW_JARS_DIR=str(jars_dir))
 
-    cds = tmp_path / "cds"
-    env = {"CHILLFLOW_JARS_DIR": str(jars_dir), "CHILLFLOW_CDS_DIR": str(cds)}
-    _, argv = dry_run("curate", "x.parquet", **env)
-    assert "SharedArchiveFile" not in options(argv, "--driver-java-options")[0]
+    assert options(argv, "--driver-java-options") == [
+        "-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
+        f" -Dlog4j2.configurationFile={REPO_ROOT / 'conf/log4j2.properties'}"
+    ]
 
-    archive = archive_path(cds, [str(p) for p in sorted(jars_dir.glob("*.jar"))])
-    archive.parent.mkdir()
-    archive.write_bytes(b"archive")
-    _, argv = dry_run("curate", "x.parquet", **env)
-    (java_options,) = options(argv, "--driver-java-options")
-    assert java_options.startswith("-XX:+UseParallelGC -XX:CompileThresholdScaling=3 ")
-    assert f"-XX:SharedArchiveFile={archive} -Xshare:auto" in java_options
 
-    _, argv = dry_run("curate", "x.parquet", SPARK_MASTER="spark://master:7077", **env)
-    assert "SharedArchiveFile" not in options(argv, "--driver-java-options")[0]
+def test_dry_run_masks_secrets_in_extra_options(jars_dir):
+    secrets = ("S3cr3t-k3y", "AKIA-Id", "Pw0rd-db", "NaCl-salt", "Pw1-url", "t0k3n")
+    extra = (
+        "--conf spark.hadoop.fs.s3a.secret.key=S3cr3t-k3y"
+        " --conf spark.hadoop.fs.s3a.access.key=AKIA-Id"
+        " --conf spark.executorEnv.DATABASE_URL=postgresql://loader:Pw0rd-db@db:5432/chillflow"
+        " --conf spark.kubernetes.driverEnv.HASH_SALT=NaCl-salt"
+        " --conf spark.jdbc.reference=postgresql://reader:Pw1-url@replica/chillflow"
+        " --conf spark.hadoop.fs.azure.sas.fixed.TOKEN=t0k3n"
+        " --conf spark.ui.enabled=false"
+    )
+
+    env = {"CHILLFLOW_JARS_DIR": str(jars_dir), "SPARK_SUBMIT_EXTRA": extra}
+    done = submit("--dry-run", "curate", "x.parquet", **env)
+
+    assert done.returncode == 0, done.stderr
+    assert not [secret for secret in secrets if secret in done.stdout]
+    settings = confs(shlex.split(done.stdout))
+    for key in (
+        "spark.hadoop.fs.s3a.secret.key",
+        "spark.hadoop.fs.s3a.access.key",
+        "spark.executorEnv.DATABASE_URL",
+        "spark.kubernetes.driverEnv.HASH_SALT",
+        "spark.hadoop.fs.azure.sas.fixed.TOKEN",
+    ):
+        assert settings[key] == "***"
+    assert settings["spark.jdbc.reference"] == "postgresql://reader:***@replica/chillflow"
+    assert settings["spark.ui.enabled"] == "false"

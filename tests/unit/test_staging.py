@@ -15,7 +15,13 @@ from pyspark.sql.types import (
 
 from chillflow.errors import SchemaError
 from chillflow.schemas import STAGED_DDL, struct
-from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL, plan_layout, stage_trips
+from chillflow.transforms.staging import (
+    SOURCE_FILE_COL,
+    SOURCE_ROW_COL,
+    plan_layout,
+    stage_trips,
+    trip_service,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -341,3 +347,17 @@ def test_unsupported_layouts_name_file_expected_and_found_columns(fields, expect
     assert message.startswith("/data/old_tripdata_2015-01.parquet: not a yellow/green TLC")
     assert f"Expected column(s): {expected}." in message
     assert f"Found: {fields[0][0]}, {fields[1][0]}" in message
+
+
+def test_trip_service_reads_the_layout_from_column_names_alone():
+    yellow = [name.upper() for name, _ in YELLOW_CORE]
+    green = [name.replace("tpep", "lpep") for name, _ in YELLOW_CORE]
+
+    assert trip_service(yellow, "y.parquet") == "yellow"
+    assert trip_service([*green, "ehail_fee", "trip_type"], "g.parquet") == "green"
+    with pytest.raises(
+        SchemaError, match=r"g.parquet: .*Expected column\(s\): lpep_dropoff_datetime"
+    ):
+        trip_service([n for n in green if n != "lpep_dropoff_datetime"], "g.parquet")
+    with pytest.raises(SchemaError, match=r"Expected column\(s\): tpep_/lpep_pickup_datetime"):
+        trip_service(["dispatching_base_num", "pickup_datetime"], "fhv.parquet")

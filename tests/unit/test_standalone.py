@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from chillflow.standalone import StandaloneCluster, _processes_under
+from tests.standalone_cluster import StandaloneCluster, processes_under
 
 pytestmark = pytest.mark.unit
 
@@ -21,7 +21,7 @@ def test_leftover_search_matches_the_work_dir_and_not_its_siblings(tmp_path):
     )
     other = subprocess.Popen(["sleep", "30"], cwd=sibling)
     try:
-        found = _processes_under(mine)
+        found = processes_under(mine)
 
         assert by_cwd.pid in found and by_argument.pid in found
         assert other.pid not in found

@@ -1,10 +1,10 @@
 """A Spark standalone cluster on this machine, started from the pyspark installation's scripts.
 
-Used by the cluster test, the cluster benchmark and anyone trying cluster submission without
-Docker. The pyspark wheel ships ``bin/spark-class`` but not ``sbin/start-master.sh``, so the master
-and each worker run as ``spark-class org.apache.spark.deploy.…`` processes, each in its own process
-group (a worker's executors inherit it) with its log in the cluster's work directory. Everything
-binds to one loopback address on free ports, so several clusters can run side by side.
+Used by the cluster test and the cluster benchmark (bench/bench_cluster.py). The pyspark wheel
+ships ``bin/spark-class`` but not ``sbin/start-master.sh``, so the master and each worker run as
+``spark-class org.apache.spark.deploy.…`` processes, each in its own process group (a worker's
+executors inherit it) with its log in the cluster's work directory. Everything binds to one
+loopback address on free ports, so several clusters can run side by side.
 
 ``stop`` ends the process groups, workers first, and then any process still running from the
 work directory (an executor that outlived its worker), so nothing is left behind.
@@ -207,7 +207,7 @@ class StandaloneCluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 daemon.process.wait(timeout=10)
             daemon.log_file.close()
-        leftovers = _processes_under(self.work_dir)
+        leftovers = processes_under(self.work_dir)
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -282,7 +282,7 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def _processes_under(work_dir: Path) -> list[int]:
+def processes_under(work_dir: Path) -> list[int]:
     """Return processes whose working directory or an argument lies in ``work_dir``."""
     inside = re.compile(re.escape(str(work_dir)) + r"(/|$)")
     found = []

@@ -1,0 +1,318 @@
+"""The random draws of one block of trips, its dirt, and its conversion to Arrow."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+
+from chillflow.generator.layouts import AMOUNTS, DIRT_WEIGHTS, FEES, VOCABULARIES, Layout
+from chillflow.generator.profiles import SECONDS_PER_DAY, Month, Profile
+from chillflow.generator.zones import (
+    AIRPORTS,
+    BK,
+    BOROUGH,
+    BX,
+    CORE,
+    EWR,
+    IN_CBD,
+    IN_CONGESTION_ZONE,
+    JFK,
+    LGA,
+    QN,
+    SI,
+    UNKNOWN,
+    ZONE_CENTRES,
+    ZONE_CLASS,
+    ZONE_IDS,
+)
+
+_KM_PER_MILE = 1.609344
+_PICKUP_JITTER_S = 120
+_SECOND_DIRT_RATE = 0.1
+_MAX_CLEAN_MILES = 45.0
+_MAX_CLEAN_DURATION_S = 4 * 3600
+_CBD_FEE = 0.75
+# The Manhattan congestion relief zone toll started on this day, not on the first of the month.
+_CBD_START_S = int(np.datetime64("2025-01-05", "s").astype(np.int64))
+_STRAY_DAYS_S = (
+    int(np.datetime64("2008-12-31", "s").astype(np.int64)),
+    int(np.datetime64("2009-01-01", "s").astype(np.int64)),
+)
+_OUT_OF_RANGE_ZONES = (0, 266, 300, 999)
+_TIMESTAMP_SCALE = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+#: Generated fields by name: values, or where a value is null.
+_Arrays = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Everything that defines the rows of one generated file."""
+
+    layout: Layout
+    profile: Profile
+    month: Month
+    rows: int
+    seed: int
+    dirty_rate: float
+
+
+def draw_trips(rng: np.random.Generator, spec: Spec, start: int, n: int, cols: _Arrays) -> None:
+    """Pickup time, zones, distance and duration of clean trips."""
+    month, profile = spec.month, spec.profile
+    # Stratified quantiles of the month's pickup intensity: each block covers its own stretch
+    # of the month, so files come out roughly ordered by time like the published ones.
+    quantiles = (start + np.arange(n) + rng.random(n)) / spec.rows
+    offset_s = np.floor(np.interp(quantiles, month.cdf, month.edges_s)).astype(np.int64)
+    offset_s += rng.integers(-_PICKUP_JITTER_S, _PICKUP_JITTER_S + 1, n)
+    offset_s = np.clip(offset_s, 0, month.end_s - month.start_s - 1)
+    pickup_zone = rng.choice(ZONE_IDS, n, p=profile.pickup_zone_weights)
+    dropoff_zone = _draw_dropoff_zones(rng, profile, pickup_zone, n)
+    median_mi, sigma = _distance_shape(pickup_zone, dropoff_zone)
+    distance_mi = median_mi * np.exp(sigma * rng.standard_normal(n))
+    distance_mi = np.clip(np.round(distance_mi, 2), 0.01, _MAX_CLEAN_MILES)
+    speed_kmh = (11.0 + 6.0 * np.log1p(distance_mi)) * np.exp(0.3 * rng.standard_normal(n))
+    speed_kmh = np.clip(speed_kmh, 6.0, 70.0)
+    driving_s = np.round(distance_mi * _KM_PER_MILE / speed_kmh * 3600.0).astype(np.int64)
+    duration_s = np.clip(driving_s + rng.integers(20, 121, n), 60, _MAX_CLEAN_DURATION_S)
+    cols.update(
+        pickup_ts=month.start_s + offset_s,
+        duration_s=duration_s,
+        pu_zone=pickup_zone,
+        do_zone=dropoff_zone,
+        trip_distance=distance_mi,
+    )
+
+
+def _draw_dropoff_zones(
+    rng: np.random.Generator, profile: Profile, pickup_zone: np.ndarray, n: int
+) -> np.ndarray:
+    """Dropoff zones: city-wide demand, or within the pickup's borough for local trips."""
+    dropoff_zone = rng.choice(ZONE_IDS, n, p=profile.dropoff_zone_weights)
+    local = (rng.random(n) < profile.local_share) & ~np.isin(pickup_zone, AIRPORTS)
+    quantiles = rng.random(n)
+    pickup_borough = BOROUGH[pickup_zone]
+    for borough in (CORE, BK, QN, BX, SI):
+        rows = local & (pickup_borough == borough)
+        zones = np.flatnonzero(np.equal(BOROUGH, borough))
+        cdf = np.cumsum(profile.dropoff_zone_weights[zones])
+        picks = np.searchsorted(cdf / cdf[-1], quantiles[rows], side="right")
+        dropoff_zone[rows] = zones[np.minimum(picks, zones.size - 1)]
+    return dropoff_zone
+
+
+def _distance_shape(pickup_zone: np.ndarray, dropoff_zone: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Median (miles) and log-spread of the trip distance between two zones."""
+    pu_class, do_class = ZONE_CLASS[pickup_zone], ZONE_CLASS[dropoff_zone]
+    pu_borough, do_borough = BOROUGH[pickup_zone], BOROUGH[dropoff_zone]
+
+    def either(zone: int) -> np.ndarray:
+        return (pickup_zone == zone) | (dropoff_zone == zone)
+
+    cases = [
+        (pickup_zone == dropoff_zone, 0.7, 0.6),
+        (either(JFK), 17.5, 0.18),
+        (either(LGA), 9.5, 0.22),
+        (either(EWR), 17.0, 0.2),
+        ((pu_class == UNKNOWN) | (do_class == UNKNOWN), 2.0, 1.0),
+        ((pu_borough == CORE) & (do_borough == CORE), 1.45, 0.55),
+        (pu_borough == do_borough, 1.8, 0.7),
+    ]
+    conditions = [condition for condition, _, _ in cases]
+    median = np.select(conditions, [m for _, m, _ in cases], default=4.8)
+    sigma = np.select(conditions, [s for _, _, s in cases], default=0.45)
+    return median, sigma
+
+
+def draw_codes(
+    rng: np.random.Generator, profile: Profile, n: int, cols: _Arrays, nulls: _Arrays
+) -> None:
+    """Vendor, passengers, rate code, payment type and the valid null block."""
+    pu, do = cols["pu_zone"], cols["do_zone"]
+    # Real files have ~1% rows (Flex Fare and similar) where these columns are null together.
+    null_block = rng.random(n) < profile.null_block_rate
+    payment = rng.choice(profile.payment_types, n, p=profile.payment_weights)
+    if profile.null_block_payment_type is not None:
+        payment = np.where(null_block, profile.null_block_payment_type, payment)
+    other_rates = (profile.nassau_share, profile.negotiated_share)
+    ratecode = rng.choice((1, 4, 5), n, p=(1.0 - sum(other_rates), *other_rates))
+    jfk_manhattan = ((pu == JFK) & (BOROUGH[do] == CORE)) | ((do == JFK) & (BOROUGH[pu] == CORE))
+    ratecode = np.where(jfk_manhattan & (rng.random(n) < profile.jfk_flat_share), 2, ratecode)
+    ratecode = np.where(do == EWR, 3, ratecode)
+    cols.update(
+        vendor_id=rng.choice(profile.vendors, n, p=profile.vendor_weights),
+        passenger_count=rng.choice(np.arange(1, 7), n, p=(0.72, 0.15, 0.04, 0.03, 0.035, 0.025)),
+        store_and_fwd_flag=(rng.random(n) < 0.003).astype(np.int64),
+        payment_type=payment,
+        ratecode=ratecode,
+        trip_type=np.where(ratecode == 5, 2, 1),
+        null_block=null_block,
+    )
+    for field in ("passenger_count", "ratecode", "store_and_fwd_flag", *FEES[:2]):
+        nulls[field] = null_block
+    if profile.null_block_payment_type is None:
+        nulls["payment_type"] = null_block
+        nulls["trip_type"] = null_block
+
+
+def draw_amounts(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays) -> None:
+    """Fare components in USD and their total; fees the layout lacks are not charged."""
+    profile, fields = spec.profile, spec.layout.fields
+    pu, do, ratecode = cols["pu_zone"], cols["do_zone"], cols["ratecode"]
+    pickup_s, null_block = cols["pickup_ts"], cols["null_block"]
+    minutes = cols["duration_s"] / 60.0
+    metered = np.round(3.0 + 2.8 * cols["trip_distance"] + 0.7 * minutes, 1)
+    negotiated = np.round(metered * rng.uniform(0.8, 1.5, n), 1)
+    fare = np.where(ratecode == 5, negotiated, metered)
+    fare = np.where(ratecode == 2, profile.jfk_flat_fare, fare)
+    hour = (pickup_s // 3600) % 24
+    weekday = (pickup_s // SECONDS_PER_DAY + 3) % 7 < 5
+    night = (hour >= 20) | (hour < 6)
+    rush = weekday & (hour >= 16) & (hour < 20)
+    extra = np.where(night, profile.night_extra, np.where(rush, profile.rush_extra, 0.0))
+    mta_tax = np.where(np.isin(ratecode, (3, 4, 5)), 0.0, 0.5)
+    in_congestion = IN_CONGESTION_ZONE[pu] | IN_CONGESTION_ZONE[do]
+    in_cbd = (IN_CBD[pu] | IN_CBD[do]) & (pickup_s >= _CBD_START_S)
+    charges = {
+        "congestion_surcharge": (in_congestion & ~null_block, profile.congestion_surcharge),
+        "airport_fee": (np.isin(pu, AIRPORTS) & ~null_block, profile.airport_fee),
+        "cbd_congestion_fee": (in_cbd, _CBD_FEE),
+    }
+    fees = {
+        name: np.where(charged & (name in fields), amount, 0.0)
+        for name, (charged, amount) in charges.items()
+    }
+    long_trip = (BOROUGH[pu] != BOROUGH[do]) | np.isin(pu, AIRPORTS) | np.isin(do, AIRPORTS)
+    tolled = rng.random(n) < np.where(long_trip, 0.2, 0.004)
+    tolls = np.where(tolled, rng.choice((6.94, 13.88), n, p=(0.93, 0.07)), 0.0)
+    tip_share = rng.choice(
+        (0.0, 0.15, 0.18, 0.2, 0.22, 0.25, 0.3), n, p=(0.12, 0.1, 0.12, 0.3, 0.1, 0.16, 0.1)
+    )
+    improvement = np.full(n, profile.improvement_surcharge)
+    # Tipped on the metered part only, so every yellow layout carries the same tips.
+    tipped = fare + extra + mta_tax + improvement
+    tip = np.where(cols["payment_type"] == 1, np.round(tip_share * tipped, 2), 0.0)
+    cols.update(
+        fare_amount=fare,
+        extra=extra,
+        mta_tax=mta_tax,
+        tip_amount=tip,
+        tolls_amount=tolls,
+        improvement_surcharge=improvement,
+        **fees,
+    )
+    cols["total_amount"] = np.round(sum(cols[name] for name in AMOUNTS), 2)
+
+
+def apply_dirt(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays, nulls: _Arrays) -> None:
+    """Break a ``dirty_rate`` share of rows, a few of them in two ways at once.
+
+    Every random draw happens whatever the rate, so clean rows are the same at any rate.
+    """
+    kinds = spec.layout.dirt
+    weights = np.array([DIRT_WEIGHTS[kind] for kind in kinds])
+    dirty = rng.random(n) < spec.dirty_rate
+    primary = rng.choice(len(kinds), n, p=weights / weights.sum())
+    twice = rng.random(n) < _SECOND_DIRT_RATE
+    secondary = (primary + rng.integers(1, len(kinds), n)) % len(kinds)
+
+    def hit(kind: str) -> np.ndarray:
+        if kind not in kinds:
+            return np.zeros(n, dtype=bool)
+        index = kinds.index(kind)
+        return dirty & ((primary == index) | (twice & (secondary == index)))
+
+    stray_s = _stray_pickups(rng, spec.month, cols["pickup_ts"], n)
+    very_long_s = rng.integers(int(1.05 * SECONDS_PER_DAY), 4 * SECONDS_PER_DAY, n)
+    backwards_s = np.where(rng.random(n) < 0.3, 0, rng.integers(1, 2701, n))
+    absurd_mi = np.round(rng.uniform(60.0, 120.0, n), 2)
+    absurd_s = rng.integers(60, 481, n)
+    bad_zone = rng.choice(_OUT_OF_RANGE_ZONES, n)
+    on_pickup = rng.random(n) < 0.6
+
+    # Later timing faults are set relative to the final pickup, so each leaves its row dirty.
+    pickup_s = np.where(hit("pickup_outside_month"), stray_s, cols["pickup_ts"])
+    dropoff_s = pickup_s + cols["duration_s"]
+    dropoff_s = np.where(hit("very_long"), pickup_s + very_long_s, dropoff_s)
+    dropoff_s = np.where(hit("dropoff_not_after_pickup"), pickup_s - backwards_s, dropoff_s)
+    absurd = hit("absurd_speed")
+    dropoff_s = np.where(absurd, pickup_s + absurd_s, dropoff_s)
+    cols["trip_distance"] = np.where(absurd, absurd_mi, cols["trip_distance"])
+    cols["pickup_ts"], cols["dropoff_ts"] = pickup_s, dropoff_s
+    negative = hit("negative_amount")
+    for name in (*AMOUNTS, "total_amount"):
+        # 0.0 - x rather than -x: a refund of a zero component stays 0.0, not -0.0.
+        cols[name] = np.where(negative, 0.0 - cols[name], cols[name])
+    out_of_range = hit("zone_out_of_range")
+    cols["pu_zone"] = np.where(out_of_range & on_pickup, bad_zone, cols["pu_zone"])
+    cols["do_zone"] = np.where(out_of_range & ~on_pickup, bad_zone, cols["do_zone"])
+    nulls["pu_zone"] = hit("null_pickup_zone")
+    nulls["pickup_ts"] = hit("null_pickup_time")
+
+
+def _stray_pickups(
+    rng: np.random.Generator, month: Month, pickup_s: np.ndarray, n: int
+) -> np.ndarray:
+    """Pickups outside the file's month, like those real files carry."""
+    time_of_day_s = rng.integers(0, SECONDS_PER_DAY, n)
+    last_hour_before = month.start_s - 3600 + time_of_day_s % 3600
+    candidates = (
+        _STRAY_DAYS_S[0] + time_of_day_s,
+        _STRAY_DAYS_S[1] + time_of_day_s,
+        last_hour_before,
+        month.start_2088_s + (pickup_s - month.start_s),
+    )
+    stray_s = np.choose(rng.integers(0, len(candidates), n), candidates)
+    # A 2009-01 or 2088 file would otherwise get "stray" pickups inside its own month.
+    inside = (stray_s >= month.start_s) & (stray_s < month.end_s)
+    return np.where(inside, last_hour_before, stray_s)
+
+
+def draw_coordinates(rng: np.random.Generator, n: int, cols: _Arrays, nulls: _Arrays) -> None:
+    """Latitude and longitude around each zone, for the pre-2016 layout."""
+    for end, zone_field in (("pickup", "pu_zone"), ("dropoff", "do_zone")):
+        zone = cols[zone_field]
+        known = (zone >= 1) & (zone <= 265)
+        latitude, longitude, spread = ZONE_CENTRES[np.where(known, zone, 0)].T
+        latitude = latitude + spread * rng.standard_normal(n)
+        longitude = longitude + 1.3 * spread * rng.standard_normal(n)
+        # Old files mark trips they could not locate with (0, 0) rather than null.
+        cols[f"{end}_latitude"] = np.where(known, latitude, 0.0)
+        cols[f"{end}_longitude"] = np.where(known, longitude, 0.0)
+        if zone_field in nulls:
+            nulls[f"{end}_latitude"] = nulls[f"{end}_longitude"] = nulls[zone_field]
+
+
+def draw_fhv_bases(rng: np.random.Generator, n: int, cols: _Arrays, nulls: _Arrays) -> None:
+    """Dispatching and affiliated base licences and the shared-ride flag of FHV trips."""
+    bases = len(VOCABULARIES["dispatching_base_num"])
+    weights = 1.0 / np.arange(1, bases + 1)
+    dispatching = rng.choice(bases, n, p=weights / weights.sum())
+    other = rng.choice(bases, n, p=weights / weights.sum())
+    affiliation = rng.random(n)
+    cols["dispatching_base_num"] = dispatching
+    cols["affiliated_base_number"] = np.where(affiliation < 0.8, dispatching, other)
+    nulls["affiliated_base_number"] = affiliation >= 0.95
+    cols["sr_flag"] = np.ones(n, dtype=np.int64)
+    nulls["sr_flag"] = rng.random(n) >= 0.03
+
+
+def to_table(layout: Layout, n: int, cols: _Arrays, nulls: _Arrays) -> pa.Table:
+    """The block's arrays in the layout's columns and Arrow types."""
+    arrays = [_to_array(field, dtype, n, cols, nulls) for _, field, dtype in layout.columns]
+    return pa.Table.from_arrays(arrays, schema=layout.schema)
+
+
+def _to_array(field: str, dtype: pa.DataType, n: int, cols: _Arrays, nulls: _Arrays) -> pa.Array:
+    if pa.types.is_null(dtype):
+        return pa.nulls(n)
+    values = cols[field]
+    mask = nulls.get(field)
+    if mask is not None and not mask.any():
+        mask = None
+    if pa.types.is_string(dtype):
+        return pa.array(VOCABULARIES[field], type=dtype).take(pa.array(values, mask=mask))
+    if pa.types.is_timestamp(dtype):
+        return pa.array(values * _TIMESTAMP_SCALE[dtype.unit], type=dtype, mask=mask)
+    return pa.array(values.astype(dtype.to_pandas_dtype()), type=dtype, mask=mask)

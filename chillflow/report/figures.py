@@ -1,0 +1,246 @@
+"""The report's figures: small aggregates of the Delta tables, ``ops.job_run`` and ``dim.zone``.
+
+Every query returns at most a few hundred rows (per slice and rule, per day and hour, per zone);
+nothing big is collected. Timestamps leave Spark as text in the session time zone (UTC).
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg2
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from chillflow.errors import ChillflowError, error_summary
+from chillflow.settings import Settings
+from chillflow.storage.delta import read_table, table_exists
+from chillflow.storage.postgres import connect
+
+LATEST_MONTHS = 12
+EXAMPLES_PER_RULE = 3
+TOP_ZONES = 10
+RUNS_PER_JOB = 5
+TABLES = ("curated", "quarantine", "dq_metrics", "kpis")
+EXAMPLE_COLUMNS = ("pickup_ts", "dropoff_ts", "pu_zone_id", "do_zone_id", "distance_km",
+                   "duration_min", "fare_amount", "total_amount", "failed_rules",
+                   "source_row")  # fmt: skip
+#: Hourly KPI averages shown as daily means weighted by the hours' trips.
+DAILY_MEANS = ("avg_fare", "avg_tip", "avg_speed_kmh")
+_TS = "yyyy-MM-dd HH:mm:ss"
+_SLICE = ("service", "month", "run_id")
+_RULE = ("action", "status", "evaluated", "failed", "failure_rate", "max_failure_rate", "predicate")
+_RUN_KEYS = ("job", "period", "status", "attempt", "started_at", "finished_at", "duration_sec",
+             "rows_read", "rows_written", "run_id", "error")  # fmt: skip
+
+
+def collect_figures(
+    spark: SparkSession, settings: Settings, database_url: str, months: list[str] | None = None
+) -> dict[str, Any]:
+    """Gather every number the report shows, as JSON-ready data.
+
+    Args:
+        spark: The session.
+        settings: Table locations and the configured rules (for their descriptions).
+        database_url: PostgreSQL with ``ops.job_run`` and ``dim.zone``.
+        months: ``YYYY-MM`` months; default the latest 12 of dq_metrics, and for the KPIs the
+            KPI table's latest month.
+
+    Returns:
+        generated_at, months, quality (per service and month), kpis (per month), runs,
+        zones_loaded, database_error (why runs and zone names are missing, or None), tables.
+    """
+    tables = settings.tables
+    chosen = sorted(set(months or ())) or _latest_months(spark, tables.dq_metrics)
+    kpis = _kpis(spark, tables.kpis, sorted(set(months)) if months else None)
+    top_zones = [zone for kpi in kpis for zone in kpi["top_zones"]]
+    database, names = _database_figures(database_url, {zone["zone_id"] for zone in top_zones})
+    for zone in top_zones:
+        zone.update(names.get(zone["zone_id"], {}))
+    return {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "months": chosen,
+        "quality": _quality(spark, settings, chosen),
+        "kpis": kpis,
+        **database,
+        "tables": [_table_figures(spark, name, getattr(tables, name)) for name in TABLES],
+    }
+
+
+def _latest_months(spark: SparkSession, path: Any) -> list[str]:
+    if not table_exists(spark, path):
+        return []
+    rows = read_table(spark, path).select("month").distinct().orderBy(F.desc("month"))
+    return sorted(row["month"] for row in rows.limit(LATEST_MONTHS).collect())
+
+
+def _quality(spark: SparkSession, settings: Settings, months: list[str]) -> list[dict[str, Any]]:
+    """Per slice: rows in (from dq_metrics), curated and quarantined (counted), rule outcomes."""
+    tables = settings.tables
+    if not months or not table_exists(spark, tables.dq_metrics):
+        return []
+    finished_at = F.date_format("finished_at", _TS).alias("finished_at")
+    metrics = _in_months(spark, tables.dq_metrics, months).select(
+        *_SLICE, finished_at, "rule", *_RULE
+    )
+    rows = [row.asDict() for row in metrics.collect()]
+    curated, quarantined = (
+        _slice_counts(spark, path, months) for path in (tables.curated, tables.quarantine)
+    )
+    rejecting = {row["rule"] for row in rows if row["action"] != "warn"}
+    examples = _examples(spark, tables.quarantine, months, rejecting)
+    configured = {rule.name: (i, rule.description) for i, rule in enumerate(settings.curate.rules)}
+    slices: dict[tuple[str, str], dict[str, Any]] = {}
+    rows.sort(key=lambda r: (r["month"], r["service"], configured.get(r["rule"], (99,)), r["rule"]))
+    for row in rows:
+        key = (row["service"], row["month"])
+        if key not in slices:
+            kept, rows_in = curated.get(key, 0), row["evaluated"]
+            slices[key] = {k: row[k] for k in (*_SLICE, "finished_at")} | {
+                "rows_in": rows_in,
+                "curated": kept,
+                "quarantined": quarantined.get(key, 0),
+                "retention_pct": round(100 * kept / rows_in, 4) if rows_in else None,
+                "rules": [],
+                "examples": examples.get(key, []),
+            }
+        description = {"description": configured.get(row["rule"], (0, ""))[1]}
+        slices[key]["rules"].append(
+            {"rule": row["rule"]} | description | {k: row[k] for k in _RULE}
+        )
+    return list(slices.values())
+
+
+def _in_months(spark: SparkSession, path: Any, months: list[str]) -> DataFrame:
+    return read_table(spark, path).where(F.col("month").isin(months))
+
+
+def _slice_counts(spark: SparkSession, path: Any, months: list[str]) -> dict[tuple[str, str], int]:
+    if not table_exists(spark, path):
+        return {}
+    rows = _in_months(spark, path, months).groupBy("service", "month").count().collect()
+    return {(row["service"], row["month"]): row["count"] for row in rows}
+
+
+def _examples(
+    spark: SparkSession, path: Any, months: list[str], rules: set[str]
+) -> dict[tuple, list]:
+    """The first quarantined rows (in file order) failing each rejecting rule, per slice."""
+    if not rules or not table_exists(spark, path):
+        return {}
+    first = Window.partitionBy("service", "month", "rule").orderBy("source_file", "source_row")
+    shown = [
+        F.date_format(c, _TS).alias(c) if c.endswith("_ts") else F.col(c) for c in EXAMPLE_COLUMNS
+    ]
+    rows = (
+        _in_months(spark, path, months)
+        .select("service", "month", "source_file", F.explode("failed_rules").alias("rule"), *shown)
+        .where(F.col("rule").isin(sorted(rules)))
+        .withColumn("n", F.row_number().over(first))
+        .where(F.col("n") <= EXAMPLES_PER_RULE)
+        .orderBy("service", "month", "rule", "n")
+        .collect()
+    )
+    examples: dict[tuple, list] = {}
+    for row in rows:
+        examples.setdefault((row["service"], row["month"]), []).append(
+            {"rule": row["rule"], **{c: row[c] for c in EXAMPLE_COLUMNS}}
+        )
+    return examples
+
+
+def _kpis(spark: SparkSession, path: Any, months: list[str] | None) -> list[dict[str, Any]]:
+    if not table_exists(spark, path):
+        return []
+    table = read_table(spark, path)
+    if months is None:
+        last = table.agg(F.date_format(F.max("hour_ts"), "yyyy-MM")).first()[0]
+        months = [last] if last else []
+    return [kpi for kpi in (_month_kpis(table, month) for month in months) if kpi["trips"]]
+
+
+def _month_kpis(table: DataFrame, month: str) -> dict[str, Any]:
+    """Trips by day and hour; per day revenue and trip-weighted means; the busiest zones."""
+    # Literal bounds on hour_ts let Delta prune the generated hour_date partitions.
+    start = F.lit(f"{month}-01 00:00:00").cast("timestamp")
+    rows = table.where((F.col("hour_ts") >= start) & (F.col("hour_ts") < F.add_months(start, 1)))
+    day, trips = F.dayofmonth("hour_ts").alias("day"), F.sum("trips").alias("trips")
+    revenue = F.round(F.sum("total_revenue"), 2).alias("revenue")
+    weighted = {
+        c: (F.col(c) * F.col("trips"), F.when(F.col(c).isNotNull(), F.col("trips")))
+        for c in DAILY_MEANS
+    }
+    means = [
+        F.round(F.try_divide(F.sum(x), F.sum(n)), 2).alias(c) for c, (x, n) in weighted.items()
+    ]
+    cells = rows.groupBy(day, F.hour("hour_ts").alias("hour")).agg(trips).collect()
+    daily = [
+        r.asDict() for r in rows.groupBy(day).agg(trips, revenue, *means).orderBy("day").collect()
+    ]
+    zones = rows.groupBy("zone_id").agg(trips, revenue).orderBy(F.desc("trips"), "zone_id")
+    by_day_hour = [[0] * 24 for _ in range(calendar.monthrange(int(month[:4]), int(month[5:]))[1])]
+    for cell in cells:
+        by_day_hour[cell["day"] - 1][cell["hour"]] = cell["trips"]
+    return {
+        "month": month,
+        "trips": sum(d["trips"] for d in daily),
+        "revenue": round(sum(d["revenue"] for d in daily), 2),
+        "by_day_hour": by_day_hour,
+        "daily": daily,
+        "top_zones": [
+            {"zone_id": z["zone_id"], "zone": None, "borough": None} | z.asDict()
+            for z in zones.limit(TOP_ZONES).collect()
+        ],
+    }
+
+
+def _database_figures(url: str, zone_ids: set[int]) -> tuple[dict[str, Any], dict[int, dict]]:
+    """Recent runs, and the names of ``zone_ids``; a database that cannot answer is reported."""
+    try:
+        with connect(url) as conn, conn.cursor() as cur:
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            runs = recent_runs(cur, RUNS_PER_JOB)
+            cur.execute(
+                "SELECT zone_id, borough, zone FROM dim.zone WHERE zone_id = ANY(%s)",
+                (sorted(zone_ids),),
+            )
+            names = {zone_id: {"borough": b, "zone": z} for zone_id, b, z in cur.fetchall()}
+            cur.execute("SELECT EXISTS (SELECT 1 FROM dim.zone)")
+            loaded = cur.fetchone()[0]
+    except (ChillflowError, psycopg2.Error) as exc:
+        return {"runs": [], "zones_loaded": False, "database_error": error_summary(exc)}, {}
+    return {"runs": runs, "zones_loaded": loaded, "database_error": None}, names
+
+
+def recent_runs(cur: Any, per_job: int) -> list[dict[str, Any]]:
+    """The latest ``per_job`` rows of each job in ``ops.job_run``, by job, newest first."""
+    cur.execute(
+        "SELECT to_jsonb(r) - 'n' || jsonb_build_object("
+        " 'started_at', to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'),"
+        " 'finished_at', to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'),"
+        " 'duration_sec', round(extract(epoch FROM finished_at - started_at)::numeric, 1))"
+        " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n"
+        " FROM ops.job_run) r WHERE n <= %s ORDER BY job, id DESC",
+        (per_job,),
+    )
+    return [{key: run.get(key) for key in _RUN_KEYS} for (run,) in cur.fetchall()]
+
+
+def _table_figures(spark: SparkSession, name: str, path: Any) -> dict[str, Any]:
+    """Version, last operation, files and bytes of a Delta table, from its log alone."""
+    figures: dict[str, Any] = {"table": name, "version": None}
+    if table_exists(spark, path):
+        table = DeltaTable.forPath(spark, str(path))
+        last = table.history(1).select(
+            "version", "operation", F.date_format("timestamp", _TS).alias("committed_at")
+        )
+        detail = table.detail().select(
+            F.col("numFiles").alias("files"),
+            F.col("sizeInBytes").alias("bytes"),
+            F.col("partitionColumns").alias("partitioned_by"),
+        )
+        figures.update(last.first().asDict() | detail.first().asDict())
+    return figures | {"location": str(path)}

@@ -1,0 +1,90 @@
+"""``python -m chillflow schedule plan`` as a real process, on the shipped conf/schedules.toml."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+SUBMIT = str(REPO_ROOT / "spark-submit.sh")
+
+
+def test_plan_shows_the_due_jobs_periods_and_commands_without_a_database(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    yellow = landing / "yellow_tripdata_2025-03.parquet"
+    yellow.write_bytes(b"PAR1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHILLFLOW_", "SPARK_"))}
+    # Nothing listens there: the plan must not need PostgreSQL.
+    env.update(
+        DATABASE_URL="postgresql://nobody:secret@127.0.0.1:9/none",
+        CHILLFLOW_DATA_DIR=str(tmp_path / "data"),
+        CHILLFLOW_LANDING_DIR=str(landing),
+    )
+
+    def plan(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "chillflow", "schedule", "plan", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    hourly = plan("--at", "2025-03-10T10:05:00-04:00", "--json")
+    monthly = plan("--at", "2025-04-02T07:00:30Z")
+    naive = plan("--at", "2025-03-10T10:05")
+
+    assert hourly.returncode == 0, hourly.stderr[-2000:]
+    assert json.loads(hourly.stdout) == {
+        "at": "2025-03-10T10:05:00-04:00",
+        "jobs": [
+            {
+                "job": "aggregate_hourly",
+                "kind": "aggregate_hourly",
+                "fire_time": "2025-03-10T10:05:00-04:00",
+                "runs": [
+                    {
+                        "period": "2025-03-10T09:00-04:00",
+                        "commands": [
+                            [SUBMIT, "aggregate", "run", "--until", "2025-03-10T10",
+                             "--lookback-hours", "2", "--json"],
+                        ],
+                    }
+                ],
+            }
+        ],
+        "note": None,
+    }  # fmt: skip
+    assert monthly.returncode == 0, monthly.stderr[-2000:]
+    *lines, note = monthly.stdout.splitlines()
+    awaiting = [
+        f"  period {month}/{service}: awaiting {landing / f'{service}_tripdata_{month}.parquet'}"
+        for month in ("2025-01", "2025-02")
+        for service in ("yellow", "green")
+    ]
+    assert lines == [
+        "at 2025-04-02T07:00:30+00:00: 1 job(s) due",
+        "monthly_pipeline (fires 2025-04-02T03:00:00-04:00)",
+        *awaiting,
+        "  period 2025-03/yellow",
+        f"    $ {SUBMIT} curate {yellow} --month 2025-03 --json",
+        f"    $ {SUBMIT} process-trips --month 2025-03 --service yellow --json",
+        f"    $ {SUBMIT} aggregate backfill --start 2025-03-01 --end 2025-03-31 --json",
+        f"  period 2025-03/green: awaiting {landing / 'green_tripdata_2025-03.parquet'}",
+    ]
+    assert note.startswith("note: raw files as the landing directory holds them now (")
+    assert naive.returncode == 2
+    assert naive.stderr.strip().endswith(
+        "error: --at '2025-03-10T10:05': expected an ISO 8601 time with its UTC offset, "
+        "e.g. 2025-03-10T10:05:00-04:00"
+    )
+    assert "secret" not in hourly.stderr + monthly.stderr + naive.stderr
