@@ -377,7 +377,7 @@ class BatchScheduler:
                 message,
                 [self._record_skipped(conn, job, period, message, stats)],
             )
-        done_before = None if force else ledger.latest_success(conn, job.name, period)
+        done_before = None if force else ledger.latest_run(conn, [job.name], period, "succeeded")
         if done_before is not None and (done_before.stats or {}).get("raw_file") == plan.raw_file:
             log.info("schedule.already_done", run_id=done_before.run_id)
             message = f"period already succeeded (run {done_before.run_id})"

@@ -110,10 +110,9 @@ def finish_run(
     rows_read: int | None = None,
     rows_written: int | None = None,
 ) -> JobRun:
-    """Record a run's outcome; ``stats`` None keeps the stats recorded at its start.
+    """Record a run's outcome (``stats`` None keeps those of its start), whatever its status.
 
-    The row is updated whatever its status: if it was marked abandoned while this process had
-    lost its database session, the outcome the run actually had wins.
+    A row marked abandoned while its process had lost its database session gets the outcome.
     """
     with conn.cursor() as cur:
         cur.execute(
@@ -157,14 +156,18 @@ def latest_runs(conn: Connection) -> dict[str, JobRun]:
         return {row[1]: JobRun(*row) for row in cur.fetchall()}
 
 
-def latest_run(conn: Connection, jobs: Sequence[str], period: str | None = None) -> JobRun | None:
-    """Return the most recent run of any of ``jobs`` (of ``period`` when given), or None."""
+def latest_run(
+    conn: Connection, jobs: Sequence[str], period: str | None = None, status: str | None = None
+) -> JobRun | None:
+    """Return the most recent run of any of ``jobs`` (of ``period``, with ``status``), or None."""
     runs = _select(
         conn,
         "WHERE job = ANY(%(jobs)s) AND (%(period)s::text IS NULL OR period = %(period)s)"
+        " AND (%(status)s::text IS NULL OR status = %(status)s)"
         " ORDER BY started_at DESC, id DESC LIMIT 1",
         jobs=list(jobs),
         period=period,
+        status=status,
     )
     return runs[0] if runs else None
 
@@ -176,18 +179,6 @@ def period_statuses(conn: Connection, job: str, period: str) -> set[str]:
             "SELECT DISTINCT status FROM ops.job_run WHERE job = %s AND period = %s", (job, period)
         )
         return {status for (status,) in cur.fetchall()}
-
-
-def latest_success(conn: Connection, job: str, period: str) -> JobRun | None:
-    """Return the latest ``succeeded`` row of a job's period, if any."""
-    runs = _select(
-        conn,
-        "WHERE job = %(job)s AND period = %(period)s AND status = 'succeeded'"
-        " ORDER BY id DESC LIMIT 1",
-        job=job,
-        period=period,
-    )
-    return runs[0] if runs else None
 
 
 def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]:
@@ -223,10 +214,7 @@ def orphaned_runs(conn: Connection, jobs: Sequence[str]) -> list[JobRun]:
 def mark_abandoned(
     conn: Connection, runs: list[JobRun], *, now: datetime | None = None
 ) -> list[JobRun]:
-    """Mark ``running`` rows whose process is gone as failed, with the reason; return them.
-
-    Rows finished meanwhile by their owner are left alone.
-    """
+    """Mark ``running`` rows whose process is gone as failed (not those finished meanwhile)."""
     marked = []
     with conn.cursor() as cur:
         for run in runs:
