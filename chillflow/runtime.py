@@ -35,3 +35,17 @@ def database_url(loaded: Settings | None = None) -> str:
 
     loaded = loaded or settings()
     return resolve_database_url(loaded.database_url, loaded.data_dir)
+
+
+def ledger_database_url(loaded: Settings | None = None) -> str | None:
+    """The database a run that needs none records itself in, or None.
+
+    ``DATABASE_URL`` when set, else the embedded PostgreSQL once its cluster exists under the
+    data directory (started again if it is stopped); never a new cluster just to record.
+    """
+    from chillflow.storage.pg_server import PASSWORD_FILE, cluster_dir
+
+    loaded = loaded or settings()
+    if loaded.database_url or (cluster_dir(loaded.data_dir / "postgres") / PASSWORD_FILE).is_file():
+        return database_url(loaded)
+    return None

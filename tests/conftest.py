@@ -32,7 +32,7 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("CHILLFLOW_ENV", "HASH_SALT", "CHILLFLOW_LAKE_DIR")
+        if key not in ("CHILLFLOW_ENV", "HASH_SALT", "CHILLFLOW_LAKE_DIR", "DATABASE_URL")
     }
     env["CHILLFLOW_DATA_DIR"] = str(data_dir)
     env["SPARK_MASTER"] = "local[2]"

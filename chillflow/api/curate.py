@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from chillflow.api.resources import StageResources
+from chillflow.runtime import ledger_database_url
 from chillflow.stages.curate import CurateTargets, curate
 from chillflow.storage.raw import find_raw_files
 
@@ -16,6 +17,8 @@ class MonthlyLoader(StageResources):
     Args:
         settings: Settings to use; loaded from ``conf/`` and the environment by default.
         spark: Session to use; the shared ChillFlow session by default.
+        database_url: PostgreSQL recording the runs in ``ops.job_run``; by default
+            ``DATABASE_URL``, else the embedded server if its cluster exists, else none.
     """
 
     def curate_month(
@@ -43,12 +46,14 @@ class MonthlyLoader(StageResources):
         # An unusable file (missing, corrupt, empty, a second one for a slice) fails here,
         # before a JVM starts (~5 s).
         files = find_raw_files(raw_path, month)
+        database_url = self._database_url or ledger_database_url(self.settings)
         return curate(
             self.spark,
             self.settings,
             files,
             targets=targets_beside(Path(curated_path)) if curated_path else None,
             run_id=run_id,
+            database_url=database_url,
         )
 
 

@@ -12,6 +12,7 @@ from chillflow.cli.download import download
 from chillflow.cli.jars import app as jars_app
 from chillflow.cli.process import app as process_app
 from chillflow.cli.report import report
+from chillflow.cli.runs import runs
 from chillflow.cli.schedule import app as schedule_app
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(schedule_app, name="schedule")
 app.command("demo")(demo)
 app.command("download")(download)
 app.command("report")(report)
+app.command("runs")(runs)
 
 
 def main() -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 import typer
 
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+from chillflow.cli.runs import print_table, runs
 
 app = typer.Typer(
     help="Run the batch jobs on their schedules (conf/schedules.toml) and show their history.",
@@ -52,7 +52,7 @@ def jobs(as_json: bool = JSON_OPTION) -> None:
         }
         for job in listed
     ]
-    _print_table(rows)
+    print_table(rows)
 
 
 @app.command("plan")
@@ -126,49 +126,4 @@ def run(
         raise typer.Exit(1)
 
 
-@app.command("runs")
-@handle_errors
-def runs(
-    job: str | None = typer.Option(None, "--job", help="Only this job's runs."),
-    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs, newest first."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Show the run history from ops.job_run, newest first."""
-    from chillflow.scheduler.scheduler import BatchScheduler
-
-    history = BatchScheduler().runs(job, limit)
-    if as_json:
-        emit({"runs": history}, as_json=True)
-        return
-    _print_table(
-        [
-            {
-                "id": run["id"],
-                "job": run["job"],
-                "period": run["period"],
-                "attempt": run["attempt"],
-                "status": run["status"],
-                "started": _utc_seconds(run["started_at"]),
-                "finished": _utc_seconds(run["finished_at"]),
-                "error": (run["error"] or "")[:80],
-            }
-            for run in history
-        ]
-    )
-
-
-def _utc_seconds(timestamp: str | None) -> str:
-    return f"{timestamp[:19]}Z" if timestamp else "-"
-
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        typer.echo("(none)")
-        return
-    headers = list(rows[0])
-    cells = [[str(row[key]) for key in headers] for row in rows]
-    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
-    for line in [headers, *cells]:
-        typer.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+app.command("runs", help="Show the run history from ops.job_run (same as `chillflow runs`).")(runs)

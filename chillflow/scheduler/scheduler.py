@@ -17,7 +17,6 @@ from psycopg2.extensions import connection as Connection
 from chillflow import runtime
 from chillflow.errors import ChillflowError
 from chillflow.logs import bound_run, new_run_id
-from chillflow.scheduler import runs as run_store
 from chillflow.scheduler.clock import Clock, SystemClock
 from chillflow.scheduler.config import JobSchedule, ScheduleConfig, load_schedule
 from chillflow.scheduler.executor import (
@@ -37,6 +36,7 @@ from chillflow.scheduler.planner import (
     split_monthly_period,
 )
 from chillflow.settings import Settings
+from chillflow.storage import ledger
 from chillflow.storage.postgres import connect, init_schema
 
 #: The longest the loop sleeps before looking again, so that it notices a changed wall clock
@@ -106,7 +106,7 @@ class BatchScheduler:
         """
         now = self.clock.now()
         with self._connect() as conn:
-            latest = run_store.latest_runs(conn)
+            latest = ledger.latest_runs(conn)
         return [
             {
                 "name": job.name,
@@ -162,7 +162,7 @@ class BatchScheduler:
             limit: At most this many rows.
         """
         with self._connect() as conn:
-            return [run.as_dict() for run in run_store.list_runs(conn, job=job, limit=limit)]
+            return [run.as_dict() for run in ledger.list_runs(conn, job=job, limit=limit)]
 
     def run_job(self, name: str, period: str | None = None) -> dict[str, Any]:
         """Run one job now, for one period, with its retries; also if that period succeeded.
@@ -209,8 +209,8 @@ class BatchScheduler:
             The rows marked.
         """
         with self._connect() as conn:
-            orphans = run_store.orphaned_runs(conn, [job.name for job in self.schedule.jobs])
-            marked = run_store.mark_abandoned(conn, orphans, now=self.clock.now())
+            orphans = ledger.orphaned_runs(conn, [job.name for job in self.schedule.jobs])
+            marked = ledger.mark_abandoned(conn, orphans, now=self.clock.now())
         for run in marked:
             self._log.warning(
                 "schedule.stale_run",
@@ -305,7 +305,7 @@ class BatchScheduler:
                 handled[job.name] = None
                 if job.kind != "monthly_pipeline":
                     (period,) = periods_of(job, latest)
-                    statuses = run_store.period_statuses(conn, job.name, period)
+                    statuses = ledger.period_statuses(conn, job.name, period)
                     handled[job.name] = latest if statuses - {"cancelled"} else None
         return handled
 
@@ -346,7 +346,7 @@ class BatchScheduler:
     def _run(self, job: JobSchedule, period: str, *, force: bool) -> dict[str, Any]:
         self._idle.clear()
         try:
-            with run_store.period_lock(self._url(), job.name, period) as (conn, held):
+            with ledger.period_lock(self._url(), job.name, period) as (conn, held):
                 if not held:
                     return self._record_contention(conn, job, period)
                 return self._run_locked(conn, job, period, force=force)
@@ -358,15 +358,15 @@ class BatchScheduler:
     ) -> dict[str, Any]:
         log = self._log.bind(job=job.name, period=period)
         # Holding the lock, no live run of this period can exist: any 'running' row is orphaned.
-        for run in run_store.mark_abandoned(
-            conn, run_store.running_runs(conn, job.name, period), now=self.clock.now()
+        for run in ledger.mark_abandoned(
+            conn, ledger.running_runs(conn, job.name, period), now=self.clock.now()
         ):
             log.warning("schedule.stale_run", run_id=run.run_id, reason=run.error)
         plan = plan_job(job, period, self.schedule)
         if plan.missing:
             message = f"raw file {plan.missing[0]} has not arrived"
             # One row when a period is first found awaited, not one per daily check.
-            if run_store.period_statuses(conn, job.name, period):
+            if ledger.period_statuses(conn, job.name, period):
                 return _outcome(job, period, "awaited", message, [])
             stats = {"skip_reason": "raw_file_missing", "missing": [str(plan.missing[0])]}
             log.warning("schedule.awaiting", reason=message)
@@ -377,7 +377,7 @@ class BatchScheduler:
                 message,
                 [self._record_skipped(conn, job, period, message, stats)],
             )
-        done_before = None if force else run_store.latest_success(conn, job.name, period)
+        done_before = None if force else ledger.latest_run(conn, [job.name], period, "succeeded")
         if done_before is not None and (done_before.stats or {}).get("raw_file") == plan.raw_file:
             log.info("schedule.already_done", run_id=done_before.run_id)
             message = f"period already succeeded (run {done_before.run_id})"
@@ -385,7 +385,7 @@ class BatchScheduler:
                 message = f"already loaded from this file (run {done_before.run_id})"
             return _outcome(job, period, "skipped", message, [])
 
-        rows: list[run_store.JobRun] = []
+        rows: list[ledger.JobRun] = []
         done: set[str] = set()
         for attempt in range(1, job.retries + 2):
             if self._stopping.is_set():
@@ -411,12 +411,12 @@ class BatchScheduler:
         plan: JobPlan,
         attempt: int,
         done: set[str],
-    ) -> tuple[run_store.JobRun, bool]:
+    ) -> tuple[ledger.JobRun, bool]:
         """Run the plan's steps once as a new row; return the finished row and if it may retry."""
         run_id = new_run_id()
         log_path = self.settings.data_dir / "logs" / "scheduler" / job.name / f"{run_id}.log"
         with bound_run(job.name, run_id, period=period, attempt=attempt) as log:
-            run_store.insert_run(
+            ledger.insert_run(
                 conn,
                 job=job.name,
                 period=period,
@@ -438,7 +438,7 @@ class BatchScheduler:
             stats: dict[str, Any] = {"steps": list(result.steps), "log_file": str(log_path)}
             if plan.raw_file is not None:
                 stats["raw_file"] = plan.raw_file
-            row = run_store.finish_run(
+            row = ledger.finish_run(
                 conn,
                 run_id,
                 status=result.status,
@@ -460,7 +460,7 @@ class BatchScheduler:
         ]
 
     def _record_contention(self, conn: Connection, job: JobSchedule, period: str) -> dict[str, Any]:
-        holders = run_store.running_runs(conn, job.name, period)
+        holders = ledger.running_runs(conn, job.name, period)
         holder = (
             f"run {holders[-1].run_id} on {holders[-1].host} (pid {holders[-1].pid})"
             if holders
@@ -473,10 +473,10 @@ class BatchScheduler:
 
     def _record_skipped(
         self, conn: Connection, job: JobSchedule, period: str, message: str, stats: dict[str, Any]
-    ) -> run_store.JobRun:
+    ) -> ledger.JobRun:
         """Record a run that did not start, with its reason, as one finished ``skipped`` row."""
         now = self.clock.now()
-        return run_store.insert_run(
+        return ledger.insert_run(
             conn,
             job=job.name,
             period=period,
@@ -524,7 +524,7 @@ class BatchScheduler:
 
 
 def _outcome(
-    job: JobSchedule, period: str, status: str, message: str | None, rows: list[run_store.JobRun]
+    job: JobSchedule, period: str, status: str, message: str | None, rows: list[ledger.JobRun]
 ) -> dict[str, Any]:
     return {
         "job": job.name,

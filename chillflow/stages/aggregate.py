@@ -5,47 +5,40 @@ The KPI Delta table is the source of truth; the mart is published from it. Three
 * incremental: the KPIs of one window (a target day and its lookback) are recomputed from the
   source, MERGEd into the Delta table, and the same window of the mart is replaced;
 * backfill: the same, one calendar month per chunk; chunks done by an interrupted backfill of
-  the same range are skipped when it is run again;
+  the same range are skipped when it is run again, unless their month's trips changed since;
 * full refresh: everything is recomputed and both stores are replaced atomically.
 
 Since every run makes the window it covers equal to a fresh aggregation of the source, any
-sequence of runs leaves the table a full refresh would build over the same trips.
+sequence of runs leaves the table a full refresh would build over the same trips. One lock
+(advisory, in the mart's database) is held from computing to publishing, so runs publish in
+the order they compute; a backfill also holds a lock on its range for its whole run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-import psycopg2
+import structlog
+from psycopg2.extensions import connection as Connection
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from chillflow.errors import ChillflowError, ConfigError
+from chillflow.errors import ConfigError
+from chillflow.failpoints import failpoint
 from chillflow.hour_window import HourWindow, hours_until, month_chunks
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.settings import Settings, section_values
-from chillflow.storage.delta import read_table, table_exists
+from chillflow.stages.curate import CURATE_JOB
+from chillflow.stages.trips import PROCESS_TRIPS_JOB, SERVICES
+from chillflow.storage import ledger
+from chillflow.storage.delta import read_table, table_version
 from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
-from chillflow.storage.kpi_mart import (
-    AGGREGATE_JOB,
-    BACKFILL_JOB,
-    MART_COLUMNS,
-    MartReplace,
-    finished_chunks,
-    latest_run,
-    mart_row_count,
-    record_run_finished,
-    record_run_started,
-    replace_mart_rows,
-    restart_run,
-    resumable_backfill,
-)
+from chillflow.storage.kpi_mart import MART_COLUMNS, MartReplace, mart_row_count, replace_mart_rows
 from chillflow.storage.kpi_store import (
     WriteResult,
     merge_hourly_kpis,
@@ -53,11 +46,19 @@ from chillflow.storage.kpi_store import (
     read_hourly_kpis,
     summarize_hourly_kpis,
 )
+from chillflow.storage.locks import TABLE_LOCK, AdvisoryLocks, hold, holder, lake_locks, slice_lock
 from chillflow.storage.postgres import connect, init_schema
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
 SOURCES = ("postgres", "curated")
+AGGREGATE_JOB = "aggregate"
+BACKFILL_JOB = "aggregate_backfill"
+#: The jobs whose runs change what a source gives for a month: the trips, or the quarantined
+#: rows behind the outlier rates.
+_SOURCE_JOBS = {"postgres": (PROCESS_TRIPS_JOB, CURATE_JOB), "curated": (CURATE_JOB,)}
+_KPI_LOCK = "aggregate"
+_SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
 #: The curate rule that keeps every curated pickup inside its file's month partition.
 _MONTH_RULE = "pickup_in_file_month"
 # Both timestamp columns of the mart accept this text; PostgreSQL ignores the zone for hour_ts.
@@ -154,37 +155,6 @@ def aggregate_until(
     )
 
 
-def aggregate_window(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: str,
-    window: HourWindow,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
-    mode: str = "incremental",
-    backfill_run_id: str | None = None,
-) -> dict[str, Any]:
-    """Recompute one window from the source, MERGE it into Delta and replace it in the mart.
-
-    Returns:
-        run_id, mode, source, window_start, window_end, window_hours; hours_processed and
-        zones_affected (distinct hours and zones with KPI rows in the window afterwards),
-        kpi_rows; rows_inserted, rows_updated, rows_deleted (Delta); mart_rows_deleted,
-        mart_rows_copied; table_version; duration_sec.
-    """
-    return _run(
-        spark,
-        settings,
-        database_url,
-        window=window,
-        source=source,
-        run_id=run_id,
-        mode=mode,
-        backfill_run_id=backfill_run_id,
-    )
-
-
 def aggregate_full_refresh(
     spark: SparkSession,
     settings: Settings,
@@ -199,8 +169,8 @@ def aggregate_full_refresh(
         The statistics of :func:`aggregate_window`; rows_deleted counts every row the table
         held before, rows_inserted every row it holds now.
     """
-    return _run(
-        spark, settings, database_url, window=None, source=source, run_id=run_id, mode="full"
+    return aggregate_window(
+        spark, settings, database_url, None, source=source, run_id=run_id, mode="full"
     )
 
 
@@ -217,32 +187,40 @@ def aggregate_backfill(
     """Refresh the days ``start..end`` (inclusive) one calendar month at a time.
 
     A backfill of the same range that did not finish is resumed: its completed chunks are
-    skipped. ``restart`` starts over instead.
+    skipped, except those whose month a process-trips or curate run changed after the chunk
+    finished (in ``ops.job_run``). ``restart`` starts over instead. A backfill of a range that
+    is still running refuses.
 
     Returns:
         run_id (of the backfill), start, end, chunks, chunks_skipped, attempt; summed
         rows_inserted, rows_updated, rows_deleted, mart_rows_copied; hours_processed and
         zones_affected over the whole range; duration_sec; and per-chunk statistics in runs.
+
+    Raises:
+        BusyError: A backfill of the same range is running.
     """
     chunks = month_chunks(start, end)
     conf = AggregateSettings.from_section(settings.section("aggregate"))
     source = check_source(source or conf.default_source)
     period = f"{start.isoformat()}/{end.isoformat()}"
     started = time.monotonic()
-    with connect(database_url) as conn:
-        init_schema(conn)
-        previous = None if restart else resumable_backfill(conn, period)
-        if previous is not None:
-            backfill_id = previous[0]
-            attempt = restart_run(conn, backfill_id)
-            done = finished_chunks(conn, backfill_id)
-        else:
-            backfill_id, attempt, done = new_run_id(), 1, set()
-            record_run_started(conn, BACKFILL_JOB, period, backfill_id, {"source": source})
-    with bound_run("aggregate_backfill", backfill_id, period=period, source=source) as log:
-        log.info("aggregate.backfill_started", chunks=len(chunks), done=len(done), attempt=attempt)
-        runs: list[dict[str, Any]] = []
-        try:
+    store = AdvisoryLocks(database_url, holder(BACKFILL_JOB, f"of {period}"))
+    with hold(store, [(f"{BACKFILL_JOB}|{period}", False)], what=f"backfill {period}", writer=True):
+        with connect(database_url) as conn:
+            init_schema(conn)
+            previous = None if restart else ledger.latest_run(conn, [BACKFILL_JOB], period)
+            resume = previous is not None and previous.status != "succeeded"
+            backfill_id = previous.run_id if resume else new_run_id()
+            done = _current_chunks(conn, backfill_id, source, chunks) if resume else set()
+        with (
+            bound_run(BACKFILL_JOB, backfill_id, period=period, source=source) as log,
+            ledger.recorded_run(
+                database_url, BACKFILL_JOB, period, backfill_id, stats={"source": source},
+                resume=resume,
+            ) as record,
+        ):  # fmt: skip
+            log.info("aggregate.backfill_started", chunks=len(chunks), done=len(done))
+            runs: list[dict[str, Any]] = []
             for chunk in chunks:
                 if chunk.label() in done:
                     log.info("aggregate.chunk_skipped", window=chunk.label())
@@ -258,37 +236,29 @@ def aggregate_backfill(
                         backfill_run_id=backfill_id,
                     )
                 )
-        except BaseException as exc:
-            _record_failure(database_url, backfill_id, exc)
-            log.error("aggregate.backfill_failed", error=type(exc).__name__, runs=len(runs))
-            raise
-        whole = HourWindow(chunks[0].start, chunks[-1].end)
-        summary = summarize_hourly_kpis(spark, settings.tables.kpis, whole)
-        stats = {
-            "run_id": backfill_id,
-            "mode": "backfill",
-            "source": source,
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "attempt": attempt,
-            "chunks": len(chunks),
-            "chunks_skipped": len(chunks) - len(runs),
-            "hours_processed": summary["hours"],
-            "zones_affected": summary["zones"],
-            "kpi_rows": summary["rows"],
-            **{
-                key: sum(run[key] for run in runs)
-                for key in ("rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
-            },
-            "duration_sec": round(time.monotonic() - started, 3),
-            "runs": runs,
-        }
-        with connect(database_url) as conn:
-            record_run_finished(
-                conn, backfill_id, "succeeded", {k: v for k, v in stats.items() if k != "runs"}
+                failpoint("aggregate_backfill.after_chunk")
+            whole = HourWindow(chunks[0].start, chunks[-1].end)
+            summary = summarize_hourly_kpis(spark, settings.tables.kpis, whole)
+            stats = {
+                "run_id": backfill_id,
+                "mode": "backfill",
+                "source": source,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "attempt": record.attempt,
+                "chunks": len(chunks),
+                "chunks_skipped": len(chunks) - len(runs),
+                "hours_processed": summary["hours"],
+                "zones_affected": summary["zones"],
+                "kpi_rows": summary["rows"],
+                **{key: sum(run[key] for run in runs) for key in _SUMMED},
+                "duration_sec": round(time.monotonic() - started, 3),
+            }
+            record.succeeded(
+                stats, rows_read=stats["trips"], rows_written=stats["mart_rows_copied"]
             )
-        log.info("aggregate.backfill_finished", **{k: v for k, v in stats.items() if k != "runs"})
-        return stats
+            log.info("aggregate.backfill_finished", **stats)
+        return {**stats, "runs": runs}
 
 
 def aggregate_status(spark: SparkSession, settings: Settings, database_url: str) -> dict[str, Any]:
@@ -297,7 +267,7 @@ def aggregate_status(spark: SparkSession, settings: Settings, database_url: str)
     with connect(database_url) as conn:
         init_schema(conn)
         mart_rows = mart_row_count(conn)
-        last = latest_run(conn)
+        last = ledger.latest_run(conn, [AGGREGATE_JOB, BACKFILL_JOB])
     return {
         "kpi_table": str(settings.tables.kpis),
         "rows": summary["rows"],
@@ -307,59 +277,82 @@ def aggregate_status(spark: SparkSession, settings: Settings, database_url: str)
         "hours": summary["hours"],
         "table_version": summary["version"],
         "mart_rows": mart_rows,
-        "last_run": last,
+        "last_run": last.as_dict() if last is not None else None,
     }
 
 
-def _run(
+def _current_chunks(
+    conn: Connection, backfill_id: str, source: str, chunks: list[HourWindow]
+) -> set[str]:
+    """Chunks a backfill completed whose months no later run of the source's jobs changed."""
+    finished = ledger.finished_chunks(conn, AGGREGATE_JOB, backfill_id)
+    current = set()
+    for chunk in chunks:
+        if chunk.label() not in finished:
+            continue
+        jobs = _SOURCE_JOBS[source]
+        changed = ledger.slices_changed_since(conn, jobs, chunk.months(), finished[chunk.label()])
+        if changed:
+            structlog.get_logger("chillflow").info(
+                "aggregate.chunk_source_changed", window=chunk.label(), runs=changed
+            )
+        else:
+            current.add(chunk.label())
+    return current
+
+
+def aggregate_window(
     spark: SparkSession,
     settings: Settings,
     database_url: str,
-    *,
     window: HourWindow | None,
-    source: str | None,
-    run_id: str | None,
-    mode: str,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+    mode: str = "incremental",
     backfill_run_id: str | None = None,
 ) -> dict[str, Any]:
+    """Recompute one window (None: everything) from the source, write it to Delta and the mart.
+
+    Returns:
+        run_id, mode, source, window_start, window_end, window_hours; hours_processed and
+        zones_affected (distinct hours and zones with KPI rows in the window afterwards),
+        kpi_rows; trips (aggregated); rows_inserted, rows_updated, rows_deleted (Delta);
+        mart_rows_deleted, mart_rows_copied; table_version; duration_sec.
+
+    Raises:
+        BusyError: Another aggregate run holds the KPI table, or a curate writes a month read.
+    """
     conf = AggregateSettings.from_section(settings.section("aggregate"))
     source = check_source(source or conf.default_source)
     run_id = run_id or new_run_id()
     period = window.label() if window is not None else "full"
     started = time.monotonic()
     computed_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    with bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log:
-        with connect(database_url) as conn:
-            init_schema(conn)
-            record_run_started(
-                conn,
-                AGGREGATE_JOB,
-                period,
-                run_id,
-                {"mode": mode, "source": source, "backfill_run_id": backfill_run_id},
-            )
+    store = AdvisoryLocks(database_url, holder(AGGREGATE_JOB, f"run {run_id}"))
+    with (
+        bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log,
+        hold(store, [(_KPI_LOCK, False)], what="the KPI table and mart", writer=True),
+        ledger.recorded_run(
+            database_url, AGGREGATE_JOB, period, run_id, abandon_all=True,
+            stats={"mode": mode, "source": source, "backfill_run_id": backfill_run_id},
+        ) as record,
+    ):  # fmt: skip
         log.info("aggregate.started")
-        try:
-            trips = _read_trips(spark, settings, conf, database_url, source, window)
-            quarantined = _read_quarantined(spark, settings, window)
-            kpis = hourly_zone_kpis(trips, quarantined).withColumn(
-                "computed_at", F.lit(computed_at)
-            )
-            with spark_progress(spark, "aggregate.write"):
-                written = _write(spark, settings, kpis, window)
-            log.info(
-                "aggregate.written",
-                rows_inserted=written.rows_inserted,
-                rows_updated=written.rows_updated,
-                rows_deleted=written.rows_deleted,
-                table_version=written.version,
-            )
-            with spark_progress(spark, "aggregate.publish"):
-                published = _publish(spark, settings, database_url, window, written.window_rows)
-        except BaseException as exc:
-            _record_failure(database_url, run_id, exc)
-            log.error("aggregate.failed", error=type(exc).__name__)
-            raise
+        trips, quarantined = _pinned_inputs(spark, settings, conf, database_url, source, window)
+        kpis = hourly_zone_kpis(trips, quarantined).withColumn("computed_at", F.lit(computed_at))
+        with spark_progress(spark, "aggregate.write"):
+            written = _write(spark, settings, kpis, window)
+        log.info(
+            "aggregate.written",
+            rows_inserted=written.rows_inserted,
+            rows_updated=written.rows_updated,
+            rows_deleted=written.rows_deleted,
+            table_version=written.version,
+        )
+        failpoint("aggregate.after_merge")
+        with spark_progress(spark, "aggregate.publish"):
+            published = _publish(spark, settings, database_url, window, written.window_rows)
         stats = {
             "run_id": run_id,
             "mode": mode,
@@ -370,6 +363,7 @@ def _run(
             "hours_processed": published.hours,
             "zones_affected": published.zones,
             "kpi_rows": published.mart.rows_copied,
+            "trips": published.trips,
             "rows_inserted": written.rows_inserted,
             "rows_updated": written.rows_updated,
             "rows_deleted": written.rows_deleted,
@@ -380,10 +374,38 @@ def _run(
             "backfill_run_id": backfill_run_id,
             "duration_sec": round(time.monotonic() - started, 3),
         }
-        with connect(database_url) as conn:
-            record_run_finished(conn, run_id, "succeeded", stats)
+        record.succeeded(stats, rows_read=published.trips, rows_written=published.mart.rows_copied)
         log.info("aggregate.finished", **stats)
         return stats
+
+
+def _pinned_inputs(
+    spark: SparkSession,
+    settings: Settings,
+    conf: AggregateSettings,
+    database_url: str,
+    source: str,
+    window: HourWindow | None,
+) -> tuple[DataFrame, DataFrame | None]:
+    """The trips and the quarantined rows, their Delta versions pinned between curate runs.
+
+    While the versions are pinned, the curated slices of the window's months are held shared
+    (every slice, through the table lock, for a full refresh), so no curate is between its
+    curated and its quarantine commit. Quarantined stray pickups of other months' files are
+    read at the same pinned version; their slices are not locked, since the curated rows of
+    those files are outside the window.
+    """
+    if window is None:
+        requests = [(TABLE_LOCK, False)]
+    else:
+        names = sorted(slice_lock(service, m) for service in SERVICES for m in window.months())
+        requests = [(name, True) for name in names]
+    curated = settings.tables.curated
+    store = lake_locks(curated, database_url, holder(AGGREGATE_JOB, "reading"))
+    what = f"reading the curated slices of {window.label() if window else 'every month'}"
+    with hold(store, requests, what=what, writer=False):
+        trips = _read_trips(spark, settings, conf, database_url, source, window)
+        return trips, _read_quarantined(spark, settings, window)
 
 
 def _read_trips(
@@ -404,12 +426,13 @@ def _read_trips(
             bounds=pickup_range(database_url) if window is None else None,
         )
     path = settings.tables.curated
-    if not table_exists(spark, path):
+    version = table_version(spark, path)
+    if version is None:
         raise ConfigError(
             f"--source curated: no curated Delta table at {path}; run `chillflow curate month` "
             "first or aggregate from postgres"
         )
-    trips = read_table(spark, path)
+    trips = read_table(spark, path, version)
     if window is not None:
         trips = trips.where(window.sql_range("pickup_ts"))
         if _pickups_inside_month_partition(settings):
@@ -436,9 +459,10 @@ def _read_quarantined(
     Not pruned by month: quarantined stray pickups live in their file's month partition.
     """
     path = settings.tables.quarantine
-    if not table_exists(spark, path):
+    version = table_version(spark, path)
+    if version is None:
         return None
-    rows = read_table(spark, path)
+    rows = read_table(spark, path, version)
     if window is not None:
         rows = rows.where(window.sql_range("pickup_ts"))
     return rows.select("pickup_ts", "pu_zone_id")
@@ -459,6 +483,7 @@ class Published:
     mart: MartReplace
     zones: int
     hours: int
+    trips: int
 
 
 def _publish(
@@ -471,18 +496,20 @@ def _publish(
     """Replace the window's mart rows with the Delta table's, in one PostgreSQL transaction.
 
     ``window_rows`` are the window's rows as the MERGE left them, computed with it; without
-    them (a full refresh) the table is read. The distinct zones and hours are counted from the
-    same stream, sparing a Spark job.
+    them (a full refresh) the table is read. The distinct zones and hours and the trips are
+    counted from the same stream, sparing a Spark job.
     """
     if window_rows is None:
         window_rows = read_hourly_kpis(spark, settings.tables.kpis, window)
     rows = window_rows.select(
         "zone_id",
+        "trips",
         F.unix_micros("hour_ts").alias("hour"),
         F.to_csv(F.struct(*MART_COLUMNS), _CSV_OPTIONS).alias("line"),
     )
     zones: set[int] = set()
     hours: set[int] = set()
+    trips = [0]
 
     # A window (a day, a month chunk) is small: one job collects it. A full refresh streams,
     # one partition at a time, so the driver never holds the whole table.
@@ -492,14 +519,9 @@ def _publish(
         for row in fetched:
             zones.add(row["zone_id"])
             hours.add(row["hour"])
+            trips[0] += row["trips"]
             yield row["line"]
 
     with connect(database_url) as conn:
         replaced = replace_mart_rows(conn, lines(), window)
-    return Published(replaced, len(zones), len(hours))
-
-
-def _record_failure(database_url: str, run_id: str, exc: BaseException) -> None:
-    """Mark a run failed; a database that is down must not hide the original error."""
-    with contextlib.suppress(ChillflowError, psycopg2.Error), connect(database_url) as conn:
-        record_run_finished(conn, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    return Published(replaced, len(zones), len(hours), trips[0])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextvars
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
@@ -18,6 +17,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from chillflow.errors import ConfigError, ConservationError, error_summary
+from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.schemas import (
@@ -33,7 +33,9 @@ from chillflow.schemas import (
 )
 from chillflow.settings import CurateSettings, QualityRule, Settings
 from chillflow.stages.rule_outcomes import RuleOutcome, assess_rules, raise_on_failed_rules
-from chillflow.storage.delta import replace_slices
+from chillflow.storage.delta import replace_slices, restore_slices, table_version
+from chillflow.storage.ledger import RunRecord, recorded_run
+from chillflow.storage.locks import TABLE_LOCK, hold, holder, lake_locks, slice_lock
 from chillflow.storage.raw import RawFile, find_raw_files, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
 from chillflow.transforms.quality import (
@@ -44,6 +46,8 @@ from chillflow.transforms.quality import (
     with_rule_results,
 )
 from chillflow.transforms.staging import plan_layout, stage_trips
+
+CURATE_JOB = "curate"
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,14 @@ def curate(
     month: str | None = None,
     targets: CurateTargets | None = None,
     run_id: str | None = None,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     """Curate one or more raw monthly files into the Delta tables.
 
     Each (service, month) slice of the curated, quarantine and DQ-metrics tables is replaced
-    atomically, so a rerun converges to the same rows.
+    under the slice's exclusive lock, so a rerun converges to the same rows and a concurrent
+    curate of the same slice refuses. When the run fails after a first commit, the slices it
+    replaced are put back as they were.
 
     Args:
         spark: The session.
@@ -77,6 +84,7 @@ def curate(
         month: Month of every file of a location; by default from the file names.
         targets: Table locations; default from settings.
         run_id: Run id; a new one by default.
+        database_url: PostgreSQL of the run ledger (``ops.job_run``); None records nothing.
 
     Returns:
         Run statistics: input_rows, output_rows, quarantined_rows, retention_rate (percent),
@@ -85,7 +93,8 @@ def curate(
     Raises:
         ConfigError: Bad arguments or rules. SchemaError: unsupported file layout.
         DataQualityError: A rule failed the run (nothing written).
-        ConservationError: Input rows != curated + quarantined rows.
+        ConservationError: Input rows != curated + quarantined rows (slices put back).
+        BusyError: Another run holds one of the slices.
     """
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -99,11 +108,12 @@ def curate(
     else:
         files = list(raw_location)
     months = sorted({f.month for f in files})
-    with bound_run("curate", run_id, month=",".join(months)) as log:
+    with bound_run(CURATE_JOB, run_id, month=",".join(months)) as log, ExitStack() as run:
         log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
         _check_rules(spark, rules)
         trips, slices = _flagged_trips(spark, files, settings.curate)
         source = ", ".join(str(f.path) for f in files)
+        record = run.enter_context(_locked_run(targets, database_url, slices, run_id))
 
         with spark_progress(spark, "curate.assess"):
             per_slice = (
@@ -137,16 +147,29 @@ def curate(
             .select(*columns(QUARANTINE_DDL))
             .observe(quarantine_obs, F.count(F.lit(1)).alias("rows"))
         )
-        with spark_progress(spark, "curate.write", expected_rows=input_rows):
-            _replace_both(curated, quarantined, targets, slices, log)
-        output_rows = int(curated_obs.get["rows"])
-        quarantined_rows = int(quarantine_obs.get["rows"])
-        _check_conservation(source, input_rows, output_rows, quarantined_rows)
+        before = {
+            path: table_version(spark, path) for path in (targets.curated, targets.quarantine)
+        }
+        replaced: list[Path] = []
+        try:
+            with spark_progress(spark, "curate.write", expected_rows=input_rows):
+                replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
+                replaced.append(targets.curated)
+                failpoint("curate.after_curated")
+                replace_slices(quarantined, targets.quarantine, slices, MONTH_PARTITION)
+                replaced.append(targets.quarantine)
+                failpoint("curate.after_quarantine")
+            output_rows = int(curated_obs.get["rows"])
+            quarantined_rows = int(quarantine_obs.get["rows"])
+            _check_conservation(source, input_rows, output_rows, quarantined_rows)
 
-        finished_at = datetime.now(timezone.utc)
-        totals = (input_rows, output_rows, quarantined_rows, started_at, finished_at)
-        metrics = _metrics_rows(spark, run_id, outcomes, totals)
-        replace_slices(metrics, targets.dq_metrics, slices, MONTH_PARTITION)
+            finished_at = datetime.now(timezone.utc)
+            totals = (input_rows, output_rows, quarantined_rows, started_at, finished_at)
+            metrics = _metrics_rows(spark, run_id, outcomes, totals)
+            replace_slices(metrics, targets.dq_metrics, slices, MONTH_PARTITION)
+        except BaseException:
+            _put_back(spark, replaced, before, slices, log)
+            raise
 
         stats = {
             "run_id": run_id,
@@ -162,8 +185,50 @@ def curate(
             "quarantine_path": str(targets.quarantine),
             "duration_sec": round(time.monotonic() - started, 3),
         }
+        record.succeeded(stats, rows_read=input_rows, rows_written=output_rows + quarantined_rows)
         log.info("curate.finished", **{k: v for k, v in stats.items() if k != "files"})
         return stats
+
+
+@contextmanager
+def _locked_run(
+    targets: CurateTargets, database_url: str | None, slices: list[dict[str, str]], run_id: str
+) -> Iterator[RunRecord]:
+    """Hold the slices' locks (and the table's, shared) and record the run in the ledger."""
+    names = sorted(slice_lock(s["service"], s["month"]) for s in slices)
+    period = ",".join(names)
+    store = lake_locks(targets.curated, database_url, holder(CURATE_JOB, f"run {run_id}"))
+    requests = [(TABLE_LOCK, True)] + [(name, False) for name in names]
+    with (
+        hold(store, requests, what=f"curate of {period} in {targets.curated}", writer=True),
+        recorded_run(database_url, CURATE_JOB, period, run_id) as record,
+    ):
+        yield record
+
+
+def _put_back(
+    spark: SparkSession,
+    replaced: list[Path],
+    before: dict[Path, int | None],
+    slices: list[dict[str, str]],
+    log: structlog.BoundLogger,
+) -> None:
+    """After a failure, restore the slices of the tables the run already committed to.
+
+    A restore that fails is logged, not raised: the run's own error is the one to report, and
+    a rerun of the slices converges anyway.
+    """
+    for path in reversed(replaced):
+        try:
+            restore_slices(spark, path, before[path], slices, MONTH_PARTITION)
+            log.warning("curate.slices_restored", table=str(path), version=before[path])
+        except Exception as exc:  # noqa: BLE001 - the run's error is raised by the caller
+            log.error(
+                "curate.restore_failed",
+                table=str(path),
+                error=type(exc).__name__,
+                message=error_summary(exc),
+            )
 
 
 def _flagged_trips(
@@ -182,40 +247,6 @@ def _flagged_trips(
     months = [raw.month for raw in files]
     derived = trips.transform(with_derived_fields, settings.data_time_zone, months)
     return derived.transform(with_rule_results, settings.rules), slices
-
-
-def _replace_both(
-    curated: DataFrame,
-    quarantined: DataFrame,
-    targets: CurateTargets,
-    slices: list[dict[str, str]],
-    log: structlog.BoundLogger,
-) -> None:
-    """Replace the slices of the curated and the quarantine table, the two writes overlapping.
-
-    Each write is its own Delta commit, as when run one after the other; overlapping them lets
-    one write's planning and commit run while the other's tasks use the cores (about 3 s of a
-    fresh 3M-row curate, docs/benchmarks.md). Both writes always finish before this returns.
-    A failed write fails the run; when both fail, the curated write's error is raised and the
-    quarantine write's is logged on ``log``, the run's logger.
-    """
-    context = contextvars.copy_context()  # the run's log fields, in the quarantine thread too
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-quarantine") as pool:
-        quarantine_write = pool.submit(
-            context.run, replace_slices, quarantined, targets.quarantine, slices, MONTH_PARTITION
-        )
-        try:
-            replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
-        except BaseException:
-            if (also := quarantine_write.exception()) is not None:
-                log.error(
-                    "curate.quarantine_write.failed",
-                    error=type(also).__name__,
-                    message=error_summary(also),
-                )
-            raise
-    if (error := quarantine_write.exception()) is not None:
-        raise error
 
 
 def _check_rules(spark: SparkSession, rules: tuple[QualityRule, ...]) -> None:

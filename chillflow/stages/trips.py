@@ -27,6 +27,8 @@ from chillflow.progress import spark_progress
 from chillflow.settings import Settings, parse_month, section_values
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
+from chillflow.storage.ledger import recorded_run
+from chillflow.storage.locks import AdvisoryLocks, hold, holder
 from chillflow.storage.pg_copy import copy_rows
 from chillflow.storage.postgres import connect, parse_database_url
 from chillflow.storage.trips_pg import (
@@ -50,6 +52,7 @@ from chillflow.transforms.complete_trips import (
 )
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 
+PROCESS_TRIPS_JOB = "process_trips"
 SERVICES = ("yellow", "green")
 WRITERS = ("copy", "jdbc")
 
@@ -149,7 +152,14 @@ def process_trips(
     loaded, skip_reasons = selected.loaded, selected.skipped
     staged = sum(loaded.values())
 
-    with bound_run("process_trips", run_id, month=month) as log:
+    period = ",".join(f"{s.service}/{s.month}" for s in loaded)
+    store = AdvisoryLocks(database_url, holder(PROCESS_TRIPS_JOB, f"run {run_id}"))
+    locks = [(f"{PROCESS_TRIPS_JOB}|{name}", False) for name in period.split(",")]
+    with (
+        bound_run(PROCESS_TRIPS_JOB, run_id, month=month) as log,
+        hold(store, locks, what=f"process-trips of {period}", writer=True),
+        recorded_run(database_url, PROCESS_TRIPS_JOB, period, run_id) as record,
+    ):
         log.info(
             "process_trips.started",
             source=curated.location,
@@ -191,6 +201,7 @@ def process_trips(
                 counts = load_staged(conn, staging, loaded, work_mem=options.work_mem)
                 if _before_commit is not None:
                     _before_commit(conn)
+                failpoint("process_trips.before_commit")
                 drop_staging_table(conn, staging)
             upsert_sec = time.monotonic() - upsert_started
         except BaseException:
@@ -233,6 +244,7 @@ def process_trips(
             "duration_sec": round(duration, 3),
             "rows_per_sec": round(staged / duration) if duration > 0 else None,
         }
+        record.succeeded(stats, rows_read=stats["rows_read"], rows_written=stats["postgres_rows"])
         log.info("process_trips.finished", **stats)
         return stats
 

@@ -57,14 +57,44 @@ def replace_slices(
     )
 
 
+def restore_slices(
+    spark: SparkSession,
+    path: Path | str,
+    version: int | None,
+    slices: Iterable[Mapping[str, str]],
+    partition_by: tuple[str, ...],
+) -> None:
+    """Put the given slices back as they were at ``version``; None: the table did not exist.
+
+    Only those slices are rewritten (a RESTORE of the whole table would undo other slices'
+    commits made since); a slice that did not exist at ``version`` is emptied.
+    """
+    slices = list(slices)
+    if version is None:
+        DeltaTable.forPath(spark, str(path)).delete(slice_predicate(slices))
+        return
+    old = read_table(spark, path, version).where(slice_predicate(slices))
+    replace_slices(old, path, slices, partition_by)
+
+
+def table_version(spark: SparkSession, path: Path | str) -> int | None:
+    """Return the latest version of a Delta table, or None when there is no table."""
+    if not table_exists(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, str(path)).history(1).first()["version"])
+
+
 def table_exists(spark: SparkSession, path: Path | str) -> bool:
     """Return whether a Delta table exists at ``path``."""
     return DeltaTable.isDeltaTable(spark, str(path))
 
 
-def read_table(spark: SparkSession, path: Path | str) -> DataFrame:
-    """Read the current version of a Delta table."""
-    return spark.read.format("delta").load(str(path))
+def read_table(spark: SparkSession, path: Path | str, version: int | None = None) -> DataFrame:
+    """Read a Delta table at ``version``, or at its current version."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(str(path))
 
 
 def last_commit_metrics(spark: SparkSession, path: Path | str) -> dict[str, str]:

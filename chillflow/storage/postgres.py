@@ -22,7 +22,7 @@ from psycopg2.extensions import connection as Connection
 from chillflow.errors import ChillflowError, ConfigError, DatabaseError, error_summary
 
 JDBC_DRIVER = "org.postgresql.Driver"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ZONE_LOOKUP_HEADER = ("LocationID", "Borough", "Zone", "service_zone")
 
 _SCHEMES = ("postgresql", "postgres")
@@ -132,7 +132,9 @@ ALTER TABLE ops.job_run
     ADD COLUMN IF NOT EXISTS pid integer,
     ADD COLUMN IF NOT EXISTS host text,
     ADD COLUMN IF NOT EXISTS stats jsonb,
-    ADD COLUMN IF NOT EXISTS error text;
+    ADD COLUMN IF NOT EXISTS error text,
+    ADD COLUMN IF NOT EXISTS rows_read bigint,
+    ADD COLUMN IF NOT EXISTS rows_written bigint;
 CREATE INDEX IF NOT EXISTS job_run_job_period_started_idx
     ON ops.job_run (job, period, started_at DESC);
 """

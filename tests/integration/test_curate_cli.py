@@ -25,7 +25,12 @@ def run(args, env_extra, timeout=300):
 
 @pytest.fixture
 def cli_env(tmp_path):
-    return {"CHILLFLOW_DATA_DIR": str(tmp_path / "data"), "SPARK_MASTER": "local[2]"}
+    # No database: curate runs without one (and records no run).
+    return {
+        "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
+        "SPARK_MASTER": "local[2]",
+        "DATABASE_URL": "",
+    }
 
 
 def test_cli_curates_with_json_stats_and_fails_cleanly(tmp_path, cli_env):

@@ -100,6 +100,8 @@ EXPECTED_COLUMNS = {
         "host",
         "stats",
         "error",
+        "rows_read",
+        "rows_written",
     ],
     ("ops", "schema_version"): ["version", "applied_at"],
 }
@@ -364,7 +366,7 @@ def test_init_schema_creates_tables(empty_db: str) -> None:
     assert _columns(empty_db) == EXPECTED_COLUMNS
     with connect(empty_db) as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM ops.schema_version")
-        assert cur.fetchall() == [(1,)]
+        assert cur.fetchall() == [(2,)]
 
 
 def test_init_schema_is_idempotent(schema_db: str) -> None:

@@ -50,12 +50,12 @@ call = len((state / "calls.jsonl").read_text().splitlines())
 # Takes a job's (job, period) lock the way a scheduler does and holds it until stdin closes.
 HOLD_LOCK = """\
 import sys
-from chillflow.scheduler.runs import try_lock
+from chillflow.storage.ledger import try_lock
 from chillflow.storage.postgres import connect
 
 with connect(sys.argv[1]) as conn:
     conn.autocommit = True
-    assert try_lock(conn, sys.argv[2], sys.argv[3])
+    assert try_lock(conn, f"{sys.argv[2]}|{sys.argv[3]}")
     print("locked", flush=True)
     sys.stdin.read()
 """
@@ -466,11 +466,9 @@ def test_runs_left_running_by_dead_schedulers_are_marked_failed(
         marked = scheduler.recover_stale_runs()
 
         assert {run["period"]: run["error"] for run in marked} == {
-            "2026-03-05": (
-                f"abandoned: scheduler process {gone} on {HOST} exited without finishing the run"
-            ),
+            "2026-03-05": (f"abandoned: process {gone} on {HOST} exited without finishing the run"),
             "2026-03-04": (
-                "abandoned: no scheduler holds the run's lock any more (process 4242 on "
+                "abandoned: no process holds the run's lock any more (process 4242 on "
                 "elsewhere or its database session ended)"
             ),
         }
@@ -497,7 +495,7 @@ def test_runs_left_running_by_dead_schedulers_are_marked_failed(
 
     (marked,) = scheduler.recover_stale_runs()
     assert marked["period"] == "2026-03-06"
-    assert marked["error"].startswith(f"abandoned: scheduler process {holder.pid} on {HOST}")
+    assert marked["error"].startswith(f"abandoned: process {holder.pid} on {HOST}")
 
 
 def test_a_run_finds_and_marks_a_stale_row_of_its_own_period(settings, db, tmp_path, make_submit):

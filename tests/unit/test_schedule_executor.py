@@ -252,6 +252,15 @@ def test_a_retry_resumes_after_the_steps_that_succeeded():
             "step curate:yellow exited with code 5 (ConservationError): raw.parquet: 10 raw rows",
             True,
         ),
+        (
+            # Another run holds the slice: the next attempt finds it free.
+            outcome(
+                10, stderr="error: curate of yellow/2025-01 in /lake is locked by curate run a\n"
+            ),
+            "failed",
+            "step curate:yellow exited with code 10 (BusyError): curate of yellow/2025-01 in /lake",
+            True,
+        ),
         (outcome(-9), "failed", "step curate:yellow was killed by SIGKILL: no output", True),
         (
             # Under spark-submit the driver's stderr, logs included, reaches stdout.

@@ -1,0 +1,398 @@
+"""``ops.job_run``, the one run ledger, and the advisory locks of runs (psycopg2).
+
+Every run of a stage or a scheduled job is one row; its period is a slice (``yellow/2025-02``),
+several joined by commas, or a window. Each record is a transaction of its own, so it survives
+the run's failure. Runs hold session-level advisory locks, which PostgreSQL drops with the
+session: a ``running`` row whose lock is free belongs to a dead process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg2
+from psycopg2.extensions import connection as Connection
+
+from chillflow.errors import ChillflowError, error_summary
+from chillflow.pids import pid_alive
+from chillflow.storage.postgres import connect, init_schema, mask_url
+
+# Two-key advisory locks live apart from single-bigint ones such as the schema lock; the first
+# key ("CFJB") marks a ChillFlow run lock, the second is hashtext of the lock's name.
+LOCK_NAMESPACE = 0x43464A42
+_COLUMNS = (
+    "id, job, period, run_id, attempt, status, started_at, finished_at, pid, host,"
+    " rows_read, rows_written, stats, error"
+)
+# Rows of a job whose period shares a slice with ``parts`` (periods are comma-joined slices).
+_OVERLAPS = "string_to_array(period, ',') && %(parts)s::text[]"
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One row of ``ops.job_run``: one attempt of a job for a period."""
+
+    id: int
+    job: str
+    period: str
+    run_id: str
+    attempt: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    pid: int | None
+    host: str | None
+    rows_read: int | None
+    rows_written: int | None
+    stats: dict[str, Any] | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the row as JSON-ready values (times in ISO 8601, UTC)."""
+        row = asdict(self)
+        for key in ("started_at", "finished_at"):
+            if row[key] is not None:
+                row[key] = row[key].astimezone(timezone.utc).isoformat()
+        return row
+
+
+def insert_run(
+    conn: Connection,
+    *,
+    job: str,
+    period: str,
+    run_id: str,
+    attempt: int = 1,
+    status: str = "running",
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    stats: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> JobRun:
+    """Record a run of this process (pid and host are this process's); times default to now."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO ops.job_run (job, period, run_id, attempt, status, started_at,"
+            f" finished_at, pid, host, stats, error)"
+            f" VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s, %s, %s, %s, %s)"
+            f" RETURNING {_COLUMNS}",
+            (
+                job,
+                period,
+                run_id,
+                attempt,
+                status,
+                started_at,
+                finished_at,
+                os.getpid(),
+                os.uname().nodename,
+                _json(stats),
+                error,
+            ),
+        )
+        return JobRun(*cur.fetchone())
+
+
+def finish_run(
+    conn: Connection,
+    run_id: str,
+    *,
+    status: str,
+    finished_at: datetime | None = None,
+    stats: dict[str, Any] | None = None,
+    error: str | None = None,
+    rows_read: int | None = None,
+    rows_written: int | None = None,
+) -> JobRun:
+    """Record a run's outcome (``stats`` None keeps those of its start), whatever its status.
+
+    A row marked abandoned while its process had lost its database session gets the outcome.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE ops.job_run SET status = %s, finished_at = coalesce(%s, now()),"
+            f" stats = coalesce(%s::jsonb, stats), error = %s, rows_read = %s, rows_written = %s"
+            f" WHERE run_id = %s RETURNING {_COLUMNS}",
+            (status, finished_at, _json(stats), error, rows_read, rows_written, run_id),
+        )
+        return JobRun(*cur.fetchone())
+
+
+def restart_run(conn: Connection, run_id: str) -> JobRun:
+    """Mark an unfinished run ``running`` again as its next attempt, by this process."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.job_run SET status = 'running', attempt = attempt + 1,"
+            " started_at = now(), finished_at = NULL, error = NULL, pid = %s, host = %s"
+            f" WHERE run_id = %s RETURNING {_COLUMNS}",
+            (os.getpid(), os.uname().nodename, run_id),
+        )
+        return JobRun(*cur.fetchone())
+
+
+def list_runs(conn: Connection, *, job: str | None = None, limit: int = 20) -> list[JobRun]:
+    """Return the latest runs, newest first, of one job or of all."""
+    return _select(
+        conn,
+        "WHERE %(job)s::text IS NULL OR job = %(job)s ORDER BY id DESC LIMIT %(limit)s",
+        job=job,
+        limit=limit,
+    )
+
+
+def latest_runs(conn: Connection) -> dict[str, JobRun]:
+    """Return each job's most recent run, not counting records of a lost race for a lock."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT DISTINCT ON (job) {_COLUMNS} FROM ops.job_run"
+            " WHERE stats ->> 'skip_reason' IS DISTINCT FROM 'locked' ORDER BY job, id DESC"
+        )
+        return {row[1]: JobRun(*row) for row in cur.fetchall()}
+
+
+def latest_run(
+    conn: Connection, jobs: Sequence[str], period: str | None = None, status: str | None = None
+) -> JobRun | None:
+    """Return the most recent run of any of ``jobs`` (of ``period``, with ``status``), or None."""
+    runs = _select(
+        conn,
+        "WHERE job = ANY(%(jobs)s) AND (%(period)s::text IS NULL OR period = %(period)s)"
+        " AND (%(status)s::text IS NULL OR status = %(status)s)"
+        " ORDER BY started_at DESC, id DESC LIMIT 1",
+        jobs=list(jobs),
+        period=period,
+        status=status,
+    )
+    return runs[0] if runs else None
+
+
+def period_statuses(conn: Connection, job: str, period: str) -> set[str]:
+    """Return the statuses recorded for a job's period."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT status FROM ops.job_run WHERE job = %s AND period = %s", (job, period)
+        )
+        return {status for (status,) in cur.fetchall()}
+
+
+def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]:
+    """Return a job's ``running`` rows whose period shares a slice with ``period`` (None: all)."""
+    parts = None if period is None else period.split(",")
+    return _select(
+        conn,
+        f"WHERE job = %(job)s AND status = 'running' AND (%(parts)s IS NULL OR {_OVERLAPS})"
+        " ORDER BY id",
+        job=job,
+        parts=parts,
+    )
+
+
+def orphaned_runs(conn: Connection, jobs: Sequence[str]) -> list[JobRun]:
+    """Return the ``running`` rows of scheduled ``jobs`` whose (job, period) lock nobody holds.
+
+    Stages' rows are checked by their next run of the same slice instead (:func:`recorded_run`).
+    """
+    return _select(
+        conn,
+        "r WHERE r.status = 'running' AND r.job = ANY(%(jobs)s) AND NOT EXISTS ("
+        " SELECT 1 FROM pg_locks l"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.classid = %(namespace)s AND l.objid = hashtext(r.job || '|' || r.period)::oid"
+        ") ORDER BY r.id",
+        namespace=LOCK_NAMESPACE,
+        jobs=list(jobs),
+    )
+
+
+def mark_abandoned(
+    conn: Connection, runs: list[JobRun], *, now: datetime | None = None
+) -> list[JobRun]:
+    """Mark ``running`` rows whose process is gone as failed (not those finished meanwhile)."""
+    marked = []
+    with conn.cursor() as cur:
+        for run in runs:
+            cur.execute(
+                "UPDATE ops.job_run SET status = 'failed', finished_at = coalesce(%s, now()),"
+                f" error = %s WHERE id = %s AND status = 'running' RETURNING {_COLUMNS}",
+                (now, abandoned_reason(run), run.id),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                marked.append(JobRun(*row))
+    return marked
+
+
+def abandoned_reason(run: JobRun) -> str:
+    """Explain why a ``running`` row without a lock holder cannot still be running."""
+    if run.host == os.uname().nodename and run.pid is not None and not pid_alive(run.pid):
+        return f"abandoned: process {run.pid} on {run.host} exited without finishing the run"
+    return (
+        f"abandoned: no process holds the run's lock any more (process {run.pid} on "
+        f"{run.host} or its database session ended)"
+    )
+
+
+def finished_chunks(conn: Connection, job: str, backfill_run_id: str) -> dict[str, datetime]:
+    """Periods of the succeeded runs of ``job`` a backfill started, with when they finished."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT period, max(finished_at) FROM ops.job_run WHERE job = %s"
+            " AND status = 'succeeded' AND stats ->> 'backfill_run_id' = %s GROUP BY period",
+            (job, backfill_run_id),
+        )
+        return dict(cur.fetchall())
+
+
+def slices_changed_since(
+    conn: Connection, jobs: Sequence[str], months: Sequence[str], since: datetime
+) -> list[str]:
+    """Run ids of ``jobs``' runs that succeeded after ``since`` on a slice of one of ``months``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT run_id FROM ops.job_run WHERE job = ANY(%s) AND status = 'succeeded'"
+            " AND finished_at > %s AND EXISTS (SELECT 1 FROM unnest(string_to_array(period, ','))"
+            " part WHERE split_part(part, '/', 2) = ANY(%s)) ORDER BY id",
+            (list(jobs), since, list(months)),
+        )
+        return [run_id for (run_id,) in cur.fetchall()]
+
+
+def try_lock(conn: Connection, name: str, *, shared: bool = False) -> bool:
+    """Take the advisory lock ``name`` for this session if no other session conflicts."""
+    function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
+        return cur.fetchone()[0]
+
+
+def unlock(conn: Connection, name: str, *, shared: bool = False) -> None:
+    """Release the advisory lock ``name`` held by this session."""
+    function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
+
+
+def lock_holders(conn: Connection, name: str) -> list[str]:
+    """The ``application_name`` of each session that holds the advisory lock ``name``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+            " AND l.classid = %s AND l.objid = hashtext(%s)::oid AND a.pid <> pg_backend_pid()"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (LOCK_NAMESPACE, name),
+        )
+        return [holder for (holder,) in cur.fetchall()]
+
+
+@contextlib.contextmanager
+def period_lock(url: str, job: str, period: str) -> Iterator[tuple[Connection, bool]]:
+    """Try to take the scheduler's (job, period) lock on a dedicated autocommit connection.
+
+    Yields:
+        The connection, for the run's own rows, and whether the lock was taken; when another
+        session holds it, the connection can still record that.
+    """
+    name = f"{job}|{period}"
+    with connect(url) as conn:
+        conn.autocommit = True
+        held = try_lock(conn, name)
+        try:
+            yield conn, held
+        finally:
+            if held:
+                # A lost connection has released the lock with its session already.
+                with contextlib.suppress(psycopg2.Error):
+                    unlock(conn, name)
+
+
+@dataclass
+class RunRecord:
+    """A run's attempt, and what it reports to :func:`recorded_run` when it succeeds."""
+
+    attempt: int = 1
+    stats: dict[str, Any] | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+
+    def succeeded(
+        self, stats: dict[str, Any], *, rows_read: int | None, rows_written: int | None
+    ) -> None:
+        """Set the statistics and row counts the run's row gets."""
+        self.stats, self.rows_read, self.rows_written = stats, rows_read, rows_written
+
+
+@contextlib.contextmanager
+def recorded_run(
+    url: str | None,
+    job: str,
+    period: str,
+    run_id: str,
+    *,
+    stats: dict[str, Any] | None = None,
+    resume: bool = False,
+    abandon_all: bool = False,
+) -> Iterator[RunRecord]:
+    """Record the block as a run: ``running`` now, then ``succeeded`` or ``failed``.
+
+    Call it while holding the run's locks: any other ``running`` row of ``job`` whose period
+    shares a slice with ``period`` (of any period with ``abandon_all``) belongs to a dead
+    process and is marked failed first. Without ``url`` nothing is recorded.
+
+    Args:
+        url: PostgreSQL holding the ledger, or None.
+        job: Job name.
+        period: Its slices, comma-joined, or its window.
+        run_id: The run's id.
+        stats: Statistics known at the start (kept when the run fails).
+        resume: Continue the unfinished row ``run_id`` as its next attempt instead.
+        abandon_all: The run's locks cover every period of ``job``.
+
+    Yields:
+        The record; the block calls :meth:`RunRecord.succeeded` before it ends.
+    """
+    record = RunRecord()
+    if url is None:
+        yield record
+        return
+    with connect(url) as conn:
+        init_schema(conn)
+        stale = running_runs(conn, job, None if abandon_all else period)
+        mark_abandoned(conn, [run for run in stale if run.run_id != run_id])
+        if resume:
+            record.attempt = restart_run(conn, run_id).attempt
+        else:
+            insert_run(conn, job=job, period=period, run_id=run_id, stats=stats)
+    try:
+        yield record
+    except BaseException as exc:
+        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        # A database that is down must not hide the run's own error.
+        with contextlib.suppress(ChillflowError, psycopg2.Error), connect(url) as conn:
+            finish_run(conn, run_id, status=status, error=one_line_error(exc))
+        raise
+    with connect(url) as conn:
+        outcome = {"stats": record.stats, "rows_read": record.rows_read}
+        finish_run(conn, run_id, status="succeeded", rows_written=record.rows_written, **outcome)
+
+
+def one_line_error(exc: BaseException) -> str:
+    """``ErrorType: first line of the message``, with any password in it masked."""
+    return mask_url(f"{type(exc).__name__}: {error_summary(exc)}")
+
+
+def _select(conn: Connection, where: str, **params: Any) -> list[JobRun]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_COLUMNS} FROM ops.job_run {where}", params)
+        return [JobRun(*row) for row in cur.fetchall()]
+
+
+def _json(stats: dict[str, Any] | None) -> str | None:
+    return None if stats is None else json.dumps(stats, default=str, sort_keys=True)

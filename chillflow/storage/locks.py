@@ -1,0 +1,199 @@
+"""Run locks: one writer per slice, and readers that pin table versions between writes.
+
+Two backends with one behaviour: fcntl locks on files under a local lake, and PostgreSQL
+advisory locks (:mod:`chillflow.storage.ledger`) for a lake on object storage, where no file
+lock reaches every writer. Writers and readers of a lake derive the backend from the table's
+location (:func:`lake_locks`), so they always meet on the same one. Either kind of lock is
+released by the kernel or the server when its process dies: a kill -9 leaves none behind.
+
+A curated table has one lock per (service, month) slice and one for the whole table. A curate
+holds the table lock shared and its slices' locks exclusive; a reader pins the versions of the
+tables it combines while holding the slices it reads shared, or the table lock exclusive when
+it reads every slice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from psycopg2.extensions import connection as Connection
+
+from chillflow.errors import BusyError, ConfigError
+from chillflow.settings import LakeLocation
+from chillflow.storage import ledger
+from chillflow.storage.postgres import connect
+
+#: How long a writer waits for readers, which hold a lock only while they pin table versions.
+READER_WAIT_SEC = 30.0
+TABLE_LOCK = "table"
+_POLL_SEC = 0.05
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+
+
+def holder(job: str, run: str) -> str:
+    """How a lock's holder names itself to a run it blocks, e.g. ``curate run 1a2b…``."""
+    return f"{job} {run} (pid {os.getpid()} on {os.uname().nodename})"
+
+
+def slice_lock(service: str, month: str) -> str:
+    """The name of a (service, month) slice's lock."""
+    return f"{service}/{month}"
+
+
+class FileLocks:
+    """``flock`` locks on the files of one directory; an exclusive holder writes its name in."""
+
+    def __init__(self, directory: Path, holder_name: str):
+        self._dir = directory
+        self._holder = holder_name.encode()
+        self._fds: dict[str, int] = {}
+        self._exclusive: set[str] = set()
+
+    def try_lock(self, name: str, *, shared: bool = False) -> bool:
+        """Take the lock if no other holder conflicts."""
+        fd = self._fds.get(name)
+        if fd is None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            fd = self._fds[name] = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if not shared:
+            self._exclusive.add(name)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self._holder, 0)
+        return True
+
+    def release(self, name: str) -> None:
+        """Release a lock this store holds."""
+        if name in self._exclusive:
+            self._exclusive.discard(name)
+            os.ftruncate(self._fds[name], 0)
+        fcntl.flock(self._fds[name], fcntl.LOCK_UN)
+
+    def holders(self, name: str) -> list[str]:
+        """The exclusive holder's name, when one wrote it."""
+        with contextlib.suppress(FileNotFoundError):
+            text = self._path(name).read_text().strip()
+            return [text] if text else []
+        return []
+
+    def close(self) -> None:
+        """Release every lock."""
+        for name, fd in self._fds.items():
+            if name in self._exclusive:
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the last descriptor releases the flock
+        self._fds.clear()
+        self._exclusive.clear()
+
+    def _path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise ValueError(f"unsafe lock name {name!r}")
+        return self._dir / f"{name.replace('/', '.')}.lock"
+
+
+class AdvisoryLocks:
+    """PostgreSQL advisory locks held by one session; its ``application_name`` names the holder."""
+
+    def __init__(self, url: str, holder_name: str, prefix: str = ""):
+        self._url = url
+        self._holder = holder_name
+        self._prefix = prefix
+        self._stack = contextlib.ExitStack()
+        self._conn: Connection | None = None
+        self._held: dict[str, bool] = {}
+
+    def try_lock(self, name: str, *, shared: bool = False) -> bool:
+        """Take the lock if no other session conflicts."""
+        taken = ledger.try_lock(self._connection(), self._prefix + name, shared=shared)
+        if taken:
+            self._held[name] = shared
+        return taken
+
+    def release(self, name: str) -> None:
+        """Release a lock this store holds."""
+        shared = self._held.pop(name)
+        ledger.unlock(self._connection(), self._prefix + name, shared=shared)
+
+    def holders(self, name: str) -> list[str]:
+        """The names of the sessions holding the lock."""
+        return ledger.lock_holders(self._connection(), self._prefix + name)
+
+    def close(self) -> None:
+        """Release every lock (ending the session does)."""
+        self._held.clear()
+        self._conn = None
+        self._stack.close()
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._stack.enter_context(connect(self._url))
+            self._conn.autocommit = True
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT set_config('application_name', %s, false)", (self._holder,))
+        return self._conn
+
+
+LockStore = FileLocks | AdvisoryLocks
+
+
+def lake_locks(table: LakeLocation, database_url: str | None, holder_name: str) -> LockStore:
+    """The locks of a curated table: files beside a local table, advisory locks for a remote one.
+
+    Raises:
+        ConfigError: The table is remote and no database is configured.
+    """
+    if isinstance(table, Path):
+        return FileLocks(table.parent / "_locks" / table.name, holder_name)
+    if database_url is None:
+        raise ConfigError(
+            f"the lake table {table} is not on a local disk: runs writing or reading it lock "
+            "each other through PostgreSQL; set DATABASE_URL"
+        )
+    return AdvisoryLocks(database_url, holder_name, prefix=f"{table}|")
+
+
+@contextlib.contextmanager
+def hold(
+    store: LockStore, requests: Sequence[tuple[str, bool]], *, what: str, writer: bool
+) -> Iterator[None]:
+    """Hold the ``(name, shared)`` locks for the block, taken in order, released at its end.
+
+    A writer never waits for another writer: it refuses at once. Readers hold a lock only while
+    they pin table versions, so a writer waits up to :data:`READER_WAIT_SEC` for them (a
+    writer's shared lock, the table lock, only ever conflicts with a reader). A reader never
+    waits: a lock it cannot take is a writer's.
+
+    Raises:
+        BusyError: A lock is held by another run, named in the message.
+    """
+    with contextlib.closing(store):
+        for name, shared in requests:
+            deadline = time.monotonic() + READER_WAIT_SEC
+            while not store.try_lock(name, shared=shared):
+                if not (writer and _readers_only(store, name, shared)) or (
+                    time.monotonic() > deadline
+                ):
+                    holders = ", ".join(store.holders(name)) or "another run"
+                    raise BusyError(
+                        f"{what} is locked by {holders}; retry when that run has finished"
+                    )
+                time.sleep(_POLL_SEC)
+        yield
+
+
+def _readers_only(store: LockStore, name: str, shared: bool) -> bool:
+    if shared:
+        return True
+    if store.try_lock(name, shared=True):
+        store.release(name)
+        return True
+    return False
