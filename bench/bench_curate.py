@@ -104,7 +104,7 @@ def warm(rows: int, raw: Path, settings, spark) -> dict[str, float]:
 def transform_alone(raw: Path, settings, spark) -> dict[str, float]:
     """Staging, derived fields and every rule, all columns computed, nothing written."""
     started = time.monotonic()
-    trips, _ = _flagged_trips(spark, find_raw_files(raw, None), settings.curate.rules)
+    trips, _ = _flagged_trips(spark, find_raw_files(raw, None), settings.curate)
     trips.write.format("noop").mode("overwrite").save()
     spark_s = time.monotonic() - started
     started = time.monotonic()

@@ -19,8 +19,10 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 import duckdb
 import psycopg2
@@ -66,6 +68,7 @@ _RAW = {
 STAGED = ("service", *_RAW, "month", "source_file", "source_row")
 DERIVED = ("distance_km", "duration_min", "avg_speed_kmh")
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
+_EXACT_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT")
 _FRACTIONS = ("FLOAT", "DOUBLE", "DECIMAL")
 
 # Rules: Spark SQL functions that DuckDB names or types differently, as DuckDB macros. Any other
@@ -192,21 +195,30 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _cast(raw: Path, name: str | None, source: str | None, target: str) -> str:
-    """A raw column cast as Spark's staging casts it (try_cast; truncating, never rounding)."""
+def _cast(raw: Path, name: str | None, source: str | None, target: str) -> tuple[str, str]:
+    """A raw column cast as Spark's staging casts it, and when a present value was lost.
+
+    A cast to INTEGER gives NULL for a fraction, NaN, an infinity or a value beyond INTEGER
+    (DuckDB alone would round), which ChillFlow lists in ``parse_errors``.
+    """
     column = '"' + (name or "").replace('"', '""') + '"'
     if name is None or source == '"NULL"':
-        return f"CAST(NULL AS {target})"
+        return f"CAST(NULL AS {target})", "false"
     if target == "TIMESTAMP" and source == "TIMESTAMP_NS":
-        return f"make_timestamp(epoch_ns({column}) // 1000)"  # Spark: nanos div 1000
+        return f"make_timestamp(epoch_ns({column}) // 1000)", "false"  # Spark: nanos div 1000
     if target == "TIMESTAMP" and source.startswith("TIMESTAMP"):
-        return f"CAST({column} AS TIMESTAMP)"  # in UTC: an instant's UTC wall clock
-    if target == "INTEGER" and source.startswith(_FRACTIONS):
-        return f"TRY_CAST(trunc({column}) AS INTEGER)"  # DuckDB alone rounds
-    if target in ("INTEGER", "DOUBLE") and source.startswith(_INTEGERS + _FRACTIONS):
-        return f"TRY_CAST({column} AS {target})"
+        return f"CAST({column} AS TIMESTAMP)", "false"  # in UTC: an instant's UTC wall clock
+    if target == "INTEGER" and source in _EXACT_INTEGERS:
+        return f"CAST({column} AS INTEGER)", "false"
+    if target == "INTEGER" and source.startswith(_INTEGERS + _FRACTIONS):
+        number = f"TRY_CAST({column} AS DOUBLE)"
+        whole = f"{number} = trunc({number}) AND {number} BETWEEN -2147483648 AND 2147483647"
+        value = f"CASE WHEN {whole} THEN CAST({number} AS INTEGER) END"
+        return value, f"({column} IS NOT NULL AND ({value}) IS NULL)"
+    if target == "DOUBLE" and source.startswith(_INTEGERS + _FRACTIONS):
+        return f"CAST({column} AS DOUBLE)", "false"
     if target == "VARCHAR" and source.startswith(("VARCHAR", *_INTEGERS)):
-        return f"CAST({column} AS VARCHAR)"
+        return f"CAST({column} AS VARCHAR)", "false"
     raise ReferencePipelineError(f"{raw}: column {name} is {source}; no cast to {target} known")
 
 
@@ -223,12 +235,56 @@ def _staged_sql(con: duckdb.DuckDBPyConnection, raw: Path, month: str) -> tuple[
             f"found {[row[0] for row in described]}"
         )
     columns = {"service": _literal(service), "month": _literal(month)}
+    errors = []
     for column, (_, target, _) in _RAW.items():
-        columns[column] = _cast(raw, *found.get(names[column].lower(), (None, None)), target)
+        name, source = found.get(names[column].lower(), (None, None))
+        columns[column], lost = _cast(raw, name, source, target)
+        if lost != "false":
+            text = 'CAST("' + name.replace('"', '""') + '" AS VARCHAR)'
+            errors.append(f"CASE WHEN {lost} THEN '{column}=''' || {text} || '''' END")
     columns |= {"source_file": "parse_filename(filename)", "source_row": "file_row_number"}
-    select = ", ".join(f"{columns[c]} AS {c}" for c in STAGED)
+    listed = f"[x FOR x IN [{', '.join(errors)}]::VARCHAR[] IF x IS NOT NULL]"
+    columns["parse_errors"] = f"nullif({listed}, [])" if errors else "CAST(NULL AS VARCHAR[])"
+    select = ", ".join(f"{columns[c]} AS {c}" for c in (*STAGED, "parse_errors"))
     source = f"read_parquet({_literal(str(raw))}, filename = true, file_row_number = true)"
     return service, f"SELECT {select} FROM {source}"
+
+
+def _elapsed_us(month: str) -> str:
+    """Microseconds from pickup to dropoff, wall-clock times read as instants of the data zone.
+
+    The zone's offset changes from a day before the month to a day after it come from
+    zoneinfo; a wall time before a change's end reads with the offset before it (a skipped
+    time moves forward, a repeated one is read in summer time), and a dropoff in a repeated
+    hour that would end the trip before it starts takes the later offset, as in ChillFlow.
+    """
+    main = tomllib.loads((CONF / "chillflow.toml").read_text())
+    zone = ZoneInfo(main.get("curate", {}).get("data_time_zone", "America/New_York"))
+    minute, us = timedelta(minutes=1), timedelta(microseconds=1)
+    at = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc) - timedelta(days=1)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    changes = []  # (wall start, wall end, offset before, offset after), microseconds
+    for _ in range(34 * 24 * 60):
+        before, after = at.astimezone(zone).utcoffset(), (at + minute).astimezone(zone).utcoffset()
+        if before != after:
+            walls = sorted((at + minute + offset - epoch) // us for offset in (before, after))
+            changes.append((*walls, before // us, after // us))
+        at += minute
+    if not changes:
+        return "epoch_us(dropoff_ts) - epoch_us(pickup_ts)"
+
+    def instant(column: str) -> str:
+        offsets = " ".join(f"WHEN epoch_us({column}) < {end} THEN {b}" for _, end, b, _ in changes)
+        return f"(epoch_us({column}) - CASE {offsets} ELSE {changes[-1][3]} END)"
+
+    repeated = " ".join(
+        f"WHEN epoch_us(dropoff_ts) >= {start} AND epoch_us(dropoff_ts) < {end} THEN {b - a}"
+        for start, end, b, a in changes
+        if b > a
+    )
+    pickup, dropoff = instant("pickup_ts"), instant("dropoff_ts")
+    later = f"{dropoff} + CASE {repeated} ELSE 0 END" if repeated else dropoff
+    return f"(CASE WHEN {dropoff} < {pickup} THEN {later} ELSE {dropoff} END - {pickup})"
 
 
 def flag_trips(
@@ -248,8 +304,7 @@ def flag_trips(
         SELECT *, CASE WHEN duration_min > 0 THEN distance_km / (duration_min / 60.0::DOUBLE)
                   END AS avg_speed_kmh
         FROM (SELECT *, trip_distance * 1.60934::DOUBLE AS distance_km,
-                     CAST(epoch_us(dropoff_ts) - epoch_us(pickup_ts) AS DOUBLE)
-                         / 60000000.0::DOUBLE AS duration_min
+                     CAST({_elapsed_us(month)} AS DOUBLE) / 60000000.0::DOUBLE AS duration_min
               FROM ({staged}))
     """)
     for rule in rules:
@@ -303,7 +358,7 @@ def curate_month(
     counts = {}
     for name, where, extra in (
         ("curated", "NOT rejected", "dq_warnings, now() AS curated_at"),
-        ("quarantine", "rejected", "failed_rules, now() AS quarantined_at"),
+        ("quarantine", "rejected", "parse_errors, failed_rules, now() AS quarantined_at"),
     ):
         query = f"SELECT {', '.join(STAGED + DERIVED)}, {extra}, {_literal(run_id)} AS run_id"
         target = _literal(str(out / f"{name}.parquet"))

@@ -11,8 +11,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-#: Standardised trip columns produced by staging, in order.
-STAGED_DDL = """
+#: Standardised trip columns, in order.
+TRIP_DDL = """
     service STRING,
     vendor_id INT,
     pickup_ts TIMESTAMP,
@@ -41,6 +41,14 @@ STAGED_DDL = """
     source_row BIGINT
 """
 
+#: What staging produces: the trip columns and, per row, the present raw values that could not
+#: be converted to their column's type (``fare_amount='abc'``), which then hold NULL; NULL for
+#: a row without any.
+STAGED_DDL = f"""
+    {TRIP_DDL},
+    parse_errors ARRAY<STRING>
+"""
+
 #: Columns derived from the staged ones.
 DERIVED_DDL = """
     distance_km DOUBLE,
@@ -48,16 +56,16 @@ DERIVED_DDL = """
     avg_speed_kmh DOUBLE
 """
 
-#: The curated Delta table: staged + derived + data-quality warnings + run lineage.
+#: The curated Delta table: trip + derived columns + data-quality warnings + run lineage.
 CURATED_DDL = f"""
-    {STAGED_DDL},
+    {TRIP_DDL},
     {DERIVED_DDL},
     dq_warnings ARRAY<STRING>,
     run_id STRING,
     curated_at TIMESTAMP
 """
 
-#: The quarantine Delta table: the same columns plus every rule a row failed.
+#: The quarantine Delta table: the staged and derived columns plus every rule a row failed.
 QUARANTINE_DDL = f"""
     {STAGED_DDL},
     {DERIVED_DDL},

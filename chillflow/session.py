@@ -29,6 +29,7 @@ _DELTA_CONF = {
 }
 _MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 _REQUIRED_JARS = ("delta-spark", "delta-storage", "postgresql")
+_TIME_ZONE = "spark.sql.session.timeZone"
 
 
 def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> SparkSession:
@@ -46,7 +47,7 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     """
     active = SparkSession.getActiveSession()
     if active is not None:
-        return active
+        return _in_utc(active)
     inherited = _submitted_conf()
     if settings.master.startswith("local"):
         # Local mode needs no routable address; this also silences Spark's hostname warning.
@@ -71,10 +72,23 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     options = {k: v for k, v in {**options, **jars}.items() if not inherited.contains(k)}
     if app_name is not None:
         options["spark.app.name"] = app_name
-    spark = SparkSession.builder.config(map=options).getOrCreate()
+    spark = _in_utc(SparkSession.builder.config(map=options).getOrCreate())
     spark.sparkContext.setLogLevel("WARN")
     if manifest is not None and not manifest.exists():
         _write_manifest(spark, manifest)
+    return spark
+
+
+def _in_utc(spark: SparkSession) -> SparkSession:
+    """Force the UTC session time zone, whatever spark-submit or spark-defaults.conf set.
+
+    Curated timestamps are wall-clock times stored as if UTC: another session zone would shift
+    the month bounds and the KPI hours.
+    """
+    inherited = spark.conf.get(_TIME_ZONE)
+    if inherited != "UTC":
+        spark.conf.set(_TIME_ZONE, "UTC")
+        log.warning("session.time_zone_overridden", inherited=inherited, forced="UTC")
     return spark
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomllib
 
@@ -77,9 +78,16 @@ class TablePaths:
 
 @dataclass(frozen=True)
 class CurateSettings:
-    """Settings of the curate stage."""
+    """Settings of the curate stage.
+
+    Attributes:
+        rules: The data-quality rules, in evaluation order.
+        data_time_zone: IANA zone of the raw files' wall-clock timestamps; durations are
+            the elapsed time between the instants they denote in it.
+    """
 
     rules: tuple[QualityRule, ...]
+    data_time_zone: str = "America/New_York"
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,10 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
         lake_dir=lake_dir,
         tables=tables,
         spark=_spark_settings(main.get("spark", {}), env, conf_dir),
-        curate=CurateSettings(rules=_quality_rules(rules_doc, conf_dir / "quality_rules.toml")),
+        curate=CurateSettings(
+            rules=_quality_rules(rules_doc, conf_dir / "quality_rules.toml"),
+            data_time_zone=_time_zone(main.get("curate", {}).get("data_time_zone")),
+        ),
         zone_lookup=_path(zone_lookup) if zone_lookup else None,
         sections=MappingProxyType(
             {k: MappingProxyType(v) for k, v in main.items() if isinstance(v, dict)}
@@ -254,6 +265,19 @@ def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, .
     if not rules:
         raise ConfigError(f"{source}: no [[rules]] defined")
     return tuple(rules)
+
+
+def _time_zone(value: Any) -> str:
+    if value is None:
+        return CurateSettings.data_time_zone
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(
+            f"[curate] data_time_zone = {value!r}: expected an IANA time zone such as "
+            "'America/New_York'"
+        ) from None
+    return value
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -43,7 +43,8 @@ class MonthlyLoader(StageResources):
             Statistics with input_rows, output_rows, quarantined_rows, retention_rate
             (percent), rejections (rule -> rows), duration_sec and more.
         """
-        # A missing or non-Parquet file fails here, before a JVM starts (~5 s).
+        # An unusable file (missing, corrupt, empty, a second one for a slice) fails here,
+        # before a JVM starts (~5 s).
         files = find_raw_files(raw_path, month)
         database_url = self._database_url or ledger_database_url(self.settings)
         return curate(

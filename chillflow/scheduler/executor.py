@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from chillflow.errors import (
     ChillflowError,
     ConfigError,
-    ConservationError,
     DataQualityError,
     ReconciliationError,
     SchemaError,
@@ -33,15 +32,9 @@ from chillflow.scheduler.config import JobSchedule, ScheduleConfig
 from chillflow.scheduler.planner import hourly_window_end, month_days, split_monthly_period
 
 #: Exit codes of failures that a retry cannot fix: the same input fails the same way again.
+#: A conservation failure is retried: a raw file still being copied changes under the run.
 PERMANENT_EXIT_CODES = frozenset(
-    error.exit_code
-    for error in (
-        ConfigError,
-        SchemaError,
-        DataQualityError,
-        ConservationError,
-        ReconciliationError,
-    )
+    error.exit_code for error in (ConfigError, SchemaError, DataQualityError, ReconciliationError)
 )
 _ERROR_NAMES = {error.exit_code: error.__name__ for error in ChillflowError.__subclasses__()}
 _STDERR_TAIL_BYTES = 16_384

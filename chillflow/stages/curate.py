@@ -31,7 +31,7 @@ from chillflow.schemas import (
     local_frame,
     struct,
 )
-from chillflow.settings import QualityRule, Settings
+from chillflow.settings import CurateSettings, QualityRule, Settings
 from chillflow.stages.rule_outcomes import RuleOutcome, assess_rules, raise_on_failed_rules
 from chillflow.storage.delta import replace_slices, restore_slices, table_version
 from chillflow.storage.ledger import RunRecord, recorded_run
@@ -111,7 +111,7 @@ def curate(
     with bound_run(CURATE_JOB, run_id, month=",".join(months)) as log, ExitStack() as run:
         log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
         _check_rules(spark, rules)
-        trips, slices = _flagged_trips(spark, files, rules)
+        trips, slices = _flagged_trips(spark, files, settings.curate)
         source = ", ".join(str(f.path) for f in files)
         record = run.enter_context(_locked_run(targets, database_url, slices, run_id))
 
@@ -232,7 +232,7 @@ def _put_back(
 
 
 def _flagged_trips(
-    spark: SparkSession, files: list[RawFile], rules: tuple[QualityRule, ...]
+    spark: SparkSession, files: list[RawFile], settings: CurateSettings
 ) -> tuple[DataFrame, list[dict[str, str]]]:
     staged = []
     slices = []
@@ -244,7 +244,9 @@ def _flagged_trips(
         if slice_ not in slices:
             slices.append(slice_)
     trips = reduce(DataFrame.unionByName, staged)
-    return trips.transform(with_derived_fields).transform(with_rule_results, rules), slices
+    months = [raw.month for raw in files]
+    derived = trips.transform(with_derived_fields, settings.data_time_zone, months)
+    return derived.transform(with_rule_results, settings.rules), slices
 
 
 def _check_rules(spark: SparkSession, rules: tuple[QualityRule, ...]) -> None:

@@ -44,12 +44,14 @@ def replace_slices(
     """Atomically replace the given partition slices of a Delta table with ``rows``.
 
     Creates the table on first write. Rows outside the slices make Delta reject the commit,
-    so a slice can never leak into another.
+    so a slice can never leak into another. Columns ``rows`` has and the table lacks are added
+    to the table (a column is never dropped or retyped).
     """
     (
         rows.write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", slice_predicate(slices))
+        .option("mergeSchema", "true")
         .partitionBy(*partition_by)
         .save(str(path))
     )

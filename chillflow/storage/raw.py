@@ -1,4 +1,4 @@
-"""Reading raw TLC monthly Parquet files."""
+"""Raw TLC monthly Parquet files: find and vet them before Spark starts, then read them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -14,11 +16,11 @@ from pyspark.sql.types import StructField, StructType, TimestampNTZType, Timesta
 
 from chillflow.errors import ConfigError, SchemaError, error_summary
 from chillflow.settings import parse_month
-from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL
+from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL, trip_service
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
 _PARQUET_MAGIC = b"PAR1"
-_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "+00:00"})
+_HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,10 @@ class RawFile:
 
 
 def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFile]:
-    """Expand a file, directory or glob into raw files with their months.
+    """Expand a file, directory or glob into raw files with their months, each one vetted.
+
+    Every file's Parquet footer is read (no Spark): a file that is unreadable, not Parquet,
+    truncated, empty or not a TLC trip layout fails here, in about a second.
 
     Args:
         location: A Parquet file, a directory of them or a glob pattern.
@@ -42,7 +47,7 @@ def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFi
 
     Raises:
         ConfigError: If nothing matches or a file's month cannot be determined.
-        SchemaError: If a file is not Parquet.
+        SchemaError: If a file is unusable, or two files hold the same service and month.
     """
     location = Path(location)
     if location.is_dir():
@@ -54,10 +59,50 @@ def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFi
     if not paths:
         raise ConfigError(f"no raw Parquet file found at {location}")
     files = []
+    slices: dict[tuple[str, str], Path] = {}
     for path in paths:
-        _check_parquet(path)
-        files.append(RawFile(path=path.resolve(), month=month_of(path, month)))
+        raw = RawFile(path=path.resolve(), month=month_of(path, month))
+        service = check_raw_file(path)
+        first = slices.setdefault((service, raw.month), path)
+        if first != path:
+            raise SchemaError(
+                f"{first} and {path} both hold {service} trips for {raw.month}: "
+                "curating both would count the month twice; keep one of them"
+            )
+        files.append(raw)
     return files
+
+
+def check_raw_file(path: Path) -> str:
+    """Vet one raw file from its Parquet footer and return its service (yellow, green).
+
+    Raises:
+        SchemaError: If the file is unreadable, not Parquet, corrupt or truncated, has no
+            rows, is not a TLC trip layout, or has a name Hadoop cannot open.
+    """
+    if ":" in path.name:
+        raise SchemaError(f"{path}: Hadoop cannot open a file name containing ':'; rename it")
+    if path.exists() and not path.is_file():
+        raise SchemaError(f"{path}: not a regular file; expected a Parquet file")
+    try:
+        with path.open("rb") as handle:
+            if handle.read(4) != _PARQUET_MAGIC:
+                raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")
+            footer = pq.ParquetFile(handle)
+            rows, names = footer.metadata.num_rows, footer.schema_arrow.names
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    except pa.ArrowException as exc:
+        raise SchemaError(
+            f"{path}: corrupt or truncated Parquet file ({exc}); expected a complete file "
+            "with its footer: copy or download it again"
+        ) from None
+    if rows == 0:
+        raise SchemaError(
+            f"{path}: the file holds no rows; expected a month of trips (an empty file would "
+            "replace the month with nothing)"
+        )
+    return trip_service(names, str(path))
 
 
 def month_of(path: Path, month: str | None) -> str:
@@ -74,31 +119,30 @@ def month_of(path: Path, month: str | None) -> str:
 
 
 def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructType]:
-    """Read one raw file with its source file name and 0-based row position attached.
+    """Read one raw file with its file name and 0-based row position attached.
 
     The row position comes from Spark's Parquet ``_metadata.row_index``, which is stable for a
-    file whatever the split, unlike ``monotonically_increasing_id``.
+    file whatever the split, unlike ``monotonically_increasing_id``. The name is the file's own
+    (``_metadata.file_name`` is URL-encoded); glob characters in the path are escaped, as Spark
+    expands globs in the paths it reads.
 
     TLC timestamps are New York wall-clock times without a zone (Parquet TIMESTAMP with
-    ``isAdjustedToUTC=false``, Spark TIMESTAMP_NTZ). In a UTC session (the default) they are
-    read straight as TIMESTAMP: the instants staging's cast would give, without its time-zone
-    conversion per value (docs/benchmarks.md). In any other session time zone they stay
-    TIMESTAMP_NTZ and staging casts them in that zone, as the month rule's bounds are.
+    ``isAdjustedToUTC=false``, Spark TIMESTAMP_NTZ). They are read straight as TIMESTAMP in the
+    UTC session: the wall clock as if it were UTC, without a time-zone conversion per value
+    (docs/benchmarks.md).
 
     Returns:
-        The rows and their schema as read (the file's footer schema; in a UTC session,
-        wall-clock timestamps as TIMESTAMP).
+        The rows and their schema as read (wall-clock timestamps as TIMESTAMP).
     """
+    location = _HADOOP_GLOB.sub(r"\\\1", str(raw.path))
     try:
-        rows = spark.read.parquet(str(raw.path))
-        schema = rows.schema
-        if spark.conf.get("spark.sql.session.timeZone") in _UTC_ZONES:
-            schema = _wall_clock_as_timestamp(rows.schema)
-            if schema != rows.schema:
-                rows = spark.read.schema(schema).parquet(str(raw.path))
+        rows = spark.read.parquet(location)
+        schema = _wall_clock_as_timestamp(rows.schema)
+        if schema != rows.schema:
+            rows = spark.read.schema(schema).parquet(location)
         with_lineage = rows.select(
             "*",
-            F.col("_metadata.file_name").alias(SOURCE_FILE_COL),
+            F.lit(raw.path.name).alias(SOURCE_FILE_COL),
             F.col("_metadata.row_index").alias(SOURCE_ROW_COL),
         )
     except AnalysisException as exc:
@@ -117,12 +161,3 @@ def _wall_clock_as_timestamp(schema: StructType) -> StructType:
             for f in schema.fields
         ]
     )
-
-
-def _check_parquet(path: Path) -> None:
-    if not path.is_file():
-        raise ConfigError(f"{path}: not a file")
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if head != _PARQUET_MAGIC:
-        raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")

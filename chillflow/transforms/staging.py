@@ -2,23 +2,39 @@
 
 TLC files drift between vintages: column-name case (``Airport_fee``), int32/int64/double ids
 and counts, Parquet null-typed columns (green ``ehail_fee``), nanosecond timestamps in files
-rewritten by pandas, and columns that only newer files have. :func:`plan_layout` inspects a
-file's schema once and :func:`stage_trips` applies the resulting plan.
+rewritten by pandas, string-typed columns, and columns that only newer files have.
+:func:`plan_layout` inspects a file's schema once and :func:`stage_trips` applies the plan.
+
+A present raw value that its column's type cannot hold (``'abc'`` in ``fare_amount``, 1.5 or
+2^31 in an int column, ``'2025-13-45'`` in a timestamp) becomes NULL and is listed in the row's
+``parse_errors`` as ``fare_amount='abc'``; blank strings count as missing. Only casts that can
+lose a value are checked, so a file whose types match pays nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, NullType, StructType
+from pyspark.sql.types import (
+    AtomicType,
+    DateType,
+    LongType,
+    NullType,
+    NumericType,
+    StringType,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
 
 from chillflow.errors import SchemaError
 from chillflow.schemas import STAGED_DDL, columns
 
-#: Hidden columns the raw reader attaches from Spark's Parquet file metadata.
+#: Hidden columns the raw reader attaches: the file's name and each row's position in it.
 SOURCE_FILE_COL = "_cf_source_file"
 SOURCE_ROW_COL = "_cf_source_row"
 
@@ -50,6 +66,15 @@ _RAW_COLUMNS: dict[str, tuple[str, str, bool]] = {
     "trip_type": ("trip_type", "int", False),
 }
 
+# Spark type of a standard column -> raw types it is cast from (int64 timestamps: nanoseconds).
+_CASTABLE_FROM = {
+    "int": (NumericType, StringType),
+    "double": (NumericType, StringType),
+    "timestamp": (TimestampType, TimestampNTZType, DateType, LongType, StringType),
+    "string": (AtomicType,),
+}
+_EXACT_INTS = ("tinyint", "smallint", "int")
+
 
 @dataclass(frozen=True)
 class SourceColumn:
@@ -58,12 +83,12 @@ class SourceColumn:
     Attributes:
         name: The column's name in the file (original case), or None when the file lacks it.
         target_type: Spark SQL type of the standard column.
-        nanos_as_long: True for TIMESTAMP(NANOS) columns that Spark reads as int64 nanoseconds.
+        source_type: Spark SQL type of the raw column (``bigint``, ``string``, ...), if any.
     """
 
     name: str | None
     target_type: str
-    nanos_as_long: bool = False
+    source_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,27 +102,34 @@ class RawLayout:
 def trip_service(names: Iterable[str], path: str) -> str:
     """Return the service (yellow or green) of a raw file's column names, checking the layout.
 
-    Pure over names, so a file's footer can be checked without Spark (the downloader does).
+    Pure over names (matched case-insensitively), so a file's footer can be checked without
+    Spark (the raw reader and the downloader do).
 
     Raises:
-        SchemaError: If the columns are not a yellow or green TLC layout from 2016-07 on.
+        SchemaError: If two columns differ only in case, or the layout is not a yellow or
+            green TLC layout from 2016-07 on (the message names the missing columns).
     """
-    names = list(names)
-    lower = {name.lower() for name in names}
+    fields: dict[str, str] = {}
+    for name in names:
+        if name.lower() in fields:
+            raise SchemaError(
+                f"{path}: columns {fields[name.lower()]!r} and {name!r} differ only in case; "
+                "expected one of them"
+            )
+        fields[name.lower()] = name
     service = next(
-        (s for s, prefix in _TIMESTAMP_PREFIX.items() if f"{prefix}_pickup_datetime" in lower),
+        (s for s, prefix in _TIMESTAMP_PREFIX.items() if f"{prefix}_pickup_datetime" in fields),
         None,
     )
     if service is None:
-        raise SchemaError(_layout_message(path, "tpep_/lpep_pickup_datetime", names))
-    prefix = _TIMESTAMP_PREFIX[service]
+        raise SchemaError(_layout_message(path, "tpep_/lpep_pickup_datetime", fields.values()))
     missing = [
-        raw.format(prefix=prefix)
-        for raw, _, required in _RAW_COLUMNS.values()
-        if required and raw.format(prefix=prefix).lower() not in lower
+        _raw_name(standard, service)
+        for standard, (_, _, required) in _RAW_COLUMNS.items()
+        if required and _raw_name(standard, service).lower() not in fields
     ]
     if missing:
-        raise SchemaError(_layout_message(path, ", ".join(missing), names))
+        raise SchemaError(_layout_message(path, ", ".join(missing), fields.values()))
     return service
 
 
@@ -112,19 +144,24 @@ def plan_layout(schema: StructType, path: str) -> RawLayout:
         The staging plan for :func:`stage_trips`.
 
     Raises:
-        SchemaError: If the layout is not a yellow or green TLC layout from 2016-07 on.
+        SchemaError: If the layout is not a yellow or green TLC layout from 2016-07 on, or a
+            column's type cannot be cast to its standard type.
     """
     service = trip_service(schema.fieldNames(), path)
-    prefix = _TIMESTAMP_PREFIX[service]
     fields = {field.name.lower(): field for field in schema.fields}
     sources = []
-    for standard, (raw_name, target_type, _) in _RAW_COLUMNS.items():
-        field = fields.get(raw_name.format(prefix=prefix).lower())
+    for standard, (_, target_type, _) in _RAW_COLUMNS.items():
+        field = fields.get(_raw_name(standard, service).lower())
         if field is None or isinstance(field.dataType, NullType):
             sources.append((standard, SourceColumn(None, target_type)))
             continue
-        nanos = target_type == "timestamp" and isinstance(field.dataType, LongType)
-        sources.append((standard, SourceColumn(field.name, target_type, nanos)))
+        if not isinstance(field.dataType, _CASTABLE_FROM[target_type]):
+            raise SchemaError(
+                f"{path}: column {field.name} is of type {field.dataType.simpleString()}; "
+                f"expected {target_type}, or a number, string or timestamp convertible to it"
+            )
+        source_type = field.dataType.simpleString()
+        sources.append((standard, SourceColumn(field.name, target_type, source_type)))
     return RawLayout(service=service, sources=tuple(sources))
 
 
@@ -137,36 +174,67 @@ def stage_trips(raw: DataFrame, layout: RawLayout, month: str) -> DataFrame:
         month: The file's month (``YYYY-MM``).
 
     Returns:
-        Rows in the staged schema (``STAGED_DDL``).
+        Rows in the staged schema (``STAGED_DDL``), with ``parse_errors`` listing the present
+        raw values that could not be converted (NULL for a clean row).
     """
-    sourced = {standard: _cast(source) for standard, source in layout.sources}
-    lineage = {
+    casts = {standard: _cast(source) for standard, source in layout.sources}
+    checked = [
+        (lost, F.format_string(f"{standard}='%s'", F.col(f"`{source.name}`")))
+        for (standard, source), (_, lost) in zip(layout.sources, casts.values(), strict=True)
+        if lost is not None
+    ]
+    parse_errors = F.lit(None).cast("array<string>")
+    if checked:
+        # NULL on clean rows, an array only where a value was lost. array_except, not
+        # array_compact: a lambda would take the whole projection out of generated code.
+        entries = F.array(*[F.when(lost, text) for lost, text in checked])
+        listed = F.array_except(entries, F.array(F.lit(None).cast("string")))
+        parse_errors = F.when(reduce(Column.__or__, [lost for lost, _ in checked]), listed)
+    exprs = {
+        **{standard: value for standard, (value, _) in casts.items()},
         "service": F.lit(layout.service),
         "month": F.lit(month),
         "source_file": F.col(SOURCE_FILE_COL),
         "source_row": F.col(SOURCE_ROW_COL).cast("bigint"),
+        "parse_errors": parse_errors,
     }
-    exprs = {**sourced, **lineage}
     return raw.select(*[exprs[name].alias(name) for name in columns(STAGED_DDL)])
 
 
-def _cast(source: SourceColumn) -> Column:
+def _cast(source: SourceColumn) -> tuple[Column, Column | None]:
+    """The standard column's value and, for a cast that can lose a value, where it did."""
+    target, kind = source.target_type, source.source_type
     if source.name is None:
-        return F.lit(None).cast(source.target_type)
+        return F.lit(None).cast(target), None
     column = F.col(f"`{source.name}`")
-    if source.nanos_as_long:
-        # Integer division: an int64 nanosecond count does not fit a double exactly.
-        return F.timestamp_micros(F.expr(f"`{source.name}` div 1000"))
-    if source.target_type == "timestamp":
-        return column.cast("timestamp")
-    # try_cast: Spark 4 runs ANSI mode, where a NaN or out-of-range double cast to int raises.
-    return column.try_cast(source.target_type)
+    if target == "timestamp" and kind == "bigint":
+        # TIMESTAMP(NANOS) read as int64; integer division: a double cannot hold it exactly.
+        return F.timestamp_micros(F.expr(f"`{source.name}` div 1000")), None
+    if kind == "string" and target != "string":
+        present = F.nullif(F.trim(column), F.lit(""))  # a blank string is a missing value
+    elif target == "int" and kind not in _EXACT_INTS:
+        present = column
+    else:
+        return column.cast(target), None
+    if target == "int" and kind == "bigint":
+        value = present.try_cast(target)
+    elif target == "int":
+        # Through a double: '2.0' and 2.0 are 2; 2.5, NaN and values beyond int are lost.
+        number = present.try_cast("double")
+        whole = number.try_cast("int")
+        value = F.when(whole == number, whole)
+    else:
+        value = present.try_cast(target)
+    return value, present.isNotNull() & value.isNull()
 
 
-def _layout_message(path: str, expected: str, names: list[str]) -> str:
-    found = ", ".join(names)
+def _raw_name(standard: str, service: str) -> str:
+    return _RAW_COLUMNS[standard][0].format(prefix=_TIMESTAMP_PREFIX[service])
+
+
+def _layout_message(path: str, expected: str, found: Iterable[str]) -> str:
     return (
         f"{path}: not a yellow/green TLC trip layout from 2016-07 on. "
-        f"Expected column(s): {expected}. Found: {found}. "
+        f"Expected column(s): {expected}. Found: {', '.join(found)}. "
         "Files before 2016-07 (latitude/longitude) and FHV files are not supported."
     )

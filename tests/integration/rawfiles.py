@@ -69,3 +69,43 @@ def write_yellow(path: Path, rows: list[dict], schema: pa.Schema = YELLOW_2025) 
     table = pa.Table.from_pylist(rows, schema=YELLOW_2025).cast(schema)
     pq.write_table(table, path)
     return path
+
+
+GREEN_2025 = pa.schema(
+    [
+        ("VendorID", pa.int64()),
+        ("lpep_pickup_datetime", pa.timestamp("us")),
+        ("lpep_dropoff_datetime", pa.timestamp("us")),
+        *[(f.name, f.type) for f in YELLOW_2025 if f.name != "VendorID" and "tpep" not in f.name],
+        ("ehail_fee", pa.null()),
+        ("trip_type", pa.float64()),
+    ]
+)
+
+
+def retyped(schema: pa.Schema, **types: pa.DataType) -> pa.Schema:
+    """``schema`` with the named columns' types replaced."""
+    return pa.schema([(f.name, types.get(f.name, f.type)) for f in schema])
+
+
+def as_green(row: dict) -> dict:
+    """A yellow row (from :func:`trip`) in the green layout."""
+    green = {key.replace("tpep_", "lpep_"): value for key, value in row.items()}
+    return {**green, "ehail_fee": None, "trip_type": 1.0}
+
+
+def write_rows(path: Path, rows: list[dict], schema: pa.Schema) -> Path:
+    """Write rows exactly as given, in ``schema`` (no conversion from the yellow layout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    """A raw file's rows as dicts, nanosecond timestamps truncated to microseconds."""
+    table = pq.read_table(path)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            column = table.column(index).cast(pa.timestamp("us"), safe=False)
+            table = table.set_column(index, field.name, column)
+    return table.to_pylist()

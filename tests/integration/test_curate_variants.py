@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 from pyspark.sql import functions as F
-from pyspark.sql.types import TimestampNTZType, TimestampType
+from pyspark.sql.types import TimestampType
 
 from chillflow.errors import SchemaError
 from chillflow.generator import generate_month, tlc_file_name
@@ -89,25 +89,6 @@ def test_wall_clock_timestamps_read_as_timestamps_in_a_utc_session(spark, tmp_pa
     assert schema["tpep_pickup_datetime"].dataType == TimestampType()
     micros = rows.select(F.unix_micros("tpep_pickup_datetime")).first()[0]
     assert micros == int(pickup.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000
-
-
-def test_another_session_zone_keeps_wall_clock_months(spark, settings, tmp_path):
-    # Staging casts in the session zone, as the month rule's bounds are: the last half hour of
-    # January stays in January and the first of February is quarantined.
-    raw = write_yellow(
-        tmp_path / "yellow_tripdata_2025-01.parquet",
-        [trip(datetime(2025, 1, 31, 23, 30)), trip(datetime(2025, 2, 1, 0, 30))],
-    )
-    zone = spark.conf.get("spark.sql.session.timeZone")
-    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
-    try:
-        _, schema = read_raw_file(spark, RawFile(raw, "2025-01"))
-        stats = curate(spark, settings, raw)
-    finally:
-        spark.conf.set("spark.sql.session.timeZone", zone)
-
-    assert schema["tpep_pickup_datetime"].dataType == TimestampNTZType()
-    assert (stats["output_rows"], stats["rejections"]) == (1, {"pickup_in_file_month": 1})
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,8 @@ def test_spark_submit_settings_win_over_conf_defaults(tmp_path):
             "DRIVER_MEMORY": "1g",
             "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
             "LOG_LEVEL": "WARNING",
+            # A cluster default other than UTC would shift every curated hour.
+            "SPARK_SUBMIT_EXTRA": "--conf spark.sql.session.timeZone=America/New_York",
         }
     )
 
@@ -61,6 +63,6 @@ def test_spark_submit_settings_win_over_conf_defaults(tmp_path):
     assert seen["app_name"] == "chillflow-probe-conf"
     assert seen["master"] == "local[1]"
     assert seen["shuffle_partitions"] == "7"  # conf/chillflow.toml says 4
-    assert seen["time_zone"] == "UTC"  # conf/ defaults still apply where spark-submit is silent
+    assert seen["time_zone"] == "UTC"  # forced, whatever spark-submit says
     assert "delta-spark" in seen["jars"] and "postgresql" in seen["jars"]
     assert "chillflow.zip" in seen["package_file"]  # the driver imports the shipped package

@@ -246,6 +246,13 @@ def test_a_retry_resumes_after_the_steps_that_succeeded():
             True,
         ),
         (
+            # A file still being copied: the next attempt may see all its rows.
+            outcome(5, stderr="error: raw.parquet: 10 raw rows but 9 curated + 0 quarantined\n"),
+            "failed",
+            "step curate:yellow exited with code 5 (ConservationError): raw.parquet: 10 raw rows",
+            True,
+        ),
+        (
             # Another run holds the slice: the next attempt finds it free.
             outcome(
                 10, stderr="error: curate of yellow/2025-01 in /lake is locked by curate run a\n"

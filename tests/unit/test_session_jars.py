@@ -3,6 +3,7 @@ import time
 from types import MappingProxyType
 
 import pytest
+from structlog.testing import capture_logs
 
 from chillflow import session
 from chillflow.errors import DependencyError
@@ -65,3 +66,22 @@ def test_unreachable_maven_fails_within_seconds(spark_settings, monkeypatch):
         session._jar_config(spark_settings)
 
     assert time.monotonic() - started < 10
+
+
+def test_the_session_time_zone_is_forced_to_utc(spark, base_settings):
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        with capture_logs() as logs:
+            session_ = session.build_spark(base_settings.spark)
+    finally:
+        zone = spark.conf.get("spark.sql.session.timeZone")
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+    assert session_ is spark
+    assert zone == "UTC"
+    assert {
+        "event": "session.time_zone_overridden",
+        "inherited": "America/New_York",
+        "forced": "UTC",
+        "log_level": "warning",
+    } in logs

@@ -24,11 +24,14 @@ def test_defaults_load_and_hide_secrets(tmp_path):
     assert settings.hash_salt == DEV_HASH_SALT
     assert settings.tables.curated == tmp_path / "lake/curated/trips"
     assert settings.spark.conf["spark.sql.session.timeZone"] == "UTC"
-    assert [r.name for r in settings.curate.rules][:3] == [
+    assert [r.name for r in settings.curate.rules][:5] == [
+        "raw_values_parsed",
+        "numbers_finite",
+        "amounts_plausible",
+        "trip_distance_plausible",
         "pickup_before_dropoff",
-        "speed_plausible",
-        "total_amount_non_negative",
     ]
+    assert settings.curate.data_time_zone == "America/New_York"
     assert "pw" not in repr(settings)
     assert DEV_HASH_SALT not in repr(settings)
 
@@ -82,3 +85,18 @@ def test_missing_conf_dir_says_how_to_fix(tmp_path):
 def test_parse_month_rejects(value):
     with pytest.raises(ConfigError, match="expected YYYY-MM"):
         parse_month(value)
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", "../../etc/passwd", 5])
+def test_an_unknown_data_time_zone_is_refused(tmp_path, zone):
+    conf = write_conf(tmp_path, (CONF / "quality_rules.toml").read_text())
+    main = (conf / "chillflow.toml").read_text()
+    zone_line = (
+        f"data_time_zone = {zone!r}" if isinstance(zone, str) else f"data_time_zone = {zone}"
+    )
+    (conf / "chillflow.toml").write_text(
+        main.replace('data_time_zone = "America/New_York"', zone_line)
+    )
+
+    with pytest.raises(ConfigError, match=r"\[curate\] data_time_zone = .*expected an IANA"):
+        load_settings(conf, {})

@@ -3,6 +3,7 @@ from datetime import datetime
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import (
+    BinaryType,
     DoubleType,
     IntegerType,
     LongType,
@@ -147,6 +148,7 @@ def test_yellow_2025_layout_with_capitalised_airport_fee(spark):
                 "2025-01",
                 "yellow_tripdata_2025-01.parquet",
                 0,
+                None,
             ),
             (
                 "yellow",
@@ -175,6 +177,7 @@ def test_yellow_2025_layout_with_capitalised_airport_fee(spark):
                 "2025-01",
                 "yellow_tripdata_2025-01.parquet",
                 1,
+                None,
             ),
         ],
         struct(STAGED_DDL),
@@ -347,6 +350,122 @@ def test_unsupported_layouts_name_file_expected_and_found_columns(fields, expect
     assert message.startswith("/data/old_tripdata_2015-01.parquet: not a yellow/green TLC")
     assert f"Expected column(s): {expected}." in message
     assert f"Found: {fields[0][0]}, {fields[1][0]}" in message
+
+
+def staged_values(spark, fields, rows, names):
+    raw = spark.createDataFrame(
+        [(*row, "s.parquet", i) for i, row in enumerate(rows)], with_lineage(fields)
+    )
+    staged = stage_trips(raw, plan_layout(schema_of(fields), "s.parquet"), "2025-01")
+    return [tuple(r) for r in staged.select(*names, "parse_errors").orderBy("source_row").collect()]
+
+
+def test_string_typed_columns_are_cast_and_unparsable_values_are_listed(spark):
+    fields = [(name, StringType()) for name, _ in YELLOW_CORE]
+    good = ["2", "2025-01-01 00:18:38", "2025-01-01T00:26:59", " 1 ", "1.6", "1.0", "N"]
+    good += ["229", "237", "1", "10", "3.5", "0.5", "3", "0", "1", "18"]
+    bad = ["abc", "2025-13-45", "2025-01-01 00:26:59", "1.5", "1.6", "99", "Y"]
+    bad += ["3000000000", "", "  ", "1e400", "NaN", "0.5", "x", "0", "1", "18"]
+
+    rows = staged_values(
+        spark,
+        fields,
+        [good, bad, [None] * len(fields)],
+        ["vendor_id", "pickup_ts", "dropoff_ts", "passenger_count", "rate_code"],
+    )
+
+    assert rows[0] == (
+        2,
+        datetime(2025, 1, 1, 0, 18, 38),
+        datetime(2025, 1, 1, 0, 26, 59),
+        1,
+        1,
+        None,
+    )
+    # Blank strings are missing values; '1e400' and 'NaN' are doubles (the finite rule's job).
+    assert rows[1] == (
+        None,
+        None,
+        datetime(2025, 1, 1, 0, 26, 59),
+        None,
+        99,
+        [
+            "vendor_id='abc'",
+            "pickup_ts='2025-13-45'",
+            "passenger_count='1.5'",
+            "pu_zone_id='3000000000'",
+            "tip_amount='x'",
+        ],
+    )
+    assert rows[2] == (None, None, None, None, None, None)
+
+
+def test_lossy_numeric_casts_to_int_are_listed(spark):
+    drift = {"VendorID": LongType(), "passenger_count": DoubleType(), "RatecodeID": DoubleType()}
+    fields = [(name, drift.get(name, kind)) for name, kind in YELLOW_CORE]
+    base = [2, datetime(2025, 1, 1), datetime(2025, 1, 1, 0, 10), 1.0, 1.6, 1.0, "N", 229, 237]
+    base += [1, 10.0, 3.5, 0.5, 3.0, 0.0, 1.0, 18.0]
+
+    def row(**values):
+        return [values.get(name, value) for (name, _), value in zip(fields, base, strict=True)]
+
+    rows = staged_values(
+        spark,
+        fields,
+        [
+            row(passenger_count=3.0, RatecodeID=-0.0, VendorID=2_147_483_647),
+            row(passenger_count=2.5, RatecodeID=float("nan"), VendorID=2_147_483_648),
+            row(passenger_count=float("inf"), RatecodeID=None, VendorID=-2_147_483_649),
+        ],
+        ["vendor_id", "passenger_count", "rate_code"],
+    )
+
+    assert rows == [
+        (2_147_483_647, 3, 0, None),
+        (
+            None,
+            None,
+            None,
+            ["vendor_id='2147483648'", "passenger_count='2.5'", "rate_code='NaN'"],
+        ),
+        (None, None, None, ["vendor_id='-2147483649'", "passenger_count='Infinity'"]),
+    ]
+
+
+def test_a_file_whose_types_match_checks_no_cast(spark):
+    fields = [(n, IntegerType() if k == LongType() else k) for n, k in YELLOW_CORE]
+    layout = plan_layout(schema_of(fields), "t.parquet")
+    raw = spark.createDataFrame([], with_lineage(fields))
+
+    plan = stage_trips(raw, layout, "2025-01").select("parse_errors")._jdf.queryExecution()
+
+    assert "null AS parse_errors" in plan.optimizedPlan().toString()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            [*YELLOW_CORE, ("airport_fee", DoubleType()), ("Airport_fee", DoubleType())],
+            "columns 'airport_fee' and 'Airport_fee' differ only in case; expected one of them",
+        ),
+        (
+            [(n, BinaryType() if n == "fare_amount" else k) for n, k in YELLOW_CORE],
+            "column fare_amount is of type binary; expected double, or a number, string or "
+            "timestamp convertible to it",
+        ),
+        (
+            [(n, DoubleType() if n.endswith("datetime") else k) for n, k in YELLOW_CORE],
+            "column tpep_pickup_datetime is of type double; expected timestamp",
+        ),
+    ],
+    ids=["case-duplicates", "binary-amount", "double-timestamp"],
+)
+def test_columns_that_cannot_be_staged_name_the_file_and_column(fields, message):
+    with pytest.raises(SchemaError) as raised:
+        plan_layout(schema_of(fields), "/in/y.parquet")
+
+    assert str(raised.value).startswith(f"/in/y.parquet: {message}")
 
 
 def test_trip_service_reads_the_layout_from_column_names_alone():
