@@ -18,7 +18,7 @@ from chillflow.errors import ConfigError
 from chillflow.settings import default_conf_dir
 
 SCHEDULES_FILE = "schedules.toml"
-JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline")
+JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline", "maintain")
 MISSED_RUN_POLICIES = ("skip", "run_latest")
 #: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
 PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
@@ -30,7 +30,9 @@ _DEFAULT_WATCH_MONTHS = 3
 DEFAULT_DATA_TIMEZONE = "America/New_York"
 #: Jobs the stages record in ``ops.job_run`` themselves; a schedule using these names would mix
 #: its runs with theirs.
-RESERVED_JOB_NAMES = frozenset({"curate", "process_trips", "aggregate", "aggregate_backfill"})
+RESERVED_JOB_NAMES = frozenset(
+    {"curate", "process_trips", "aggregate", "aggregate_backfill", "maintain"}
+)
 _JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _CRON_PROBE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -275,6 +277,9 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
             raise ConfigError(f"{where}: watch_months must be a positive integer")
     elif "watch_months" in raw:
         raise ConfigError(f"{where}: watch_months applies to the monthly pipeline only")
+    elif kind == "maintain":
+        if "lookback_hours" in raw:
+            raise ConfigError(f"{where}: lookback_hours applies to aggregate jobs only")
     elif not _is_int(lookback) or lookback < 1:
         raise ConfigError(f"{where}: lookback_hours must be a positive integer")
     retries = raw.get("retries", 0)

@@ -144,6 +144,8 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
     if job.kind == "aggregate_daily":
         argv = (submit, "aggregate", "run", "--date", period)
         return JobPlan(steps=(Step("aggregate", _with_lookback(argv, job.lookback_hours)),))
+    if job.kind == "maintain":
+        return JobPlan(steps=(Step("maintain", (submit, "maintain", "--json")),))
     if job.kind == "aggregate_hourly":
         until = f"{hourly_window_end(period):%Y-%m-%dT%H}"
         argv = (submit, "aggregate", "run", "--until", until)

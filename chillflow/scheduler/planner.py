@@ -110,6 +110,8 @@ def periods_of(job: JobSchedule, fire: datetime, services: Sequence[str] = ()) -
         return [(hour - _HOUR).astimezone(job.data_timezone).isoformat(timespec="minutes")]
     if job.kind == "aggregate_daily":
         return [(local.date() - timedelta(days=1)).isoformat()]
+    if job.kind == "maintain":
+        return [local.date().isoformat()]
     months = []
     first = local.date().replace(day=1)
     for _ in range(job.watch_months or 0):
@@ -138,7 +140,7 @@ def parse_periods(job: JobSchedule, text: str, services: Sequence[str] = ()) -> 
                 f"schedule's services ({', '.join(services)})"
             )
         return [f"{month}/{service}"]
-    if job.kind == "aggregate_daily":
+    if job.kind in ("aggregate_daily", "maintain"):
         if _DAY.match(text):
             try:
                 return [date.fromisoformat(text).isoformat()]

@@ -57,7 +57,7 @@ BACKFILL_JOB = "aggregate_backfill"
 #: The jobs whose runs change what a source gives for a month: the trips, or the quarantined
 #: rows behind the outlier rates.
 _SOURCE_JOBS = {"postgres": (PROCESS_TRIPS_JOB, CURATE_JOB), "curated": (CURATE_JOB,)}
-_KPI_LOCK = "aggregate"
+KPI_LOCK = "aggregate"
 _SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
 #: The curate rule that keeps every curated pickup inside its file's month partition.
 _MONTH_RULE = "pickup_in_file_month"
@@ -332,7 +332,7 @@ def aggregate_window(
     store = AdvisoryLocks(database_url, holder(AGGREGATE_JOB, f"run {run_id}"))
     with (
         bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log,
-        hold(store, [(_KPI_LOCK, False)], what="the KPI table and mart", writer=True),
+        hold(store, [(KPI_LOCK, False)], what="the KPI table and mart", writer=True),
         ledger.recorded_run(
             database_url, AGGREGATE_JOB, period, run_id, abandon_all=True,
             stats={"mode": mode, "source": source, "backfill_run_id": backfill_run_id},
