@@ -29,43 +29,29 @@ from chillflow.settings import parse_month
 
 SERVICES = ("yellow", "green")
 _BLOCK_ROWS = 500_000
-_F64, _I64, _I32, _STR, _US = pa.float64(), pa.int64(), pa.int32(), pa.string(), pa.timestamp("us")
-_METERED = (*draws.AMOUNTS[:6], "total_amount")
-#: Per service, the file's columns: (name in the file, generated field, Arrow type).
+_TYPES = {"f64": pa.float64(), "i64": pa.int64(), "i32": pa.int32(), "str": pa.string(),
+          "us": pa.timestamp("us"), "null": pa.null()}  # fmt: skip
+_FARE = "fare_amount extra mta_tax tip_amount tolls_amount"
+_FEES = "improvement_surcharge total_amount"
+#: Per service, the file's columns as ``name[=generated field]:type``.
+_COLUMNS = {
+    "yellow": "VendorID=vendor_id:i32 tpep_pickup_datetime=pickup_ts:us "
+    "tpep_dropoff_datetime=dropoff_ts:us passenger_count:i64 trip_distance:f64 "
+    "RatecodeID=ratecode:i64 store_and_fwd_flag:str PULocationID=pu_zone:i32 "
+    f"DOLocationID=do_zone:i32 payment_type:i64 {_FARE} {_FEES} congestion_surcharge "
+    "Airport_fee=airport_fee cbd_congestion_fee",
+    "green": "VendorID=vendor_id:i64 lpep_pickup_datetime=pickup_ts:us "
+    "lpep_dropoff_datetime=dropoff_ts:us store_and_fwd_flag:str RatecodeID=ratecode "
+    f"PULocationID=pu_zone:i64 DOLocationID=do_zone:i64 passenger_count trip_distance {_FARE} "
+    f"ehail_fee:null {_FEES} payment_type trip_type congestion_surcharge",
+}
+#: Per service: (name in the file, generated field, Arrow type); the type defaults to double.
 _LAYOUTS = {
-    "yellow": (
-        ("VendorID", "vendor_id", _I32),
-        ("tpep_pickup_datetime", "pickup_ts", _US),
-        ("tpep_dropoff_datetime", "dropoff_ts", _US),
-        ("passenger_count", "passenger_count", _I64),
-        ("trip_distance", "trip_distance", _F64),
-        ("RatecodeID", "ratecode", _I64),
-        ("store_and_fwd_flag", "store_and_fwd_flag", _STR),
-        ("PULocationID", "pu_zone", _I32),
-        ("DOLocationID", "do_zone", _I32),
-        ("payment_type", "payment_type", _I64),
-        *((name, name, _F64) for name in _METERED),
-        ("congestion_surcharge", "congestion_surcharge", _F64),
-        ("Airport_fee", "airport_fee", _F64),
-        ("cbd_congestion_fee", "cbd_congestion_fee", _F64),
-    ),
-    "green": (
-        ("VendorID", "vendor_id", _I64),
-        ("lpep_pickup_datetime", "pickup_ts", _US),
-        ("lpep_dropoff_datetime", "dropoff_ts", _US),
-        ("store_and_fwd_flag", "store_and_fwd_flag", _STR),
-        ("RatecodeID", "ratecode", _F64),
-        ("PULocationID", "pu_zone", _I64),
-        ("DOLocationID", "do_zone", _I64),
-        ("passenger_count", "passenger_count", _F64),
-        ("trip_distance", "trip_distance", _F64),
-        *((name, name, _F64) for name in _METERED[:5]),
-        ("ehail_fee", "ehail_fee", pa.null()),
-        *((name, name, _F64) for name in _METERED[5:]),
-        ("payment_type", "payment_type", _F64),
-        ("trip_type", "trip_type", _F64),
-        ("congestion_surcharge", "congestion_surcharge", _F64),
-    ),
+    service: tuple(
+        (name.partition("=")[0], name.partition("=")[2] or name, _TYPES[dtype or "f64"])
+        for name, _, dtype in (word.partition(":") for word in columns.split())
+    )
+    for service, columns in _COLUMNS.items()
 }
 
 

@@ -39,15 +39,8 @@ DIRT_WEIGHTS = {
     "very_long": 0.10,
 }
 FEES = ("congestion_surcharge", "airport_fee", "cbd_congestion_fee")
-AMOUNTS = (
-    "fare_amount",
-    "extra",
-    "mta_tax",
-    "tip_amount",
-    "tolls_amount",
-    "improvement_surcharge",
-    *FEES,
-)
+AMOUNTS = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
+           "improvement_surcharge", *FEES)  # fmt: skip
 _KM_PER_MILE = 1.609344
 _PICKUP_JITTER_S = 120
 _SECOND_DIRT_RATE = 0.1
@@ -95,13 +88,8 @@ def draw_trips(rng: np.random.Generator, spec: Spec, start: int, n: int, cols: _
     speed_kmh = np.clip(speed_kmh, 6.0, 70.0)
     driving_s = np.round(distance_mi * _KM_PER_MILE / speed_kmh * 3600.0).astype(np.int64)
     duration_s = np.clip(driving_s + rng.integers(20, 121, n), 60, _MAX_CLEAN_DURATION_S)
-    cols.update(
-        pickup_ts=month.start_s + offset_s,
-        duration_s=duration_s,
-        pu_zone=pickup_zone,
-        do_zone=dropoff_zone,
-        trip_distance=distance_mi,
-    )
+    cols.update(pickup_ts=month.start_s + offset_s, duration_s=duration_s, pu_zone=pickup_zone,
+                do_zone=dropoff_zone, trip_distance=distance_mi)  # fmt: skip
 
 
 def _draw_dropoff_zones(
@@ -162,12 +150,9 @@ def draw_codes(
     cols.update(
         vendor_id=rng.choice(profile.vendors, n, p=profile.vendor_weights),
         passenger_count=rng.choice(np.arange(1, 7), n, p=(0.72, 0.15, 0.04, 0.03, 0.035, 0.025)),
-        store_and_fwd_flag=(rng.random(n) < 0.003).astype(np.int64),
-        payment_type=payment,
-        ratecode=ratecode,
-        trip_type=np.where(ratecode == 5, 2, 1),
-        null_block=null_block,
-    )
+        store_and_fwd_flag=(rng.random(n) < 0.003).astype(np.int64), payment_type=payment,
+        ratecode=ratecode, trip_type=np.where(ratecode == 5, 2, 1), null_block=null_block,
+    )  # fmt: skip
     for field in ("passenger_count", "ratecode", "store_and_fwd_flag", *FEES[:2]):
         nulls[field] = null_block
     if profile.null_block_payment_type is None:
@@ -212,15 +197,8 @@ def draw_amounts(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays) ->
     # Tipped on the metered part only, not on the congestion, airport and CBD fees.
     tipped = fare + extra + mta_tax + improvement
     tip = np.where(cols["payment_type"] == 1, np.round(tip_share * tipped, 2), 0.0)
-    cols.update(
-        fare_amount=fare,
-        extra=extra,
-        mta_tax=mta_tax,
-        tip_amount=tip,
-        tolls_amount=tolls,
-        improvement_surcharge=improvement,
-        **fees,
-    )
+    cols.update(fare_amount=fare, extra=extra, mta_tax=mta_tax, tip_amount=tip, tolls_amount=tolls,
+                improvement_surcharge=improvement, **fees)  # fmt: skip
     cols["total_amount"] = np.round(sum(cols[name] for name in AMOUNTS), 2)
 
 

@@ -94,8 +94,7 @@ class Profile:
 # Queens, Bronx, Staten Island.
 PROFILES = {
     "yellow": Profile(
-        vendors=(1, 2, 6, 7),
-        vendor_weights=(0.21, 0.77, 0.005, 0.015),
+        vendors=(1, 2, 6, 7), vendor_weights=(0.21, 0.77, 0.005, 0.015),
         pickup_zone_weights=zone_weights(
             (0.3, 0.002, 1.0, 0.3, 0.04, 0.03, 0.02, 0.002), YELLOW_HOT
         ),
@@ -103,23 +102,13 @@ PROFILES = {
             (0.3, 0.03, 1.0, 0.5, 0.12, 0.1, 0.06, 0.005),
             {zone: weight**0.85 for zone, weight in YELLOW_HOT.items()} | {JFK: 2.0, LGA: 2.5},
         ),
-        local_share=0.5,
-        payment_types=(1, 2, 3, 4),
-        payment_weights=(0.74, 0.20, 0.015, 0.045),
-        null_block_payment_type=0,
-        night_extra=1.0,
-        rush_extra=2.5,
-        improvement_surcharge=1.0,
-        congestion_surcharge=2.5,
-        airport_fee=1.75,
-        jfk_flat_share=0.85,
-        jfk_flat_fare=70.0,
-        nassau_share=0.002,
-        negotiated_share=0.008,
+        local_share=0.5, payment_types=(1, 2, 3, 4), payment_weights=(0.74, 0.20, 0.015, 0.045),
+        null_block_payment_type=0, night_extra=1.0, rush_extra=2.5, improvement_surcharge=1.0,
+        congestion_surcharge=2.5, airport_fee=1.75, jfk_flat_share=0.85, jfk_flat_fare=70.0,
+        nassau_share=0.002, negotiated_share=0.008,
     ),
     "green": Profile(
-        vendors=(1, 2),
-        vendor_weights=(0.18, 0.82),
+        vendors=(1, 2), vendor_weights=(0.18, 0.82),
         pickup_zone_weights=zone_weights(
             (0.1, 0.001, 0.05, 0.8, 0.15, 0.15, 0.15, 0.01), GREEN_HOT
         ),
@@ -127,21 +116,12 @@ PROFILES = {
             (0.1, 0.01, 0.35, 0.6, 0.2, 0.2, 0.2, 0.02),
             {zone: weight**0.7 for zone, weight in GREEN_HOT.items()},
         ),
-        local_share=0.7,
-        payment_types=(1, 2, 3, 4),
-        payment_weights=(0.55, 0.42, 0.02, 0.01),
-        null_block_payment_type=None,
-        night_extra=0.5,
-        rush_extra=1.0,
-        improvement_surcharge=0.3,
-        congestion_surcharge=2.75,
-        airport_fee=0.0,
-        jfk_flat_share=0.5,
-        jfk_flat_fare=52.0,
-        nassau_share=0.002,
-        negotiated_share=0.04,
+        local_share=0.7, payment_types=(1, 2, 3, 4), payment_weights=(0.55, 0.42, 0.02, 0.01),
+        null_block_payment_type=None, night_extra=0.5, rush_extra=1.0, improvement_surcharge=0.3,
+        congestion_surcharge=2.75, airport_fee=0.0, jfk_flat_share=0.5, jfk_flat_fare=52.0,
+        nassau_share=0.002, negotiated_share=0.04,
     ),
-}
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,10 +146,6 @@ def calendar(month: str) -> Month:
     hourly = np.where((day_of_week >= 5)[:, None], _WEEKEND_HOURS, _WEEKDAY_HOURS)
     weights = (np.array(_DAY_OF_WEEK_WEIGHTS)[day_of_week][:, None] * hourly).ravel()
     stray_month = np.datetime64(f"{_STRAY_YEAR}{month[4:]}", "M").astype("datetime64[s]")
-    return Month(
-        start_s=start_s,
-        end_s=end_s,
-        start_2088_s=int(stray_month.astype(np.int64)),
-        cdf=np.concatenate(([0.0], np.cumsum(weights) / weights.sum())),
-        edges_s=np.arange(weights.size + 1, dtype=np.float64) * 3600.0,
-    )
+    cdf = np.concatenate(([0.0], np.cumsum(weights) / weights.sum()))
+    edges_s = np.arange(weights.size + 1, dtype=np.float64) * 3600.0
+    return Month(start_s, end_s, int(stray_month.astype(np.int64)), cdf, edges_s)
