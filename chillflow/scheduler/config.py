@@ -143,15 +143,12 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
     if duplicates:
         raise ConfigError(f"{source}: duplicate job names {', '.join(duplicates)}")
     return ScheduleConfig(
-        jobs=jobs,
-        missed_run_policy=policy,
+        jobs=jobs, missed_run_policy=policy,
         misfire_grace_sec=_seconds(doc, "misfire_grace_sec", 300, source),
         shutdown_grace_sec=_seconds(doc, "shutdown_grace_sec", 600, source),
-        landing_dir=landing_dir,
-        services=tuple(services),
-        monthly_steps=tuple(steps),
+        landing_dir=landing_dir, services=tuple(services), monthly_steps=tuple(steps),
         spark_submit=spark_submit,
-    )
+    )  # fmt: skip
 
 
 def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSchedule:
@@ -220,12 +217,8 @@ def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> No
 
 
 def _distinct_subset(values: Any, allowed: tuple[str, ...]) -> bool:
-    return (
-        isinstance(values, list)
-        and bool(values)
-        and all(value in allowed for value in values)
-        and len(set(values)) == len(values)
-    )
+    return (isinstance(values, list) and bool(values) and all(v in allowed for v in values)
+            and len(set(values)) == len(values))  # fmt: skip
 
 
 def _zone(name: Any, where: str) -> ZoneInfo:

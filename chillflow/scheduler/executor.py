@@ -20,21 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chillflow.errors import (
-    ChillflowError,
-    ConfigError,
-    DataQualityError,
-    ReconciliationError,
-    SchemaError,
-)
+from chillflow import errors
 from chillflow.scheduler.planner import Step
 
 #: Exit codes of failures that a retry cannot fix: the same input fails the same way again.
 #: A conservation failure is retried: a raw file still being copied changes under the run.
 PERMANENT_EXIT_CODES = frozenset(
-    error.exit_code for error in (ConfigError, SchemaError, DataQualityError, ReconciliationError)
-)
-_ERROR_NAMES = {error.exit_code: error.__name__ for error in ChillflowError.__subclasses__()}
+    error.exit_code
+    for error in (
+        errors.ConfigError, errors.SchemaError, errors.DataQualityError, errors.ReconciliationError
+    )
+)  # fmt: skip
+_ERROR_NAMES = {error.exit_code: error.__name__ for error in errors.ChillflowError.__subclasses__()}
 _STDERR_TAIL_BYTES = 16_384
 
 
@@ -76,42 +73,28 @@ def run_steps(
 ) -> AttemptResult:
     """Run steps in order until one does not succeed.
 
-    Args:
-        steps: The job's steps.
-        runner: Runs each command.
-        env: The children's environment.
-        log_path: File that collects the children's output.
-        cancel: Set to terminate the running step.
-        timeout_sec: Limit per step.
-        done: Names of steps that succeeded in an earlier attempt: they are skipped, and the
-            steps that succeed now are added.
+    ``done`` holds the names of steps that succeeded in an earlier attempt: they are skipped, and
+    the steps that succeed now are added. ``cancel`` terminates the running step.
     """
     results: list[dict[str, Any]] = []
     for step in (step for step in steps if step.name not in done):
         ran = runner(step.argv, env=env, log_path=log_path, cancel=cancel, timeout_sec=timeout_sec)
         succeeded = ran.exit_code == 0 and not (ran.cancelled or ran.timed_out)
         results.append(
-            {
-                "step": step.name,
-                "command": shlex.join(step.argv),
-                "exit_code": ran.exit_code,
-                "duration_sec": round(ran.duration_sec, 3),
-                "result": json_result(ran.stdout) if succeeded else None,
-            }
-        )
+            {"step": step.name, "command": shlex.join(step.argv), "exit_code": ran.exit_code,
+             "duration_sec": round(ran.duration_sec, 3),
+             "result": json_result(ran.stdout) if succeeded else None}
+        )  # fmt: skip
         if ran.cancelled:
             return AttemptResult("cancelled", tuple(results), f"step {step.name} was cancelled")
         if ran.timed_out:
             error = f"step {step.name} timed out after {timeout_sec:g} s"
             return AttemptResult("failed", tuple(results), error, retryable=True)
         if ran.exit_code != 0:
-            return AttemptResult(
-                "failed",
-                tuple(results),
-                f"step {step.name} {describe_exit(ran.exit_code)}: "
-                f"{error_line(ran.stdout, ran.stderr_tail)}",
-                retryable=ran.exit_code not in PERMANENT_EXIT_CODES,
-            )
+            error = f"step {step.name} {describe_exit(ran.exit_code)}: "
+            error += error_line(ran.stdout, ran.stderr_tail)
+            retryable = ran.exit_code not in PERMANENT_EXIT_CODES
+            return AttemptResult("failed", tuple(results), error, retryable)
         done.add(step.name)
     return AttemptResult("succeeded", tuple(results))
 
@@ -188,13 +171,9 @@ class SubprocessRunner:
             # A session of its own: the terminal's Ctrl-C reaches the scheduler only, which gives
             # the job its grace period, and killpg reaches every process the job started.
             process = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=log,
-                env=dict(env),
+                list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, env=dict(env),
                 start_new_session=True,
-            )
+            )  # fmt: skip
             cancelled = timed_out = False
             while process.poll() is None:
                 cancelled = cancel.wait(self._poll_sec)
@@ -209,14 +188,9 @@ class SubprocessRunner:
                 stderr_tail = written.read().decode(errors="replace")
             if output:
                 log.write(b"--- stdout ---\n" + output.encode())
-        return ProcessOutcome(
-            process.returncode,
-            output,
-            stderr_tail,
-            time.monotonic() - started,
-            cancelled=cancelled,
-            timed_out=timed_out and not cancelled,
-        )
+        code, duration = process.returncode, time.monotonic() - started
+        timed_out = timed_out and not cancelled
+        return ProcessOutcome(code, output, stderr_tail, duration, cancelled, timed_out)
 
     def _terminate(self, process: subprocess.Popen) -> None:
         for signum in (signal.SIGTERM, signal.SIGKILL):

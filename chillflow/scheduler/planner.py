@@ -75,13 +75,9 @@ def _first_fire(job: JobSchedule, step: Any) -> datetime:
 
 
 def select_due(
-    latest: datetime,
-    handled: datetime | None,
-    now: datetime,
-    *,
-    policy: str,
+    latest: datetime, handled: datetime | None, now: datetime, *, policy: str,
     misfire_grace_sec: float,
-) -> datetime | None:
+) -> datetime | None:  # fmt: skip
     """Return ``latest`` if it should run now, else None.
 
     Missed fire times coalesce into the latest. ``skip`` runs it only within
@@ -211,15 +207,11 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
     first, last = month_days(month)
     commands = {
         "curate": (f"curate:{service}", ("curate", str(raw), "--month", month)),
-        "process-trips": (
-            f"process-trips:{service}",
-            ("process-trips", "--month", month, "--service", service),
-        ),
-        "aggregate": (
-            "aggregate",
-            ("aggregate", "backfill", "--start", str(first), "--end", str(last)),
-        ),
-    }
+        "process-trips": (f"process-trips:{service}",
+                          ("process-trips", "--month", month, "--service", service)),
+        "aggregate": ("aggregate", ("aggregate", "backfill", "--start", str(first),
+                                    "--end", str(last))),
+    }  # fmt: skip
     steps = tuple(
         Step(commands[name][0], (submit, *commands[name][1], "--json"))
         for name in schedule.monthly_steps

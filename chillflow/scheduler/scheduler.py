@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -34,8 +33,7 @@ from chillflow.settings import Settings
 from chillflow.storage import ledger
 from chillflow.storage.postgres import connect, init_schema, resolve_database_url
 
-#: The longest the loop sleeps before looking again, so that it notices a changed wall clock
-#: (a machine that slept) within this time.
+#: The loop's longest sleep: it notices a changed wall clock (a machine that slept) this soon.
 MAX_SLEEP_SEC = 60.0
 #: How often the loop looks for runs left ``running`` by schedulers that died.
 STALE_SCAN_SEC = 300.0
@@ -46,30 +44,20 @@ _STATUS_ORDER = ("cancelled", "failed", "succeeded", "skipped", "awaited")
 class SystemClock:
     """The real time, in UTC; a wait ends early when its event is set."""
 
-    def now(self) -> datetime:
-        """Return the current time."""
+    def now(self) -> datetime:  # noqa: D102
         return datetime.now(timezone.utc)
 
-    def wait(self, seconds: float, until: threading.Event | None = None) -> bool:
-        """Block for ``seconds`` or until ``until`` is set; return whether it was set."""
-        if until is None:
-            time.sleep(max(0.0, seconds))
-            return False
+    def wait(self, seconds: float, until: threading.Event) -> bool:  # noqa: D102
         return until.wait(max(0.0, seconds))
 
 
 class BatchScheduler:
-    """Run the ChillFlow jobs on their cron schedules and record every run in ``ops.job_run``.
+    """Run the jobs of ``schedule`` (``conf/schedules.toml``) on their crons, in ``ops.job_run``.
 
-    Each job runs as ``spark-submit.sh`` child processes. One (job, period) runs at most once at
-    a time across all schedulers sharing the database; failed attempts are retried with
-    exponential backoff; runs left ``running`` by a dead scheduler are marked failed.
-
-    Args:
-        settings: Data directory, lake and ``DATABASE_URL`` (else the embedded server).
-        clock: Source of time and waiting (``now()``, ``wait(seconds, until)``).
-        runner: Runs one command; child processes by default.
-        schedule: The jobs; ``conf/schedules.toml`` by default.
+    Each job runs as ``spark-submit.sh`` child processes (``runner``). One (job, period) runs at
+    most once at a time across all schedulers sharing the database; failed attempts are retried
+    with exponential backoff; runs left ``running`` by a dead scheduler are marked failed.
+    ``clock`` gives ``now()`` and ``wait(seconds, until)``.
     """
 
     def __init__(
@@ -89,13 +77,12 @@ class BatchScheduler:
         self._cancel = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self._looping = False
         self._log = structlog.get_logger("chillflow.scheduler")
 
     def jobs(self) -> list[dict[str, Any]]:
         """List the jobs: name, kind, cron, timezone, next_run, last_run and awaiting.
 
-        ``awaiting`` is the monthly pipeline's watched periods whose raw file has not arrived.
+        ``awaiting``: the monthly pipeline's watched periods whose raw file has not arrived.
         """
         now = self.clock.now()
         with connect(self._url()) as conn:
@@ -123,28 +110,16 @@ class BatchScheduler:
         return plan_at(self.schedule, at, now=self.clock.now())
 
     def run_job(self, name: str, period: str | None = None) -> dict[str, Any]:
-        """Run one job now, for one period, with its retries; also if that period succeeded.
+        """Run one job now with its retries, for ``period`` (by default its latest scheduled one).
 
-        The monthly pipeline without a period does its scheduled check: it loads the watched
-        files new or changed since their last successful load. With a month (``2025-02``, each
-        service) or a ``2025-02/green`` period it reloads them in any case.
-
-        Args:
-            name: The job's name.
-            period: The period to run; by default the one its latest scheduled run covers.
-
-        Returns:
-            job, period, status (of the last attempt), attempts, message and the recorded runs;
-            for several periods, the most severe status and the outcome of each in ``periods``.
-
-        Raises:
-            ConfigError: If the job is unknown or the period malformed.
-            DatabaseError: If PostgreSQL cannot be reached.
+        The monthly pipeline without a period loads the watched files new or changed since their
+        last successful load; with ``2025-02`` (each service) or ``2025-02/green`` it reloads.
+        Returns job, period, status, attempts, message and the recorded runs; for several
+        periods, the most severe status and each one's outcome in ``periods``.
         """
         job = self.schedule.job(name)
-        if not self._looping:
-            self._stopping.clear()
-            self._cancel.clear()
+        self._stopping.clear()
+        self._cancel.clear()
         if period is None:
             periods = self._periods(job, latest_fire(job, self.clock.now()))
         else:
@@ -185,26 +160,17 @@ class BatchScheduler:
         return [run.as_dict() for run in marked]
 
     def start(self) -> None:
-        """Run the schedule in the foreground until :meth:`stop`, SIGINT or SIGTERM.
-
-        After a stop request no new job starts; the running one may finish within
-        ``shutdown_grace_sec`` and is then terminated and recorded as cancelled. A second
-        request cancels it at once.
-        """
+        """Run the schedule in the foreground until :meth:`stop`, SIGINT or SIGTERM."""
         self._stopping.clear()
         self._cancel.clear()
-        self._looping = True
-        try:
-            with self.stop_on_signals():
-                self._loop()
-        finally:
-            self._looping = False
+        with self.stop_on_signals():
+            self._loop()
         self._log.info("schedule.stopped")
 
     def stop(self) -> None:
-        """Ask the scheduler to stop; asked again, cancel the running job at once.
+        """Start no new job; the running one gets ``shutdown_grace_sec``, then is cancelled.
 
-        Safe in a signal handler: it only sets events and starts a thread, which logs.
+        Asked again, cancel it at once. Safe in a signal handler: it only sets events.
         """
         if self._stopping.is_set():
             self._cancel.set()
@@ -293,7 +259,7 @@ class BatchScheduler:
         return latest
 
     def _guarded(self, action: Any, *args: Any, **kwargs: Any) -> None:
-        """Run a step of the loop; a database outage or job setup error must not end it."""
+        """A database outage or job setup error must not end the loop."""
         try:
             action(*args, **kwargs)
         except (ChillflowError, psycopg2.Error) as exc:
@@ -309,11 +275,9 @@ class BatchScheduler:
                 if held:
                     return self._run_locked(conn, job, period, force=force)
                 holders = ledger.running_runs(conn, job.name, period)
-                holder = (
-                    f"run {holders[-1].run_id} on {holders[-1].host} (pid {holders[-1].pid})"
-                    if holders
-                    else "another scheduler"
-                )
+                last = holders[-1] if holders else None
+                holder = f"run {last.run_id} on {last.host} (pid {last.pid})" if last else None
+                holder = holder or "another scheduler"
                 message = f"{job.name} {period} is already running: {holder} holds its lock"
                 row = self._record_skipped(conn, job, period, message, {"skip_reason": "locked"})
                 self._log.warning("schedule.locked", job=job.name, period=period, holder=holder)
@@ -342,11 +306,7 @@ class BatchScheduler:
         done_before = None if force else ledger.latest_run(conn, [job.name], period, "succeeded")
         if done_before is not None and (done_before.stats or {}).get("raw_file") == plan.raw_file:
             log.info("schedule.already_done", run_id=done_before.run_id)
-            what = (
-                "period already succeeded"
-                if plan.raw_file is None
-                else "already loaded from this file"
-            )
+            what = "already loaded from this file" if plan.raw_file else "period already succeeded"
             return _outcome(job, period, "skipped", f"{what} (run {done_before.run_id})", [])
         rows: list[ledger.JobRun] = []
         done: set[str] = set()
@@ -380,10 +340,10 @@ class BatchScheduler:
             )  # fmt: skip
             log.info("schedule.run_started", steps=[step.name for step in plan.steps])
             # The jobs run with this process's environment, pointed at the same data and lake.
-            settings = self.settings
-            env = {**os.environ, "CHILLFLOW_DATA_DIR": str(settings.data_dir)}
-            env["CHILLFLOW_LAKE_DIR"] = str(settings.lake_dir)
-            env.update({"DATABASE_URL": settings.database_url} if settings.database_url else {})
+            env = {**os.environ, "CHILLFLOW_DATA_DIR": str(self.settings.data_dir),
+                   "CHILLFLOW_LAKE_DIR": str(self.settings.lake_dir)}  # fmt: skip
+            if self.settings.database_url:
+                env["DATABASE_URL"] = self.settings.database_url
             result = run_steps(
                 plan.steps, self.runner, env=env, log_path=log_path, cancel=self._cancel,
                 timeout_sec=job.timeout_sec, done=done,
