@@ -17,8 +17,6 @@ from chillflow.storage.raw import RawFile, read_raw_file
 from tests.integration.rawfiles import trip, write_yellow
 from tests.layouts import write_layout
 
-pytestmark = pytest.mark.integration
-
 
 def assert_conserved_and_typed(spark, settings, stats):
     curated = read_table(spark, settings.tables.curated)

@@ -33,7 +33,7 @@ from chillflow.storage.postgres import connect, failure_reason, init_schema, par
 from tests.conftest import REPO_ROOT
 from tests.integration.rawfiles import trip, write_yellow
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 SALT = "db-errors-salt-41"
 TRIPS = [trip(datetime(2025, 1, 15, hour, 30)) for hour in range(6)]

@@ -33,8 +33,6 @@ from tests.layouts import write_layout
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 import reference_pipeline as ref  # noqa: E402
 
-pytestmark = pytest.mark.integration
-
 SCHEMA = "reference_test"
 
 

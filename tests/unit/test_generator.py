@@ -17,8 +17,6 @@ from chillflow.errors import ConfigError
 from chillflow.generator import generate_month, generate_trips_table, tlc_file_name
 from tests.layouts import LAYOUTS, tlc_layout
 
-pytestmark = pytest.mark.unit
-
 REAL_TLC_DIR = Path(
     os.environ.get("CHILLFLOW_TLC_DIR", Path(__file__).resolve().parents[3] / "shared/data/tlc")
 )

@@ -16,8 +16,6 @@ from chillflow.scheduler.executor import (
 )
 from chillflow.scheduler.planner import Step
 
-pytestmark = pytest.mark.unit
-
 
 class ScriptedRunner:
     """Plays back outcomes in order and records the commands it was given."""

@@ -26,8 +26,6 @@ from chillflow.scheduler.planner import (
 )
 from tests.fake_clock import FakeClock
 
-pytestmark = pytest.mark.unit
-
 NEW_YORK = ZoneInfo("America/New_York")
 
 

@@ -1,7 +1,7 @@
 """The pipeline on a real Spark standalone cluster equals the pipeline in local mode, row for row.
 
 A master and two one-core workers start on 127.0.0.1 from the pyspark installation's own
-``spark-class`` (tests/standalone_cluster.py); one small generated month then goes through
+``spark-class`` (tests/cluster/standalone_cluster.py); one small generated month then goes through
 curate → process trips → aggregate via ``./spark-submit.sh`` twice: against the cluster, into one
 lake and one database, and in local mode, into another lake and database. Every table both runs
 wrote must hold the same rows, apart from lineage columns (run ids and timestamps).
@@ -35,10 +35,10 @@ from pyspark.sql.types import DoubleType
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, load_settings
 from chillflow.storage.postgres import parse_database_url
+from tests.cluster.standalone_cluster import StandaloneCluster
 from tests.conftest import REPO_ROOT
-from tests.standalone_cluster import StandaloneCluster
 
-pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 MONTH = "2025-01"
 ROWS = 4000
