@@ -15,6 +15,7 @@ import tomllib
 from croniter import CroniterBadDateError, croniter
 
 from chillflow.errors import ConfigError
+from chillflow.schemas import SERVICES
 from chillflow.settings import default_conf_dir
 
 SCHEDULES_FILE = "schedules.toml"
@@ -23,7 +24,6 @@ MISSED_RUN_POLICIES = ("skip", "run_latest")
 #: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
 PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
 #: Services the whole pipeline carries (curate refuses FHV files).
-SERVICES = ("yellow", "green")
 _DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
 _DEFAULT_WATCH_MONTHS = 3
 #: TLC timestamps are New York wall-clock times without a zone.

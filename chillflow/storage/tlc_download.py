@@ -17,10 +17,8 @@ import pyarrow.parquet as pq
 import structlog
 
 from chillflow.errors import BusyError, ConfigError, DependencyError, NotPublishedError, SchemaError
+from chillflow.schemas import trip_service
 from chillflow.settings import parse_month, section_values
-from chillflow.transforms.staging import trip_service
-
-SERVICES = ("yellow", "green")
 
 
 @dataclass(frozen=True)
