@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomllib
 
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import ConfigError
 
 DEV_HASH_SALT = "chillflow-dev-salt-2025"
@@ -107,7 +108,7 @@ class Settings:
     curate: CurateSettings
     zone_lookup: Path | None
     sections: Mapping[str, Mapping[str, Any]] = field(repr=False)
-    database_url: str | None = field(default=None, repr=False)
+    database_url: DatabaseUrl | None = field(default=None, repr=False)
     hash_salt: str = field(default=DEV_HASH_SALT, repr=False)
 
     def section(self, name: str) -> Mapping[str, Any]:
@@ -189,9 +190,11 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
             "set HASH_SALT to a secret value"
         )
 
-    database_url = env.get("DATABASE_URL") or None
-    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("DATABASE_URL must start with postgresql:// (value not shown)")
+    database_url = env.get("DATABASE_URL")
+    try:
+        database_url = parse_database_url(database_url) if database_url else None
+    except ConfigError as exc:
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
 
     return Settings(
         environment=environment,

@@ -8,12 +8,12 @@ from typing import Any
 from chillflow.api.resources import StageResources
 from chillflow.hour_window import to_utc_naive, yesterday_utc
 from chillflow.stages.aggregate import (
-    aggregate_backfill,
     aggregate_full_refresh,
     aggregate_incremental,
     aggregate_status,
     aggregate_until,
 )
+from chillflow.stages.backfill import aggregate_backfill
 from chillflow.storage.kpi_store import summarize_hourly_kpis
 
 

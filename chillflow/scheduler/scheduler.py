@@ -15,6 +15,7 @@ import structlog
 from psycopg2.extensions import connection as Connection
 
 from chillflow import runtime
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError
 from chillflow.logs import bound_run, new_run_id
 from chillflow.scheduler.clock import Clock, SystemClock
@@ -74,7 +75,7 @@ class BatchScheduler:
         self._schedule = schedule
         self.clock: Clock = clock or SystemClock()
         self.runner: Runner = runner or SubprocessRunner()
-        self._database_url: str | None = None
+        self._database_url: DatabaseUrl | None = None
         self._stopping = threading.Event()
         self._cancel = threading.Event()
         self._idle = threading.Event()
@@ -506,10 +507,10 @@ class BatchScheduler:
             "CHILLFLOW_LAKE_DIR": str(settings.lake_dir),
         }
         if settings.database_url:
-            env["DATABASE_URL"] = settings.database_url
+            env["DATABASE_URL"] = settings.database_url.url()
         return env
 
-    def _url(self) -> str:
+    def _url(self) -> DatabaseUrl:
         if self._database_url is None:
             url = runtime.database_url(self.settings)
             with connect(url) as conn:

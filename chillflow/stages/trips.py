@@ -20,17 +20,19 @@ from psycopg2.extensions import connection as Connection
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError, ReconciliationError
 from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
+from chillflow.schemas import SERVICES
 from chillflow.settings import Settings, parse_month, section_values
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.ledger import recorded_run
 from chillflow.storage.locks import AdvisoryLocks, hold, holder
 from chillflow.storage.pg_copy import copy_rows
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect
 from chillflow.storage.trips_pg import (
     TripSlice,
     check_run_id,
@@ -53,7 +55,6 @@ from chillflow.transforms.complete_trips import (
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 
 PROCESS_TRIPS_JOB = "process_trips"
-SERVICES = ("yellow", "green")
 WRITERS = ("copy", "jdbc")
 
 
@@ -105,7 +106,7 @@ class TripLoadSettings:
 def process_trips(
     spark: SparkSession,
     settings: Settings,
-    database_url: str,
+    database_url: DatabaseUrl,
     source: str | Path | None = None,
     *,
     month: str | None = None,
@@ -144,7 +145,6 @@ def process_trips(
         parse_month(month)
     if service is not None and service not in SERVICES:
         raise ConfigError(f"service {service!r}: expected one of {', '.join(SERVICES)}")
-    target = parse_database_url(database_url)
     stale = prepare_database(database_url)
     curated = read_curated(spark, source or settings.tables.curated)
     selected = _select_month(curated, month, service)
@@ -167,7 +167,7 @@ def process_trips(
             slices=[f"{s.service}/{s.month}" for s in loaded],
             expected_rows=staged,
             skipped=sum(skip_reasons.values()),
-            database=str(target),
+            database=str(database_url),
             writer=options.writer,
         )
         if stale:
@@ -228,7 +228,7 @@ def process_trips(
             "delta_version": curated.delta_version,
             "month": month,
             "services": sorted({s.service for s in loaded}),
-            "database": str(target),
+            "database": str(database_url),
             "writer": options.writer,
             "rows_read": staged + sum(skip_reasons.values()),
             "skipped": sum(skip_reasons.values()),
@@ -299,7 +299,7 @@ def _select_month(curated: CuratedSource, month: str | None, service: str | None
 
 
 def _write_staging(
-    rows: DataFrame, database_url: str, staging: tuple[str, str], options: TripLoadSettings
+    rows: DataFrame, database_url: DatabaseUrl, staging: tuple[str, str], options: TripLoadSettings
 ) -> None:
     if options.writer == "copy":
         copy_rows(rows, database_url, staging, partitions=options.jdbc_partitions)

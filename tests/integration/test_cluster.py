@@ -32,9 +32,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, load_settings
-from chillflow.storage.postgres import parse_database_url
 from tests.conftest import REPO_ROOT
 from tests.standalone_cluster import StandaloneCluster
 
@@ -79,7 +79,7 @@ class PipelineRun:
     mode: str
     master: str
     settings: Settings
-    database_url: str | None
+    database_url: DatabaseUrl | None
     stats: dict[str, dict] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -105,7 +105,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 
 
 @pytest.fixture(scope="module")
-def server_url(request: pytest.FixtureRequest) -> str | None:
+def server_url(request: pytest.FixtureRequest) -> DatabaseUrl | None:
     """A PostgreSQL server for the steps that need one: the suite's ``database_url``'s.
 
     Each mode gets a database of its own on that server.
@@ -124,7 +124,7 @@ def raw_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def runs(
     cluster: StandaloneCluster,
-    server_url: str | None,
+    server_url: DatabaseUrl | None,
     raw_month: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, PipelineRun]]:
@@ -229,7 +229,7 @@ def _run_pipeline(
     master: str,
     root: Path,
     raw: Path,
-    database_url: str | None,
+    database_url: DatabaseUrl | None,
     cluster: StandaloneCluster | None,
 ) -> PipelineRun:
     env = {
@@ -251,7 +251,7 @@ def _run_pipeline(
         }
     )
     if database_url is not None:
-        env["DATABASE_URL"] = database_url
+        env["DATABASE_URL"] = database_url.url()
     run = PipelineRun(mode, master, load_settings(REPO_ROOT / "conf", env), database_url)
     for step in available_steps():
         args = list(step.args)
@@ -302,8 +302,8 @@ def _submit(job: str, args: list[str], env: dict[str, str], cluster: StandaloneC
     return json.loads(objects[-1]) if objects else {}
 
 
-def _admin(server_url: str, statement: sql.Composable) -> None:
-    conn = psycopg2.connect(**parse_database_url(server_url).dsn_kwargs())
+def _admin(server_url: DatabaseUrl, statement: sql.Composable) -> None:
+    conn = psycopg2.connect(**server_url.dsn_kwargs())
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -312,8 +312,8 @@ def _admin(server_url: str, statement: sql.Composable) -> None:
         conn.close()
 
 
-def _with_database(server_url: str, name: str) -> str:
-    return dataclasses.replace(parse_database_url(server_url), dbname=name).url()
+def _with_database(server_url: DatabaseUrl, name: str) -> DatabaseUrl:
+    return dataclasses.replace(server_url, dbname=name)
 
 
 def _read_delta(spark: SparkSession, path: Path) -> DataFrame:
@@ -321,7 +321,7 @@ def _read_delta(spark: SparkSession, path: Path) -> DataFrame:
 
 
 def _read_table(spark: SparkSession, run: PipelineRun, table: str) -> DataFrame:
-    target = parse_database_url(run.database_url)
+    target = run.database_url
     return spark.read.jdbc(target.jdbc_url(), table, properties=target.jdbc_properties())
 
 

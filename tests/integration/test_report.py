@@ -164,7 +164,7 @@ def test_a_page_that_cannot_be_written_is_a_clear_error(spark, settings, tmp_pat
 def test_cli_writes_the_page_and_prints_its_figures(spark, report_lake, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHILLFLOW_")}
     env.update(
-        DATABASE_URL=report_lake.database_url,
+        DATABASE_URL=report_lake.database_url.url(),
         CHILLFLOW_DATA_DIR=str(tmp_path / "data"),
         CHILLFLOW_LAKE_DIR=str(report_lake.lake_dir),
         LOG_LEVEL="WARNING",

@@ -28,7 +28,7 @@ from chillflow.batch import BatchScheduler
 from chillflow.generator import generate_month
 from chillflow.scheduler import scheduler as scheduler_module
 from chillflow.scheduler.config import parse_schedule
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, init_schema
 from tests.conftest import REPO_ROOT
 from tests.fake_clock import FakeClock
 
@@ -66,7 +66,7 @@ def utc(text: str) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def scheduler_db(database_url: str):
+def scheduler_db(database_url):
     """A database of this module's own, so no other test's ops.job_run rows get in the way."""
     name = f"chillflow_sched_{secrets.token_hex(4)}"
 
@@ -77,7 +77,7 @@ def scheduler_db(database_url: str):
                 cur.execute(statement)
 
     admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    url = dataclasses.replace(database_url, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     yield url
@@ -85,7 +85,7 @@ def scheduler_db(database_url: str):
 
 
 @pytest.fixture
-def db(scheduler_db: str) -> str:
+def db(scheduler_db):
     with connect(scheduler_db) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE ops.job_run")
     return scheduler_db
@@ -660,7 +660,7 @@ def cli_env(tmp_path: Path, db: str, jobs: list[dict], **top) -> dict[str, str]:
         {
             "CHILLFLOW_CONF_DIR": str(conf),
             "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
-            "DATABASE_URL": db,
+            "DATABASE_URL": db.url(),
             "LOG_LEVEL": "INFO",
         }
     )

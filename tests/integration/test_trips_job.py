@@ -21,7 +21,7 @@ from chillflow.errors import ConfigError, DatabaseError, ReconciliationError
 from chillflow.logs import configure_logging
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, init_schema
 from chillflow.storage.trips_pg import (
     LOAD_COLUMNS,
     TripSlice,
@@ -51,7 +51,7 @@ def trips_db(database_url):
     """A database of this module's own, on the session's server."""
     name = f"chillflow_trips_{secrets.token_hex(4)}"
     _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    url = dataclasses.replace(database_url, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     yield url
@@ -337,7 +337,7 @@ def test_logs_carry_run_context_and_no_secret(spark, pg, tmp_path, capfd):
         pg, sections={**pg.sections, "trips": {**pg.section("trips"), "progress_every_sec": 0.2}}
     )
     _curate(spark, salted, tmp_path, CLEAN)
-    password = parse_database_url(pg.database_url).password
+    password = pg.database_url.password
     with info_logging():
         stats = _load(spark, salted)
 
@@ -449,7 +449,7 @@ def _run_cli(args, env_extra, timeout=300):
 def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
     env = {
-        "DATABASE_URL": pg.database_url,
+        "DATABASE_URL": pg.database_url.url(),
         "HASH_SALT": SALT,
         "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
         "SPARK_MASTER": "local[2]",
@@ -471,7 +471,7 @@ def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
         "skipped": 0,
     }
     assert set(stats) >= {"duration_sec", "run_id", "postgres_rows"}
-    assert parse_database_url(pg.database_url).password not in done.stdout + done.stderr
+    assert pg.database_url.password not in done.stdout + done.stderr
     assert SALT not in done.stdout + done.stderr
     assert len(_trips(pg.database_url)) == 6
 
@@ -483,7 +483,7 @@ def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, 
     with connect(pg.database_url) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE stg.complete_trip")
     env = {
-        "DATABASE_URL": pg.database_url,
+        "DATABASE_URL": pg.database_url.url(),
         "HASH_SALT": SALT,
         "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
         "SPARK_MASTER": "local[2]",
