@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -81,36 +81,6 @@ def check_source(source: str, what: str = "--source") -> str:
     return source
 
 
-def aggregate_incremental(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    target: date,
-    lookback_hours: int | None = None,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
-) -> dict[str, Any]:
-    """Refresh the window ``[target + 1 day - lookback, target + 1 day)`` of both stores.
-
-    Args:
-        spark: The session.
-        settings: Validated settings.
-        database_url: PostgreSQL holding the mart (and the trips for the postgres source).
-        target: The UTC day to refresh.
-        lookback_hours: Hours back from the end of ``target``; ``[aggregate]`` default (24).
-        source: ``postgres`` (stg.complete_trip) or ``curated`` (the curated Delta table).
-        run_id: Run id; a new one by default.
-
-    Returns:
-        Run statistics (see :func:`aggregate_window`).
-    """
-    end = datetime.combine(target, datetime.min.time()) + timedelta(days=1)
-    return aggregate_until(
-        spark, settings, database_url, end, lookback_hours, source=source, run_id=run_id
-    )
-
-
 def aggregate_until(
     spark: SparkSession,
     settings: Settings,
@@ -123,7 +93,17 @@ def aggregate_until(
 ) -> dict[str, Any]:
     """Refresh the window ``[end - lookback, end)`` of both stores.
 
-    ``end`` is a naive hour as ``hour_ts`` stores it; the rest as :func:`aggregate_incremental`.
+    Args:
+        spark: The session.
+        settings: Validated settings.
+        database_url: PostgreSQL holding the mart (and the trips for the postgres source).
+        end: A naive hour as ``hour_ts`` stores it.
+        lookback_hours: Hours back from ``end``; ``[aggregate]`` default (24).
+        source: ``postgres`` (stg.complete_trip) or ``curated`` (the curated Delta table).
+        run_id: Run id; a new one by default.
+
+    Returns:
+        Run statistics (see :func:`aggregate_window`).
     """
     conf = AggregateSettings.from_section(settings.section("aggregate"))
     window = hours_until(
