@@ -138,8 +138,7 @@ def measure(spark, settings, server: DatabaseUrl, rows: int, writer: str) -> dic
 
 
 def with_writer(settings, writer: str):
-    trips = {**settings.section("trips"), "writer": writer}
-    return dataclasses.replace(settings, sections={**settings.sections, "trips": trips})
+    return dataclasses.replace(settings, trips=dataclasses.replace(settings.trips, writer=writer))
 
 
 def warm_up(spark, settings, server: DatabaseUrl) -> None:

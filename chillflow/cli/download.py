@@ -37,7 +37,7 @@ def download(
             raise ConfigError(f"--service {service!r}: expected one of {', '.join(tlc.SERVICES)}")
     months = _months(month, start, end)
     settings = runtime.settings()
-    conf = tlc.DownloadSettings.from_section(settings.section("download"))
+    conf = settings.download
     target = (to or tlc.landing_dir(settings.data_dir)).resolve()
     bar = sys.stderr.isatty()
     files, errors = [], []

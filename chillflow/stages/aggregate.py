@@ -11,7 +11,7 @@ build. One advisory lock is held from computing to publishing: runs publish in c
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +25,8 @@ from chillflow.failpoints import failpoint
 from chillflow.hour_window import HourWindow, hours_until
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
-from chillflow.settings import Settings, section_values
+from chillflow.sections import AggregateSettings, check_source
+from chillflow.settings import Settings
 from chillflow.storage import ledger
 from chillflow.storage.delta import read_table, table_version
 from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
@@ -42,7 +43,6 @@ from chillflow.storage.postgres import connect, init_schema
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
-SOURCES = ("postgres", "curated")
 AGGREGATE_JOB = "aggregate"
 BACKFILL_JOB = "aggregate_backfill"
 _KPI_LOCK = "aggregate"
@@ -50,35 +50,6 @@ _KPI_LOCK = "aggregate"
 _MONTH_RULE = "pickup_in_file_month"
 # Both timestamp columns of the mart accept this text; PostgreSQL ignores the zone for hour_ts.
 _CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
-
-
-@dataclass(frozen=True)
-class AggregateSettings:
-    """The ``[aggregate]`` section of ``conf/chillflow.toml``."""
-
-    default_lookback_hours: int = 24
-    default_source: str = "postgres"
-    jdbc_partitions: int = 4
-    jdbc_fetch_size: int = 10_000
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> AggregateSettings:
-        """Validate the section; ConfigError for a wrong value or an unknown key."""
-        values = section_values(
-            "aggregate",
-            section,
-            cls(),
-            positive_ints=("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size"),
-        )
-        check_source(values["default_source"], "[aggregate] default_source")
-        return cls(**values)
-
-
-def check_source(source: str, what: str = "--source") -> str:
-    """Return ``source`` if it names a trips source; ConfigError otherwise."""
-    if source not in SOURCES:
-        raise ConfigError(f"{what}={source!r}: expected one of {', '.join(SOURCES)}")
-    return source
 
 
 def aggregate_until(
@@ -105,7 +76,7 @@ def aggregate_until(
     Returns:
         Run statistics (see :func:`aggregate_window`).
     """
-    conf = AggregateSettings.from_section(settings.section("aggregate"))
+    conf = settings.aggregate
     window = hours_until(
         end, conf.default_lookback_hours if lookback_hours is None else lookback_hours
     )
@@ -177,7 +148,7 @@ def aggregate_window(
     Raises:
         BusyError: Another aggregate run holds the KPI table, or a curate writes a month read.
     """
-    conf = AggregateSettings.from_section(settings.section("aggregate"))
+    conf = settings.aggregate
     source = check_source(source or conf.default_source)
     run_id = run_id or new_run_id()
     period = window.label() if window is not None else "full"

@@ -18,13 +18,12 @@ from chillflow.database_url import DatabaseUrl
 from chillflow.failpoints import failpoint
 from chillflow.hour_window import HourWindow, month_chunks
 from chillflow.logs import bound_run, new_run_id
+from chillflow.sections import check_source
 from chillflow.settings import Settings
 from chillflow.stages.aggregate import (
     AGGREGATE_JOB,
     BACKFILL_JOB,
-    AggregateSettings,
     aggregate_window,
-    check_source,
 )
 from chillflow.stages.curate import CURATE_JOB
 from chillflow.stages.trips import PROCESS_TRIPS_JOB
@@ -65,7 +64,7 @@ def aggregate_backfill(
         BusyError: A backfill of the same range is running.
     """
     chunks = month_chunks(start, end)
-    conf = AggregateSettings.from_section(settings.section("aggregate"))
+    conf = settings.aggregate
     source = check_source(source or conf.default_source)
     period = f"{start.isoformat()}/{end.isoformat()}"
     started = time.monotonic()

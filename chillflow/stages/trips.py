@@ -26,7 +26,8 @@ from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.schemas import SERVICES
-from chillflow.settings import Settings, parse_month, section_values
+from chillflow.sections import TripLoadSettings
+from chillflow.settings import Settings, parse_month
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.ledger import recorded_run
@@ -55,52 +56,6 @@ from chillflow.transforms.complete_trips import (
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 
 PROCESS_TRIPS_JOB = "process_trips"
-WRITERS = ("copy", "jdbc")
-
-
-@dataclass(frozen=True)
-class TripLoadSettings:
-    """The ``[trips]`` section of ``conf/chillflow.toml``.
-
-    Attributes:
-        writer: How Spark fills the staging table: ``jdbc`` (Spark's JDBC writer, batched
-            INSERTs) or ``copy`` (Arrow batches streamed with PostgreSQL COPY, needs psycopg2
-            on executors).
-        jdbc_partitions: Concurrent connections writing the staging table (either writer).
-        batch_size: Rows per JDBC batch (jdbc writer).
-        rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting (jdbc writer).
-        work_mem: PostgreSQL work_mem of the upsert transaction (its key sort and hash).
-        progress_every_sec: Interval of ``process_trips.progress`` lines.
-    """
-
-    writer: str = "jdbc"
-    jdbc_partitions: int = 4
-    batch_size: int = 10_000
-    rewrite_batched_inserts: bool = True
-    work_mem: str = "256MB"
-    progress_every_sec: float = 5.0
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
-        """Validate the section.
-
-        Raises:
-            ConfigError: A value has the wrong type or range, or a key is unknown.
-        """
-        values = section_values(
-            "trips", section, cls(), positive_ints=("jdbc_partitions", "batch_size")
-        )
-        if values["writer"] not in WRITERS:
-            raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
-        if not isinstance(values["rewrite_batched_inserts"], bool):
-            raise ConfigError("[trips] rewrite_batched_inserts: expected true or false")
-        work_mem = values["work_mem"]
-        if not isinstance(work_mem, str) or not work_mem[:1].isdigit() or not work_mem.isalnum():
-            raise ConfigError(f"[trips] work_mem={work_mem!r}: expected a size such as '256MB'")
-        every = values["progress_every_sec"]
-        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
-            raise ConfigError(f"[trips] progress_every_sec={every!r}: expected seconds > 0")
-        return cls(**values)
 
 
 def process_trips(
@@ -140,7 +95,7 @@ def process_trips(
     started = time.monotonic()
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     run_id = check_run_id(run_id or new_run_id())
-    options = TripLoadSettings.from_section(settings.section("trips"))
+    options = settings.trips
     if month is not None:
         parse_month(month)
     if service is not None and service not in SERVICES:

@@ -17,6 +17,7 @@ import pytest
 import structlog
 from psycopg2 import sql
 
+from chillflow.api.trips import BatchTripProducer
 from chillflow.errors import ConfigError, DatabaseError, ReconciliationError
 from chillflow.logs import configure_logging
 from chillflow.stages.curate import curate
@@ -271,9 +272,7 @@ def test_copy_writer_stores_the_same_values_as_jdbc(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
     assert _load(spark, pg)["writer"] == "jdbc"
     before = _trips(pg.database_url)
-    copy = dataclasses.replace(
-        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "writer": "copy"}}
-    )
+    copy = dataclasses.replace(pg, trips=dataclasses.replace(pg.trips, writer="copy"))
 
     stats = _load(spark, copy)
 
@@ -316,13 +315,14 @@ def _closed_port():
 def test_unreachable_server_and_bad_url_fail_without_secrets(spark, settings, tmp_path, capfd):
     password = "pw-" + secrets.token_hex(6)
     unreachable = f"postgresql://loader:{password}@127.0.0.1:{_closed_port()}/chillflow"
+    malformed_url = f"postgresql://loader:{password}@127.0.0.1:99999/db"
     salted = dataclasses.replace(settings, hash_salt="salt-" + secrets.token_hex(6))
     _curate(spark, salted, tmp_path, CLEAN)
     with info_logging():
         with pytest.raises(DatabaseError) as down:
-            process_trips(spark, salted, unreachable)
+            BatchTripProducer(salted, spark, unreachable).process_month()
         with pytest.raises(ConfigError) as malformed:
-            process_trips(spark, salted, f"postgresql://loader:{password}@127.0.0.1:99999/db")
+            BatchTripProducer(salted, spark, malformed_url).process_month()
 
     assert "cannot connect to PostgreSQL at 127.0.0.1" in str(down.value)
     assert "postgresql://loader:***@127.0.0.1:99999/db" in str(malformed.value)
@@ -333,9 +333,7 @@ def test_unreachable_server_and_bad_url_fail_without_secrets(spark, settings, tm
 
 
 def test_logs_carry_run_context_and_no_secret(spark, pg, tmp_path, capfd):
-    salted = dataclasses.replace(
-        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "progress_every_sec": 0.2}}
-    )
+    salted = dataclasses.replace(pg, trips=dataclasses.replace(pg.trips, progress_every_sec=0.2))
     _curate(spark, salted, tmp_path, CLEAN)
     password = pg.database_url.password
     with info_logging():
