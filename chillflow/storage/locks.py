@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import psycopg2
 from psycopg2.extensions import connection as Connection
 
 from chillflow.database_url import DatabaseUrl
@@ -129,7 +130,10 @@ class AdvisoryLocks:
         return lock_holders(self._connection(), self._prefix + name)
 
     def close(self) -> None:
-        """Release every lock (ending the session does)."""
+        """Release every lock, before closing the session: its end frees them only later."""
+        if self._held and self._conn is not None:
+            with contextlib.suppress(psycopg2.Error), self._conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock_all()")
         self._held.clear()
         self._conn = None
         self._stack.close()

@@ -226,3 +226,23 @@ def test_advisory_locks_refuse_a_second_writer_and_die_with_their_session(pg):
         writer=True,
     ):
         pass
+
+
+def test_a_run_leaving_hold_has_released_its_advisory_locks_already(pg):
+    """The next run of the same process may take the lock at once: release is not left to the
+    server noticing the closed session."""
+    name = "aggregate"
+    with connect(pg.database_url) as probe:
+        probe.autocommit = True
+        for _ in range(30):
+            with hold(AdvisoryLocks(pg.database_url, "aggregate run a"), [(name, False)],
+                      what="the KPI table", writer=True):  # fmt: skip
+                pass
+            with probe.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND objid = hashtext(%s)::oid AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())",
+                    (name,),
+                )
+                assert cur.fetchone()[0] == 0
