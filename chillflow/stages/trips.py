@@ -67,6 +67,7 @@ def process_trips(
     month: str | None = None,
     service: str | None = None,
     run_id: str | None = None,
+    prepared: list[str] | None = None,
     _before_commit: Callable[[Connection], None] | None = None,
 ) -> dict[str, Any]:
     """Load the curated trips of one month into stg.complete_trip, idempotently.
@@ -80,6 +81,7 @@ def process_trips(
         month: ``YYYY-MM``; may be left out when the source holds a single month.
         service: ``yellow`` or ``green``; every service of the month by default.
         run_id: Run id (names the staging table); a new one by default.
+        prepared: What :func:`prepare_database` returned when the caller ran it already.
         _before_commit: Test hook, called inside the upsert transaction before its commit.
 
     Returns:
@@ -100,7 +102,7 @@ def process_trips(
         parse_month(month)
     if service is not None and service not in SERVICES:
         raise ConfigError(f"service {service!r}: expected one of {', '.join(SERVICES)}")
-    stale = prepare_database(database_url)
+    stale = prepare_database(database_url) if prepared is None else prepared
     curated = read_curated(spark, source or settings.tables.curated)
     selected = _select_month(curated, month, service)
     month = next(iter(selected.loaded)).month

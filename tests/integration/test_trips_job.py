@@ -17,6 +17,9 @@ import pytest
 import structlog
 from psycopg2 import sql
 
+import chillflow.api.trips as trips_api
+import chillflow.stages.trips as trips_stage
+import chillflow.storage.trips_pg as trips_pg
 from chillflow.api.trips import BatchTripProducer
 from chillflow.errors import ConfigError, DatabaseError, ReconciliationError
 from chillflow.logs import configure_logging
@@ -516,3 +519,19 @@ def test_cli_fails_fast_on_an_unreachable_database(tmp_path):
     assert "error: cannot connect to PostgreSQL at 127.0.0.1" in done.stderr
     assert password not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_load_through_the_api_prepares_the_database_once(spark, pg, tmp_path, monkeypatch):
+    _curate(spark, pg, tmp_path, CLEAN)
+    calls = []
+
+    def counted(url):
+        calls.append(url)
+        return trips_pg.prepare_database(url)
+
+    monkeypatch.setattr(trips_api, "prepare_database", counted)
+    monkeypatch.setattr(trips_stage, "prepare_database", counted)
+    stats = BatchTripProducer(pg, spark).process_month(month="2025-01")
+
+    assert stats["rows_read"] == len(CLEAN)
+    assert calls == [pg.database_url]
