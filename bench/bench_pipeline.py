@@ -6,7 +6,7 @@
 
 Every repetition gets a fresh database on DATABASE_URL's server (an embedded PostgreSQL under
 bench/out when unset), a fresh lake and a fresh hash salt, and runs, in alternating order:
-ChillFlow as a user runs it today, three fresh processes `curate month`, `process trips` and
+ChillFlow as a user runs it, three fresh processes `curate month`, `process trips` and
 `aggregate backfill` of the month (with `--chillflow-cmd pipeline` the single
 `pipeline month RAW --json`); and bench/reference_pipeline.py in a process of its own, into the
 same database. Then the results are compared row for row and the database is dropped. Prints

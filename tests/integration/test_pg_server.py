@@ -32,7 +32,7 @@ from chillflow.storage.pg_server import (
 from chillflow.storage.postgres import connect
 from tests.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 PGSERVER = importlib.util.find_spec("pgserver")
 

@@ -5,8 +5,6 @@ from chillflow.sections import AggregateSettings, check_source
 from chillflow.settings import load_settings
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.unit
-
 
 def test_the_shipped_section_is_valid():
     assert load_settings(REPO_ROOT / "conf", {}).aggregate == AggregateSettings(

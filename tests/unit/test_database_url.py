@@ -10,8 +10,6 @@ from chillflow.errors import ConfigError
 from chillflow.settings import load_settings
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("url", "masked"),

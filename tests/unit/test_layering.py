@@ -7,12 +7,7 @@ import graphlib
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import REPO_ROOT
-
-pytestmark = pytest.mark.unit
-
 
 PACKAGE = REPO_ROOT / "chillflow"
 
