@@ -50,10 +50,11 @@ call = len((state / "calls.jsonl").read_text().splitlines())
 # Takes a job's (job, period) lock the way a scheduler does and holds it until stdin closes.
 HOLD_LOCK = """\
 import sys
-from chillflow.storage.ledger import try_lock
+from chillflow.database_url import parse_database_url
+from chillflow.storage.locks import try_lock
 from chillflow.storage.postgres import connect
 
-with connect(sys.argv[1]) as conn:
+with connect(parse_database_url(sys.argv[1])) as conn:
     conn.autocommit = True
     assert try_lock(conn, f"{sys.argv[2]}|{sys.argv[3]}")
     print("locked", flush=True)
@@ -450,7 +451,7 @@ def test_runs_left_running_by_dead_schedulers_are_marked_failed(
     scheduler = make_scheduler(settings, db, tmp_path, submit, [DAILY], clock)
     gone = dead_pid()
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, db, "daily", "2026-03-06"],
+        [sys.executable, "-c", HOLD_LOCK, db.url(), "daily", "2026-03-06"],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
