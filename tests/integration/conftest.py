@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from chillflow.generator import generate_month, tlc_file_name
 from chillflow.settings import Settings, TablePaths
 from chillflow.stages.curate import curate
 from chillflow.storage.postgres import connect, init_schema, seed_zones
+from tests.tlc_server import TlcServer
 
 #: Raw rows of the report lake's generated yellow months.
 REPORT_MONTHS = {"2024-12": 1500, "2025-01": 1200}
@@ -68,3 +70,14 @@ def _admin(url: DatabaseUrl, statement: sql.Composable) -> None:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(statement)
+
+
+@pytest.fixture
+def server() -> Iterator[TlcServer]:
+    """A TLC-like HTTP server on 127.0.0.1 (``tests/tlc_server.py``), stopped after the test."""
+    tlc = TlcServer()
+    thread = threading.Thread(target=tlc.serve_forever, daemon=True)
+    thread.start()
+    yield tlc
+    tlc.shutdown()
+    tlc.server_close()

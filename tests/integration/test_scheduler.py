@@ -28,6 +28,7 @@ from chillflow.batch import BatchScheduler
 from chillflow.generator import generate_month
 from chillflow.scheduler import scheduler as scheduler_module
 from chillflow.scheduler.config import parse_schedule
+from chillflow.sections import DownloadSettings
 from chillflow.storage.postgres import connect, init_schema
 from tests.conftest import REPO_ROOT
 from tests.fake_clock import FakeClock
@@ -310,6 +311,36 @@ def test_monthly_job_loads_late_and_partial_months_when_their_files_arrive_or_ch
     (listed,) = scheduler.jobs()
     assert listed["awaiting"] == watched[:4]
     assert listed["next_run"] == "2026-03-07T03:00:00-05:00"
+
+
+def test_the_monthly_job_downloads_a_missing_month_before_it_loads_it(
+    settings, db, tmp_path, make_submit, submit_dir, server
+):
+    generated = generate_month(tmp_path / "tlc.parquet", service="green", month="2026-02", rows=50)
+    server.files = {"green_tripdata_2026-02.parquet": generated.read_bytes()}
+    download = DownloadSettings(
+        base_url=server.base_url, attempts=1, backoff_sec=0.0, timeout_sec=10.0,
+        progress_every_sec=0.0, before_monthly=True,
+    )  # fmt: skip
+    clock = StoppingClock(utc("2026-03-01T07:00"), stop_at=utc("2026-03-01T09:00"))
+    scheduler = make_scheduler(
+        dataclasses.replace(settings, download=download), db, tmp_path,
+        make_submit('print(json.dumps({"step": sys.argv[1]}))\n'), [MONTHLY], clock,
+        services=["green"], missed_run_policy="skip",
+    )  # fmt: skip
+    clock.scheduler = scheduler
+
+    scheduler.start()
+
+    landed = tmp_path / "landing" / "green_tripdata_2026-02.parquet"
+    assert landed.read_bytes() == generated.read_bytes()
+    # December and January are not on the server (404): they stay awaited.
+    assert [(r["period"], r["status"]) for r in rows(db)] == [
+        ("2025-12/green", "skipped"),
+        ("2026-01/green", "skipped"),
+        ("2026-02/green", "succeeded"),
+    ]
+    assert str(landed) in calls(submit_dir)[0]
 
 
 def test_a_failed_month_is_retried_per_policy_then_at_the_next_daily_check(
