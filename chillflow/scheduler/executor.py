@@ -28,7 +28,7 @@ from chillflow.errors import (
     ReconciliationError,
     SchemaError,
 )
-from chillflow.scheduler.config import JobSchedule, ScheduleConfig
+from chillflow.scheduler.config import PIPELINE_STEPS, JobSchedule, ScheduleConfig
 from chillflow.scheduler.planner import hourly_window_end, month_days, split_monthly_period
 
 #: Exit codes of failures that a retry cannot fix: the same input fails the same way again.
@@ -129,8 +129,9 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
 
     The daily job runs ``aggregate run`` for its day with the job's lookback; the hourly job the
     ``lookback_hours`` wall-clock hours up to the end of its hour. The monthly pipeline, when the
-    period's raw file has arrived, curates it and loads its trips, then aggregates the whole
-    month (only the steps in ``monthly_steps``).
+    period's raw file has arrived, runs ``pipeline`` on it (curate, load its trips, the month's
+    KPIs, in one Spark application); when ``monthly_steps`` names only some stages, one
+    process per stage.
 
     Args:
         job: The job.
@@ -155,16 +156,20 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
     except FileNotFoundError:
         return JobPlan(steps=(), missing=(raw,))
     steps: list[Step] = []
-    if "curate" in schedule.monthly_steps:
-        argv = (submit, "curate", str(raw), "--month", month, "--json")
-        steps.append(Step(f"curate:{service}", argv))
-    if "process-trips" in schedule.monthly_steps:
-        argv = (submit, "process-trips", "--month", month, "--service", service, "--json")
-        steps.append(Step(f"process-trips:{service}", argv))
-    if "aggregate" in schedule.monthly_steps:
-        first, last = month_days(month)
-        argv = (submit, "aggregate", "backfill", "--start", str(first), "--end", str(last))
-        steps.append(Step("aggregate", (*argv, "--json")))
+    if schedule.monthly_steps == PIPELINE_STEPS:
+        argv = (submit, "pipeline", str(raw), "--month", month, "--json")
+        steps.append(Step(f"pipeline:{service}", argv))
+    else:
+        if "curate" in schedule.monthly_steps:
+            argv = (submit, "curate", str(raw), "--month", month, "--json")
+            steps.append(Step(f"curate:{service}", argv))
+        if "process-trips" in schedule.monthly_steps:
+            argv = (submit, "process-trips", "--month", month, "--service", service, "--json")
+            steps.append(Step(f"process-trips:{service}", argv))
+        if "aggregate" in schedule.monthly_steps:
+            first, last = month_days(month)
+            argv = (submit, "aggregate", "backfill", "--start", str(first), "--end", str(last))
+            steps.append(Step("aggregate", (*argv, "--json")))
     raw_file = {"path": str(raw), "size": found.st_size, "mtime_ns": found.st_mtime_ns}
     return JobPlan(steps=tuple(steps), raw_file=raw_file)
 
