@@ -108,6 +108,7 @@ def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, ind
             ("chillflow", chillflow_commands(raw, month, args.chillflow_cmd)),
             ("reference", {"reference": reference}),
         ]
+        load_before = os.getloadavg()[0]
         for side, commands in sides if index % 2 == 0 else sides[::-1]:
             for step, command in commands.items():
                 runs[step] = measured(step, command, chillflow_env if side == "chillflow" else env)
@@ -125,17 +126,28 @@ def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, ind
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
             )
     chillflow = sum(run.seconds for step, run in runs.items() if step != "reference")
+    loads = (load_before, os.getloadavg()[0])
+    timings = json.loads(runs["pipeline"].stdout)["timings_sec"] if "pipeline" in runs else {}
     print(
-        f"repetition {index + 1}: ChillFlow {chillflow:.1f} s, reference "
-        f"{runs['reference'].seconds:.1f} s, {'results equal' if not problems else 'DIFFERENT'}",
+        f"repetition {index + 1}: ChillFlow {chillflow:.1f} s {timings}, reference "
+        f"{runs['reference'].seconds:.1f} s, {'results equal' if not problems else 'DIFFERENT'}; "
+        f"load average {loads[0]:.2f} before, {loads[1]:.2f} after",
         file=sys.stderr,
         flush=True,
     )
-    return {"runs": runs, "stats": stats, "problems": problems, "summary": summary}
+    return {
+        "runs": runs,
+        "stats": stats,
+        "problems": problems,
+        "summary": summary,
+        "loads": loads,
+        "timings": timings,
+    }
 
 
-def report(reps: list[dict], raw: Path, load: float) -> None:
+def report(reps: list[dict], raw: Path) -> None:
     stats = reps[0]["stats"]
+    load = max(max(rep["loads"]) for rep in reps)
     rows = stats["input_rows"]
     steps = [step for step in reps[0]["runs"] if step != "reference"]
 
@@ -156,7 +168,7 @@ def report(reps: list[dict], raw: Path, load: float) -> None:
         f"\n{raw.name}: {rows:,} raw rows, {stats['service']} {stats['month']}; "
         f"{stats['output_rows']:,} curated, {stats['quarantined_rows']:,} quarantined, "
         f"{stats['loaded']:,} loaded, {stats['kpi_rows']:,} KPI rows. cores={os.cpu_count()}, "
-        f"load average {load:.2f} at the start"
+        f"highest 1-minute load average before or after a repetition {load:.2f}"
         + (" (a busy machine: read the times as indicative only)" if load >= 1.0 else "")
         + f"; median of {len(reps)} interleaved repetitions [min-max]\n"
     )
@@ -167,6 +179,11 @@ def report(reps: list[dict], raw: Path, load: float) -> None:
         print(
             f"| ChillFlow {step} | {seconds(lambda rep, s=step: rep['runs'][s].seconds)} | "
             f"{rows / s:,.0f} | {peak([step]):,.0f} |"
+        )
+    for part in reps[0]["timings"]:
+        print(
+            f"| ChillFlow pipeline: {part} (inside its process) | "
+            f"{seconds(lambda rep, p=part: rep['timings'][p])} | | |"
         )
     print(f"| **ChillFlow total** | **{total:.1f}** | {rows / total:,.0f} | {peak(steps):,.0f} |")
     for part in ("curate", "load", "kpis"):
@@ -212,7 +229,6 @@ def main() -> int:
             parser.error(f"{raw} does not exist")
         generate_month(raw, rows=args.rows, month="2025-01", seed=2025)
     month = ref.month_of(raw, args.month)
-    load = os.getloadavg()[0]
     server, embedded = os.environ.get("DATABASE_URL"), OUT / "pipeline-postgres"
     if not server:
         with socket.socket() as probe:
@@ -224,7 +240,7 @@ def main() -> int:
     finally:
         if not os.environ.get("DATABASE_URL"):
             stop_local_postgres(embedded)
-    report(reps, raw, load)
+    report(reps, raw)
     problems = [p for rep in reps for p in rep["problems"]]
     if problems:
         print("\nresults differ:\n" + "\n".join(f"- {p}" for p in problems[:20]))
