@@ -2,16 +2,17 @@
 
     python bench/bench_pipeline.py --rows 3000000 [--repeat 3]
     python bench/bench_pipeline.py --raw ../shared/data/tlc/green_tripdata_2021-01.parquet
-    python bench/bench_pipeline.py --rows 20000 --chillflow-cmd pipeline
+    python bench/bench_pipeline.py --rows 20000 --chillflow-cmd stages
 
 Every repetition gets a fresh database on DATABASE_URL's server (an embedded PostgreSQL under
 bench/out when unset), a fresh lake and a fresh hash salt, and runs, in alternating order:
-ChillFlow as a user runs it today, three fresh processes `curate month`, `process trips` and
-`aggregate backfill` of the month (with `--chillflow-cmd pipeline` the single
-`pipeline month RAW --json`); and bench/reference_pipeline.py in a process of its own, into the
-same database. Then the results are compared row for row and the database is dropped. Prints
-medians of wall time, rows/s, the peak RSS of each process tree (the JVM included) and the
-ChillFlow/reference ratios; exits 1 when a run fails or the results differ.
+ChillFlow as the scheduler runs it, one `pipeline month RAW --json` process (with
+`--chillflow-cmd stages` three fresh processes `curate month`, `process trips` and
+`aggregate backfill` of the month); and bench/reference_pipeline.py in a process of its own, into
+the same database. Then the results are compared row for row and the database is dropped. Prints
+medians of wall time, rows/s, the pipeline's own per-stage timings, the peak RSS of each process
+tree (the JVM included), the load averages and the ChillFlow/reference ratios; exits 1 when a
+run fails or the results differ.
 """
 
 from __future__ import annotations
@@ -212,8 +213,8 @@ def main() -> int:
     parser.add_argument(
         "--chillflow-cmd",
         choices=("stages", "pipeline"),
-        default="stages",
-        help="three stage processes, or the single `pipeline month` command",
+        default="pipeline",
+        help="the single `pipeline month` command, or three stage processes",
     )
     parser.add_argument("--keep", action="store_true", help="keep each repetition's database")
     args = parser.parse_args()
