@@ -78,7 +78,16 @@ def fresh_database(server: str, label: str) -> str:
 
 def drop_database(server: str, url: str) -> None:
     name = sql.Identifier(parse_database_url(url).dbname)
-    admin(server, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    for attempt in range(10):
+        try:
+            # Without FORCE: an autovacuum worker of the fresh table is asked to stop, whereas
+            # FORCE needs the right to terminate it when the role is not a superuser.
+            admin(server, sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
+            return
+        except Exception:  # noqa: BLE001 - still in use: retried, the last failure raised
+            if attempt == 9:
+                raise
+            time.sleep(3)
 
 
 def checkpoint(url: str) -> None:
