@@ -1,6 +1,6 @@
 # The two commands a newcomer needs:
 #   make demo   set up everything, generate a sample month, run the pipeline on the embedded defaults
-#   make test   set up everything and run the whole test suite
+#   make test   set up everything and run the whole test suite (make test-unit: the unit tier)
 # Both are idempotent: the virtualenv and the JVM jars are created once and reused.
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ ROWS   ?= 200000
 MONTH  ?= 2025-01
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-unit lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check chillflow tests bench jobs

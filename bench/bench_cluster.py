@@ -30,7 +30,7 @@ REPO = BENCH.parent
 # The cluster helper lives with the tests of this checkout.
 sys.path.insert(0, str(REPO))
 
-from tests.standalone_cluster import StandaloneCluster  # noqa: E402
+from tests.cluster.standalone_cluster import StandaloneCluster  # noqa: E402
 
 OUT = BENCH / "out"
 MONTH = "2025-01"

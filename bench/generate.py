@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chillflow.errors import ChillflowError  # noqa: E402
-from chillflow.generator import SERVICES, VARIANTS, generate_month  # noqa: E402
+from chillflow.generator import SERVICES, generate_month  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,7 +25,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--month", default="2025-01", help="YYYY-MM of the pickups")
     parser.add_argument("--rows", type=int, default=3_000_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variant", choices=VARIANTS, default="current")
     parser.add_argument("--dirty-rate", type=float, default=0.025)
     parser.add_argument("--row-group-rows", type=int, default=500_000)
     return parser.parse_args(argv)
@@ -42,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
             rows=args.rows,
             seed=args.seed,
             dirty_rate=args.dirty_rate,
-            variant=args.variant,
             row_group_rows=args.row_group_rows,
         )
     except ChillflowError as exc:

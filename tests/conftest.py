@@ -16,6 +16,8 @@ from chillflow.session import build_spark
 from chillflow.settings import Settings, TablePaths, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Test tiers, one folder each; every test gets its folder's marker.
+TIERS = ("unit", "integration", "cluster")
 
 _TEST_SPARK_CONF = {
     "spark.sql.shuffle.partitions": "2",
@@ -24,6 +26,14 @@ _TEST_SPARK_CONF = {
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.driver.memory": "2g",
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder under tests/ it lives in."""
+    for item in items:
+        for tier in TIERS:
+            if REPO_ROOT / "tests" / tier in item.path.parents:
+                item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")

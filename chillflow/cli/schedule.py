@@ -6,6 +6,7 @@ import shlex
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
 from chillflow.cli.runs import print_table, runs
 
@@ -27,7 +28,7 @@ def start() -> None:
     """
     from chillflow.scheduler.scheduler import BatchScheduler
 
-    BatchScheduler().start()
+    BatchScheduler(runtime.settings()).start()
 
 
 @app.command("jobs")
@@ -36,7 +37,7 @@ def jobs(as_json: bool = JSON_OPTION) -> None:
     """List the jobs with their cron, next run and last outcome."""
     from chillflow.scheduler.scheduler import BatchScheduler
 
-    listed = BatchScheduler().jobs()
+    listed = BatchScheduler(runtime.settings()).jobs()
     if as_json:
         emit({"jobs": listed}, as_json=True)
         return
@@ -81,7 +82,7 @@ def plan(
             f"--at {at!r}: expected an ISO 8601 time with its UTC offset, "
             "e.g. 2025-03-10T10:05:00-04:00"
         )
-    planned = BatchScheduler().plan(instant)
+    planned = BatchScheduler(runtime.settings()).plan(instant)
     if as_json:
         emit(planned, as_json=True)
         return
@@ -113,7 +114,7 @@ def run(
     """Run one job now, with its retries; exit 1 if it failed or was cancelled."""
     from chillflow.scheduler.scheduler import BatchScheduler
 
-    scheduler = BatchScheduler()
+    scheduler = BatchScheduler(runtime.settings())
     with scheduler.stop_on_signals():
         outcome = scheduler.run_job(job, period)
     if as_json:

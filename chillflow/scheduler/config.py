@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -17,68 +18,24 @@ from croniter import CroniterBadDateError, croniter
 from chillflow.errors import ConfigError
 from chillflow.settings import default_conf_dir
 
-SCHEDULES_FILE = "schedules.toml"
 JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline")
 MISSED_RUN_POLICIES = ("skip", "run_latest")
 #: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
 PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
-#: Services the whole pipeline carries (curate refuses FHV files).
 SERVICES = ("yellow", "green")
-_DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
-_DEFAULT_WATCH_MONTHS = 3
-#: TLC timestamps are New York wall-clock times without a zone.
-DEFAULT_DATA_TIMEZONE = "America/New_York"
-#: Jobs the stages record in ``ops.job_run`` themselves; a schedule using these names would mix
-#: its runs with theirs.
+#: Jobs the stages record in ``ops.job_run`` themselves: a schedule must not mix its runs in.
 RESERVED_JOB_NAMES = frozenset({"curate", "process_trips", "aggregate", "aggregate_backfill"})
+_DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
 _JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_CRON_PROBE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-_TOP_KEYS = frozenset(
-    {
-        "timezone",
-        "data_timezone",
-        "missed_run_policy",
-        "misfire_grace_sec",
-        "shutdown_grace_sec",
-        "landing_dir",
-        "services",
-        "monthly_steps",
-        "spark_submit",
-        "jobs",
-    }
-)
-_JOB_KEYS = frozenset(
-    {
-        "name",
-        "kind",
-        "cron",
-        "timezone",
-        "lookback_hours",
-        "watch_months",
-        "retries",
-        "retry_backoff_sec",
-        "timeout_sec",
-    }
-)
 
 
 @dataclass(frozen=True)
 class JobSchedule:
-    """One scheduled job.
+    """One scheduled job; ``cron`` is read in ``timezone``, periods in ``data_timezone``.
 
-    Attributes:
-        name: Stable identifier, recorded as ``ops.job_run.job``.
-        kind: What the job runs, one of :data:`JOB_KINDS`.
-        cron: Five-field cron expression, read in ``timezone``.
-        timezone: IANA time zone of the cron expression.
-        data_timezone: The zone whose wall clock the data's timestamps hold; periods are its
-            hours, days and months.
-        lookback_hours: Hours before the period that aggregation recomputes (aggregate kinds).
-        watch_months: Past months whose raw files the monthly pipeline watches.
-        retries: Further attempts after a failed one.
-        retry_backoff_sec: Wait before the first retry; doubled before each next one.
-        timeout_sec: Seconds one step may run before it is terminated; None for no limit.
+    ``lookback_hours`` is for the aggregate kinds, ``watch_months`` for the monthly pipeline;
+    a retry waits ``retry_backoff_sec``, doubled each time; ``timeout_sec`` limits each step.
     """
 
     name: str
@@ -95,20 +52,7 @@ class JobSchedule:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Everything ``BatchScheduler`` needs besides the database.
-
-    Attributes:
-        jobs: The jobs, in file order.
-        missed_run_policy: ``skip`` drops runs missed by more than ``misfire_grace_sec``;
-            ``run_latest`` runs the latest missed period once.
-        misfire_grace_sec: How late a run may start and still count as on time.
-        shutdown_grace_sec: On SIGINT/SIGTERM, how long the running job may go on before it is
-            terminated and recorded as cancelled.
-        landing_dir: Where raw monthly files arrive, as ``{service}_tripdata_{YYYY-MM}.parquet``.
-        services: Services whose raw files the monthly pipeline processes.
-        monthly_steps: Steps of the monthly pipeline, a subsequence of :data:`PIPELINE_STEPS`.
-        spark_submit: The ``spark-submit.sh`` every job runs through.
-    """
+    """The jobs and the scheduler's policies (see ``conf/schedules.toml``)."""
 
     jobs: tuple[JobSchedule, ...]
     missed_run_policy: str
@@ -120,11 +64,7 @@ class ScheduleConfig:
     spark_submit: Path
 
     def job(self, name: str) -> JobSchedule:
-        """Return the job called ``name``.
-
-        Raises:
-            ConfigError: If no job has that name.
-        """
+        """Return the job called ``name``, or raise ConfigError."""
         for job in self.jobs:
             if job.name == name:
                 return job
@@ -132,28 +72,23 @@ class ScheduleConfig:
         raise ConfigError(f"unknown job {name!r}: expected one of {known}")
 
 
+# A misspelt key (``retry`` for ``retries``) would otherwise fall back to a default silently.
+_TOP_KEYS = {f.name for f in dataclasses.fields(ScheduleConfig)} | {"timezone", "data_timezone"}
+_JOB_KEYS = {f.name for f in dataclasses.fields(JobSchedule)} - {"data_timezone"}
+
+
 def load_schedule(
     conf_dir: Path | None = None, *, data_dir: Path, env: Mapping[str, str] | None = None
 ) -> ScheduleConfig:
-    """Read and validate ``schedules.toml``.
-
-    Args:
-        conf_dir: Directory holding ``schedules.toml``; defaults to the settings' conf directory.
-        data_dir: ChillFlow's data directory; the landing directory defaults to ``landing/`` in it.
-        env: Environment mapping (``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``);
-            defaults to ``os.environ``.
-
-    Returns:
-        The validated schedule.
+    """Read and validate ``schedules.toml``; ``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``.
 
     Raises:
         ConfigError: If the file is missing or malformed or a value is invalid.
     """
     env = os.environ if env is None else env
-    path = (conf_dir or default_conf_dir()) / SCHEDULES_FILE
+    path = (conf_dir or default_conf_dir()) / "schedules.toml"
     try:
-        with path.open("rb") as handle:
-            doc = tomllib.load(handle)
+        doc = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(
             f"schedule file {path} not found (set CHILLFLOW_CONF_DIR to the conf/ directory)"
@@ -161,52 +96,33 @@ def load_schedule(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     landing = env.get("CHILLFLOW_LANDING_DIR") or doc.get("landing_dir")
-    return parse_schedule(
-        doc,
-        source=str(path),
-        landing_dir=_path(landing, "landing_dir") if landing else data_dir / "landing",
-    )
+    landing_dir = _path(landing, "landing_dir") if landing else data_dir / "landing"
+    return parse_schedule(doc, source=str(path), landing_dir=landing_dir)
 
 
 def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) -> ScheduleConfig:
     """Validate a parsed schedule document.
-
-    Args:
-        doc: The TOML document.
-        source: Where it came from, for error messages.
-        landing_dir: The resolved landing directory.
-
-    Returns:
-        The validated schedule.
 
     Raises:
         ConfigError: If a value is invalid; the message names the file and the key.
     """
     _reject_unknown(doc, _TOP_KEYS, source)
     default_tz = _zone(doc.get("timezone", "UTC"), f"{source}: timezone")
-    data_tz = _zone(doc.get("data_timezone", DEFAULT_DATA_TIMEZONE), f"{source}: data_timezone")
+    data_tz = _zone(doc.get("data_timezone", "America/New_York"), f"{source}: data_timezone")
     policy = doc.get("missed_run_policy", "run_latest")
     if policy not in MISSED_RUN_POLICIES:
         raise ConfigError(
             f"{source}: missed_run_policy {policy!r} not in {', '.join(MISSED_RUN_POLICIES)}"
         )
     services = doc.get("services", ["yellow"])
-    if (
-        not isinstance(services, list)
-        or not services
-        or any(service not in SERVICES for service in services)
-        or len(set(services)) != len(services)
-    ):
+    if not _distinct_subset(services, SERVICES):
         raise ConfigError(
             f"{source}: services {services!r} must be a non-empty list of distinct names "
             f"from {', '.join(SERVICES)}"
         )
     steps = doc.get("monthly_steps", list(PIPELINE_STEPS))
-    if (
-        not isinstance(steps, list)
-        or not steps
-        or any(step not in PIPELINE_STEPS for step in steps)
-        or steps != sorted(set(steps), key=PIPELINE_STEPS.index)
+    if not _distinct_subset(steps, PIPELINE_STEPS) or steps != sorted(
+        steps, key=PIPELINE_STEPS.index
     ):
         raise ConfigError(
             f"{source}: monthly_steps {steps!r} must list steps of "
@@ -215,28 +131,24 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
     spark_submit = _path(doc.get("spark_submit", _PACKAGE_ROOT / "spark-submit.sh"), "spark_submit")
     if not spark_submit.is_file() or not os.access(spark_submit, os.X_OK):
         raise ConfigError(f"{source}: spark_submit {spark_submit} is not an executable file")
-
     raw_jobs = doc.get("jobs", [])
     if not isinstance(raw_jobs, list) or not raw_jobs:
         raise ConfigError(f"{source}: no [[jobs]] defined")
     jobs = tuple(
-        _job(raw, f"{source} job #{index + 1}", default_tz, data_tz)
-        for index, raw in enumerate(raw_jobs)
+        _job(raw, f"{source} job #{index}", default_tz, data_tz)
+        for index, raw in enumerate(raw_jobs, start=1)
     )
     names = [job.name for job in jobs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(f"{source}: duplicate job names {', '.join(duplicates)}")
     return ScheduleConfig(
-        jobs=jobs,
-        missed_run_policy=policy,
-        misfire_grace_sec=_number(doc, "misfire_grace_sec", 300, source),
-        shutdown_grace_sec=_number(doc, "shutdown_grace_sec", 600, source),
-        landing_dir=landing_dir,
-        services=tuple(services),
-        monthly_steps=tuple(steps),
+        jobs=jobs, missed_run_policy=policy,
+        misfire_grace_sec=_seconds(doc, "misfire_grace_sec", 300, source),
+        shutdown_grace_sec=_seconds(doc, "shutdown_grace_sec", 600, source),
+        landing_dir=landing_dir, services=tuple(services), monthly_steps=tuple(steps),
         spark_submit=spark_submit,
-    )
+    )  # fmt: skip
 
 
 def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSchedule:
@@ -249,7 +161,7 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
     if name in RESERVED_JOB_NAMES:
         raise ConfigError(
             f"{where}: name {name!r} is taken by a stage's own run records in ops.job_run; "
-            "choose another, e.g. scheduled_" + name
+            f"choose another, e.g. scheduled_{name}"
         )
     where = f"{where} ({name})"
     kind = raw.get("kind")
@@ -263,20 +175,19 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
             "(minute hour day-of-month month day-of-week)"
         )
     try:
-        croniter(cron, _CRON_PROBE).get_next(datetime)
+        croniter(cron, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
     except CroniterBadDateError:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
+    monthly = kind == "monthly_pipeline"
+    wrong = "lookback_hours" if monthly else "watch_months"
+    if wrong in raw:
+        owner = "aggregate jobs" if monthly else "the monthly pipeline"
+        raise ConfigError(f"{where}: {wrong} applies to {owner} only")
     lookback = raw.get("lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind))
-    watch = raw.get("watch_months", _DEFAULT_WATCH_MONTHS if kind == "monthly_pipeline" else None)
-    if kind == "monthly_pipeline":
-        if "lookback_hours" in raw:
-            raise ConfigError(f"{where}: lookback_hours applies to aggregate jobs only")
-        if not _is_int(watch) or watch < 1:
-            raise ConfigError(f"{where}: watch_months must be a positive integer")
-    elif "watch_months" in raw:
-        raise ConfigError(f"{where}: watch_months applies to the monthly pipeline only")
-    elif not _is_int(lookback) or lookback < 1:
-        raise ConfigError(f"{where}: lookback_hours must be a positive integer")
+    watch = raw.get("watch_months", 3) if monthly else None
+    key, value = ("watch_months", watch) if monthly else ("lookback_hours", lookback)
+    if not _is_int(value) or value < 1:
+        raise ConfigError(f"{where}: {key} must be a positive integer")
     retries = raw.get("retries", 0)
     if not _is_int(retries) or retries < 0:
         raise ConfigError(f"{where}: retries must be a non-negative integer")
@@ -292,18 +203,22 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
         lookback_hours=lookback,
         watch_months=watch,
         retries=retries,
-        retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
+        retry_backoff_sec=_seconds(raw, "retry_backoff_sec", 60, where),
         timeout_sec=None if timeout is None else float(timeout),
     )
 
 
-def _reject_unknown(table: Mapping[str, Any], known: frozenset[str], where: str) -> None:
-    # A misspelt key (``retry`` for ``retries``) would otherwise fall back to a default silently.
+def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(
             f"{where}: unknown keys {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
         )
+
+
+def _distinct_subset(values: Any, allowed: tuple[str, ...]) -> bool:
+    return (isinstance(values, list) and bool(values) and all(v in allowed for v in values)
+            and len(set(values)) == len(values))  # fmt: skip
 
 
 def _zone(name: Any, where: str) -> ZoneInfo:
@@ -313,7 +228,7 @@ def _zone(name: Any, where: str) -> ZoneInfo:
         raise ConfigError(f"{where} {name!r} is not an IANA time zone such as UTC") from None
 
 
-def _number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
+def _seconds(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
     value = table.get(key, default)
     if not _is_number(value) or value < 0:
         raise ConfigError(f"{where}: {key} must be a non-negative number of seconds")

@@ -1,17 +1,14 @@
-"""When jobs are due and which logical period a run covers; pure functions of time.
+"""When jobs fire, which period a run covers and which commands it runs: pure functions of time.
 
-Cron expressions are evaluated by croniter in the job's time zone, so they follow the wall clock
-across daylight-saving changes the way cron does: a daily job whose time falls into the skipped
-spring hour runs right after the jump, and one whose time falls into the repeated autumn hour runs
-once. Jobs with a wildcard hour (hourly jobs) follow real time instead: they fire every hour,
-including both passes through a repeated hour, since each is a different UTC hour of data.
+Cron expressions are read in the job's time zone and follow the wall clock across daylight-saving
+changes the way cron does (a fixed time in the skipped spring hour runs right after the jump, one
+in the repeated autumn hour runs once); jobs with a wildcard hour fire every real hour.
 
-Periods are what a run is keyed by in ``ops.job_run``. They follow the wall clock of the data
-(TLC timestamps are New York wall-clock times, and so are the KPI hours), whatever zone the cron
-expression is read in: an hourly job covers the last complete wall-clock hour before its fire time,
-with its UTC offset (``2026-11-01T01:00-04:00`` and ``2026-11-01T01:00-05:00`` are the two passes
-through the repeated autumn hour), a daily job the day before (``2026-03-07``), the monthly
-pipeline each (month, service) it watches (``2026-02/green``).
+Periods key runs in ``ops.job_run`` and follow the data's wall clock (TLC timestamps and KPI
+hours are New York wall-clock times): an hourly run covers the last complete hour, with its
+offset (``2026-11-01T01:00-04:00`` and ``…-05:00`` are the two passes through the repeated
+hour), a daily run the day before (``2026-03-07``), the monthly pipeline each watched (month,
+service) (``2026-02/green``).
 """
 
 from __future__ import annotations
@@ -19,70 +16,73 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 from croniter import croniter
 
 from chillflow.errors import ConfigError
-from chillflow.scheduler.config import JobSchedule
+from chillflow.scheduler.config import PIPELINE_STEPS, JobSchedule, ScheduleConfig
 from chillflow.settings import parse_month
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HOUR = timedelta(hours=1)
 
 
-def next_fire(job: JobSchedule, after: datetime) -> datetime:
-    """Return the job's first fire time strictly after ``after``, in UTC.
+@dataclass(frozen=True)
+class Step:
+    """One command of a job; its name (``curate:yellow``) lets a retry skip what succeeded."""
 
-    Args:
-        job: The job.
-        after: A timezone-aware instant.
+    name: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """The steps of one run; for the monthly pipeline the raw file found or the one missing.
+
+    ``raw_file`` holds path, size and mtime_ns: the period is due again when they change.
     """
+
+    steps: tuple[Step, ...]
+    missing: tuple[Path, ...] = ()
+    raw_file: dict[str, Any] | None = None
+
+
+def next_fire(job: JobSchedule, after: datetime) -> datetime:
+    """Return the job's first fire time strictly after ``after``, in UTC."""
     fires = croniter(job.cron, after.astimezone(job.timezone))
-    while True:
-        fire = fires.get_next(datetime)
-        if not _is_repeated_wall_time(job, fire):
-            return fire.astimezone(timezone.utc)
+    return _first_fire(job, lambda: fires.get_next(datetime))
 
 
 def latest_fire(job: JobSchedule, at: datetime) -> datetime:
-    """Return the job's last fire time at or before ``at``, in UTC.
-
-    Args:
-        job: The job.
-        at: A timezone-aware instant.
-    """
+    """Return the job's last fire time at or before ``at``, in UTC."""
     # croniter's get_prev is strictly before its start; one microsecond later includes ``at``.
     fires = croniter(job.cron, (at + timedelta(microseconds=1)).astimezone(job.timezone))
+    return _first_fire(job, lambda: fires.get_prev(datetime))
+
+
+def _first_fire(job: JobSchedule, step: Any) -> datetime:
+    """The first fire time ``step`` yields that is not a fixed-hour job's second pass."""
+    wildcard_hour = croniter(job.cron).expanded[1] == ["*"]
     while True:
-        fire = fires.get_prev(datetime)
-        if not _is_repeated_wall_time(job, fire):
-            return fire.astimezone(timezone.utc)
+        local = step().astimezone(job.timezone)
+        repeated = local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+        if wildcard_hour or not repeated:
+            return local.astimezone(timezone.utc)
 
 
 def select_due(
-    latest: datetime,
-    handled: datetime | None,
-    now: datetime,
-    *,
-    policy: str,
+    latest: datetime, handled: datetime | None, now: datetime, *, policy: str,
     misfire_grace_sec: float,
-) -> datetime | None:
-    """Decide whether a job's latest fire time should run now.
+) -> datetime | None:  # fmt: skip
+    """Return ``latest`` if it should run now, else None.
 
-    Runs are coalesced: however many fire times passed since the last one handled, at most the
-    latest runs.
-
-    Args:
-        latest: The job's latest fire time at or before ``now``.
-        handled: The latest fire time already run or skipped; None when there is none.
-        now: The current time.
-        policy: ``skip`` runs ``latest`` only if it is at most ``misfire_grace_sec`` old;
-            ``run_latest`` runs it however late.
-        misfire_grace_sec: How late a run may start and still count as on time.
-
-    Returns:
-        ``latest`` when it should run, else None.
+    Missed fire times coalesce into the latest. ``skip`` runs it only within
+    ``misfire_grace_sec``, ``run_latest`` however late; ``handled`` (the latest fire time run or
+    skipped, or None) is never run again.
     """
     if handled is not None and latest <= handled:
         return None
@@ -92,26 +92,14 @@ def select_due(
 
 
 def periods_of(job: JobSchedule, fire: datetime, services: Sequence[str] = ()) -> list[str]:
-    """Return the logical periods that the job's run at ``fire`` covers, oldest first.
-
-    Periods follow the data's wall clock (``job.data_timezone``): an hourly job covers the last
-    complete hour (``2025-03-10T09:00-04:00``; the offset keeps the two passes through a repeated
-    autumn hour apart), a daily job the day before, a monthly job each service of each of the
-    ``watch_months`` months before (``2025-02/green``).
-
-    Args:
-        job: The job.
-        fire: The fire time, timezone-aware.
-        services: The services the monthly pipeline loads.
-    """
+    """Return the periods the job's run at ``fire`` covers, oldest first."""
     local = fire.astimezone(job.data_timezone)
     if job.kind == "aggregate_hourly":
         hour = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
         return [(hour - _HOUR).astimezone(job.data_timezone).isoformat(timespec="minutes")]
     if job.kind == "aggregate_daily":
         return [(local.date() - timedelta(days=1)).isoformat()]
-    months = []
-    first = local.date().replace(day=1)
+    months, first = [], local.date().replace(day=1)
     for _ in range(job.watch_months or 0):
         first = (first - timedelta(days=1)).replace(day=1)
         months.insert(0, f"{first:%Y-%m}")
@@ -119,10 +107,10 @@ def periods_of(job: JobSchedule, fire: datetime, services: Sequence[str] = ()) -
 
 
 def parse_periods(job: JobSchedule, text: str, services: Sequence[str] = ()) -> list[str]:
-    """Validate a period given by hand and return it in the canonical form of :func:`periods_of`.
+    """Validate a period given by hand; return it in the canonical form of :func:`periods_of`.
 
-    Hourly periods accept any ISO 8601 time on the hour; without an offset it is read in the
-    data's time zone. A month given to the monthly pipeline means each of its services.
+    An hour without an offset is read in the data's time zone; a month alone means each of the
+    monthly pipeline's services.
 
     Raises:
         ConfigError: If ``text`` is not a period of the job's kind.
@@ -130,53 +118,32 @@ def parse_periods(job: JobSchedule, text: str, services: Sequence[str] = ()) -> 
     if job.kind == "monthly_pipeline":
         month, _, service = text.partition("/")
         month = parse_month(month)
-        if not service:
-            return [f"{month}/{name}" for name in services]
-        if service not in services:
+        if service and service not in services:
             raise ConfigError(
                 f"invalid period {text!r} for {job.name}: service {service!r} is not one of the "
                 f"schedule's services ({', '.join(services)})"
             )
-        return [f"{month}/{service}"]
+        return [f"{month}/{name}" for name in ([service] if service else services)]
     if job.kind == "aggregate_daily":
-        if _DAY.match(text):
-            try:
+        try:
+            if _DAY.match(text):
                 return [date.fromisoformat(text).isoformat()]
-            except ValueError:
-                pass
+        except ValueError:
+            pass
         raise ConfigError(f"invalid period {text!r} for daily job {job.name}: expected YYYY-MM-DD")
     return [_parse_hour(job, text)]
 
 
-def hourly_window_end(period: str) -> datetime:
-    """Return the wall-clock hour (naive, as the data stores it) right after an hourly period."""
-    return datetime.fromisoformat(period).replace(tzinfo=None) + _HOUR
-
-
-def split_monthly_period(period: str) -> tuple[str, str]:
-    """Return the month and the service of a monthly pipeline period such as ``2025-02/green``."""
-    month, _, service = period.partition("/")
-    return month, service
-
-
-def month_days(month: str) -> tuple[date, date]:
-    """Return the first and last day of a ``YYYY-MM`` month."""
-    first = date.fromisoformat(f"{parse_month(month)}-01")
-    return first, first.replace(day=calendar.monthrange(first.year, first.month)[1])
-
-
 def _parse_hour(job: JobSchedule, text: str) -> str:
     zone = job.data_timezone
-    expected = (
-        f"expected an hour such as 2025-03-10T09:00-04:00 ({zone.key} wall clock unless an "
-        "offset is given)"
+    invalid = (
+        f"invalid period {text!r} for hourly job {job.name}: expected an hour such as "
+        f"2025-03-10T09:00-04:00 ({zone.key} wall clock unless an offset is given)"
     )
     try:
         hour = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
-        raise ConfigError(
-            f"invalid period {text!r} for hourly job {job.name}: {expected}"
-        ) from None
+        raise ConfigError(invalid) from None
     if hour.tzinfo is None:
         first, second = (hour.replace(tzinfo=zone, fold=fold) for fold in (0, 1))
         if first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != hour:
@@ -192,13 +159,98 @@ def _parse_hour(job: JobSchedule, text: str) -> str:
         hour = first
     local = hour.astimezone(zone)
     if (local.minute, local.second, local.microsecond) != (0, 0, 0):
-        raise ConfigError(f"invalid period {text!r} for hourly job {job.name}: {expected}")
+        raise ConfigError(invalid)
     return local.isoformat(timespec="minutes")
 
 
-def _is_repeated_wall_time(job: JobSchedule, fire: datetime) -> bool:
-    """Whether ``fire`` is the second pass through a repeated wall time, for a fixed-hour job."""
-    if croniter(job.cron).expanded[1] == ["*"]:
-        return False
-    local = fire.astimezone(job.timezone)
-    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+def hourly_window_end(period: str) -> datetime:
+    """Return the wall-clock hour (naive, as the data stores it) right after an hourly period."""
+    return datetime.fromisoformat(period).replace(tzinfo=None) + _HOUR
+
+
+def month_days(month: str) -> tuple[date, date]:
+    """Return the first and last day of a ``YYYY-MM`` month."""
+    first = date.fromisoformat(f"{parse_month(month)}-01")
+    return first, first.replace(day=calendar.monthrange(first.year, first.month)[1])
+
+
+def raw_path(schedule: ScheduleConfig, period: str) -> Path:
+    """Where the raw file of a monthly period (``2025-02/green``) arrives."""
+    month, _, service = period.partition("/")
+    return schedule.landing_dir / f"{service}_tripdata_{month}.parquet"
+
+
+def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan:
+    """Return the ``spark-submit.sh`` commands that run ``job`` for ``period``.
+
+    The daily job runs ``aggregate run`` for its day, the hourly job the ``lookback_hours``
+    wall-clock hours up to the end of its hour. The monthly pipeline, once the period's raw file
+    has arrived, runs ``pipeline month`` on it (curate, load its trips, the month's KPIs in one
+    Spark application); ``monthly_steps`` naming only some stages run one process each.
+    """
+    submit = str(schedule.spark_submit)
+    lookback = ("--lookback-hours", str(job.lookback_hours), "--json")
+    if job.kind == "aggregate_daily":
+        return JobPlan(
+            (Step("aggregate", (submit, "aggregate", "run", "--date", period, *lookback)),)
+        )
+    if job.kind == "aggregate_hourly":
+        until = f"{hourly_window_end(period):%Y-%m-%dT%H}"
+        return JobPlan(
+            (Step("aggregate", (submit, "aggregate", "run", "--until", until, *lookback)),)
+        )
+    month, _, service = period.partition("/")
+    raw = raw_path(schedule, period)
+    try:
+        found = raw.stat()
+    except FileNotFoundError:
+        return JobPlan((), missing=(raw,))
+    raw_file = {"path": str(raw), "size": found.st_size, "mtime_ns": found.st_mtime_ns}
+    if schedule.monthly_steps == PIPELINE_STEPS:
+        argv = (submit, "pipeline", str(raw), "--month", month, "--json")
+        return JobPlan((Step(f"pipeline:{service}", argv),), raw_file=raw_file)
+    first, last = month_days(month)
+    commands = {
+        "curate": (f"curate:{service}", ("curate", str(raw), "--month", month)),
+        "process-trips": (f"process-trips:{service}",
+                          ("process-trips", "--month", month, "--service", service)),
+        "aggregate": ("aggregate", ("aggregate", "backfill", "--start", str(first),
+                                    "--end", str(last))),
+    }  # fmt: skip
+    steps = tuple(
+        Step(commands[name][0], (submit, *commands[name][1], "--json"))
+        for name in schedule.monthly_steps
+    )
+    return JobPlan(steps, raw_file=raw_file)
+
+
+def plan_at(schedule: ScheduleConfig, at: datetime, *, now: datetime) -> dict[str, Any]:
+    """Say what the jobs firing in the minute of ``at`` would run; needs no database.
+
+    Returns:
+        at, jobs (job, kind, fire_time, runs: period, commands and, for the monthly pipeline,
+        raw_file and arrived as the landing directory holds them ``now``) and a note.
+    """
+    planned = []
+    for job in schedule.jobs:
+        fire = latest_fire(job, at)
+        if fire < at.replace(second=0, microsecond=0):
+            continue
+        runs = []
+        for period in periods_of(job, fire, schedule.services):
+            plan = plan_job(job, period, schedule)
+            run: dict[str, Any] = {"period": period}
+            if job.kind == "monthly_pipeline":
+                run["raw_file"] = str(raw_path(schedule, period))
+                run["arrived"] = plan.raw_file is not None
+            runs.append({**run, "commands": [list(step.argv) for step in plan.steps]})
+        fire_time = fire.astimezone(job.timezone).isoformat()
+        planned.append({"job": job.name, "kind": job.kind, "fire_time": fire_time, "runs": runs})
+    note = None
+    if any(job["kind"] == "monthly_pipeline" for job in planned):
+        note = (
+            f"raw files as the landing directory holds them now ({now:%Y-%m-%dT%H:%MZ}); a "
+            "period whose file arrived runs only if ops.job_run has no successful load of that "
+            "same file (size and mtime)"
+        )
+    return {"at": at.isoformat(), "jobs": planned, "note": note}

@@ -34,8 +34,6 @@ from tests.conftest import REPO_ROOT
 from tests.integration.rawfiles import trip as raw_trip
 from tests.integration.rawfiles import write_yellow
 
-pytestmark = pytest.mark.integration
-
 STG_COLUMNS = (
     "trip_key",
     "vehicle_id_h",

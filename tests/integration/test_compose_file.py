@@ -17,8 +17,6 @@ import yaml
 
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.integration
-
 SCHEMA = REPO_ROOT / "tests/data/compose-spec.json"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"

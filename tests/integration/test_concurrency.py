@@ -29,7 +29,7 @@ from tests.conftest import REPO_ROOT
 from tests.integration.rawfiles import trip, write_yellow
 from tests.integration.test_aggregate_job import insert_trips, random_trips, stg_trip
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 JAN = datetime(2025, 1, 15, 8)
 

@@ -13,8 +13,6 @@ import pytest
 from chillflow.generator import generate_month
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.integration
-
 
 def run(args, env_extra, timeout=300):
     env = {**os.environ, "LOG_LEVEL": "INFO", **env_extra}

@@ -14,8 +14,6 @@ from chillflow.stages.curate import curate
 from chillflow.storage.delta import read_table
 from tests.integration.rawfiles import trip, write_yellow
 
-pytestmark = pytest.mark.integration
-
 JAN = datetime(2025, 1, 15, 8, 30)
 LINEAGE = ["run_id", "curated_at"]
 

@@ -15,8 +15,7 @@ from chillflow.stages.curate import curate
 from chillflow.storage.delta import read_table
 from chillflow.storage.raw import RawFile, read_raw_file
 from tests.integration.rawfiles import trip, write_yellow
-
-pytestmark = pytest.mark.integration
+from tests.layouts import write_layout
 
 
 def assert_conserved_and_typed(spark, settings, stats):
@@ -31,25 +30,25 @@ def assert_conserved_and_typed(spark, settings, stats):
 
 
 @pytest.mark.parametrize(
-    ("service", "variant"),
+    ("service", "layout"),
     [
-        ("yellow", "current"),
+        ("yellow", None),
         ("yellow", "pandas_ns"),
         ("yellow", "legacy_2019"),
         ("yellow", "lowercase_airport"),
-        ("green", "current"),
+        ("green", None),
     ],
 )
-def test_every_supported_layout_curates_to_one_schema(spark, settings, tmp_path, service, variant):
-    month = "2019-03" if variant == "legacy_2019" else "2025-01"
-    raw = generate_month(
+def test_every_supported_layout_curates_to_one_schema(spark, settings, tmp_path, service, layout):
+    month = "2019-03" if layout == "legacy_2019" else "2025-01"
+    path, kwargs = (
         tmp_path / tlc_file_name(service, month),
-        service=service,
-        month=month,
-        rows=3000,
-        seed=7,
-        variant=variant,
+        {"month": month, "rows": 3000, "seed": 7},
     )
+    if layout is None:
+        raw = generate_month(path, service=service, **kwargs)
+    else:
+        raw = write_layout(path, layout, **kwargs)
 
     stats = curate(spark, settings, raw)
 
@@ -66,9 +65,7 @@ def test_every_supported_layout_curates_to_one_schema(spark, settings, tmp_path,
 def test_nanosecond_and_microsecond_files_give_identical_rows(spark, settings, tmp_path):
     kwargs = {"service": "yellow", "month": "2025-01", "rows": 500, "seed": 3}
     micros = generate_month(tmp_path / "us/yellow_tripdata_2025-01.parquet", **kwargs)
-    nanos = generate_month(
-        tmp_path / "ns/yellow_tripdata_2025-01.parquet", variant="pandas_ns", **kwargs
-    )
+    nanos = write_layout(tmp_path / "ns/yellow_tripdata_2025-01.parquet", "pandas_ns", **kwargs)
 
     curate(spark, settings, micros)
     from_micros = read_table(spark, settings.tables.curated).select("source_row", "pickup_ts")
@@ -92,12 +89,12 @@ def test_wall_clock_timestamps_read_as_timestamps_in_a_utc_session(spark, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("variant", "expected"),
+    ("layout", "expected"),
     [("pre2016", "PULocationID, DOLocationID"), ("fhv", "tpep_/lpep_pickup_datetime")],
 )
-def test_unsupported_vintages_raise_schema_error(spark, settings, tmp_path, variant, expected):
-    raw = generate_month(
-        tmp_path / "yellow_tripdata_2015-01.parquet", month="2015-01", rows=10, variant=variant
+def test_unsupported_vintages_raise_schema_error(spark, settings, tmp_path, layout, expected):
+    raw = write_layout(
+        tmp_path / "yellow_tripdata_2015-01.parquet", layout, month="2015-01", rows=10
     )
 
     with pytest.raises(SchemaError, match=f"Expected column\\(s\\): {expected}\\. Found: "):

@@ -15,7 +15,7 @@ from psycopg2 import sql
 from chillflow.storage.postgres import connect, parse_database_url
 from tests.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 ZONES = (
     "LocationID,Borough,Zone,service_zone\n"

@@ -22,8 +22,6 @@ from chillflow.storage.raw import find_raw_files
 from chillflow.storage.tlc_download import DownloadSettings, download_month
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.integration
-
 YELLOW = "yellow_tripdata_2025-01.parquet"
 GREEN = "green_tripdata_2025-01.parquet"
 

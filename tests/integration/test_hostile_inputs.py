@@ -37,8 +37,6 @@ from tests.integration.rawfiles import (
     write_yellow,
 )
 
-pytestmark = pytest.mark.integration
-
 PARSE = "raw_values_parsed"
 FINITE = "numbers_finite"
 AMOUNTS = "amounts_plausible"

@@ -31,7 +31,7 @@ from chillflow.storage.pg_server import (
 from chillflow.storage.postgres import connect, parse_database_url
 from tests.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 PGSERVER = importlib.util.find_spec("pgserver")
 

@@ -190,7 +190,6 @@ def _zones(url: str) -> list[tuple]:
 # --- URLs (no server) -----------------------------------------------------------------------
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
@@ -217,7 +216,6 @@ def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 
 
-@pytest.mark.unit
 def test_parse_database_url_components() -> None:
     parsed = parse_database_url(
         "postgresql://loader:p%40ss%2Fw@DB.example:6543/trips?sslmode=require"
@@ -251,7 +249,6 @@ def test_parse_database_url_components() -> None:
     assert "p@ss" not in str(parsed)
 
 
-@pytest.mark.unit
 def test_parse_database_url_defaults_port_and_allows_no_password() -> None:
     parsed = parse_database_url("postgres://app@localhost/chillflow")
 
@@ -260,7 +257,6 @@ def test_parse_database_url_defaults_port_and_allows_no_password() -> None:
     assert "password" not in parsed.dsn_kwargs()
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
@@ -286,7 +282,6 @@ def test_parse_database_url_rejects_with_masked_url(url: str, reason: str) -> No
     assert caught.value.__context__ is None or "secret" not in str(caught.value.__context__)
 
 
-@pytest.mark.unit
 def test_resolve_database_url_prefers_environment(tmp_path: Path) -> None:
     url = "postgresql://u:secret@h:5432/db"
 

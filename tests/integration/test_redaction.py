@@ -6,11 +6,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import REPO_ROOT
-
-pytestmark = pytest.mark.integration
 
 # A session from conf/chillflow.toml, with the database URL and the salt passed to executors
 # the way a cluster deployment would, and an event log.

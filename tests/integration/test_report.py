@@ -20,7 +20,7 @@ from chillflow.storage.postgres import connect
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import REPORT_MONTHS
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from chillflow.report import write_report
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.browser]
+pytestmark = [pytest.mark.postgres, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

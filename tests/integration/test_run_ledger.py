@@ -22,7 +22,7 @@ from chillflow.storage.postgres import connect
 from tests.conftest import REPO_ROOT
 from tests.integration.rawfiles import trip, write_yellow
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 HOST = os.uname().nodename
 DAY = datetime(2025, 1, 15)

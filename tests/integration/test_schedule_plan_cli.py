@@ -7,11 +7,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import REPO_ROOT
-
-pytestmark = pytest.mark.integration
 
 SUBMIT = str(REPO_ROOT / "spark-submit.sh")
 

@@ -12,8 +12,6 @@ import pytest
 
 from chillflow.scheduler.executor import SubprocessRunner
 
-pytestmark = pytest.mark.integration
-
 # A job that starts a grandchild (as spark-submit starts a JVM that starts the Python driver),
 # reports both pids, and then waits far longer than any test.
 FAMILY = """

@@ -32,7 +32,7 @@ from chillflow.storage.postgres import connect, init_schema, parse_database_url
 from tests.conftest import REPO_ROOT
 from tests.fake_clock import FakeClock
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 HOST = os.uname().nodename
 DAILY = {"name": "daily", "kind": "aggregate_daily", "cron": "0 2 * * *"}

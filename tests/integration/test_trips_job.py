@@ -34,7 +34,7 @@ from chillflow.storage.trips_pg import (
 from tests.conftest import REPO_ROOT
 from tests.integration.rawfiles import trip, write_yellow
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 SALT = "test-salt-5f1c"
 JAN = datetime(2025, 1, 15, 8, 30)

@@ -5,8 +5,6 @@ from chillflow.settings import load_settings
 from chillflow.stages.aggregate import AggregateSettings, check_source
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.unit
-
 
 def test_the_shipped_section_is_valid():
     settings = load_settings(REPO_ROOT / "conf", {})

@@ -23,8 +23,6 @@ from chillflow.storage.postgres import parse_database_url
 from chillflow.storage.trips_pg import COMPARED_COLUMNS, LOAD_COLUMNS, staging_table
 from chillflow.transforms.complete_trips import to_complete_trips, with_skip_reason
 
-pytestmark = pytest.mark.unit
-
 PICKUPS = "service STRING, month STRING, pickup_ts TIMESTAMP"
 
 

@@ -5,8 +5,6 @@ from chispa import assert_approx_df_equality
 
 from chillflow.transforms.derived import ClockChange, clock_changes, with_derived_fields
 
-pytestmark = pytest.mark.unit
-
 DDL = "pickup_ts TIMESTAMP, dropoff_ts TIMESTAMP, trip_distance DOUBLE"
 DERIVED = f"{DDL}, distance_km DOUBLE, duration_min DOUBLE, avg_speed_kmh DOUBLE"
 NEW_YORK = "America/New_York"

@@ -1,4 +1,5 @@
-"""Tests of the synthetic TLC month generator (pyarrow and DuckDB only, no Spark)."""
+"""Tests of the synthetic TLC month generator and the older layouts made from it for tests
+(pyarrow and DuckDB only, no Spark)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,8 @@ import pytest
 
 from chillflow import generator
 from chillflow.errors import ConfigError
-from chillflow.generator import (
-    VARIANTS,
-    generate_month,
-    generate_trips_table,
-    tlc_file_name,
-)
-
-pytestmark = pytest.mark.unit
+from chillflow.generator import generate_month, generate_trips_table, tlc_file_name
+from tests.layouts import LAYOUTS, tlc_layout
 
 REAL_TLC_DIR = Path(
     os.environ.get("CHILLFLOW_TLC_DIR", Path(__file__).resolve().parents[3] / "shared/data/tlc")
@@ -39,7 +34,7 @@ METERED = [
     ("total_amount", F64),
 ]
 EXPECTED_SCHEMAS = {
-    ("yellow", "current"): pa.schema(
+    "yellow": pa.schema(
         [
             ("VendorID", I32),
             ("tpep_pickup_datetime", US),
@@ -57,7 +52,7 @@ EXPECTED_SCHEMAS = {
             ("cbd_congestion_fee", F64),
         ]
     ),
-    ("yellow", "pandas_ns"): pa.schema(
+    "pandas_ns": pa.schema(
         [
             ("VendorID", I32),
             ("tpep_pickup_datetime", NS),
@@ -75,7 +70,7 @@ EXPECTED_SCHEMAS = {
             ("cbd_congestion_fee", F64),
         ]
     ),
-    ("yellow", "legacy_2019"): pa.schema(
+    "legacy_2019": pa.schema(
         [
             ("VendorID", I64),
             ("tpep_pickup_datetime", US),
@@ -91,7 +86,7 @@ EXPECTED_SCHEMAS = {
             ("congestion_surcharge", F64),
         ]
     ),
-    ("yellow", "lowercase_airport"): pa.schema(
+    "lowercase_airport": pa.schema(
         [
             ("VendorID", I64),
             ("tpep_pickup_datetime", US),
@@ -108,7 +103,7 @@ EXPECTED_SCHEMAS = {
             ("airport_fee", F64),
         ]
     ),
-    ("yellow", "pre2016"): pa.schema(
+    "pre2016": pa.schema(
         [
             ("VendorID", I64),
             ("tpep_pickup_datetime", US),
@@ -125,7 +120,7 @@ EXPECTED_SCHEMAS = {
             *METERED,
         ]
     ),
-    ("green", "current"): pa.schema(
+    "green": pa.schema(
         [
             ("VendorID", I64),
             ("lpep_pickup_datetime", US),
@@ -149,7 +144,7 @@ EXPECTED_SCHEMAS = {
             ("congestion_surcharge", F64),
         ]
     ),
-    ("fhv", "fhv"): pa.schema(
+    "fhv": pa.schema(
         [
             ("dispatching_base_num", STR),
             ("pickup_datetime", US),
@@ -217,24 +212,19 @@ def test_same_arguments_give_identical_rows():
 # pyarrow 26: any change to what the generator draws changes these bytes. A numpy upgrade that
 # changes its random streams moves them too; re-pin only after checking that is the cause.
 PINNED_DIGESTS = {
-    ("yellow", "current"): "e7159d9b259ecc57f884c0d02d10cee1df863800e4720c55e0eebffb3f57aa73",
-    ("green", "current"): "a3c9cf298360cb697dcdd361ac70aaba25a1cae756e36711c5b0c4edea6f2da7",
-    ("yellow", "pandas_ns"): "049221699703e99d022c4674871e3e497dcda8106bd41ffff21fd82c094ca6ad",
-    ("yellow", "pre2016"): "db81499ed9603b571d9a24d758e1bd542eb129021bc3163a9fbd3c13faa7458f",
-    ("fhv", "fhv"): "f7199eb72538fb8a6d627e089b63dfbd9c67df66325884933e5166a730a558a5",
+    "yellow": "e7159d9b259ecc57f884c0d02d10cee1df863800e4720c55e0eebffb3f57aa73",
+    "green": "a3c9cf298360cb697dcdd361ac70aaba25a1cae756e36711c5b0c4edea6f2da7",
 }
 
 
-@pytest.mark.parametrize(("service", "variant"), sorted(PINNED_DIGESTS))
-def test_generated_bytes_are_pinned(service, variant):
-    table = generate_trips_table(
-        service=service, variant=variant, rows=4_000, seed=7, dirty_rate=0.2
-    )
+@pytest.mark.parametrize("service", sorted(PINNED_DIGESTS))
+def test_generated_bytes_are_pinned(service):
+    table = generate_trips_table(service=service, rows=4_000, seed=7, dirty_rate=0.2)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
 
-    assert hashlib.sha256(sink.getvalue()).hexdigest() == PINNED_DIGESTS[(service, variant)]
+    assert hashlib.sha256(sink.getvalue()).hexdigest() == PINNED_DIGESTS[service]
 
 
 def test_file_holds_the_in_memory_rows_whatever_the_row_group_size(tmp_path):
@@ -263,39 +253,38 @@ def test_row_groups_cut_across_generation_blocks(tmp_path, monkeypatch):
     assert not first_block["trip_distance"].equals(second_block["trip_distance"])
 
 
-@pytest.mark.parametrize(("service", "variant"), sorted(EXPECTED_SCHEMAS))
-def test_layout_schema_in_memory_and_on_disk(tmp_path, service, variant):
-    expected = EXPECTED_SCHEMAS[(service, variant)]
-    table = generate_trips_table(service=service, variant=variant, rows=50)
-    path = generate_month(tmp_path / "f.parquet", service=service, variant=variant, rows=50)
+@pytest.mark.parametrize("service", ["yellow", "green"])
+def test_layout_schema_in_memory_and_on_disk(tmp_path, service):
+    table = generate_trips_table(service=service, rows=50)
+    path = generate_month(tmp_path / "f.parquet", service=service, rows=50)
 
-    assert table.schema.equals(expected)
-    assert pq.read_schema(path).remove_metadata().equals(expected)
+    assert table.schema.equals(EXPECTED_SCHEMAS[service])
+    assert pq.read_schema(path).remove_metadata().equals(EXPECTED_SCHEMAS[service])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_older_layouts_for_tests_have_their_vintage_schema(layout):
+    table = tlc_layout(generate_trips_table(rows=50), layout)
+
+    assert table.schema.equals(EXPECTED_SCHEMAS[layout])
+    assert table.num_rows == 50
 
 
 @pytest.mark.parametrize(
-    ("service", "variant", "real_file"),
+    ("table", "real_file"),
     [
-        ("yellow", "pandas_ns", "yellow_tripdata_2025-01_head10k.parquet"),
-        ("green", "current", "green_tripdata_2021-01.parquet"),
+        (lambda: tlc_layout(generate_trips_table(rows=10), "pandas_ns"),
+         "yellow_tripdata_2025-01_head10k.parquet"),
+        (lambda: generate_trips_table(service="green", rows=10), "green_tripdata_2021-01.parquet"),
     ],
-)
-def test_layout_matches_the_real_tlc_file(service, variant, real_file):
+    ids=["yellow-pandas", "green"],
+)  # fmt: skip
+def test_layout_matches_the_real_tlc_file(table, real_file):
     real_path = REAL_TLC_DIR / real_file
     if not real_path.is_file():
         pytest.skip(f"real TLC sample {real_path} not available (set CHILLFLOW_TLC_DIR)")
-    generated = generate_trips_table(service=service, variant=variant, rows=10)
 
-    assert generated.schema.equals(pq.read_schema(real_path).remove_metadata())
-
-
-def test_fhv_variant_is_an_fhv_file_whatever_the_service():
-    assert generate_trips_table(variant="fhv", rows=10).schema.equals(
-        EXPECTED_SCHEMAS[("fhv", "fhv")]
-    )
-    assert generate_trips_table(service="fhv", rows=10).schema.equals(
-        EXPECTED_SCHEMAS[("fhv", "fhv")]
-    )
+    assert table().schema.equals(pq.read_schema(real_path).remove_metadata())
 
 
 def test_dirty_fraction_is_close_to_the_rate(yellow):
@@ -362,28 +351,25 @@ def test_total_is_the_sum_of_its_components(yellow):
 
 
 @pytest.mark.parametrize(
-    ("service", "variant", "components"),
+    ("table", "components"),
     [
         (
-            "yellow",
-            "legacy_2019",
+            lambda: tlc_layout(generate_trips_table(rows=5_000), "legacy_2019"),
             "fare_amount + extra + mta_tax + tip_amount + tolls_amount"
             " + improvement_surcharge + coalesce(congestion_surcharge, 0)",
         ),
         (
-            "green",
-            "current",
+            lambda: generate_trips_table(service="green", rows=5_000),
             "fare_amount + extra + mta_tax + tip_amount + tolls_amount"
             " + improvement_surcharge + coalesce(congestion_surcharge, 0)",
         ),
     ],
 )
-def test_total_counts_only_the_fees_a_layout_has(service, variant, components):
-    table = generate_trips_table(service=service, variant=variant, rows=5_000)
-
+def test_total_counts_only_the_fees_a_layout_has(table, components):
     assert (
         scalar(
-            table, f"SELECT count(*) FILTER (abs(total_amount - ({components})) > 0.005) FROM trips"
+            table(),
+            f"SELECT count(*) FILTER (abs(total_amount - ({components})) > 0.005) FROM trips",
         )
         == 0
     )
@@ -488,23 +474,8 @@ def test_no_cbd_fee_before_2025():
     assert scalar(table, "SELECT max(abs(cbd_congestion_fee)) FROM trips") == 0
 
 
-def test_yellow_layouts_carry_the_same_trips():
-    current = generate_trips_table(rows=2_000, variant="current")
-    legacy = generate_trips_table(rows=2_000, variant="legacy_2019")
-    same = [
-        "tpep_pickup_datetime",
-        "tpep_dropoff_datetime",
-        "trip_distance",
-        "fare_amount",
-        "tip_amount",
-    ]
-
-    assert current.select(same).equals(legacy.select(same))
-    assert current["PULocationID"].cast(I64).equals(legacy["PULocationID"])
-
-
 def test_pre2016_has_coordinates_in_new_york_instead_of_zones():
-    table = generate_trips_table(variant="pre2016", rows=2_000, dirty_rate=0.0)
+    table = tlc_layout(generate_trips_table(rows=2_000, dirty_rate=0.0), "pre2016")
     lat_min, lat_max, lon_min, lon_max = query(
         table,
         """SELECT min(least(pickup_latitude, dropoff_latitude)),
@@ -529,7 +500,7 @@ def test_zero_rows_give_an_empty_table_and_file(tmp_path):
     path = generate_month(tmp_path / "empty.parquet", rows=0)
 
     assert generate_trips_table(rows=0).num_rows == 0
-    assert pq.read_table(path).schema.equals(EXPECTED_SCHEMAS[("yellow", "current")])
+    assert pq.read_table(path).schema.equals(EXPECTED_SCHEMAS["yellow"])
     assert pq.read_metadata(path).num_rows == 0
 
 
@@ -538,23 +509,10 @@ def test_tlc_file_name():
     assert tlc_file_name("green", "2021-01") == "green_tripdata_2021-01.parquet"
 
 
-def test_variants_are_listed():
-    assert VARIANTS == (
-        "current",
-        "pandas_ns",
-        "legacy_2019",
-        "lowercase_airport",
-        "pre2016",
-        "fhv",
-    )
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"variant": "newest"}, "unknown variant 'newest'"),
-        ({"service": "green", "variant": "pandas_ns"}, "does not exist for service 'green'"),
-        ({"service": "fhv", "variant": "pre2016"}, "does not exist for service 'fhv'"),
+        ({"service": "fhv"}, "unknown service 'fhv'"),
         ({"service": "limo"}, "unknown service 'limo'"),
         ({"month": "2025-13"}, "invalid month '2025-13'"),
         ({"rows": -1}, "rows must be a non-negative integer"),

@@ -14,8 +14,6 @@ from chillflow.hour_window import (
 )
 from chillflow.storage.kpi_store import merge_condition
 
-pytestmark = pytest.mark.unit
-
 
 def test_day_window_counts_lookback_back_from_the_end_of_the_day():
     assert day_window(date(2025, 3, 10), 24) == HourWindow(

@@ -1,12 +1,9 @@
 import hashlib
 from datetime import datetime
 
-import pytest
 from chispa import assert_df_equality
 
 from chillflow.transforms.keys import salt_frame, with_trip_keys
-
-pytestmark = pytest.mark.unit
 
 SALT = "chillflow-dev-salt-2025"
 DDL = "service STRING, vendor_id INT, pickup_ts TIMESTAMP, pu_zone_id INT, source_row BIGINT"

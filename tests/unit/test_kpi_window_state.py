@@ -6,8 +6,6 @@ from chispa import assert_df_equality
 from chillflow.schemas import HOURLY_KPIS_DDL, struct
 from chillflow.storage.kpi_store import _rows_after, _window_state
 
-pytestmark = pytest.mark.unit
-
 H8 = datetime(2025, 1, 15, 8)
 H9 = datetime(2025, 1, 15, 9)
 EARLIER = datetime(2025, 1, 16, 1)

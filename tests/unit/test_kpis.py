@@ -1,12 +1,9 @@
 import random
 from datetime import datetime, timedelta
 
-import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 
 from chillflow.transforms.kpis import hourly_zone_kpis
-
-pytestmark = pytest.mark.unit
 
 TRIPS_DDL = (
     "pickup_ts TIMESTAMP, pu_zone_id INT, vehicle_id_h STRING, payment_type INT, "

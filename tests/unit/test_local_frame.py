@@ -5,8 +5,6 @@ from chispa import assert_df_equality
 
 from chillflow.schemas import local_frame, struct
 
-pytestmark = pytest.mark.unit
-
 DDL = "name STRING, count BIGINT, rate DOUBLE, at TIMESTAMP"
 
 

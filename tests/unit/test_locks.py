@@ -20,8 +20,6 @@ from chillflow.errors import BusyError, ConfigError
 from chillflow.storage import locks
 from chillflow.storage.locks import TABLE_LOCK, FileLocks, hold, lake_locks
 
-pytestmark = pytest.mark.unit
-
 SLICE = "yellow/2025-02"
 HOLD_IN_CHILD = """
 import sys

@@ -11,8 +11,6 @@ from chillflow.transforms.quality import (
     with_rule_results,
 )
 
-pytestmark = pytest.mark.unit
-
 DDL = "trip_id INT, pickup_ts TIMESTAMP, total_amount DOUBLE, passenger_count INT, month STRING"
 
 RULES = (

@@ -1,10 +1,6 @@
 import re
 
-import pytest
-
 from chillflow.report.render import render_report
-
-pytestmark = pytest.mark.unit
 
 ZONE = "Midtown <Center> & Co"
 

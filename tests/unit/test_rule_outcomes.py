@@ -4,8 +4,6 @@ from chillflow.errors import DataQualityError
 from chillflow.settings import QualityRule
 from chillflow.stages.rule_outcomes import assess_rules, raise_on_failed_rules
 
-pytestmark = pytest.mark.unit
-
 
 def rule(action, max_rate=None):
     return QualityRule("r", "x > 0", action, max_rate)

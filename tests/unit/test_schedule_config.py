@@ -10,8 +10,6 @@ import pytest
 from chillflow.errors import ConfigError
 from chillflow.scheduler.config import load_schedule, parse_schedule
 
-pytestmark = pytest.mark.unit
-
 CONF = Path(__file__).resolve().parents[2] / "conf"
 REPO_ROOT = CONF.parent
 

@@ -1,158 +1,20 @@
-"""Job commands and how step outcomes become a run's status (pure; no process is started)."""
+"""How step outcomes become an attempt's status, and reading a job's output (pure)."""
 
 from __future__ import annotations
 
-import os
 import threading
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from chillflow.scheduler.config import parse_schedule
 from chillflow.scheduler.executor import (
     ProcessOutcome,
-    Step,
     describe_exit,
     error_line,
     json_result,
-    plan_job,
     run_steps,
 )
-from chillflow.scheduler.planner import periods_of
-
-pytestmark = pytest.mark.unit
-
-SUBMIT = str(Path(__file__).resolve().parents[2] / "spark-submit.sh")
-JOBS = [
-    {"name": "hourly", "kind": "aggregate_hourly", "cron": "5 * * * *", "lookback_hours": 2},
-    {"name": "daily", "kind": "aggregate_daily", "cron": "0 2 * * *", "lookback_hours": 24},
-    {"name": "monthly", "kind": "monthly_pipeline", "cron": "0 3 * * *"},
-]
-
-
-def schedule(landing: Path, **overrides):
-    doc = {"jobs": JOBS, "services": ["yellow", "green"], **overrides}
-    return parse_schedule(doc, source="test", landing_dir=landing)
-
-
-def window_of(argv):
-    """The hours ``[start, end)`` an ``aggregate run`` recomputes, by its documented options."""
-    options = dict(zip(argv[3::2], argv[4::2], strict=False))
-    if "--until" in options:
-        end = datetime.fromisoformat(options["--until"] + ":00")
-    else:
-        end = datetime.fromisoformat(options["--date"]) + timedelta(days=1)
-    return end - timedelta(hours=int(options["--lookback-hours"])), end
-
-
-@pytest.mark.parametrize(
-    ("fire", "start", "end"),
-    [
-        # At 10:05 in New York: 09:00-10:00 New York time and the hour before it, nothing later.
-        ("2025-03-10T10:05:00-04:00", datetime(2025, 3, 10, 8), datetime(2025, 3, 10, 10)),
-        ("2025-03-11T00:05:00-04:00", datetime(2025, 3, 10, 22), datetime(2025, 3, 11, 0)),
-        # Both passes through 01:00 on the autumn night recompute wall-clock 01:00 with the hour
-        # before; the spring night has no 02:00 and the run after 03:00 covers 02:00 (empty).
-        ("2026-11-01T01:05:00-05:00", datetime(2026, 11, 1, 0), datetime(2026, 11, 1, 2)),
-        ("2026-11-01T02:05:00-05:00", datetime(2026, 11, 1, 0), datetime(2026, 11, 1, 2)),
-        ("2026-03-08T03:05:00-04:00", datetime(2026, 3, 8, 0), datetime(2026, 3, 8, 2)),
-        ("2026-03-08T04:05:00-04:00", datetime(2026, 3, 8, 2), datetime(2026, 3, 8, 4)),
-    ],
-)
-def test_hourly_job_recomputes_the_wall_clock_hours_up_to_the_one_that_just_ended(
-    tmp_path, fire, start, end
-):
-    config = schedule(tmp_path)
-    hourly = config.job("hourly")
-    (period,) = periods_of(hourly, datetime.fromisoformat(fire))
-
-    (step,) = plan_job(hourly, period, config).steps
-
-    assert step.argv[:3] == (SUBMIT, "aggregate", "run")
-    assert window_of(step.argv) == (start, end)
-
-
-def test_hourly_job_asks_for_its_window_with_an_end_hour(tmp_path):
-    config = schedule(tmp_path)
-
-    plan = plan_job(config.job("hourly"), "2025-03-10T09:00-04:00", config)
-
-    assert plan.steps == (
-        Step(
-            "aggregate",
-            (SUBMIT, "aggregate", "run", "--until", "2025-03-10T10", "--lookback-hours", "2",
-             "--json"),
-        ),
-    )  # fmt: skip
-
-
-def test_daily_job_aggregates_its_day(tmp_path):
-    config = schedule(tmp_path)
-
-    plan = plan_job(config.job("daily"), "2026-03-07", config)
-
-    assert [step.argv for step in plan.steps] == [
-        (SUBMIT, "aggregate", "run", "--date", "2026-03-07", "--lookback-hours", "24", "--json")
-    ]
-    assert window_of(plan.steps[0].argv) == (datetime(2026, 3, 7), datetime(2026, 3, 8))
-
-
-def test_monthly_pipeline_runs_the_month_in_one_pipeline_process(tmp_path):
-    config = schedule(tmp_path)
-    green = tmp_path / "green_tripdata_2024-02.parquet"
-    green.write_bytes(b"PAR1")
-    os.utime(green, ns=(1_700_000_000_000_000_000, 1_700_000_000_123_456_789))
-
-    plan = plan_job(config.job("monthly"), "2024-02/green", config)
-
-    assert [(step.name, step.argv[1:]) for step in plan.steps] == [
-        ("pipeline:green", ("pipeline", str(green), "--month", "2024-02", "--json")),
-    ]
-    assert plan.missing == ()
-    assert plan.raw_file == {
-        "path": str(green),
-        "size": 4,
-        "mtime_ns": 1_700_000_000_123_456_789,
-    }
-
-
-def test_some_monthly_steps_run_one_process_per_stage(tmp_path):
-    config = schedule(tmp_path, monthly_steps=["process-trips", "aggregate"])
-    (tmp_path / "green_tripdata_2024-02.parquet").touch()
-
-    plan = plan_job(config.job("monthly"), "2024-02/green", config)
-
-    assert [(step.name, step.argv[1:]) for step in plan.steps] == [
-        (
-            "process-trips:green",
-            ("process-trips", "--month", "2024-02", "--service", "green", "--json"),
-        ),
-        (
-            "aggregate",
-            ("aggregate", "backfill", "--start", "2024-02-01", "--end", "2024-02-29", "--json"),
-        ),
-    ]
-
-
-def test_monthly_pipeline_steps_are_configurable(tmp_path):
-    config = schedule(tmp_path, monthly_steps=["curate"])
-    (tmp_path / "yellow_tripdata_2026-02.parquet").touch()
-
-    plan = plan_job(config.job("monthly"), "2026-02/yellow", config)
-
-    assert [step.name for step in plan.steps] == ["curate:yellow"]
-
-
-def test_monthly_pipeline_has_nothing_to_run_before_the_raw_file_arrives(tmp_path):
-    config = schedule(tmp_path)
-    (tmp_path / "yellow_tripdata_2026-02.parquet").touch()
-
-    plan = plan_job(config.job("monthly"), "2026-02/green", config)
-
-    assert plan.steps == ()
-    assert plan.missing == (tmp_path / "green_tripdata_2026-02.parquet",)
-    assert plan.raw_file is None
+from chillflow.scheduler.planner import Step
 
 
 class ScriptedRunner:

@@ -9,8 +9,6 @@ from chillflow import session
 from chillflow.errors import DependencyError
 from chillflow.settings import SparkSettings
 
-pytestmark = pytest.mark.unit
-
 PACKAGES = ("io.delta:delta-spark_4.2_2.13:4.4.0", "org.postgresql:postgresql:42.7.8")
 
 

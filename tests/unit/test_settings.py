@@ -5,8 +5,6 @@ import pytest
 from chillflow.errors import ConfigError
 from chillflow.settings import DEV_HASH_SALT, load_settings, parse_month
 
-pytestmark = pytest.mark.unit
-
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 

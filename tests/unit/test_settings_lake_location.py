@@ -6,8 +6,6 @@ import pytest
 
 from chillflow.settings import load_settings
 
-pytestmark = pytest.mark.unit
-
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 

@@ -15,8 +15,6 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.unit
-
 SCRIPT = REPO_ROOT / "spark-submit.sh"
 PACKAGES = "io.delta:delta-spark_4.2_2.13:4.4.0,org.postgresql:postgresql:42.7.8"
 

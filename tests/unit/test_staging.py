@@ -24,8 +24,6 @@ from chillflow.transforms.staging import (
     trip_service,
 )
 
-pytestmark = pytest.mark.unit
-
 YELLOW_CORE = [
     ("VendorID", IntegerType()),
     ("tpep_pickup_datetime", TimestampNTZType()),

@@ -5,8 +5,6 @@ from chillflow.settings import load_settings
 from chillflow.storage.tlc_download import DownloadSettings, landing_dir
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.unit
-
 
 def test_the_shipped_section_is_valid_and_the_environment_names_a_mirror():
     section = load_settings(REPO_ROOT / "conf", {}).section("download")

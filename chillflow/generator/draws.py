@@ -1,15 +1,12 @@
-"""The random draws of one block of trips, its dirt, and its conversion to Arrow."""
+"""The random draws of one block of trips and its dirt, as numpy arrays by field."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-import pyarrow as pa
 
-from chillflow.generator.layouts import AMOUNTS, DIRT_WEIGHTS, FEES, VOCABULARIES, Layout
-from chillflow.generator.profiles import SECONDS_PER_DAY, Month, Profile
-from chillflow.generator.zones import (
+from chillflow.generator.nyc import (
     AIRPORTS,
     BK,
     BOROUGH,
@@ -21,13 +18,29 @@ from chillflow.generator.zones import (
     JFK,
     LGA,
     QN,
+    SECONDS_PER_DAY,
     SI,
     UNKNOWN,
-    ZONE_CENTRES,
     ZONE_CLASS,
     ZONE_IDS,
+    Month,
+    Profile,
 )
 
+#: Kinds of dirty rows and their relative frequency.
+DIRT_WEIGHTS = {
+    "dropoff_not_after_pickup": 0.20,
+    "absurd_speed": 0.10,
+    "negative_amount": 0.20,
+    "null_pickup_zone": 0.10,
+    "null_pickup_time": 0.05,
+    "zone_out_of_range": 0.10,
+    "pickup_outside_month": 0.15,
+    "very_long": 0.10,
+}
+FEES = ("congestion_surcharge", "airport_fee", "cbd_congestion_fee")
+AMOUNTS = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
+           "improvement_surcharge", *FEES)  # fmt: skip
 _KM_PER_MILE = 1.609344
 _PICKUP_JITTER_S = 120
 _SECOND_DIRT_RATE = 0.1
@@ -41,7 +54,6 @@ _STRAY_DAYS_S = (
     int(np.datetime64("2009-01-01", "s").astype(np.int64)),
 )
 _OUT_OF_RANGE_ZONES = (0, 266, 300, 999)
-_TIMESTAMP_SCALE = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 #: Generated fields by name: values, or where a value is null.
 _Arrays = dict[str, np.ndarray]
 
@@ -50,7 +62,7 @@ _Arrays = dict[str, np.ndarray]
 class Spec:
     """Everything that defines the rows of one generated file."""
 
-    layout: Layout
+    fields: frozenset[str]
     profile: Profile
     month: Month
     rows: int
@@ -76,13 +88,8 @@ def draw_trips(rng: np.random.Generator, spec: Spec, start: int, n: int, cols: _
     speed_kmh = np.clip(speed_kmh, 6.0, 70.0)
     driving_s = np.round(distance_mi * _KM_PER_MILE / speed_kmh * 3600.0).astype(np.int64)
     duration_s = np.clip(driving_s + rng.integers(20, 121, n), 60, _MAX_CLEAN_DURATION_S)
-    cols.update(
-        pickup_ts=month.start_s + offset_s,
-        duration_s=duration_s,
-        pu_zone=pickup_zone,
-        do_zone=dropoff_zone,
-        trip_distance=distance_mi,
-    )
+    cols.update(pickup_ts=month.start_s + offset_s, duration_s=duration_s, pu_zone=pickup_zone,
+                do_zone=dropoff_zone, trip_distance=distance_mi)  # fmt: skip
 
 
 def _draw_dropoff_zones(
@@ -143,12 +150,9 @@ def draw_codes(
     cols.update(
         vendor_id=rng.choice(profile.vendors, n, p=profile.vendor_weights),
         passenger_count=rng.choice(np.arange(1, 7), n, p=(0.72, 0.15, 0.04, 0.03, 0.035, 0.025)),
-        store_and_fwd_flag=(rng.random(n) < 0.003).astype(np.int64),
-        payment_type=payment,
-        ratecode=ratecode,
-        trip_type=np.where(ratecode == 5, 2, 1),
-        null_block=null_block,
-    )
+        store_and_fwd_flag=(rng.random(n) < 0.003).astype(np.int64), payment_type=payment,
+        ratecode=ratecode, trip_type=np.where(ratecode == 5, 2, 1), null_block=null_block,
+    )  # fmt: skip
     for field in ("passenger_count", "ratecode", "store_and_fwd_flag", *FEES[:2]):
         nulls[field] = null_block
     if profile.null_block_payment_type is None:
@@ -158,7 +162,7 @@ def draw_codes(
 
 def draw_amounts(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays) -> None:
     """Fare components in USD and their total; fees the layout lacks are not charged."""
-    profile, fields = spec.profile, spec.layout.fields
+    profile, fields = spec.profile, spec.fields
     pu, do, ratecode = cols["pu_zone"], cols["do_zone"], cols["ratecode"]
     pickup_s, null_block = cols["pickup_ts"], cols["null_block"]
     minutes = cols["duration_s"] / 60.0
@@ -190,18 +194,11 @@ def draw_amounts(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays) ->
         (0.0, 0.15, 0.18, 0.2, 0.22, 0.25, 0.3), n, p=(0.12, 0.1, 0.12, 0.3, 0.1, 0.16, 0.1)
     )
     improvement = np.full(n, profile.improvement_surcharge)
-    # Tipped on the metered part only, so every yellow layout carries the same tips.
+    # Tipped on the metered part only, not on the congestion, airport and CBD fees.
     tipped = fare + extra + mta_tax + improvement
     tip = np.where(cols["payment_type"] == 1, np.round(tip_share * tipped, 2), 0.0)
-    cols.update(
-        fare_amount=fare,
-        extra=extra,
-        mta_tax=mta_tax,
-        tip_amount=tip,
-        tolls_amount=tolls,
-        improvement_surcharge=improvement,
-        **fees,
-    )
+    cols.update(fare_amount=fare, extra=extra, mta_tax=mta_tax, tip_amount=tip, tolls_amount=tolls,
+                improvement_surcharge=improvement, **fees)  # fmt: skip
     cols["total_amount"] = np.round(sum(cols[name] for name in AMOUNTS), 2)
 
 
@@ -210,7 +207,7 @@ def apply_dirt(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays, null
 
     Every random draw happens whatever the rate, so clean rows are the same at any rate.
     """
-    kinds = spec.layout.dirt
+    kinds = tuple(DIRT_WEIGHTS)
     weights = np.array([DIRT_WEIGHTS[kind] for kind in kinds])
     dirty = rng.random(n) < spec.dirty_rate
     primary = rng.choice(len(kinds), n, p=weights / weights.sum())
@@ -218,8 +215,6 @@ def apply_dirt(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays, null
     secondary = (primary + rng.integers(1, len(kinds), n)) % len(kinds)
 
     def hit(kind: str) -> np.ndarray:
-        if kind not in kinds:
-            return np.zeros(n, dtype=bool)
         index = kinds.index(kind)
         return dirty & ((primary == index) | (twice & (secondary == index)))
 
@@ -267,52 +262,3 @@ def _stray_pickups(
     # A 2009-01 or 2088 file would otherwise get "stray" pickups inside its own month.
     inside = (stray_s >= month.start_s) & (stray_s < month.end_s)
     return np.where(inside, last_hour_before, stray_s)
-
-
-def draw_coordinates(rng: np.random.Generator, n: int, cols: _Arrays, nulls: _Arrays) -> None:
-    """Latitude and longitude around each zone, for the pre-2016 layout."""
-    for end, zone_field in (("pickup", "pu_zone"), ("dropoff", "do_zone")):
-        zone = cols[zone_field]
-        known = (zone >= 1) & (zone <= 265)
-        latitude, longitude, spread = ZONE_CENTRES[np.where(known, zone, 0)].T
-        latitude = latitude + spread * rng.standard_normal(n)
-        longitude = longitude + 1.3 * spread * rng.standard_normal(n)
-        # Old files mark trips they could not locate with (0, 0) rather than null.
-        cols[f"{end}_latitude"] = np.where(known, latitude, 0.0)
-        cols[f"{end}_longitude"] = np.where(known, longitude, 0.0)
-        if zone_field in nulls:
-            nulls[f"{end}_latitude"] = nulls[f"{end}_longitude"] = nulls[zone_field]
-
-
-def draw_fhv_bases(rng: np.random.Generator, n: int, cols: _Arrays, nulls: _Arrays) -> None:
-    """Dispatching and affiliated base licences and the shared-ride flag of FHV trips."""
-    bases = len(VOCABULARIES["dispatching_base_num"])
-    weights = 1.0 / np.arange(1, bases + 1)
-    dispatching = rng.choice(bases, n, p=weights / weights.sum())
-    other = rng.choice(bases, n, p=weights / weights.sum())
-    affiliation = rng.random(n)
-    cols["dispatching_base_num"] = dispatching
-    cols["affiliated_base_number"] = np.where(affiliation < 0.8, dispatching, other)
-    nulls["affiliated_base_number"] = affiliation >= 0.95
-    cols["sr_flag"] = np.ones(n, dtype=np.int64)
-    nulls["sr_flag"] = rng.random(n) >= 0.03
-
-
-def to_table(layout: Layout, n: int, cols: _Arrays, nulls: _Arrays) -> pa.Table:
-    """The block's arrays in the layout's columns and Arrow types."""
-    arrays = [_to_array(field, dtype, n, cols, nulls) for _, field, dtype in layout.columns]
-    return pa.Table.from_arrays(arrays, schema=layout.schema)
-
-
-def _to_array(field: str, dtype: pa.DataType, n: int, cols: _Arrays, nulls: _Arrays) -> pa.Array:
-    if pa.types.is_null(dtype):
-        return pa.nulls(n)
-    values = cols[field]
-    mask = nulls.get(field)
-    if mask is not None and not mask.any():
-        mask = None
-    if pa.types.is_string(dtype):
-        return pa.array(VOCABULARIES[field], type=dtype).take(pa.array(values, mask=mask))
-    if pa.types.is_timestamp(dtype):
-        return pa.array(values * _TIMESTAMP_SCALE[dtype.unit], type=dtype, mask=mask)
-    return pa.array(values.astype(dtype.to_pandas_dtype()), type=dtype, mask=mask)

@@ -5,9 +5,7 @@ import sys
 
 import pytest
 
-from tests.standalone_cluster import StandaloneCluster, processes_under
-
-pytestmark = pytest.mark.unit
+from tests.cluster.standalone_cluster import StandaloneCluster, processes_under
 
 
 def test_leftover_search_matches_the_work_dir_and_not_its_siblings(tmp_path):

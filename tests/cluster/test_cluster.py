@@ -1,10 +1,11 @@
 """The pipeline on a real Spark standalone cluster equals the pipeline in local mode, row for row.
 
 A master and two one-core workers start on 127.0.0.1 from the pyspark installation's own
-``spark-class`` (tests/standalone_cluster.py); one small generated month then goes through
-curate → process trips → aggregate via ``./spark-submit.sh`` twice: against the cluster, into one
-lake and one database, and in local mode, into another lake and database. Every table both runs
-wrote must hold the same rows, apart from lineage columns (run ids and timestamps).
+``spark-class`` (tests/cluster/standalone_cluster.py); one small generated month then goes through
+curate → process trips → aggregate via ``./spark-submit.sh`` against the cluster, into one lake
+and one database, and through the stage functions in this session's local Spark, into another
+lake and database (``./spark-submit.sh`` in local mode has tests of its own). Every table both
+runs wrote must hold the same rows, apart from lineage columns (run ids and timestamps).
 
 A step runs when its job script exists under ``jobs/``, so the test grows with the pipeline.
 The cluster is stopped at module teardown whatever happened, leftover executors included.
@@ -34,11 +35,14 @@ from pyspark.sql.types import DoubleType
 
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, load_settings
+from chillflow.stages.aggregate import aggregate_full_refresh
+from chillflow.stages.curate import curate
+from chillflow.stages.trips import process_trips
 from chillflow.storage.postgres import parse_database_url
+from tests.cluster.standalone_cluster import StandaloneCluster
 from tests.conftest import REPO_ROOT
-from tests.standalone_cluster import StandaloneCluster
 
-pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 MONTH = "2025-01"
 ROWS = 4000
@@ -123,12 +127,13 @@ def raw_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(
+    spark: SparkSession,
     cluster: StandaloneCluster,
     server_url: str | None,
     raw_month: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, PipelineRun]]:
-    """Run every available step on the cluster, then in local mode; yield both runs."""
+    """Run every available step on the cluster, then in this session; yield both runs."""
     masters = {"cluster": cluster.master_url, "local": "local[2]"}
     databases = {}
     try:
@@ -142,14 +147,12 @@ def runs(
                     sql.SQL("CREATE DATABASE {}").format(sql.Identifier(databases[mode])),
                 )
                 database_url = _with_database(server_url, databases[mode])
-            pipeline_runs[mode] = _run_pipeline(
-                mode,
-                master,
-                tmp_path_factory.mktemp(f"run-{mode}"),
-                raw_month,
-                database_url,
-                cluster if mode == "cluster" else None,
-            )
+            root = tmp_path_factory.mktemp(f"run-{mode}")
+            if mode == "cluster":
+                run = _run_pipeline(mode, master, root, raw_month, database_url, cluster)
+            else:
+                run = _run_in_session(spark, root, raw_month, database_url)
+            pipeline_runs[mode] = run
         print(_summary(pipeline_runs))
         yield pipeline_runs
     finally:
@@ -224,14 +227,7 @@ def _require(job: str) -> None:
         pytest.skip(f"the {job} job does not exist yet")
 
 
-def _run_pipeline(
-    mode: str,
-    master: str,
-    root: Path,
-    raw: Path,
-    database_url: str | None,
-    cluster: StandaloneCluster | None,
-) -> PipelineRun:
+def _environment(master: str, root: Path, database_url: str | None) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -252,6 +248,18 @@ def _run_pipeline(
     )
     if database_url is not None:
         env["DATABASE_URL"] = database_url
+    return env
+
+
+def _run_pipeline(
+    mode: str,
+    master: str,
+    root: Path,
+    raw: Path,
+    database_url: str | None,
+    cluster: StandaloneCluster | None,
+) -> PipelineRun:
+    env = _environment(master, root, database_url)
     run = PipelineRun(mode, master, load_settings(REPO_ROOT / "conf", env), database_url)
     for step in available_steps():
         args = list(step.args)
@@ -261,6 +269,27 @@ def _run_pipeline(
             args += ["--source", "curated"]  # no trips in PostgreSQL without process-trips
         started = time.monotonic()
         run.stats[step.job] = _submit(step.job, args, env, cluster)
+        run.seconds[step.job] = time.monotonic() - started
+    return run
+
+
+def _run_in_session(
+    spark: SparkSession, root: Path, raw: Path, database_url: str | None
+) -> PipelineRun:
+    """The same steps in this test session's local Spark, through the stage functions."""
+    settings = load_settings(REPO_ROOT / "conf", _environment("local[2]", root, database_url))
+    run = PipelineRun("local", "local[2] (the test session)", settings, database_url)
+    source = None if step_available("process-trips") else "curated"
+    stages = {
+        "curate": lambda: curate(spark, settings, raw, database_url=database_url),
+        "process-trips": lambda: process_trips(
+            spark, settings, database_url, month=MONTH, service=SERVICE
+        ),
+        "aggregate": lambda: aggregate_full_refresh(spark, settings, database_url, source=source),
+    }
+    for step in available_steps():
+        started = time.monotonic()
+        run.stats[step.job] = stages[step.job]()
         run.seconds[step.job] = time.monotonic() - started
     return run
 
