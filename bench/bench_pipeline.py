@@ -33,10 +33,11 @@ import reference_pipeline as ref
 from measure import Run, run_measured
 from psycopg2 import sql
 
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.generator import generate_month
 from chillflow.settings import load_settings
 from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -65,7 +66,7 @@ def chillflow_commands(raw: Path, month: str, command: str) -> dict[str, list[st
     }
 
 
-def admin(server: str, statement: sql.Composable) -> None:
+def admin(server: DatabaseUrl, statement: sql.Composable) -> None:
     with connect(server) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -79,15 +80,17 @@ def measured(name: str, command: list[str], env: dict[str, str]) -> Run:
     return run
 
 
-def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, index: int) -> dict:
+def repetition(
+    args: argparse.Namespace, raw: Path, month: str, server: DatabaseUrl, index: int
+) -> dict:
     """One ChillFlow run and one reference run into a fresh database; compared, then dropped."""
     name = f"chillflow_bench_{secrets.token_hex(4)}"
-    url = dataclasses.replace(parse_database_url(server), dbname=name).url()
+    url = dataclasses.replace(server, dbname=name)
     data_dir, ref_out = OUT / "pipeline" / "chillflow", OUT / "pipeline" / "reference"
     for directory in (data_dir, ref_out):
         shutil.rmtree(directory, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k not in ("CHILLFLOW_LAKE_DIR", "CHILLFLOW_ENV")}
-    env |= {"DATABASE_URL": url, "HASH_SALT": secrets.token_hex(16), "LOG_LEVEL": "WARNING"}
+    env |= {"DATABASE_URL": url.url(), "HASH_SALT": secrets.token_hex(16), "LOG_LEVEL": "WARNING"}
     chillflow_env = env | {"CHILLFLOW_DATA_DIR": str(data_dir)}
     admin(server, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -116,7 +119,7 @@ def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, ind
         stats = json.loads(runs["reference"].stdout)
         tables = load_settings(env=chillflow_env).tables
         problems, summary = ref.differences(
-            url, SCHEMA, stats, tables.curated, tables.quarantine, ref_out
+            url.url(), SCHEMA, stats, tables.curated, tables.quarantine, ref_out
         )
     finally:
         if args.keep:
@@ -231,7 +234,9 @@ def main() -> int:
         generate_month(raw, rows=args.rows, month="2025-01", seed=2025)
     month = ref.month_of(raw, args.month)
     server, embedded = os.environ.get("DATABASE_URL"), OUT / "pipeline-postgres"
-    if not server:
+    if server:
+        server = parse_database_url(server)
+    else:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

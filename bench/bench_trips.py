@@ -24,12 +24,13 @@ from measure import jvm_peak_rss_mib, self_peak_rss_mib
 from psycopg2 import sql
 
 from chillflow import runtime
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.generator import generate_month
 from chillflow.settings import TablePaths
 from chillflow.stages.curate import CurateTargets, curate
 from chillflow.stages.trips import process_trips
 from chillflow.storage.pg_server import ensure_local_postgres
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, init_schema
 from chillflow.storage.trips_pg import LOAD_COLUMNS
 
 BENCH = Path(__file__).resolve().parent
@@ -54,30 +55,30 @@ def curated_table(settings, spark, rows: int) -> Path:
     return lake / "trips"
 
 
-def server_url() -> str:
+def server_url() -> DatabaseUrl:
     if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
+        return parse_database_url(os.environ["DATABASE_URL"])
     return ensure_local_postgres(OUT / "postgres", port=EMBEDDED_PORT)
 
 
-def admin(url: str, statement: sql.Composable) -> None:
+def admin(url: DatabaseUrl, statement: sql.Composable) -> None:
     with connect(url) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(statement)
 
 
-def fresh_database(server: str, label: str) -> str:
+def fresh_database(server: DatabaseUrl, label: str) -> DatabaseUrl:
     name = f"bench_trips_{label}_{secrets.token_hex(3)}"
     admin(server, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(server), dbname=name).url()
+    url = dataclasses.replace(server, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     return url
 
 
-def drop_database(server: str, url: str) -> None:
-    name = sql.Identifier(parse_database_url(url).dbname)
+def drop_database(server: DatabaseUrl, url: DatabaseUrl) -> None:
+    name = sql.Identifier(url.dbname)
     for attempt in range(10):
         try:
             # Without FORCE: an autovacuum worker of the fresh table is asked to stop, whereas
@@ -90,14 +91,14 @@ def drop_database(server: str, url: str) -> None:
             time.sleep(3)
 
 
-def checkpoint(url: str) -> None:
+def checkpoint(url: DatabaseUrl) -> None:
     try:
         admin(url, sql.SQL("CHECKPOINT"))
     except Exception as exc:  # noqa: BLE001 - needs superuser or pg_checkpoint; best effort
         print(f"(no CHECKPOINT: {type(exc).__name__})")
 
 
-def copy_baseline(url: str, rows: int) -> tuple[float, float, float]:
+def copy_baseline(url: DatabaseUrl, rows: int) -> tuple[float, float, float]:
     """Time COPY of the loaded rows, in the curated file's order, into an identical table.
 
     Returns:
@@ -141,7 +142,7 @@ def copy_baseline(url: str, rows: int) -> tuple[float, float, float]:
     return seconds[0], seconds[1], seconds[2]
 
 
-def measure(spark, settings, server: str, rows: int, writer: str) -> dict[str, float]:
+def measure(spark, settings, server: DatabaseUrl, rows: int, writer: str) -> dict[str, float]:
     source = curated_table(settings, spark, rows)
     settings = with_writer(settings, writer)
     url = fresh_database(server, f"{rows}_{writer}")
@@ -168,11 +169,10 @@ def measure(spark, settings, server: str, rows: int, writer: str) -> dict[str, f
 
 
 def with_writer(settings, writer: str):
-    trips = {**settings.section("trips"), "writer": writer}
-    return dataclasses.replace(settings, sections={**settings.sections, "trips": trips})
+    return dataclasses.replace(settings, trips=dataclasses.replace(settings.trips, writer=writer))
 
 
-def warm_up(spark, settings, server: str) -> None:
+def warm_up(spark, settings, server: DatabaseUrl) -> None:
     """One small load, so the first measured size does not pay for JIT and class loading."""
     lake = OUT / "trips-lake-warmup"
     raw = OUT / "raw" / "warmup" / f"yellow_tripdata_{MONTH}.parquet"

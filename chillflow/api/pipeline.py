@@ -68,7 +68,7 @@ class MonthlyPipeline(StageResources):
         month = months[0]
         database_url = self.database_url
         # Before the JVM: a bad DATABASE_URL fails in a second.
-        prepare_database(database_url)
+        prepared = prepare_database(database_url)
         spark, settings = self.spark, self.settings
         timings = {"jvm_start": round(time.time() - min(called, _jvm_started(spark)), 3)}
         results: dict[str, Any] = {"month": month, "timings_sec": timings}
@@ -87,7 +87,9 @@ class MonthlyPipeline(StageResources):
         service = services[0] if len(services) == 1 else None
         run(
             "process_trips",
-            lambda: process_trips(spark, settings, database_url, month=month, service=service),
+            lambda: process_trips(
+                spark, settings, database_url, month=month, service=service, prepared=prepared
+            ),
         )
         (window,) = month_chunks(*_month_days(month))
         run(

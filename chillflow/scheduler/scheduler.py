@@ -14,6 +14,8 @@ import psycopg2
 import structlog
 from psycopg2.extensions import connection as Connection
 
+from chillflow import runtime
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError
 from chillflow.logs import bound_run, new_run_id
 from chillflow.scheduler.config import JobSchedule, ScheduleConfig, load_schedule
@@ -31,7 +33,7 @@ from chillflow.scheduler.planner import (
 )
 from chillflow.settings import Settings
 from chillflow.storage import ledger
-from chillflow.storage.postgres import connect, init_schema, resolve_database_url
+from chillflow.storage.postgres import connect, init_schema
 
 #: The loop's longest sleep: it notices a changed wall clock (a machine that slept) this soon.
 MAX_SLEEP_SEC = 60.0
@@ -72,7 +74,7 @@ class BatchScheduler:
         self.schedule = schedule or load_schedule(data_dir=settings.data_dir)
         self.clock = clock or SystemClock()
         self.runner = runner or SubprocessRunner()
-        self._database_url: str | None = None
+        self._database_url: DatabaseUrl | None = None
         self._stopping = threading.Event()
         self._cancel = threading.Event()
         self._idle = threading.Event()
@@ -343,7 +345,7 @@ class BatchScheduler:
             env = {**os.environ, "CHILLFLOW_DATA_DIR": str(self.settings.data_dir),
                    "CHILLFLOW_LAKE_DIR": str(self.settings.lake_dir)}  # fmt: skip
             if self.settings.database_url:
-                env["DATABASE_URL"] = self.settings.database_url
+                env["DATABASE_URL"] = self.settings.database_url.url()
             result = run_steps(
                 plan.steps, self.runner, env=env, log_path=log_path, cancel=self._cancel,
                 timeout_sec=job.timeout_sec, done=done,
@@ -376,9 +378,9 @@ class BatchScheduler:
             self._log.warning("schedule.cancelling", reason="shutdown grace period is over")
             self._cancel.set()
 
-    def _url(self) -> str:
+    def _url(self) -> DatabaseUrl:
         if self._database_url is None:
-            url = resolve_database_url(self.settings.database_url, self.settings.data_dir)
+            url = runtime.database_url(self.settings)
             with connect(url) as conn:
                 init_schema(conn)
             self._database_url = url

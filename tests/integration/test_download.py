@@ -18,8 +18,9 @@ from structlog.testing import capture_logs
 
 from chillflow.errors import BusyError, ConfigError, DependencyError, NotPublishedError, SchemaError
 from chillflow.generator import generate_month
+from chillflow.sections import DownloadSettings
 from chillflow.storage.raw import find_raw_files
-from chillflow.storage.tlc_download import DownloadSettings, download_month
+from chillflow.storage.tlc_download import download_month
 from tests.conftest import REPO_ROOT
 
 YELLOW = "yellow_tripdata_2025-01.parquet"

@@ -88,7 +88,7 @@ def january(tmp_path):
 def _run_pipeline(raw, pg_settings, tmp_path):
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CHILLFLOW_", "SPARK_"))},
-        "DATABASE_URL": pg_settings.database_url,
+        "DATABASE_URL": pg_settings.database_url.url(),
         "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
         "SPARK_MASTER": "local[2]",
         "LOG_LEVEL": "INFO",

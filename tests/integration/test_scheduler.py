@@ -28,7 +28,7 @@ from chillflow.batch import BatchScheduler
 from chillflow.generator import generate_month
 from chillflow.scheduler import scheduler as scheduler_module
 from chillflow.scheduler.config import parse_schedule
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, init_schema
 from tests.conftest import REPO_ROOT
 from tests.fake_clock import FakeClock
 
@@ -50,10 +50,11 @@ call = len((state / "calls.jsonl").read_text().splitlines())
 # Takes a job's (job, period) lock the way a scheduler does and holds it until stdin closes.
 HOLD_LOCK = """\
 import sys
-from chillflow.storage.ledger import try_lock
+from chillflow.database_url import parse_database_url
+from chillflow.storage.locks import try_lock
 from chillflow.storage.postgres import connect
 
-with connect(sys.argv[1]) as conn:
+with connect(parse_database_url(sys.argv[1])) as conn:
     conn.autocommit = True
     assert try_lock(conn, f"{sys.argv[2]}|{sys.argv[3]}")
     print("locked", flush=True)
@@ -66,7 +67,7 @@ def utc(text: str) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def scheduler_db(database_url: str):
+def scheduler_db(database_url):
     """A database of this module's own, so no other test's ops.job_run rows get in the way."""
     name = f"chillflow_sched_{secrets.token_hex(4)}"
 
@@ -77,7 +78,7 @@ def scheduler_db(database_url: str):
                 cur.execute(statement)
 
     admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    url = dataclasses.replace(database_url, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     yield url
@@ -85,7 +86,7 @@ def scheduler_db(database_url: str):
 
 
 @pytest.fixture
-def db(scheduler_db: str) -> str:
+def db(scheduler_db):
     with connect(scheduler_db) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE ops.job_run")
     return scheduler_db
@@ -431,7 +432,7 @@ def test_runs_left_running_by_dead_schedulers_are_marked_failed(
     scheduler = make_scheduler(settings, db, tmp_path, submit, [DAILY], clock)
     gone = dead_pid()
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, db, "daily", "2026-03-06"],
+        [sys.executable, "-c", HOLD_LOCK, db.url(), "daily", "2026-03-06"],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -641,7 +642,7 @@ def cli_env(tmp_path: Path, db: str, jobs: list[dict], **top) -> dict[str, str]:
         {
             "CHILLFLOW_CONF_DIR": str(conf),
             "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
-            "DATABASE_URL": db,
+            "DATABASE_URL": db.url(),
             "LOG_LEVEL": "INFO",
         }
     )
