@@ -4,12 +4,19 @@ from typing import TYPE_CHECKING, Any
 
 from chillflow.api.aggregate import BatchAggregator
 from chillflow.api.curate import MonthlyLoader
+from chillflow.api.pipeline import MonthlyPipeline
 from chillflow.api.trips import BatchTripProducer
 
 if TYPE_CHECKING:
     from chillflow.scheduler.scheduler import BatchScheduler
 
-__all__ = ["BatchAggregator", "BatchScheduler", "BatchTripProducer", "MonthlyLoader"]
+__all__ = [
+    "BatchAggregator",
+    "BatchScheduler",
+    "BatchTripProducer",
+    "MonthlyLoader",
+    "MonthlyPipeline",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -298,16 +298,9 @@ def test_monthly_job_loads_late_and_partial_months_when_their_files_arrive_or_ch
     assert history[5]["stats"] == {"skip_reason": "raw_file_missing", "missing": [str(green)]}
     assert [r["stats"]["raw_file"]["size"] for r in history[6:]] == [9, 5, 23]
     assert history[6]["stats"]["raw_file"]["path"] == str(yellow)
-    aggregate = ["aggregate", "backfill", "--start", "2026-02-01", "--end", "2026-02-28", "--json"]
-    loads = [
-        [
-            ["curate", str(raw), "--month", "2026-02", "--json"],
-            ["process-trips", "--month", "2026-02", "--service", service, "--json"],
-            aggregate,
-        ]
-        for raw, service in ((yellow, "yellow"), (green, "green"), (yellow, "yellow"))
+    assert calls(submit_dir) == [
+        ["pipeline", str(raw), "--month", "2026-02", "--json"] for raw in (yellow, green, yellow)
     ]
-    assert calls(submit_dir) == [command for load in loads for command in load]
     (listed,) = scheduler.jobs()
     assert listed["awaiting"] == watched[:4]
     assert listed["next_run"] == "2026-03-07T03:00:00-05:00"
@@ -349,7 +342,7 @@ def test_a_failed_month_is_retried_per_policy_then_at_the_next_daily_check(
     monkeypatch.setattr(scheduler_module, "MAX_SLEEP_SEC", 3600.0)
     submit = make_submit(
         """
-        if sys.argv[1] == "curate" and (state / "broken").exists():
+        if sys.argv[1] == "pipeline" and (state / "broken").exists():
             print("error: Spark failed: executor lost", file=sys.stderr)
             sys.exit(1)
         print(json.dumps({"step": sys.argv[1]}))
@@ -376,13 +369,7 @@ def test_a_failed_month_is_retried_per_policy_then_at_the_next_daily_check(
         ("2026-02/green", 2, "failed", utc("2026-03-01T08:10")),
         ("2026-02/green", 1, "succeeded", utc("2026-03-02T08:00")),
     ]
-    assert [call[0] for call in calls(submit_dir)] == [
-        "curate",
-        "curate",
-        "curate",
-        "process-trips",
-        "aggregate",
-    ]
+    assert [call[0] for call in calls(submit_dir)] == ["pipeline"] * 3
 
 
 def test_a_month_given_by_hand_reloads_each_arrived_service(
@@ -426,7 +413,7 @@ def test_a_month_given_by_hand_reloads_each_arrived_service(
     ]
     assert checked["status"] == "skipped" and checked["attempts"] == 0
     assert len(rows(db)) == 3 + 4
-    assert len(calls(submit_dir)) == 6
+    assert len(calls(submit_dir)) == 2
 
 
 def test_a_retry_of_the_monthly_pipeline_resumes_at_the_step_that_failed(
@@ -442,19 +429,16 @@ def test_a_retry_of_the_monthly_pipeline_resumes_at_the_step_that_failed(
     )
     clock = FakeClock(utc("2026-03-01T08:00"))
     job = {**MONTHLY, "retries": 1, "retry_backoff_sec": 120}
-    scheduler = make_scheduler(settings, db, tmp_path, submit, [job], clock)
+    # Stages named one by one run one process each, and a retry resumes among them.
+    steps = ["curate", "process-trips"]
+    scheduler = make_scheduler(settings, db, tmp_path, submit, [job], clock, monthly_steps=steps)
     (tmp_path / "landing").mkdir()
     (tmp_path / "landing" / "yellow_tripdata_2026-02.parquet").touch()
 
     outcome = scheduler.run_job("monthly", "2026-02")
 
     assert (outcome["status"], outcome["attempts"]) == ("succeeded", 2)
-    assert [call[0] for call in calls(submit_dir)] == [
-        "curate",
-        "process-trips",
-        "process-trips",
-        "aggregate",
-    ]
+    assert [call[0] for call in calls(submit_dir)] == ["curate", "process-trips", "process-trips"]
     first, second = rows(db)
     assert first["error"] == (
         "step process-trips:yellow exited with code 6 (DatabaseError): "
@@ -464,10 +448,7 @@ def test_a_retry_of_the_monthly_pipeline_resumes_at_the_step_that_failed(
         "curate:yellow",
         "process-trips:yellow",
     ]
-    assert [step["step"] for step in second["stats"]["steps"]] == [
-        "process-trips:yellow",
-        "aggregate",
-    ]
+    assert [step["step"] for step in second["stats"]["steps"]] == ["process-trips:yellow"]
     assert clock.waits == [120.0]
 
 
@@ -871,23 +852,10 @@ def test_an_idle_scheduler_stops_at_once_on_sigterm(db, tmp_path, make_submit, s
 # --- end to end: real spark-submit.sh --------------------------------------------------------
 
 
-def test_monthly_pipeline_runs_the_stages_through_spark_submit(db, tmp_path):
+def test_monthly_pipeline_runs_the_pipeline_through_spark_submit(db, tmp_path):
     landing = tmp_path / "landing"
     raw = generate_month(landing / "yellow_tripdata_2025-03.parquet", month="2025-03", rows=2000)
-    # The final pipeline is curate -> process-trips -> aggregate; run the stages that exist.
-    steps = ["curate"]
-    if (REPO_ROOT / "jobs" / "process_trips.py").is_file():
-        steps.append("process-trips")
-        if (REPO_ROOT / "jobs" / "aggregate.py").is_file():
-            steps.append("aggregate")
-    env = cli_env(
-        tmp_path,
-        db,
-        [MONTHLY],
-        landing_dir=str(landing),
-        services=["yellow", "green"],
-        monthly_steps=steps,
-    )
+    env = cli_env(tmp_path, db, [MONTHLY], landing_dir=str(landing), services=["yellow", "green"])
     env.update({"SPARK_MASTER": "local[2]", "DRIVER_MEMORY": "2g", "SHUFFLE_PARTITIONS": "2"})
 
     done = subprocess.run(
@@ -908,23 +876,26 @@ def test_monthly_pipeline_runs_the_stages_through_spark_submit(db, tmp_path):
     ]
     stats = outcome["runs"][0]["stats"]
     assert stats["raw_file"]["path"] == str(raw)
-    results = {step["step"]: step["result"] for step in stats["steps"]}
-    assert list(results)[0] == "curate:yellow"
-    assert len(results) == len(steps)
-    curated = results["curate:yellow"]
+    (step,) = stats["steps"]
+    assert step["step"] == "pipeline:yellow" and str(raw) in step["command"]
+    result = step["result"]
+    curated = result["curate"]
     assert curated["input_rows"] == 2000
     assert curated["input_rows"] == curated["output_rows"] + curated["quarantined_rows"]
     assert (tmp_path / "data" / "lake" / "curated" / "trips" / "_delta_log").is_dir()
-    assert str(raw) in stats["steps"][0]["command"]
     row, awaited = rows(db, "job = 'monthly'")
     assert (row["period"], row["status"]) == ("2025-03/yellow", "succeeded")
     assert (awaited["period"], awaited["status"]) == ("2025-03/green", "skipped")
+    stage_runs = rows(db, "job IN ('curate', 'process_trips', 'aggregate')")
+    assert [(r["job"], r["status"]) for r in stage_runs] == [
+        ("curate", "succeeded"),
+        ("process_trips", "succeeded"),
+        ("aggregate", "succeeded"),
+    ]
     with connect(db) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM stg.complete_trip WHERE pickup_month = '2025-03'")
         trips = cur.fetchone()[0]
         cur.execute("SELECT count(*), coalesce(sum(trips), 0) FROM mart.zone_hourly_kpis")
         kpi_rows, kpi_trips = cur.fetchone()
-    if "process-trips" in steps:
-        assert 0 < trips <= curated["output_rows"]
-    if "aggregate" in steps:
-        assert kpi_rows > 0 and kpi_trips == trips
+    assert 0 < trips == result["process_trips"]["postgres_rows"] <= curated["output_rows"]
+    assert kpi_rows > 0 and kpi_trips == trips
