@@ -3,7 +3,7 @@
 #
 #   ./spark-submit.sh [--dry-run] JOB [job arguments]
 #
-# JOB is curate | process-trips | aggregate (any jobs/NAME.py, '-' or '_'), or a script path.
+# JOB is pipeline | curate | process-trips | aggregate (any jobs/NAME.py, '-' or '_'), or a script path.
 # --dry-run prints the exact command, environment included, instead of running it (with the
 # values of secret-looking settings and URL passwords shown as ***).
 #

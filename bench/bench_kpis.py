@@ -144,7 +144,7 @@ def forget_day(spark, settings, day: date) -> None:
     DeltaTable.forPath(spark, str(settings.tables.kpis)).delete(f"hour_date = DATE '{day}'")
 
 
-def load_day_into_stg(spark, settings, url: str, day: date) -> int:
+def load_day_into_stg(spark, settings, url, day: date) -> int:
     """Copy one day of curated trips into stg.complete_trip (the trips stage's table)."""
     import io
 
@@ -176,7 +176,7 @@ def load_day_into_stg(spark, settings, url: str, day: date) -> int:
     return len(lines)
 
 
-def load_months_into_stg(spark, settings, url: str, months: list[str]) -> tuple[int, float]:
+def load_months_into_stg(spark, settings, url, months: list[str]) -> tuple[int, float]:
     """Empty stg.complete_trip, then run the trips stage for every month; rows and seconds."""
     from chillflow.stages.trips import process_trips
     from chillflow.storage.postgres import connect
@@ -239,7 +239,7 @@ def main() -> None:
         stop_local_postgres(postgres)
 
 
-def measure(spark, settings, url: str, out: Path, args: argparse.Namespace) -> None:
+def measure(spark, settings, url, out: Path, args: argparse.Namespace) -> None:
     from pyspark.sql import functions as F
 
     from chillflow.api.aggregate import BatchAggregator

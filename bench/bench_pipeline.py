@@ -2,16 +2,17 @@
 
     python bench/bench_pipeline.py --rows 3000000 [--repeat 3]
     python bench/bench_pipeline.py --raw ../shared/data/tlc/green_tripdata_2021-01.parquet
-    python bench/bench_pipeline.py --rows 20000 --chillflow-cmd pipeline
+    python bench/bench_pipeline.py --rows 20000 --chillflow-cmd stages
 
 Every repetition gets a fresh database on DATABASE_URL's server (an embedded PostgreSQL under
 bench/out when unset), a fresh lake and a fresh hash salt, and runs, in alternating order:
-ChillFlow as a user runs it, three fresh processes `curate month`, `process trips` and
-`aggregate backfill` of the month (with `--chillflow-cmd pipeline` the single
-`pipeline month RAW --json`); and bench/reference_pipeline.py in a process of its own, into the
-same database. Then the results are compared row for row and the database is dropped. Prints
-medians of wall time, rows/s, the peak RSS of each process tree (the JVM included) and the
-ChillFlow/reference ratios; exits 1 when a run fails or the results differ.
+ChillFlow as the scheduler runs it, one `pipeline month RAW --json` process (with
+`--chillflow-cmd stages` three fresh processes `curate month`, `process trips` and
+`aggregate backfill` of the month); and bench/reference_pipeline.py in a process of its own, into
+the same database. Then the results are compared row for row and the database is dropped. Prints
+medians of wall time, rows/s, the pipeline's own per-stage timings, the peak RSS of each process
+tree (the JVM included), the load averages and the ChillFlow/reference ratios; exits 1 when a
+run fails or the results differ.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ import reference_pipeline as ref
 from measure import Run, run_measured
 from psycopg2 import sql
 
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.generator import generate_month
 from chillflow.settings import load_settings
 from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -64,7 +66,7 @@ def chillflow_commands(raw: Path, month: str, command: str) -> dict[str, list[st
     }
 
 
-def admin(server: str, statement: sql.Composable) -> None:
+def admin(server: DatabaseUrl, statement: sql.Composable) -> None:
     with connect(server) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -78,15 +80,17 @@ def measured(name: str, command: list[str], env: dict[str, str]) -> Run:
     return run
 
 
-def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, index: int) -> dict:
+def repetition(
+    args: argparse.Namespace, raw: Path, month: str, server: DatabaseUrl, index: int
+) -> dict:
     """One ChillFlow run and one reference run into a fresh database; compared, then dropped."""
     name = f"chillflow_bench_{secrets.token_hex(4)}"
-    url = dataclasses.replace(parse_database_url(server), dbname=name).url()
+    url = dataclasses.replace(server, dbname=name)
     data_dir, ref_out = OUT / "pipeline" / "chillflow", OUT / "pipeline" / "reference"
     for directory in (data_dir, ref_out):
         shutil.rmtree(directory, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k not in ("CHILLFLOW_LAKE_DIR", "CHILLFLOW_ENV")}
-    env |= {"DATABASE_URL": url, "HASH_SALT": secrets.token_hex(16), "LOG_LEVEL": "WARNING"}
+    env |= {"DATABASE_URL": url.url(), "HASH_SALT": secrets.token_hex(16), "LOG_LEVEL": "WARNING"}
     chillflow_env = env | {"CHILLFLOW_DATA_DIR": str(data_dir)}
     admin(server, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -108,13 +112,14 @@ def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, ind
             ("chillflow", chillflow_commands(raw, month, args.chillflow_cmd)),
             ("reference", {"reference": reference}),
         ]
+        load_before = os.getloadavg()[0]
         for side, commands in sides if index % 2 == 0 else sides[::-1]:
             for step, command in commands.items():
                 runs[step] = measured(step, command, chillflow_env if side == "chillflow" else env)
         stats = json.loads(runs["reference"].stdout)
         tables = load_settings(env=chillflow_env).tables
         problems, summary = ref.differences(
-            url, SCHEMA, stats, tables.curated, tables.quarantine, ref_out
+            url.url(), SCHEMA, stats, tables.curated, tables.quarantine, ref_out
         )
     finally:
         if args.keep:
@@ -125,17 +130,28 @@ def repetition(args: argparse.Namespace, raw: Path, month: str, server: str, ind
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
             )
     chillflow = sum(run.seconds for step, run in runs.items() if step != "reference")
+    loads = (load_before, os.getloadavg()[0])
+    timings = json.loads(runs["pipeline"].stdout)["timings_sec"] if "pipeline" in runs else {}
     print(
-        f"repetition {index + 1}: ChillFlow {chillflow:.1f} s, reference "
-        f"{runs['reference'].seconds:.1f} s, {'results equal' if not problems else 'DIFFERENT'}",
+        f"repetition {index + 1}: ChillFlow {chillflow:.1f} s {timings}, reference "
+        f"{runs['reference'].seconds:.1f} s, {'results equal' if not problems else 'DIFFERENT'}; "
+        f"load average {loads[0]:.2f} before, {loads[1]:.2f} after",
         file=sys.stderr,
         flush=True,
     )
-    return {"runs": runs, "stats": stats, "problems": problems, "summary": summary}
+    return {
+        "runs": runs,
+        "stats": stats,
+        "problems": problems,
+        "summary": summary,
+        "loads": loads,
+        "timings": timings,
+    }
 
 
-def report(reps: list[dict], raw: Path, load: float) -> None:
+def report(reps: list[dict], raw: Path) -> None:
     stats = reps[0]["stats"]
+    load = max(max(rep["loads"]) for rep in reps)
     rows = stats["input_rows"]
     steps = [step for step in reps[0]["runs"] if step != "reference"]
 
@@ -156,7 +172,7 @@ def report(reps: list[dict], raw: Path, load: float) -> None:
         f"\n{raw.name}: {rows:,} raw rows, {stats['service']} {stats['month']}; "
         f"{stats['output_rows']:,} curated, {stats['quarantined_rows']:,} quarantined, "
         f"{stats['loaded']:,} loaded, {stats['kpi_rows']:,} KPI rows. cores={os.cpu_count()}, "
-        f"load average {load:.2f} at the start"
+        f"highest 1-minute load average before or after a repetition {load:.2f}"
         + (" (a busy machine: read the times as indicative only)" if load >= 1.0 else "")
         + f"; median of {len(reps)} interleaved repetitions [min-max]\n"
     )
@@ -167,6 +183,11 @@ def report(reps: list[dict], raw: Path, load: float) -> None:
         print(
             f"| ChillFlow {step} | {seconds(lambda rep, s=step: rep['runs'][s].seconds)} | "
             f"{rows / s:,.0f} | {peak([step]):,.0f} |"
+        )
+    for part in reps[0]["timings"]:
+        print(
+            f"| ChillFlow pipeline: {part} (inside its process) | "
+            f"{seconds(lambda rep, p=part: rep['timings'][p])} | | |"
         )
     print(f"| **ChillFlow total** | **{total:.1f}** | {rows / total:,.0f} | {peak(steps):,.0f} |")
     for part in ("curate", "load", "kpis"):
@@ -195,8 +216,8 @@ def main() -> int:
     parser.add_argument(
         "--chillflow-cmd",
         choices=("stages", "pipeline"),
-        default="stages",
-        help="three stage processes, or the single `pipeline month` command",
+        default="pipeline",
+        help="the single `pipeline month` command, or three stage processes",
     )
     parser.add_argument("--keep", action="store_true", help="keep each repetition's database")
     args = parser.parse_args()
@@ -212,9 +233,10 @@ def main() -> int:
             parser.error(f"{raw} does not exist")
         generate_month(raw, rows=args.rows, month="2025-01", seed=2025)
     month = ref.month_of(raw, args.month)
-    load = os.getloadavg()[0]
     server, embedded = os.environ.get("DATABASE_URL"), OUT / "pipeline-postgres"
-    if not server:
+    if server:
+        server = parse_database_url(server)
+    else:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -224,7 +246,7 @@ def main() -> int:
     finally:
         if not os.environ.get("DATABASE_URL"):
             stop_local_postgres(embedded)
-    report(reps, raw, load)
+    report(reps, raw)
     problems = [p for rep in reps for p in rep["problems"]]
     if problems:
         print("\nresults differ:\n" + "\n".join(f"- {p}" for p in problems[:20]))

@@ -82,3 +82,8 @@ def error_summary(exc: BaseException) -> str:
         if line and not line.startswith(("An error occurred while calling", "Traceback")):
             return line[:500]
     return type(exc).__name__
+
+
+def is_spark_error(exc: BaseException) -> bool:
+    """Whether an error was raised by Spark (Py4J or PySpark) rather than by ChillFlow."""
+    return type(exc).__module__.startswith(("py4j", "pyspark"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.logs import configure_logging
 from chillflow.session import build_spark
 from chillflow.settings import Settings, load_settings
@@ -29,15 +30,15 @@ def spark(loaded: Settings | None = None) -> SparkSession:
     return build_spark((loaded or settings()).spark)
 
 
-def database_url(loaded: Settings | None = None) -> str:
+def database_url(loaded: Settings | None = None) -> DatabaseUrl:
     """Return ``DATABASE_URL``, or start/reuse the embedded PostgreSQL when it is unset."""
-    from chillflow.storage.postgres import resolve_database_url
+    from chillflow.storage.pg_server import ensure_local_postgres
 
     loaded = loaded or settings()
-    return resolve_database_url(loaded.database_url, loaded.data_dir)
+    return loaded.database_url or ensure_local_postgres(loaded.data_dir / "postgres")
 
 
-def ledger_database_url(loaded: Settings | None = None) -> str | None:
+def ledger_database_url(loaded: Settings | None = None) -> DatabaseUrl | None:
     """The database a run that needs none records itself in, or None.
 
     ``DATABASE_URL`` when set, else the embedded PostgreSQL once its cluster exists under the

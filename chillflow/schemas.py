@@ -11,6 +11,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from chillflow.errors import SchemaError
+
 #: Standardised trip columns, in order.
 TRIP_DDL = """
     service STRING,
@@ -145,6 +147,89 @@ HOURLY_KPIS_DDL = """
 """
 
 
+#: The TLC trip services ChillFlow curates.
+SERVICES = ("yellow", "green")
+
+#: Hidden columns the raw reader attaches: the file's name and each row's position in it.
+SOURCE_FILE_COL = "_cf_source_file"
+SOURCE_ROW_COL = "_cf_source_row"
+
+_TIMESTAMP_PREFIX = {"yellow": "tpep", "green": "lpep"}
+
+# standard name -> (TLC column name, matched case-insensitively; Spark type; required)
+RAW_COLUMNS: dict[str, tuple[str, str, bool]] = {
+    "vendor_id": ("VendorID", "int", True),
+    "pickup_ts": ("{prefix}_pickup_datetime", "timestamp", True),
+    "dropoff_ts": ("{prefix}_dropoff_datetime", "timestamp", True),
+    "passenger_count": ("passenger_count", "int", True),
+    "trip_distance": ("trip_distance", "double", True),
+    "rate_code": ("RatecodeID", "int", True),
+    "store_and_fwd_flag": ("store_and_fwd_flag", "string", True),
+    "pu_zone_id": ("PULocationID", "int", True),
+    "do_zone_id": ("DOLocationID", "int", True),
+    "payment_type": ("payment_type", "int", True),
+    "fare_amount": ("fare_amount", "double", True),
+    "extra": ("extra", "double", True),
+    "mta_tax": ("mta_tax", "double", True),
+    "tip_amount": ("tip_amount", "double", True),
+    "tolls_amount": ("tolls_amount", "double", True),
+    "improvement_surcharge": ("improvement_surcharge", "double", True),
+    "total_amount": ("total_amount", "double", True),
+    "congestion_surcharge": ("congestion_surcharge", "double", False),
+    "airport_fee": ("airport_fee", "double", False),
+    "cbd_congestion_fee": ("cbd_congestion_fee", "double", False),
+    "ehail_fee": ("ehail_fee", "double", False),
+    "trip_type": ("trip_type", "int", False),
+}
+
+
+def trip_service(names: Iterable[str], path: str) -> str:
+    """Return the service (yellow or green) of a raw file's column names, checking the layout.
+
+    Pure over names (matched case-insensitively), so a file's footer can be checked without
+    Spark (the raw reader and the downloader do).
+
+    Raises:
+        SchemaError: If two columns differ only in case, or the layout is not a yellow or
+            green TLC layout from 2016-07 on (the message names the missing columns).
+    """
+    fields: dict[str, str] = {}
+    for name in names:
+        if name.lower() in fields:
+            raise SchemaError(
+                f"{path}: columns {fields[name.lower()]!r} and {name!r} differ only in case; "
+                "expected one of them"
+            )
+        fields[name.lower()] = name
+    service = next(
+        (s for s, prefix in _TIMESTAMP_PREFIX.items() if f"{prefix}_pickup_datetime" in fields),
+        None,
+    )
+    if service is None:
+        raise SchemaError(_layout_message(path, "tpep_/lpep_pickup_datetime", fields.values()))
+    missing = [
+        raw_name(standard, service)
+        for standard, (_, _, required) in RAW_COLUMNS.items()
+        if required and raw_name(standard, service).lower() not in fields
+    ]
+    if missing:
+        raise SchemaError(_layout_message(path, ", ".join(missing), fields.values()))
+    return service
+
+
+def raw_name(standard: str, service: str) -> str:
+    """The TLC name of a standard column in ``service``'s files."""
+    return RAW_COLUMNS[standard][0].format(prefix=_TIMESTAMP_PREFIX[service])
+
+
+def _layout_message(path: str, expected: str, found: Iterable[str]) -> str:
+    return (
+        f"{path}: not a yellow/green TLC trip layout from 2016-07 on. "
+        f"Expected column(s): {expected}. Found: {', '.join(found)}. "
+        "Files before 2016-07 (latitude/longitude) and FHV files are not supported."
+    )
+
+
 def struct(ddl: str) -> StructType:
     """Parse a DDL column list into a StructType (needs an active SparkSession)."""
     return StructType.fromDDL(" ".join(ddl.split()))
@@ -153,6 +238,11 @@ def struct(ddl: str) -> StructType:
 def columns(ddl: str) -> list[str]:
     """Return the column names of a DDL column list, in order (no Spark session needed)."""
     return [item.split()[0] for item in ddl.replace("\n", " ").split(",") if item.strip()]
+
+
+#: The key of the KPI table and of mart.zone_hourly_kpis, and the KPI values in table order.
+KPI_KEY = ("zone_id", "hour_ts")
+KPI_VALUES = tuple(columns(HOURLY_KPIS_DDL)[len(KPI_KEY) : -1])
 
 
 def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any]], ddl: str) -> DataFrame:

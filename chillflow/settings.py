@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomllib
 
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import ConfigError
+from chillflow.sections import AggregateSettings, DownloadSettings, TripLoadSettings, check_keys
 
 DEV_HASH_SALT = "chillflow-dev-salt-2025"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -27,6 +29,15 @@ _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: The keys of chillflow.toml ("") and of its sections parsed here.
+_KEYS = {
+    "": ("environment", "log_level", "paths", "tables", "spark", "curate", "trips", "aggregate",
+         "download"),
+    "paths": ("data_dir", "lake_dir", "zone_lookup"),
+    "tables": ("curated", "quarantine", "dq_metrics", "kpis"),
+    "spark": ("master", "app_name", "conf", "packages", "jars_dir", "ivy_dir"),
+    "curate": ("data_time_zone",),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,14 +116,12 @@ class Settings:
     tables: TablePaths
     spark: SparkSettings
     curate: CurateSettings
+    trips: TripLoadSettings
+    aggregate: AggregateSettings
+    download: DownloadSettings
     zone_lookup: Path | None
-    sections: Mapping[str, Mapping[str, Any]] = field(repr=False)
-    database_url: str | None = field(default=None, repr=False)
+    database_url: DatabaseUrl | None = field(default=None, repr=False)
     hash_salt: str = field(default=DEV_HASH_SALT, repr=False)
-
-    def section(self, name: str) -> Mapping[str, Any]:
-        """Return a raw configuration section (for stage-specific settings)."""
-        return self.sections.get(name, MappingProxyType({}))
 
 
 def default_conf_dir() -> Path:
@@ -154,6 +163,8 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     conf_dir = conf_dir or default_conf_dir()
     main = _read_toml(conf_dir / "chillflow.toml")
     rules_doc = _read_toml(conf_dir / "quality_rules.toml")
+    for name, keys in _KEYS.items():
+        check_keys(name, main.get(name, {}) if name else main, keys)
 
     environment = env.get("CHILLFLOW_ENV", _get(main, "environment", "development"))
     if environment not in ENVIRONMENTS:
@@ -189,9 +200,11 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
             "set HASH_SALT to a secret value"
         )
 
-    database_url = env.get("DATABASE_URL") or None
-    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("DATABASE_URL must start with postgresql:// (value not shown)")
+    database_url = env.get("DATABASE_URL")
+    try:
+        database_url = parse_database_url(database_url) if database_url else None
+    except ConfigError as exc:
+        raise ConfigError(f"DATABASE_URL: {exc}") from None
 
     return Settings(
         environment=environment,
@@ -204,10 +217,10 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
             rules=_quality_rules(rules_doc, conf_dir / "quality_rules.toml"),
             data_time_zone=_time_zone(main.get("curate", {}).get("data_time_zone")),
         ),
+        trips=TripLoadSettings.from_section(main.get("trips", {})),
+        aggregate=AggregateSettings.from_section(main.get("aggregate", {})),
+        download=DownloadSettings.from_section(main.get("download", {}), env),
         zone_lookup=_path(zone_lookup) if zone_lookup else None,
-        sections=MappingProxyType(
-            {k: MappingProxyType(v) for k, v in main.items() if isinstance(v, dict)}
-        ),
         database_url=database_url,
         hash_salt=hash_salt,
     )
@@ -319,33 +332,3 @@ def _relative(value: str, key: str) -> str:
 
 def _spark_value(value: str | int | float | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def section_values(
-    name: str, section: Mapping[str, Any], defaults: Any, positive_ints: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Merge a ``conf/`` section over a settings dataclass's defaults, checking keys and counts.
-
-    Args:
-        name: The section's name for messages, e.g. ``trips``.
-        section: The section as read from ``conf/chillflow.toml``.
-        defaults: An instance of the dataclass holding the defaults.
-        positive_ints: Keys whose values must be integers >= 1.
-
-    Returns:
-        Every field of the dataclass with its value.
-
-    Raises:
-        ConfigError: A key is unknown (a misspelling would silently fall back to the default),
-            or a count is not a positive integer.
-    """
-    known = set(defaults.__dataclass_fields__)
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"[{name}]: unknown keys {unknown}; expected {sorted(known)}")
-    values = {**defaults.__dict__, **section}
-    for key in positive_ints:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"[{name}] {key}={value!r}: expected a positive integer")
-    return values

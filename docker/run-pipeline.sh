@@ -5,8 +5,8 @@
 #   docker compose run --rm -e MONTH=2025-02 jobs
 #
 # A raw file dropped into the landing volume as yellow_tripdata_YYYY-MM.parquet is used as is;
-# otherwise ROWS realistic trips are generated first. Each step is its own spark-submit, exactly
-# as the scheduler runs them.
+# otherwise ROWS realistic trips are generated first. The month runs as one `pipeline`
+# spark-submit, exactly as the scheduler runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,4 @@ generate_month(Path(sys.argv[1]), service="yellow", month=sys.argv[2], rows=int(
 PY
 fi
 
-./spark-submit.sh curate "$raw" --month "$month"
-./spark-submit.sh process-trips --month "$month" --service yellow
-./spark-submit.sh aggregate run --full-refresh
+./spark-submit.sh pipeline "$raw" --month "$month"

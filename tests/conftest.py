@@ -11,6 +11,7 @@ from types import MappingProxyType
 import pytest
 from pyspark.sql import SparkSession
 
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.logs import configure_logging
 from chillflow.session import build_spark
 from chillflow.settings import Settings, TablePaths, load_settings
@@ -96,7 +97,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url() -> Iterator[DatabaseUrl]:
     """A database of its own for this test session, with the ChillFlow schema.
 
     The server is DATABASE_URL's when that is set, else an embedded PostgreSQL started in a
@@ -110,11 +111,12 @@ def database_url() -> Iterator[str]:
     from psycopg2 import sql
 
     from chillflow.storage.pg_server import cluster_dir, ensure_local_postgres, stop_local_postgres
-    from chillflow.storage.postgres import connect, init_schema, parse_database_url
+    from chillflow.storage.postgres import connect, init_schema
 
     server = os.environ.get("DATABASE_URL")
+    server = parse_database_url(server) if server else None
     data_dir = None
-    if not server:
+    if server is None:
         data_dir = Path(tempfile.mkdtemp(prefix="chillflow-test-pg-")) / "postgres"
         server = ensure_local_postgres(data_dir, port=_free_port())
     name = f"chillflow_test_{secrets.token_hex(6)}"
@@ -126,7 +128,7 @@ def database_url() -> Iterator[str]:
                 cur.execute(statement)
 
     admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(server), dbname=name).url()
+    url = dataclasses.replace(server, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     yield url
@@ -138,6 +140,6 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_settings(settings: Settings, database_url: str) -> Settings:
+def pg_settings(settings: Settings, database_url: DatabaseUrl) -> Settings:
     """Settings with a fresh lake for this test and the session's database as DATABASE_URL."""
     return dataclasses.replace(settings, database_url=database_url)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from chillflow.api.resources import StageResources
 from chillflow.hour_window import to_utc_naive, yesterday_utc
 from chillflow.stages.aggregate import (
-    aggregate_backfill,
     aggregate_full_refresh,
-    aggregate_incremental,
     aggregate_status,
     aggregate_until,
 )
+from chillflow.stages.backfill import aggregate_backfill
 from chillflow.storage.kpi_store import summarize_hourly_kpis
 
 
@@ -52,9 +51,8 @@ class BatchAggregator(StageResources):
             day = to_utc_naive(target).date()
         else:
             day = target
-        return aggregate_incremental(
-            self.spark, self.settings, self.database_url, day, lookback_hours, source=source
-        )
+        end = datetime.combine(day, time()) + timedelta(days=1)
+        return self.aggregate_until(end, lookback_hours, source=source)
 
     def aggregate_until(
         self, end: datetime, lookback_hours: int | None = None, *, source: str | None = None

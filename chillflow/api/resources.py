@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from chillflow import runtime
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.settings import Settings
 
 
@@ -22,10 +23,12 @@ class StageResources:
         self,
         settings: Settings | None = None,
         spark: SparkSession | None = None,
-        database_url: str | None = None,
+        database_url: DatabaseUrl | str | None = None,
     ):
         self._settings = settings
         self._spark = spark
+        if isinstance(database_url, str):
+            database_url = parse_database_url(database_url)
         self._database_url = database_url
 
     @property
@@ -43,7 +46,7 @@ class StageResources:
         return self._spark
 
     @property
-    def database_url(self) -> str:
+    def database_url(self) -> DatabaseUrl:
         """The PostgreSQL URL in use (contains the password: never log it)."""
         if self._database_url is None:
             self._database_url = runtime.database_url(self.settings)

@@ -42,7 +42,7 @@ class BatchTripProducer(StageResources):
         """
         database_url = self.database_url
         # Before the SparkSession: a bad DATABASE_URL fails in a second, not after the JVM.
-        prepare_database(database_url)
+        prepared = prepare_database(database_url)
         return process_trips(
             self.spark,
             self.settings,
@@ -51,4 +51,5 @@ class BatchTripProducer(StageResources):
             month=month,
             service=service,
             run_id=run_id,
+            prepared=prepared,
         )

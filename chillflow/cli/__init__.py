@@ -11,6 +11,7 @@ from chillflow.cli.demo import demo
 from chillflow.cli.download import download
 from chillflow.cli.jars import app as jars_app
 from chillflow.cli.maintain import maintain
+from chillflow.cli.pipeline import app as pipeline_app
 from chillflow.cli.process import app as process_app
 from chillflow.cli.report import report
 from chillflow.cli.runs import runs
@@ -26,6 +27,7 @@ app.add_typer(curate_app, name="curate")
 app.add_typer(aggregate_app, name="aggregate")
 app.add_typer(jars_app, name="jars")
 app.add_typer(process_app, name="process")
+app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
 app.command("demo")(demo)

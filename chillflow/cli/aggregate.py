@@ -46,7 +46,7 @@ def run(
     from chillflow.batch import BatchAggregator
     from chillflow.errors import ConfigError
     from chillflow.hour_window import parse_date, parse_hour
-    from chillflow.stages.aggregate import check_source
+    from chillflow.sections import check_source
 
     if source is not None:
         check_source(source)
@@ -81,7 +81,7 @@ def backfill(
     """Refresh a date range one calendar month at a time; a rerun resumes an unfinished one."""
     from chillflow.batch import BatchAggregator
     from chillflow.hour_window import parse_date
-    from chillflow.stages.aggregate import check_source
+    from chillflow.sections import check_source
 
     if source is not None:
         check_source(source)

@@ -10,6 +10,7 @@ import typer
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
 
 if TYPE_CHECKING:
+    from chillflow.database_url import DatabaseUrl
     from chillflow.settings import Settings
 
 app = typer.Typer(help="Manage ChillFlow's PostgreSQL database.", no_args_is_help=True)
@@ -44,7 +45,7 @@ def zone_lookup_path(explicit: Path | None, configured: Path | None) -> Path | N
 
 
 def init_database(
-    settings: Settings, database_url: str, zones: Path | None = None
+    settings: Settings, database_url: DatabaseUrl, zones: Path | None = None
 ) -> dict[str, Any]:
     """Create or upgrade the schema, drop staging tables of dead loads, seed dim.zone.
 
@@ -60,7 +61,7 @@ def init_database(
     """
     import structlog
 
-    from chillflow.storage.postgres import SCHEMA_VERSION, connect, parse_database_url, seed_zones
+    from chillflow.storage.postgres import SCHEMA_VERSION, connect, seed_zones
     from chillflow.storage.trips_pg import prepare_database
 
     log = structlog.get_logger("chillflow.db")
@@ -77,7 +78,7 @@ def init_database(
         )
     embedded = None if settings.database_url else settings.data_dir / "postgres"
     result = {
-        "database": str(parse_database_url(database_url)),
+        "database": str(database_url),
         "embedded_server": str(embedded) if embedded else None,
         "schema_version": SCHEMA_VERSION,
         "staging_tables_dropped": dropped,

@@ -16,7 +16,7 @@ def demo(
     seed: int = typer.Option(42, "--seed", help="Generator seed."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Generate a yellow month, curate it, load it into PostgreSQL, build its KPIs and its report.
+    """Generate a yellow month, run the month's pipeline on it and write the report.
 
     Uses DATABASE_URL when set, else the embedded PostgreSQL under the data directory
     (started on 127.0.0.1 and reused by later runs). Every stage is idempotent: running the
@@ -25,7 +25,8 @@ def demo(
     import structlog
 
     from chillflow import runtime
-    from chillflow.batch import BatchAggregator, BatchTripProducer, MonthlyLoader
+    from chillflow.api.pipeline import STAGES
+    from chillflow.batch import BatchAggregator, MonthlyPipeline
     from chillflow.cli.db import init_database
     from chillflow.generator import generate_month, tlc_file_name
     from chillflow.report import write_report
@@ -45,11 +46,9 @@ def demo(
     database_url = runtime.database_url(settings)
     database = init_database(settings, database_url)
     spark = runtime.spark(settings)
-    curate = MonthlyLoader(settings, spark).curate_month(raw, month=month)
-    trips = BatchTripProducer(settings, spark, database_url).process_month(month=month)
-    aggregator = BatchAggregator(settings, spark, database_url)
-    kpis = aggregator.aggregate_full_refresh()
-    status = aggregator.status()
+    month_run = MonthlyPipeline(settings, spark, database_url).run_month(raw, month=month)
+    curate, trips, kpis = (month_run[stage] for stage in STAGES)
+    status = BatchAggregator(settings, spark, database_url).status()
     results = {
         "raw_file": str(raw),
         "database": database["database"],
@@ -84,6 +83,7 @@ def demo(
             "mart_rows_copied",
             "duration_sec",
         ),
+        "timings_sec": month_run["timings_sec"],
         "kpi_hours": f"{status['first_hour']} .. {status['last_hour']}",
     }
     results["report"] = str(write_report(spark, settings, database_url, [month])[0])

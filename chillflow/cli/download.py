@@ -29,15 +29,16 @@ def download(
     from chillflow import runtime
     from chillflow.errors import ChillflowError, ConfigError, NotPublishedError
     from chillflow.logs import bound_run, new_run_id
+    from chillflow.schemas import SERVICES
     from chillflow.storage import tlc_download as tlc
 
-    services = services or list(tlc.SERVICES)
+    services = services or list(SERVICES)
     for service in services:
-        if service not in tlc.SERVICES:
-            raise ConfigError(f"--service {service!r}: expected one of {', '.join(tlc.SERVICES)}")
+        if service not in SERVICES:
+            raise ConfigError(f"--service {service!r}: expected one of {', '.join(SERVICES)}")
     months = _months(month, start, end)
     settings = runtime.settings()
-    conf = tlc.DownloadSettings.from_section(settings.section("download"))
+    conf = settings.download
     target = (to or tlc.landing_dir(settings.data_dir)).resolve()
     bar = sys.stderr.isatty()
     files, errors = [], []

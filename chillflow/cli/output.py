@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import structlog
 import typer
 
-from chillflow.errors import ChillflowError, DatabaseError, error_summary
+from chillflow.errors import ChillflowError, DatabaseError, error_summary, is_spark_error
 from chillflow.logs import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,7 +41,7 @@ def handle_errors(command: F) -> F:
                 log.error("command.failed", error=type(failure).__name__, message=str(failure))
                 typer.echo(f"error: {failure}", err=True)
                 raise typer.Exit(failure.exit_code) from None
-            if not _is_spark_error(exc):
+            if not is_spark_error(exc):
                 raise
             summary = error_summary(exc)
             log.debug("command.spark_trace", trace=str(exc))
@@ -73,8 +73,3 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
     for key, value in result.items():
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
         typer.echo(f"{key:<{width}}  {shown}")
-
-
-def _is_spark_error(exc: Exception) -> bool:
-    module = type(exc).__module__
-    return module.startswith(("py4j", "pyspark"))

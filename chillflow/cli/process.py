@@ -26,8 +26,8 @@ def process_trips(
     """Load one month of curated trips into stg.complete_trip (insert new, update changed)."""
     from chillflow.batch import BatchTripProducer
     from chillflow.errors import ConfigError
+    from chillflow.schemas import SERVICES
     from chillflow.settings import parse_month
-    from chillflow.stages.trips import SERVICES
 
     if month is not None:
         parse_month(month)

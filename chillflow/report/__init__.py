@@ -8,6 +8,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError
 from chillflow.settings import Settings
 
@@ -17,7 +18,7 @@ REPORT_NAME = "chillflow-report.html"
 def write_report(
     spark: SparkSession,
     settings: Settings,
-    database_url: str,
+    database_url: DatabaseUrl,
     months: list[str] | None = None,
     out: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:

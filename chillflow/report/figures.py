@@ -15,15 +15,20 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError, error_summary
 from chillflow.settings import Settings
-from chillflow.storage.delta import read_table, table_exists
+from chillflow.storage.delta import read_table, table_exists, table_version
+from chillflow.storage.ledger import recent_runs
+from chillflow.storage.locks import holder, reading_slices
 from chillflow.storage.postgres import connect
 
 LATEST_MONTHS = 12
 EXAMPLES_PER_RULE = 3
 TOP_ZONES = 10
 RUNS_PER_JOB = 5
+#: How long a report waits for a curate writing one of its months.
+CURATE_WAIT_SEC = 600
 TABLES = ("curated", "quarantine", "dq_metrics", "kpis")
 EXAMPLE_COLUMNS = ("pickup_ts", "dropoff_ts", "pu_zone_id", "do_zone_id", "distance_km",
                    "duration_min", "fare_amount", "total_amount", "failed_rules",
@@ -38,7 +43,10 @@ _RUN_KEYS = ("job", "period", "status", "attempt", "started_at", "finished_at", 
 
 
 def collect_figures(
-    spark: SparkSession, settings: Settings, database_url: str, months: list[str] | None = None
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    months: list[str] | None = None,
 ) -> dict[str, Any]:
     """Gather every number the report shows, as JSON-ready data.
 
@@ -63,7 +71,7 @@ def collect_figures(
     return {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "months": chosen,
-        "quality": _quality(spark, settings, chosen),
+        "quality": _quality(settings, _pinned_slices(spark, settings, database_url, chosen)),
         "kpis": kpis,
         **database,
         "tables": [_table_figures(spark, name, getattr(tables, name)) for name in TABLES],
@@ -77,21 +85,45 @@ def _latest_months(spark: SparkSession, path: Any) -> list[str]:
     return sorted(row["month"] for row in rows.limit(LATEST_MONTHS).collect())
 
 
-def _quality(spark: SparkSession, settings: Settings, months: list[str]) -> list[dict[str, Any]]:
-    """Per slice: rows in (from dq_metrics), curated and quarantined (counted), rule outcomes."""
+def _pinned_slices(
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, months: list[str]
+) -> dict[str, DataFrame | None]:
+    """The months' rows of curated, quarantine and dq_metrics, at versions of one curate run.
+
+    The versions are taken while the months' slices are held shared (waiting up to
+    :data:`CURATE_WAIT_SEC` for a curate writing one of them).
+    """
+    names = ("curated", "quarantine", "dq_metrics")
+    if not months:
+        return dict.fromkeys(names)
     tables = settings.tables
-    if not months or not table_exists(spark, tables.dq_metrics):
+    with reading_slices(
+        tables.curated,
+        database_url,
+        holder("report", "reading"),
+        months,
+        what=f"reading the curated slices of {', '.join(months)}",
+        wait_sec=CURATE_WAIT_SEC,
+    ):
+        versions = {name: table_version(spark, getattr(tables, name)) for name in names}
+    return {
+        name: None
+        if version is None
+        else read_table(spark, getattr(tables, name), version).where(F.col("month").isin(months))
+        for name, version in versions.items()
+    }
+
+
+def _quality(settings: Settings, pinned: dict[str, DataFrame | None]) -> list[dict[str, Any]]:
+    """Per slice: rows in (from dq_metrics), curated and quarantined (counted), rule outcomes."""
+    if pinned["dq_metrics"] is None:
         return []
     finished_at = F.date_format("finished_at", _TS).alias("finished_at")
-    metrics = _in_months(spark, tables.dq_metrics, months).select(
-        *_SLICE, finished_at, "rule", *_RULE
-    )
+    metrics = pinned["dq_metrics"].select(*_SLICE, finished_at, "rule", *_RULE)
     rows = [row.asDict() for row in metrics.collect()]
-    curated, quarantined = (
-        _slice_counts(spark, path, months) for path in (tables.curated, tables.quarantine)
-    )
+    curated, quarantined = (_slice_counts(pinned[name]) for name in ("curated", "quarantine"))
     rejecting = {row["rule"] for row in rows if row["action"] != "warn"}
-    examples = _examples(spark, tables.quarantine, months, rejecting)
+    examples = _examples(pinned["quarantine"], rejecting)
     configured = {rule.name: (i, rule.description) for i, rule in enumerate(settings.curate.rules)}
     slices: dict[tuple[str, str], dict[str, Any]] = {}
     rows.sort(key=lambda r: (r["month"], r["service"], configured.get(r["rule"], (99,)), r["rule"]))
@@ -114,30 +146,25 @@ def _quality(spark: SparkSession, settings: Settings, months: list[str]) -> list
     return list(slices.values())
 
 
-def _in_months(spark: SparkSession, path: Any, months: list[str]) -> DataFrame:
-    return read_table(spark, path).where(F.col("month").isin(months))
-
-
-def _slice_counts(spark: SparkSession, path: Any, months: list[str]) -> dict[tuple[str, str], int]:
-    if not table_exists(spark, path):
+def _slice_counts(rows: DataFrame | None) -> dict[tuple[str, str], int]:
+    if rows is None:
         return {}
-    rows = _in_months(spark, path, months).groupBy("service", "month").count().collect()
+    rows = rows.groupBy("service", "month").count().collect()
     return {(row["service"], row["month"]): row["count"] for row in rows}
 
 
-def _examples(
-    spark: SparkSession, path: Any, months: list[str], rules: set[str]
-) -> dict[tuple, list]:
+def _examples(quarantined: DataFrame | None, rules: set[str]) -> dict[tuple, list]:
     """The first quarantined rows (in file order) failing each rejecting rule, per slice."""
-    if not rules or not table_exists(spark, path):
+    if not rules or quarantined is None:
         return {}
     first = Window.partitionBy("service", "month", "rule").orderBy("source_file", "source_row")
     shown = [
         F.date_format(c, _TS).alias(c) if c.endswith("_ts") else F.col(c) for c in EXAMPLE_COLUMNS
     ]
     rows = (
-        _in_months(spark, path, months)
-        .select("service", "month", "source_file", F.explode("failed_rules").alias("rule"), *shown)
+        quarantined.select(
+            "service", "month", "source_file", F.explode("failed_rules").alias("rule"), *shown
+        )
         .where(F.col("rule").isin(sorted(rules)))
         .withColumn("n", F.row_number().over(first))
         .where(F.col("n") <= EXAMPLES_PER_RULE)
@@ -197,12 +224,13 @@ def _month_kpis(table: DataFrame, month: str) -> dict[str, Any]:
     }
 
 
-def _database_figures(url: str, zone_ids: set[int]) -> tuple[dict[str, Any], dict[int, dict]]:
+def _database_figures(
+    url: DatabaseUrl, zone_ids: set[int]
+) -> tuple[dict[str, Any], dict[int, dict]]:
     """Recent runs, and the names of ``zone_ids``; a database that cannot answer is reported."""
     try:
         with connect(url) as conn, conn.cursor() as cur:
-            cur.execute("SET LOCAL TIME ZONE 'UTC'")
-            runs = recent_runs(cur, RUNS_PER_JOB)
+            runs = [{k: run.get(k) for k in _RUN_KEYS} for run in recent_runs(conn, RUNS_PER_JOB)]
             cur.execute(
                 "SELECT zone_id, borough, zone FROM dim.zone WHERE zone_id = ANY(%s)",
                 (sorted(zone_ids),),
@@ -213,20 +241,6 @@ def _database_figures(url: str, zone_ids: set[int]) -> tuple[dict[str, Any], dic
     except (ChillflowError, psycopg2.Error) as exc:
         return {"runs": [], "zones_loaded": False, "database_error": error_summary(exc)}, {}
     return {"runs": runs, "zones_loaded": loaded, "database_error": None}, names
-
-
-def recent_runs(cur: Any, per_job: int) -> list[dict[str, Any]]:
-    """The latest ``per_job`` rows of each job in ``ops.job_run``, by job, newest first."""
-    cur.execute(
-        "SELECT to_jsonb(r) - 'n' || jsonb_build_object("
-        " 'started_at', to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'),"
-        " 'finished_at', to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'),"
-        " 'duration_sec', round(extract(epoch FROM finished_at - started_at)::numeric, 1))"
-        " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n"
-        " FROM ops.job_run) r WHERE n <= %s ORDER BY job, id DESC",
-        (per_job,),
-    )
-    return [{key: run.get(key) for key in _RUN_KEYS} for (run,) in cur.fetchall()]
 
 
 def _table_figures(spark: SparkSession, name: str, path: Any) -> dict[str, Any]:

@@ -16,13 +16,13 @@ import tomllib
 from croniter import CroniterBadDateError, croniter
 
 from chillflow.errors import ConfigError
+from chillflow.schemas import SERVICES
 from chillflow.settings import default_conf_dir
 
 JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline", "maintain")
 MISSED_RUN_POLICIES = ("skip", "run_latest")
 #: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
 PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
-SERVICES = ("yellow", "green")
 #: Jobs the stages record in ``ops.job_run`` themselves: a schedule must not mix its runs in.
 RESERVED_JOB_NAMES = frozenset(
     {"curate", "process_trips", "aggregate", "aggregate_backfill", "maintain"}

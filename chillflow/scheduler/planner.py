@@ -24,7 +24,7 @@ from typing import Any
 from croniter import croniter
 
 from chillflow.errors import ConfigError
-from chillflow.scheduler.config import JobSchedule, ScheduleConfig
+from chillflow.scheduler.config import PIPELINE_STEPS, JobSchedule, ScheduleConfig
 from chillflow.settings import parse_month
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -187,7 +187,8 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
 
     The daily job runs ``aggregate run`` for its day, the hourly job the ``lookback_hours``
     wall-clock hours up to the end of its hour. The monthly pipeline, once the period's raw file
-    has arrived, runs the ``monthly_steps``: curate it, load its trips, aggregate the month.
+    has arrived, runs ``pipeline month`` on it (curate, load its trips, the month's KPIs in one
+    Spark application); ``monthly_steps`` naming only some stages run one process each.
     """
     submit = str(schedule.spark_submit)
     lookback = ("--lookback-hours", str(job.lookback_hours), "--json")
@@ -208,6 +209,10 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
         found = raw.stat()
     except FileNotFoundError:
         return JobPlan((), missing=(raw,))
+    raw_file = {"path": str(raw), "size": found.st_size, "mtime_ns": found.st_mtime_ns}
+    if schedule.monthly_steps == PIPELINE_STEPS:
+        argv = (submit, "pipeline", str(raw), "--month", month, "--json")
+        return JobPlan((Step(f"pipeline:{service}", argv),), raw_file=raw_file)
     first, last = month_days(month)
     commands = {
         "curate": (f"curate:{service}", ("curate", str(raw), "--month", month)),
@@ -220,7 +225,6 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
         Step(commands[name][0], (submit, *commands[name][1], "--json"))
         for name in schedule.monthly_steps
     )
-    raw_file = {"path": str(raw), "size": found.st_size, "mtime_ns": found.st_mtime_ns}
     return JobPlan(steps, raw_file=raw_file)
 
 

@@ -14,6 +14,8 @@ import psycopg2
 import structlog
 from psycopg2.extensions import connection as Connection
 
+from chillflow import runtime
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError
 from chillflow.logs import bound_run, new_run_id
 from chillflow.scheduler.config import JobSchedule, ScheduleConfig, load_schedule
@@ -31,7 +33,8 @@ from chillflow.scheduler.planner import (
 )
 from chillflow.settings import Settings
 from chillflow.storage import ledger
-from chillflow.storage.postgres import connect, init_schema, resolve_database_url
+from chillflow.storage.postgres import connect, init_schema
+from chillflow.storage.tlc_download import download_month
 
 #: The loop's longest sleep: it notices a changed wall clock (a machine that slept) this soon.
 MAX_SLEEP_SEC = 60.0
@@ -54,10 +57,9 @@ class SystemClock:
 class BatchScheduler:
     """Run the jobs of ``schedule`` (``conf/schedules.toml``) on their crons, in ``ops.job_run``.
 
-    Each job runs as ``spark-submit.sh`` child processes (``runner``). One (job, period) runs at
-    most once at a time across all schedulers sharing the database; failed attempts are retried
-    with exponential backoff; runs left ``running`` by a dead scheduler are marked failed.
-    ``clock`` gives ``now()`` and ``wait(seconds, until)``.
+    Jobs run as ``spark-submit.sh`` child processes (``runner``), one (job, period) at a time
+    across the schedulers sharing the database, retried with exponential backoff; runs left
+    ``running`` by a dead scheduler are marked failed. ``clock``: ``now()`` and ``wait(s, until)``.
     """
 
     def __init__(
@@ -72,7 +74,7 @@ class BatchScheduler:
         self.schedule = schedule or load_schedule(data_dir=settings.data_dir)
         self.clock = clock or SystemClock()
         self.runner = runner or SubprocessRunner()
-        self._database_url: str | None = None
+        self._database_url: DatabaseUrl | None = None
         self._stopping = threading.Event()
         self._cancel = threading.Event()
         self._idle = threading.Event()
@@ -80,10 +82,7 @@ class BatchScheduler:
         self._log = structlog.get_logger("chillflow.scheduler")
 
     def jobs(self) -> list[dict[str, Any]]:
-        """List the jobs: name, kind, cron, timezone, next_run, last_run and awaiting.
-
-        ``awaiting``: the monthly pipeline's watched periods whose raw file has not arrived.
-        """
+        """List the jobs: name, kind, cron, timezone, next_run, last_run, awaiting (raw files)."""
         now = self.clock.now()
         with connect(self._url()) as conn:
             latest = ledger.latest_runs(conn)
@@ -113,9 +112,8 @@ class BatchScheduler:
         """Run one job now with its retries, for ``period`` (by default its latest scheduled one).
 
         The monthly pipeline without a period loads the watched files new or changed since their
-        last successful load; with ``2025-02`` (each service) or ``2025-02/green`` it reloads.
-        Returns job, period, status, attempts, message and the recorded runs; for several
-        periods, the most severe status and each one's outcome in ``periods``.
+        last load; with ``2025-02`` (each service) or ``2025-02/green`` it reloads. Returns job,
+        period, status, attempts, message, runs and, for several periods, each one's outcome.
         """
         job = self.schedule.job(name)
         self._stopping.clear()
@@ -168,10 +166,7 @@ class BatchScheduler:
         self._log.info("schedule.stopped")
 
     def stop(self) -> None:
-        """Start no new job; the running one gets ``shutdown_grace_sec``, then is cancelled.
-
-        Asked again, cancel it at once. Safe in a signal handler: it only sets events.
-        """
+        """Start no new job; cancel the running one after its grace (asked again: at once)."""
         if self._stopping.is_set():
             self._cancel.set()
             return
@@ -218,11 +213,9 @@ class BatchScheduler:
                 return
 
     def _handled_at_start(self) -> dict[str, datetime | None]:
-        """Each job's latest fire time, or None when its period still has to run.
+        """Each job's latest fire time, or None when its period (no row but cancelled) must run.
 
-        A period counts as handled once it has a row, except a cancelled one: a run stopped by
-        the last shutdown is due again. The monthly pipeline's check is never handled: it loads
-        only new or changed files, so it is as cheap as it is safe to repeat.
+        The monthly pipeline's check is never handled: it loads only new or changed files.
         """
         now, handled = self.clock.now(), {}
         with connect(self._url()) as conn:
@@ -294,6 +287,13 @@ class BatchScheduler:
         for run in ledger.mark_abandoned(conn, running, now=self.clock.now()):
             log.warning("schedule.stale_run", run_id=run.run_id, reason=run.error)
         plan = plan_job(job, period, self.schedule)
+        if plan.missing and self.settings.download.before_monthly:
+            month, _, service = period.partition("/")
+            try:
+                download_month(service, month, self.schedule.landing_dir, self.settings.download)
+                plan = plan_job(job, period, self.schedule)
+            except ChillflowError as exc:  # not published yet, or the server failed: awaited
+                log.warning("schedule.download_failed", error=type(exc).__name__, message=str(exc))
         if plan.missing:
             message = f"raw file {plan.missing[0]} has not arrived"
             # One row when a period is first found awaited, not one per daily check.
@@ -343,7 +343,7 @@ class BatchScheduler:
             env = {**os.environ, "CHILLFLOW_DATA_DIR": str(self.settings.data_dir),
                    "CHILLFLOW_LAKE_DIR": str(self.settings.lake_dir)}  # fmt: skip
             if self.settings.database_url:
-                env["DATABASE_URL"] = self.settings.database_url
+                env["DATABASE_URL"] = self.settings.database_url.url()
             result = run_steps(
                 plan.steps, self.runner, env=env, log_path=log_path, cancel=self._cancel,
                 timeout_sec=job.timeout_sec, done=done,
@@ -376,9 +376,9 @@ class BatchScheduler:
             self._log.warning("schedule.cancelling", reason="shutdown grace period is over")
             self._cancel.set()
 
-    def _url(self) -> str:
+    def _url(self) -> DatabaseUrl:
         if self._database_url is None:
-            url = resolve_database_url(self.settings.database_url, self.settings.data_dir)
+            url = runtime.database_url(self.settings)
             with connect(url) as conn:
                 init_schema(conn)
             self._database_url = url

@@ -16,6 +16,7 @@ from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError, ConservationError, error_summary
 from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
@@ -70,7 +71,7 @@ def curate(
     month: str | None = None,
     targets: CurateTargets | None = None,
     run_id: str | None = None,
-    database_url: str | None = None,
+    database_url: DatabaseUrl | None = None,
 ) -> dict[str, Any]:
     """Curate one or more raw monthly files into the Delta tables.
 
@@ -195,7 +196,10 @@ def curate(
 
 @contextmanager
 def _locked_run(
-    targets: CurateTargets, database_url: str | None, slices: list[dict[str, str]], run_id: str
+    targets: CurateTargets,
+    database_url: DatabaseUrl | None,
+    slices: list[dict[str, str]],
+    run_id: str,
 ) -> Iterator[RunRecord]:
     """Hold the slices' locks (and the table's, shared) and record the run in the ledger."""
     names = sorted(slice_lock(s["service"], s["month"]) for s in slices)

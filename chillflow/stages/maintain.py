@@ -7,6 +7,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError
 from chillflow.logs import bound_run, new_run_id
 from chillflow.schemas import MONTH_PARTITION
@@ -35,27 +36,20 @@ _CLUSTERED = ("curated", "quarantine")
 def maintain(
     spark: SparkSession,
     settings: Settings,
-    database_url: str,
+    database_url: DatabaseUrl,
     retain_hours: float = DEFAULT_RETENTION_HOURS,
     *,
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Compact, re-cluster and VACUUM the curated, quarantine, DQ-metrics and KPI tables.
 
-    Holds the curated tables' lock exclusive (no curate, no full-refresh read) and the KPI lock
-    (no aggregate) for the whole run, and records it in the ledger (job ``maintain``).
-
-    Args:
-        spark: The session.
-        settings: Table locations.
-        database_url: PostgreSQL of the KPI lock and the ledger.
-        retain_hours: VACUUM deletes files no version of the last ``retain_hours`` needs.
-        run_id: Run id; a new one by default.
+    Holds the curated tables' lock exclusive and the KPI lock for the whole run, recorded in
+    the ledger (job ``maintain``). VACUUM deletes files no version of the last
+    ``retain_hours`` needs.
 
     Returns:
         run_id, retain_hours, duration_sec and per table (``tables``): path, before and after
-        (files and bytes of the current version; stored_files and stored_bytes in its
-        directory), files_compacted, clustered_slices.
+        (:func:`table_usage`), files_compacted, clustered_slices.
 
     Raises:
         ConfigError: ``retain_hours`` is below a table's ``delta.deletedFileRetentionDuration``.

@@ -20,17 +20,20 @@ from psycopg2.extensions import connection as Connection
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError, ReconciliationError
 from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
-from chillflow.settings import Settings, parse_month, section_values
+from chillflow.schemas import SERVICES
+from chillflow.sections import TripLoadSettings
+from chillflow.settings import Settings, parse_month
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.ledger import recorded_run
 from chillflow.storage.locks import AdvisoryLocks, hold, holder
 from chillflow.storage.pg_copy import copy_rows
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect
 from chillflow.storage.trips_pg import (
     TripSlice,
     check_run_id,
@@ -53,64 +56,18 @@ from chillflow.transforms.complete_trips import (
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 
 PROCESS_TRIPS_JOB = "process_trips"
-SERVICES = ("yellow", "green")
-WRITERS = ("copy", "jdbc")
-
-
-@dataclass(frozen=True)
-class TripLoadSettings:
-    """The ``[trips]`` section of ``conf/chillflow.toml``.
-
-    Attributes:
-        writer: How Spark fills the staging table: ``jdbc`` (Spark's JDBC writer, batched
-            INSERTs) or ``copy`` (Arrow batches streamed with PostgreSQL COPY, needs psycopg2
-            on executors).
-        jdbc_partitions: Concurrent connections writing the staging table (either writer).
-        batch_size: Rows per JDBC batch (jdbc writer).
-        rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting (jdbc writer).
-        work_mem: PostgreSQL work_mem of the upsert transaction (its key sort and hash).
-        progress_every_sec: Interval of ``process_trips.progress`` lines.
-    """
-
-    writer: str = "jdbc"
-    jdbc_partitions: int = 4
-    batch_size: int = 10_000
-    rewrite_batched_inserts: bool = True
-    work_mem: str = "256MB"
-    progress_every_sec: float = 5.0
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
-        """Validate the section.
-
-        Raises:
-            ConfigError: A value has the wrong type or range, or a key is unknown.
-        """
-        values = section_values(
-            "trips", section, cls(), positive_ints=("jdbc_partitions", "batch_size")
-        )
-        if values["writer"] not in WRITERS:
-            raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
-        if not isinstance(values["rewrite_batched_inserts"], bool):
-            raise ConfigError("[trips] rewrite_batched_inserts: expected true or false")
-        work_mem = values["work_mem"]
-        if not isinstance(work_mem, str) or not work_mem[:1].isdigit() or not work_mem.isalnum():
-            raise ConfigError(f"[trips] work_mem={work_mem!r}: expected a size such as '256MB'")
-        every = values["progress_every_sec"]
-        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
-            raise ConfigError(f"[trips] progress_every_sec={every!r}: expected seconds > 0")
-        return cls(**values)
 
 
 def process_trips(
     spark: SparkSession,
     settings: Settings,
-    database_url: str,
+    database_url: DatabaseUrl,
     source: str | Path | None = None,
     *,
     month: str | None = None,
     service: str | None = None,
     run_id: str | None = None,
+    prepared: list[str] | None = None,
     _before_commit: Callable[[Connection], None] | None = None,
 ) -> dict[str, Any]:
     """Load the curated trips of one month into stg.complete_trip, idempotently.
@@ -124,6 +81,7 @@ def process_trips(
         month: ``YYYY-MM``; may be left out when the source holds a single month.
         service: ``yellow`` or ``green``; every service of the month by default.
         run_id: Run id (names the staging table); a new one by default.
+        prepared: What :func:`prepare_database` returned when the caller ran it already.
         _before_commit: Test hook, called inside the upsert transaction before its commit.
 
     Returns:
@@ -139,13 +97,12 @@ def process_trips(
     started = time.monotonic()
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     run_id = check_run_id(run_id or new_run_id())
-    options = TripLoadSettings.from_section(settings.section("trips"))
+    options = settings.trips
     if month is not None:
         parse_month(month)
     if service is not None and service not in SERVICES:
         raise ConfigError(f"service {service!r}: expected one of {', '.join(SERVICES)}")
-    target = parse_database_url(database_url)
-    stale = prepare_database(database_url)
+    stale = prepare_database(database_url) if prepared is None else prepared
     curated = read_curated(spark, source or settings.tables.curated)
     selected = _select_month(curated, month, service)
     month = next(iter(selected.loaded)).month
@@ -167,7 +124,7 @@ def process_trips(
             slices=[f"{s.service}/{s.month}" for s in loaded],
             expected_rows=staged,
             skipped=sum(skip_reasons.values()),
-            database=str(target),
+            database=str(database_url),
             writer=options.writer,
         )
         if stale:
@@ -228,7 +185,7 @@ def process_trips(
             "delta_version": curated.delta_version,
             "month": month,
             "services": sorted({s.service for s in loaded}),
-            "database": str(target),
+            "database": str(database_url),
             "writer": options.writer,
             "rows_read": staged + sum(skip_reasons.values()),
             "skipped": sum(skip_reasons.values()),
@@ -299,7 +256,7 @@ def _select_month(curated: CuratedSource, month: str | None, service: str | None
 
 
 def _write_staging(
-    rows: DataFrame, database_url: str, staging: tuple[str, str], options: TripLoadSettings
+    rows: DataFrame, database_url: DatabaseUrl, staging: tuple[str, str], options: TripLoadSettings
 ) -> None:
     if options.writer == "copy":
         copy_rows(rows, database_url, staging, partitions=options.jdbc_partitions)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from chillflow.storage.postgres import DatabaseUrl, parse_database_url, reported
+from chillflow.database_url import DatabaseUrl
+from chillflow.storage.postgres import reported
 
 
 def jdbc_write_options(
@@ -50,7 +51,7 @@ def jdbc_write_options(
 
 def append_jdbc(
     rows: DataFrame,
-    database_url: str,
+    target: DatabaseUrl,
     table: str,
     *,
     partitions: int,
@@ -61,7 +62,7 @@ def append_jdbc(
 
     Args:
         rows: Rows whose columns all exist in ``table``.
-        database_url: PostgreSQL URL.
+        target: The database.
         table: Schema-qualified name of the existing table.
         partitions: Maximum number of concurrent connections.
         batch_size: Rows per batch.
@@ -70,7 +71,6 @@ def append_jdbc(
     Raises:
         DatabaseError: PostgreSQL refused or lost a connection (the server is named).
     """
-    target = parse_database_url(database_url)
     options = jdbc_write_options(
         target,
         table,

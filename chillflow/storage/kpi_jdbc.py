@@ -12,8 +12,9 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.hour_window import HourWindow
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect, reported
 
 TRIPS_TABLE = "stg.complete_trip"
 #: Columns the KPIs need, besides pickup_ts.
@@ -31,9 +32,9 @@ TRIP_MEASURES = (
 _BOUND_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def pickup_range(database_url: str) -> tuple[datetime, datetime] | None:
+def pickup_range(target: DatabaseUrl) -> tuple[datetime, datetime] | None:
     """First and last pickup_ts of the trips table (from its index), or None when it is empty."""
-    with connect(database_url) as conn, conn.cursor() as cur:
+    with connect(target) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT min(pickup_ts), max(pickup_ts) FROM {TRIPS_TABLE}")
         first, last = cur.fetchone()
     return None if first is None else (first, last)
@@ -41,7 +42,7 @@ def pickup_range(database_url: str) -> tuple[datetime, datetime] | None:
 
 def read_complete_trips(
     spark: SparkSession,
-    database_url: str,
+    target: DatabaseUrl,
     window: HourWindow | None,
     *,
     partitions: int,
@@ -52,7 +53,7 @@ def read_complete_trips(
 
     Args:
         spark: The session.
-        database_url: PostgreSQL URL; the password travels as a JDBC property only.
+        target: The database; the password travels as a JDBC property only.
         window: Hours to read; its bounds also split the read into ``partitions`` queries.
         partitions: Parallel JDBC queries.
         fetch_size: Rows per round trip (also makes the driver stream instead of buffering).
@@ -60,8 +61,10 @@ def read_complete_trips(
 
     Returns:
         pickup_ts (UTC) and :data:`TRIP_MEASURES`.
+
+    Raises:
+        DatabaseError: PostgreSQL refused the connection (the server is named).
     """
-    target = parse_database_url(database_url)
     where = f"WHERE {window.sql_range('pickup_ts')}" if window is not None else ""
     # pickup_ts is a timestamp without time zone holding UTC. The JDBC driver would read it in
     # the JVM's default time zone; AT TIME ZONE 'UTC' turns it into an instant first. The raw
@@ -85,4 +88,6 @@ def read_complete_trips(
             .option("upperBound", split[1].strftime(_BOUND_FORMAT))
             .option("numPartitions", partitions)
         )
-    return reader.load().select(F.col("pickup_utc").alias("pickup_ts"), *TRIP_MEASURES)
+    with reported(target, f"reading {TRIPS_TABLE}"):  # load() connects to read the schema
+        trips = reader.load()
+    return trips.select(F.col("pickup_utc").alias("pickup_ts"), *TRIP_MEASURES)

@@ -35,9 +35,8 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from chillflow.hour_window import HourWindow
-from chillflow.schemas import HOURLY_KPIS_DDL, columns, struct
+from chillflow.schemas import HOURLY_KPIS_DDL, KPI_KEY, KPI_VALUES, columns, struct
 from chillflow.storage.delta import read_table, table_exists
-from chillflow.transforms.kpis import KPI_KEY, KPI_VALUES
 
 PARTITION_COLUMN = "hour_date"
 PARTITION_EXPRESSION = "CAST(hour_ts AS DATE)"

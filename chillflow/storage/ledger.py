@@ -19,13 +19,12 @@ from typing import Any
 import psycopg2
 from psycopg2.extensions import connection as Connection
 
+from chillflow.database_url import DatabaseUrl, mask_url
 from chillflow.errors import ChillflowError, error_summary
 from chillflow.pids import pid_alive
-from chillflow.storage.postgres import connect, init_schema, mask_url
+from chillflow.storage.locks import LOCK_NAMESPACE, try_lock, unlock
+from chillflow.storage.postgres import connect, init_schema
 
-# Two-key advisory locks live apart from single-bigint ones such as the schema lock; the first
-# key ("CFJB") marks a ChillFlow run lock, the second is hashtext of the lock's name.
-LOCK_NAMESPACE = 0x43464A42
 _COLUMNS = (
     "id, job, period, run_id, attempt, status, started_at, finished_at, pid, host,"
     " rows_read, rows_written, stats, error"
@@ -264,36 +263,8 @@ def slices_changed_since(
         return [run_id for (run_id,) in cur.fetchall()]
 
 
-def try_lock(conn: Connection, name: str, *, shared: bool = False) -> bool:
-    """Take the advisory lock ``name`` for this session if no other session conflicts."""
-    function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
-        return cur.fetchone()[0]
-
-
-def unlock(conn: Connection, name: str, *, shared: bool = False) -> None:
-    """Release the advisory lock ``name`` held by this session."""
-    function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
-
-
-def lock_holders(conn: Connection, name: str) -> list[str]:
-    """The ``application_name`` of each session that holds the advisory lock ``name``."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-            " AND l.classid = %s AND l.objid = hashtext(%s)::oid AND a.pid <> pg_backend_pid()"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (LOCK_NAMESPACE, name),
-        )
-        return [holder for (holder,) in cur.fetchall()]
-
-
 @contextlib.contextmanager
-def period_lock(url: str, job: str, period: str) -> Iterator[tuple[Connection, bool]]:
+def period_lock(url: DatabaseUrl, job: str, period: str) -> Iterator[tuple[Connection, bool]]:
     """Try to take the scheduler's (job, period) lock on a dedicated autocommit connection.
 
     Yields:
@@ -331,7 +302,7 @@ class RunRecord:
 
 @contextlib.contextmanager
 def recorded_run(
-    url: str | None,
+    url: DatabaseUrl | None,
     job: str,
     period: str,
     run_id: str,
@@ -381,6 +352,21 @@ def recorded_run(
     with connect(url) as conn:
         outcome = {"stats": record.stats, "rows_read": record.rows_read}
         finish_run(conn, run_id, status="succeeded", rows_written=record.rows_written, **outcome)
+
+
+def recent_runs(conn: Connection, per_job: int) -> list[dict[str, Any]]:
+    """The latest ``per_job`` runs of each job, by job, newest first, times as UTC text."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT to_jsonb(r) - 'n' || jsonb_build_object("
+            " 'started_at', to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+            " 'finished_at', to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+            " 'duration_sec', round(extract(epoch FROM finished_at - started_at)::numeric, 1))"
+            " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n"
+            " FROM ops.job_run) r WHERE n <= %s ORDER BY job, id DESC",
+            (per_job,),
+        )
+        return [run for (run,) in cur.fetchall()]
 
 
 def one_line_error(exc: BaseException) -> str:

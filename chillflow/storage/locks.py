@@ -1,7 +1,7 @@
 """Run locks: one writer per slice, and readers that pin table versions between writes.
 
 Two backends with one behaviour: fcntl locks on files under a local lake, and PostgreSQL
-advisory locks (:mod:`chillflow.storage.ledger`) for a lake on object storage, where no file
+advisory locks for a lake on object storage, where no file
 lock reaches every writer. Writers and readers of a lake derive the backend from the table's
 location (:func:`lake_locks`), so they always meet on the same one. Either kind of lock is
 released by the kernel or the server when its process dies: a kill -9 leaves none behind.
@@ -22,11 +22,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import psycopg2
 from psycopg2.extensions import connection as Connection
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import BusyError, ConfigError
+from chillflow.schemas import SERVICES
 from chillflow.settings import LakeLocation
-from chillflow.storage import ledger
 from chillflow.storage.postgres import connect
 
 #: How long a writer waits for readers, which hold a lock only while they pin table versions.
@@ -103,7 +105,7 @@ class FileLocks:
 class AdvisoryLocks:
     """PostgreSQL advisory locks held by one session; its ``application_name`` names the holder."""
 
-    def __init__(self, url: str, holder_name: str, prefix: str = ""):
+    def __init__(self, url: DatabaseUrl, holder_name: str, prefix: str = ""):
         self._url = url
         self._holder = holder_name
         self._prefix = prefix
@@ -113,7 +115,7 @@ class AdvisoryLocks:
 
     def try_lock(self, name: str, *, shared: bool = False) -> bool:
         """Take the lock if no other session conflicts."""
-        taken = ledger.try_lock(self._connection(), self._prefix + name, shared=shared)
+        taken = try_lock(self._connection(), self._prefix + name, shared=shared)
         if taken:
             self._held[name] = shared
         return taken
@@ -121,14 +123,17 @@ class AdvisoryLocks:
     def release(self, name: str) -> None:
         """Release a lock this store holds."""
         shared = self._held.pop(name)
-        ledger.unlock(self._connection(), self._prefix + name, shared=shared)
+        unlock(self._connection(), self._prefix + name, shared=shared)
 
     def holders(self, name: str) -> list[str]:
         """The names of the sessions holding the lock."""
-        return ledger.lock_holders(self._connection(), self._prefix + name)
+        return lock_holders(self._connection(), self._prefix + name)
 
     def close(self) -> None:
-        """Release every lock (ending the session does)."""
+        """Release every lock, before closing the session: its end frees them only later."""
+        if self._held and self._conn is not None:
+            with contextlib.suppress(psycopg2.Error), self._conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock_all()")
         self._held.clear()
         self._conn = None
         self._stack.close()
@@ -145,7 +150,9 @@ class AdvisoryLocks:
 LockStore = FileLocks | AdvisoryLocks
 
 
-def lake_locks(table: LakeLocation, database_url: str | None, holder_name: str) -> LockStore:
+def lake_locks(
+    table: LakeLocation, database_url: DatabaseUrl | None, holder_name: str
+) -> LockStore:
     """The locks of a curated table: files beside a local table, advisory locks for a remote one.
 
     Raises:
@@ -163,25 +170,31 @@ def lake_locks(table: LakeLocation, database_url: str | None, holder_name: str) 
 
 @contextlib.contextmanager
 def hold(
-    store: LockStore, requests: Sequence[tuple[str, bool]], *, what: str, writer: bool
+    store: LockStore,
+    requests: Sequence[tuple[str, bool]],
+    *,
+    what: str,
+    writer: bool,
+    wait_sec: float = 0.0,
 ) -> Iterator[None]:
     """Hold the ``(name, shared)`` locks for the block, taken in order, released at its end.
 
     A writer never waits for another writer: it refuses at once. Readers hold a lock only while
     they pin table versions, so a writer waits up to :data:`READER_WAIT_SEC` for them (a
-    writer's shared lock, the table lock, only ever conflicts with a reader). A reader never
-    waits: a lock it cannot take is a writer's.
+    writer's shared lock, the table lock, only ever conflicts with a reader). A reader waits
+    ``wait_sec`` for the writers (none by default).
 
     Raises:
         BusyError: A lock is held by another run, named in the message.
     """
     with contextlib.closing(store):
         for name, shared in requests:
-            deadline = time.monotonic() + READER_WAIT_SEC
+            started = time.monotonic()
             while not store.try_lock(name, shared=shared):
-                if not (writer and _readers_only(store, name, shared)) or (
-                    time.monotonic() > deadline
-                ):
+                patience = wait_sec
+                if writer:
+                    patience = READER_WAIT_SEC if _readers_only(store, name, shared) else 0.0
+                if time.monotonic() - started >= patience:
                     holders = ", ".join(store.holders(name)) or "another run"
                     raise BusyError(
                         f"{what} is locked by {holders}; retry when that run has finished"
@@ -197,3 +210,64 @@ def _readers_only(store: LockStore, name: str, shared: bool) -> bool:
         store.release(name)
         return True
     return False
+
+
+@contextlib.contextmanager
+def reading_slices(
+    curated: LakeLocation,
+    database_url: DatabaseUrl | None,
+    holder_name: str,
+    months: Sequence[str] | None,
+    *,
+    what: str,
+    wait_sec: float = 0.0,
+) -> Iterator[None]:
+    """Hold the curated slices of ``months`` shared (all, through the table lock, for None).
+
+    A reader pins the versions of the tables it combines inside the block: no curate is then
+    between its curated and its quarantine commit.
+
+    Raises:
+        BusyError: A curate writes one of the slices (for longer than ``wait_sec``).
+    """
+    if months is None:
+        requests = [(TABLE_LOCK, False)]
+    else:
+        names = sorted({slice_lock(service, month) for service in SERVICES for month in months})
+        requests = [(name, True) for name in names]
+    store = lake_locks(curated, database_url, holder_name)
+    with hold(store, requests, what=what, writer=False, wait_sec=wait_sec):
+        yield
+
+
+# Two-key advisory locks live apart from single-bigint ones such as the schema lock; the first
+# key ("CFJB") marks a ChillFlow run lock, the second is hashtext of the lock's name.
+LOCK_NAMESPACE = 0x43464A42
+
+
+def try_lock(conn: Connection, name: str, *, shared: bool = False) -> bool:
+    """Take the advisory lock ``name`` for this session if no other session conflicts."""
+    function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
+        return cur.fetchone()[0]
+
+
+def unlock(conn: Connection, name: str, *, shared: bool = False) -> None:
+    """Release the advisory lock ``name`` held by this session."""
+    function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
+
+
+def lock_holders(conn: Connection, name: str) -> list[str]:
+    """The ``application_name`` of each session that holds the advisory lock ``name``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+            " AND l.classid = %s AND l.objid = hashtext(%s)::oid AND a.pid <> pg_backend_pid()"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (LOCK_NAMESPACE, name),
+        )
+        return [holder for (holder,) in cur.fetchall()]

@@ -27,7 +27,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.datasource import DataSource, DataSourceArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
-from chillflow.storage.postgres import parse_database_url, reported
+from chillflow.database_url import DatabaseUrl
+from chillflow.storage.postgres import reported
 
 FORMAT = "chillflow_pg_copy"
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
@@ -36,20 +37,19 @@ _REGISTERED: weakref.WeakSet[SparkSession] = weakref.WeakSet()
 
 
 def copy_rows(
-    rows: DataFrame, database_url: str, table: tuple[str, str], *, partitions: int
+    rows: DataFrame, target: DatabaseUrl, table: tuple[str, str], *, partitions: int
 ) -> None:
     """Append ``rows`` to an existing table with COPY, from at most ``partitions`` connections.
 
     Args:
         rows: Rows whose column names all exist in ``table``.
-        database_url: PostgreSQL URL.
+        target: The database.
         table: ``(schema, name)`` of the existing table.
         partitions: Maximum number of concurrent connections (fewer partitions are kept).
 
     Raises:
         DatabaseError: PostgreSQL refused or lost a connection (the server is named).
     """
-    target = parse_database_url(database_url)
     connection = {k: v for k, v in target.dsn_kwargs().items() if k != "password"}
     if rows.sparkSession not in _REGISTERED:
         rows.sparkSession.dataSource.register(PostgresCopyDataSource)

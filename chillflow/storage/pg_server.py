@@ -20,17 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import importlib.util
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
 import socket
-import stat
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,7 +35,18 @@ from pathlib import Path
 import structlog
 from psycopg2 import errors, sql
 
-from chillflow.errors import ConfigError, DatabaseError, DependencyError
+from chillflow.database_url import DatabaseUrl
+from chillflow.errors import ConfigError, DatabaseError
+from chillflow.storage.pg_install import (
+    START_TIMEOUT_S,
+    copy_binaries,
+    find_bindir,
+    log_tail,
+    private_dir,
+    reachable,
+    run_program,
+    server_os_user,
+)
 from chillflow.storage.postgres import connect
 
 DEFAULT_PORT = 54329
@@ -51,15 +57,8 @@ PORT_FILE = "chillflow.port"
 RELOCATED_FILE = "relocated"
 
 _HOST = "127.0.0.1"
-_ROOT_RUNS_AS = ("postgres", "nobody")
 _SERVER_LOG = "server.log"
-_BINARIES = ("initdb", "pg_ctl", "postgres")
-_START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 30
-_INSTALL_HINT = (
-    "install PostgreSQL server binaries with `pip install pgserver` (bundles PostgreSQL 16) or "
-    "`apt-get install postgresql`, or set DATABASE_URL to an existing server"
-)
 
 _log = structlog.get_logger(__name__)
 
@@ -73,7 +72,7 @@ class _Postmaster:
     status: str
 
 
-def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> str:
+def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> DatabaseUrl:
     """Start, or reuse, the local PostgreSQL server of ``data_dir``.
 
     A new directory gets a fresh cluster (initdb). Reusing a running server costs one connection.
@@ -84,7 +83,7 @@ def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> str:
             free port.
 
     Returns:
-        ``postgresql://chillflow:PASSWORD@127.0.0.1:PORT/chillflow``; the database exists.
+        The URL of its ``chillflow`` database, which exists.
 
     Raises:
         ConfigError: ``port`` is not a TCP port number.
@@ -151,8 +150,8 @@ def cluster_dir(data_dir: Path) -> Path:
     return Path(pointer.read_text().strip()) / "pgdata" if pointer.is_file() else data_dir
 
 
-def _url(port: int, password: str, dbname: str) -> str:
-    return f"postgresql://{SUPERUSER}:{password}@{_HOST}:{port}/{dbname}"
+def _url(port: int, password: str, dbname: str) -> DatabaseUrl:
+    return DatabaseUrl(_HOST, port, dbname, SUPERUSER, password)
 
 
 def _read_postmaster(pgdata: Path) -> _Postmaster | None:
@@ -190,14 +189,14 @@ def _is_postmaster(pid: int) -> bool:
 
 def _wait_until_ready(pgdata: Path) -> _Postmaster | None:
     """Wait for a server that is starting up (e.g. crash recovery); None if none is running."""
-    deadline = time.monotonic() + _START_TIMEOUT_S
+    deadline = time.monotonic() + START_TIMEOUT_S
     while (postmaster := _read_postmaster(pgdata)) is not None:
         if postmaster.status == "ready":
             return postmaster
         if time.monotonic() > deadline:
             raise DatabaseError(
                 f"the local PostgreSQL in {pgdata} is still {postmaster.status!r} after "
-                f"{_START_TIMEOUT_S} s; see {pgdata / _SERVER_LOG}"
+                f"{START_TIMEOUT_S} s; see {pgdata / _SERVER_LOG}"
             )
         time.sleep(0.1)
     return None
@@ -215,19 +214,19 @@ def _exclusive_lock(data_dir: Path) -> Iterator[None]:
 
 def _start(data_dir: Path, port: int | None) -> _Postmaster:
     port = _choose_port(cluster_dir(data_dir), port)
-    os_user = _server_os_user(cluster_dir(data_dir))
+    os_user = server_os_user(cluster_dir(data_dir))
     pgdata, bindir = _placement(data_dir, os_user)
     if not (pgdata / "PG_VERSION").exists():
         _init_cluster(bindir, pgdata, os_user)
     started = time.monotonic()
     log_file = pgdata / _SERVER_LOG
     command = [str(bindir / "pg_ctl"), "start", "--pgdata", str(pgdata), "--log", str(log_file)]
-    command += ["--wait", "--timeout", str(_START_TIMEOUT_S), "-o", f"-p {port}"]
-    _run(command, os_user, pgdata, server_log=log_file)
+    command += ["--wait", "--timeout", str(START_TIMEOUT_S), "-o", f"-p {port}"]
+    run_program(command, os_user, pgdata, server_log=log_file)
     postmaster = _read_postmaster(pgdata)
     if postmaster is None or postmaster.status != "ready":
         raise DatabaseError(
-            f"pg_ctl reported a start but no server runs in {pgdata}:\n" + _log_tail(log_file)
+            f"pg_ctl reported a start but no server runs in {pgdata}:\n" + log_tail(log_file)
         )
     (pgdata / PORT_FILE).write_text(f"{port}\n")
     _log.info(
@@ -244,77 +243,19 @@ def _start(data_dir: Path, port: int | None) -> _Postmaster:
 def _placement(data_dir: Path, os_user: pwd.struct_passwd | None) -> tuple[Path, Path]:
     """Return the cluster and binary directories, relocating both out of the account's reach."""
     pgdata = cluster_dir(data_dir)
-    bindir = _find_bindir(pgdata)
+    bindir = find_bindir(pgdata)
     if os_user is None:
         return pgdata, bindir
     new_cluster = pgdata == data_dir and not (pgdata / "PG_VERSION").exists()
-    if new_cluster and not _reachable(data_dir.parent, os_user):
-        private = _private_dir(data_dir)
+    if new_cluster and not reachable(data_dir.parent, os_user):
+        private = private_dir(data_dir)
         data_dir.mkdir(exist_ok=True)
         (data_dir / RELOCATED_FILE).write_text(f"{private}\n")
         pgdata = private / "pgdata"
         _log.info("pg_server.relocated", data_dir=str(data_dir), cluster=str(pgdata))
-    if not _reachable(bindir / "postgres", os_user):
-        bindir = _copy_binaries(bindir, _private_dir(data_dir))
+    if not reachable(bindir / "postgres", os_user):
+        bindir = copy_binaries(bindir, private_dir(data_dir))
     return pgdata, bindir
-
-
-def _private_dir(data_dir: Path) -> Path:
-    """Create (or check) the 0711 root-owned directory of a relocated cluster."""
-    # /var/tmp survives reboots; the name is checked below, as in any world-writable directory.
-    base = Path("/var/tmp")  # noqa: S108
-    base = base if base.is_dir() else Path(tempfile.gettempdir())
-    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-    private = base / f"chillflow-pg-{digest}"
-    with contextlib.suppress(FileExistsError):
-        private.mkdir(mode=0o711)
-        private.chmod(0o711)  # whatever the umask
-    info = private.lstat()  # someone else may have taken the name first
-    mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
-    if not mine or info.st_mode & 0o777 != 0o711:
-        raise DatabaseError(
-            f"{private} (for the PostgreSQL cluster of {data_dir}) is not a directory of uid "
-            f"{os.geteuid()} with mode 0711: remove it, or run ChillFlow as a non-root user"
-        )
-    return private
-
-
-def _copy_binaries(bindir: Path, private: Path) -> Path:
-    """Copy an installation the server's account cannot reach into ``private``; return its bin.
-
-    The copy keeps the layout around the installation (``pgserver/pginstall``) and the wheel's
-    bundled libraries beside the package (``pgserver.libs``): the binaries find them through
-    an RPATH relative to themselves.
-    """
-    install, package = bindir.parent, bindir.parent.parent
-    copy = private / f"pg{_major_version(bindir)}"
-    relative = Path(package.name, install.name)
-    if not (copy / relative / "bin" / "postgres").exists():
-        partial = Path(tempfile.mkdtemp(prefix=".pg-copy-", dir=private))
-        for directory in (partial, partial / package.name, partial / relative):
-            directory.mkdir(exist_ok=True)
-            directory.chmod(0o755)
-        for part in ("bin", "lib", "share"):
-            if (install / part).is_dir():
-                shutil.copytree(install / part, partial / relative / part, symlinks=True)
-        libs = package.parent / f"{package.name}.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, partial / libs.name, symlinks=True)
-        partial.rename(copy)
-        _log.info("pg_server.binaries_copied", source=str(install), copy=str(copy))
-    return copy / relative / "bin"
-
-
-def _reachable(path: Path, os_user: pwd.struct_passwd) -> bool:
-    """Tell whether ``os_user`` can search (directory) or execute (file) ``path``."""
-    probe = ["test", "-x", str(path)]
-    return subprocess.run(probe, **_as_user(os_user), check=False).returncode == 0
-
-
-def _as_user(os_user: pwd.struct_passwd | None) -> dict:
-    if os_user is None:
-        return {}
-    return {"user": os_user.pw_uid, "group": os_user.pw_gid, "extra_groups": []}
 
 
 def _choose_port(pgdata: Path, requested: int | None) -> int:
@@ -371,7 +312,7 @@ def _init_cluster(bindir: Path, pgdata: Path, os_user: pwd.struct_passwd | None)
             os.chown(staging, os_user.pw_uid, os_user.pw_gid)
         initdb = [str(bindir / "initdb"), "--pgdata", str(staging / "pgdata")]
         initdb += ["--username", SUPERUSER, f"--pwfile={password_file}", "--auth=scram-sha-256"]
-        _run([*initdb, "--encoding=UTF8", "--no-locale", "--no-sync"], os_user, staging)
+        run_program([*initdb, "--encoding=UTF8", "--no-locale", "--no-sync"], os_user, staging)
         with (staging / "pgdata" / "postgresql.conf").open("a") as conf:
             conf.write(
                 "\n# Written by chillflow.storage.pg_server: TCP on loopback only, no Unix socket\n"
@@ -405,124 +346,3 @@ def _ensure_database(port: int, password: str) -> None:
             # concurrent CREATE DATABASE fails on pg_database's unique index, not as duplicate.
             with contextlib.suppress(errors.DuplicateDatabase, errors.UniqueViolation):
                 cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-
-
-def _find_bindir(pgdata: Path) -> Path:
-    """Pick server binaries, matching the major version of an existing cluster."""
-    bindirs = _candidate_bindirs()
-    if not bindirs:
-        raise DependencyError(
-            f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) found: {_INSTALL_HINT}"
-        )
-    version_file = pgdata / "PG_VERSION"
-    if not version_file.exists():
-        return bindirs[0]
-    wanted = version_file.read_text().strip()
-    versions = {bindir: _major_version(bindir) for bindir in bindirs}
-    for bindir, version in versions.items():
-        if version == wanted:
-            return bindir
-    raise DependencyError(
-        f"{pgdata} holds a PostgreSQL {wanted} cluster but only PostgreSQL "
-        f"{', '.join(sorted(set(versions.values())))} binaries are installed: install PostgreSQL "
-        f"{wanted} (`apt-get install postgresql-{wanted}`), or stop and delete {pgdata} to "
-        "start afresh"
-    )
-
-
-def _candidate_bindirs() -> list[Path]:
-    """List directories holding initdb, pg_ctl and postgres: pgserver's first, then the system's."""
-    candidates: list[Path] = []
-    spec = importlib.util.find_spec("pgserver")  # locates the package without importing it
-    if spec is not None and spec.origin is not None:
-        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None:
-        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
-        if result.returncode == 0:
-            candidates.append(Path(result.stdout.strip()))
-    debian = Path("/usr/lib/postgresql").glob("*/bin")
-    candidates.extend(sorted(debian, key=lambda path: _numeric(path.parent.name), reverse=True))
-    found: list[Path] = []
-    for candidate in candidates:
-        complete = all(os.access(candidate / name, os.X_OK) for name in _BINARIES)
-        if complete and candidate.resolve() not in found:
-            found.append(candidate.resolve())
-    return found
-
-
-def _numeric(text: str) -> int:
-    return int(text) if text.isdigit() else -1
-
-
-def _major_version(bindir: Path) -> str:
-    output = subprocess.run(
-        [str(bindir / "postgres"), "--version"], capture_output=True, text=True
-    ).stdout
-    match = re.search(r"\)\s*(\d+)", output)
-    return match.group(1) if match else "unknown"
-
-
-def _server_os_user(pgdata: Path) -> pwd.struct_passwd | None:
-    """Return the OS account to run the server as, or None to run it as the current user."""
-    if os.geteuid() != 0:
-        return None
-    version_file = pgdata / "PG_VERSION"
-    if version_file.exists() and version_file.stat().st_uid != 0:
-        return pwd.getpwuid(version_file.stat().st_uid)
-    for name in _ROOT_RUNS_AS:
-        with contextlib.suppress(KeyError):
-            return pwd.getpwnam(name)
-    raise DatabaseError(
-        f"PostgreSQL refuses to run as root and none of the accounts {', '.join(_ROOT_RUNS_AS)} "
-        "exists: run ChillFlow as a non-root user, or set DATABASE_URL"
-    )
-
-
-def _run(
-    command: list[str],
-    os_user: pwd.struct_passwd | None,
-    cwd: Path,
-    *,
-    server_log: Path | None = None,
-) -> None:
-    """Run a PostgreSQL program, as ``os_user`` when given.
-
-    Raises:
-        DatabaseError: The program failed or timed out; the message quotes its output and the
-            end of ``server_log``.
-    """
-    # PGPORT, PGDATA and friends would silently override what the command line means.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    program = Path(command[0]).name
-    # Output goes to a file, not a pipe: pg_ctl's server child must not inherit a pipe we read.
-    with tempfile.TemporaryFile("w+") as output:
-        try:
-            subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                check=True,
-                timeout=_START_TIMEOUT_S + 30,
-                **_as_user(os_user),
-            )
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            output.seek(0)
-            failure = "timed out" if isinstance(exc, subprocess.TimeoutExpired) else "failed"
-            message = f"{program} {failure}: {output.read().strip()}"
-        else:
-            return
-    if server_log is not None:
-        message += "\n" + _log_tail(server_log)
-    raise DatabaseError(message)
-
-
-def _log_tail(server_log: Path, lines: int = 20) -> str:
-    try:
-        text = server_log.read_text(errors="replace")
-    except OSError:
-        return f"(no server log at {server_log})"
-    return "server log (last lines):\n" + "\n".join(text.splitlines()[-lines:])

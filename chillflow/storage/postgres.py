@@ -1,9 +1,7 @@
-"""PostgreSQL through psycopg2: database URLs, connections, the schema and the zone dimension.
+"""PostgreSQL through psycopg2: connections, failures as DatabaseErrors, the schema, dim.zone.
 
-Passwords never reach a message, log line or repr: URLs are shown through :func:`mask_url`, and
-connection failures are reworded with the password stripped from the server's reason. Every
-PostgreSQL failure, psycopg2's or pgJDBC's inside a Spark error, leaves :func:`connect` and
-:func:`reported` as a :class:`DatabaseError` naming the action and the server.
+Every PostgreSQL failure, psycopg2's or pgJDBC's inside a Spark error, leaves :func:`connect` and
+:func:`reported` as a DatabaseError naming the action and the server, never the password.
 """
 
 from __future__ import annotations
@@ -12,41 +10,24 @@ import contextlib
 import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote
 
 import psycopg2
 from psycopg2.extensions import connection as Connection
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError, ConfigError, DatabaseError, error_summary
 
-JDBC_DRIVER = "org.postgresql.Driver"
 SCHEMA_VERSION = 2
 ZONE_LOOKUP_HEADER = ("LocationID", "Borough", "Zone", "service_zone")
 
-_SCHEMES = ("postgresql", "postgres")
-_DEFAULT_PORT = 5432
-# Query keys that would contradict the URL's own host, port, database or credentials.
-_RESERVED_PARAMS = frozenset({"host", "hostaddr", "port", "dbname", "user", "password"})
-# libpq parameters with a pgJDBC counterpart; others are not forwarded to JDBC.
-_JDBC_PROPERTY_NAMES = {
-    "sslmode": "sslmode",
-    "application_name": "ApplicationName",
-    "connect_timeout": "connectTimeout",
-    "options": "options",
-}
-# The reason of a PostgreSQL failure inside a Spark error: pgJDBC's (jdbc writer and reader) or
-# psycopg2's in a Python worker (copy writer).
+# A PostgreSQL failure inside a Spark error: pgJDBC's, or psycopg2's in a Python worker.
 _JVM_FAILURE = re.compile(r"(?:org\.postgresql\.util\.PSQLException|psycopg2\.[\w.]*): (.+)")
 _SEVERITY = re.compile(r"^(?:ERROR|FATAL|PANIC):\s*")
-# A lost connection: SQLSTATE classes 08 (connection exception) and 57 (operator intervention),
-# or the words of libpq and pgJDBC, which give no SQLSTATE then.
-_LOST_CONNECTION = ("08", "57")
+# A lost connection: SQLSTATE classes 08 and 57, or libpq's and pgJDBC's words (no SQLSTATE).
 _LOST = re.compile(r"terminating connection|closed the connection|I/O error|refused", re.I)
-_PASSWORD_SETTING = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE)
-# Any fixed 64-bit number shared by every ChillFlow process; "CHLF" in ASCII.
-_SCHEMA_LOCK_KEY = 0x43484C46
+_SCHEMA_LOCK_KEY = 0x43484C46  # "CHLF": any 64-bit number every ChillFlow process shares
 
 SCHEMA_SQL = """
 -- Each table is created with its key alone and gains every other column through
@@ -149,177 +130,20 @@ WHERE (z.borough, z.zone, z.service_zone)
 """
 
 
-@dataclass(frozen=True)
-class DatabaseUrl:
-    """A parsed ``postgresql://`` URL; ``str()`` and ``repr()`` never show the password.
-
-    Attributes:
-        host: Host name or IP address (without IPv6 brackets).
-        port: TCP port.
-        dbname: Database name.
-        user: Role to log in as.
-        password: Password, or None when the URL has none (trust or ~/.pgpass).
-        params: Remaining query parameters (libpq keywords such as ``sslmode``), in URL order.
-    """
-
-    host: str
-    port: int
-    dbname: str
-    user: str
-    password: str | None = field(default=None, repr=False)
-    params: tuple[tuple[str, str], ...] = ()
-
-    def __str__(self) -> str:
-        return mask_url(self.url())
-
-    def url(self) -> str:
-        """Return the URL again, credentials percent-encoded. It contains the password."""
-        credentials = quote(self.user, safe="")
-        if self.password is not None:
-            credentials += ":" + quote(self.password, safe="")
-        query = f"?{urlencode(self.params)}" if self.params else ""
-        return f"postgresql://{credentials}@{self._netloc()}/{quote(self.dbname, safe='')}{query}"
-
-    def jdbc_url(self) -> str:
-        """Return ``jdbc:postgresql://host:port/dbname``; credentials are in jdbc_properties()."""
-        return f"jdbc:postgresql://{self._netloc()}/{quote(self.dbname, safe='')}"
-
-    def jdbc_properties(self) -> dict[str, str]:
-        """Return Spark JDBC connection properties: user, password, driver and known parameters.
-
-        Of the query parameters only sslmode, application_name, connect_timeout and options have a
-        pgJDBC counterpart and are passed on.
-        """
-        properties = {"user": self.user, "driver": JDBC_DRIVER}
-        if self.password is not None:
-            properties["password"] = self.password
-        for key, value in self.params:
-            if key in _JDBC_PROPERTY_NAMES:
-                properties[_JDBC_PROPERTY_NAMES[key]] = value
-        return properties
-
-    def dsn_kwargs(self) -> dict[str, str | int]:
-        """Return keyword arguments for ``psycopg2.connect``."""
-        kwargs: dict[str, str | int] = {
-            "host": self.host,
-            "port": self.port,
-            "dbname": self.dbname,
-            "user": self.user,
-        }
-        if self.password is not None:
-            kwargs["password"] = self.password
-        kwargs.update(self.params)
-        return kwargs
-
-    def server(self) -> str:
-        """Return ``host:port/dbname``, for messages."""
-        return f"{self._netloc()}/{self.dbname}"
-
-    def _netloc(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, safe to log or show.
-
-    Handles ``user:password@`` (even with unencoded ``@``, ``/`` or ``?`` in the password), a
-    ``password=`` query parameter and key=value DSNs. When in doubt it masks too much: an ``@``
-    inside the query string of a URL with a password can hide the host as well.
-
-    Args:
-        url: Database URL or libpq key=value connection string.
-
-    Returns:
-        The same text with any password masked; unchanged when there is none.
-    """
-    scheme, separator, rest = url.partition("://")
-    at = rest.rfind("@")
-    if separator and at >= 0:
-        user, colon, password = rest[:at].partition(":")
-        if colon and password:
-            url = f"{scheme}://{user}:***@{rest[at + 1 :]}"
-    return _PASSWORD_SETTING.sub(r"\1***", url)
-
-
-def parse_database_url(url: str) -> DatabaseUrl:
-    """Parse a ``postgresql://`` or ``postgres://`` URL with user, host and database.
-
-    Args:
-        url: For example ``postgresql://user:pass@host:5432/dbname?sslmode=require``; special
-            characters in the user or password must be percent-encoded.
-
-    Returns:
-        The parsed URL.
-
-    Raises:
-        ConfigError: The URL is malformed or lacks a user, host or database; the message shows
-            the URL with its password masked.
-    """
-    problem = _url_problem(url)
-    if problem is not None:
-        raise ConfigError(f"invalid database URL {mask_url(url)}: {problem}")
-    parts = urlsplit(url)
-    return DatabaseUrl(
-        host=parts.hostname or "",
-        port=parts.port or _DEFAULT_PORT,
-        dbname=unquote(parts.path[1:]),
-        user=unquote(parts.username or ""),
-        password=None if parts.password is None else unquote(parts.password),
-        params=tuple(parse_qsl(parts.query, keep_blank_values=True)),
-    )
-
-
-def _url_problem(url: str) -> str | None:
-    """Describe what makes ``url`` unusable, without quoting any of it; None when it is fine."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        # The standard library's message quotes the offending text, which may be the password.
-        return (
-            "the port is not a number between 0 and 65535, or the host is malformed "
-            "(percent-encode @ : / ? # in the password)"
-        )
-    if parts.scheme not in _SCHEMES:
-        return "it must start with postgresql:// or postgres://"
-    if not parts.hostname:
-        return "it names no host (Unix-socket URLs do not work: Spark's JDBC needs TCP)"
-    if "," in parts.netloc.rpartition("@")[2]:
-        return "multiple hosts are not supported"
-    if port == 0:
-        return "port 0 is not a usable port"
-    if not parts.username:
-        return "it names no user"
-    if not parts.path[1:]:
-        return "it names no database (add /dbname after the host)"
-    reserved = sorted(
-        _RESERVED_PARAMS & {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
-    )
-    if reserved:
-        return f"give {', '.join(reserved)} in the URL itself, not as query parameters"
-    return None
-
-
 @contextlib.contextmanager
-def connect(url: str, *, connect_timeout: int = 5, action: str = "query") -> Iterator[Connection]:
-    """Open a psycopg2 connection; commit when the block succeeds, roll back when it raises.
+def connect(target: DatabaseUrl, *, action: str = "query") -> Iterator[Connection]:
+    """Open a connection; commit when the block succeeds, roll back when it raises.
 
     Args:
-        url: Database URL (see :func:`parse_database_url`).
-        connect_timeout: Seconds to wait for the server to answer.
+        target: The database.
         action: What the block does, for the message of a failure (``creating the schema``).
 
-    Yields:
-        An open connection, closed when the block ends.
-
     Raises:
-        ConfigError: The URL is invalid or carries an unknown connection parameter.
+        ConfigError: The URL carries an unknown connection parameter.
         DatabaseError: The server cannot be reached, refused the login, or a statement of the
             block failed; the message names the server but never the password.
     """
-    target = parse_database_url(url)
-    conn = _open(target, connect_timeout)
+    conn = open_connection(target)
     try:
         with reported(target, action):
             yield conn
@@ -333,12 +157,29 @@ def connect(url: str, *, connect_timeout: int = 5, action: str = "query") -> Ite
         conn.close()
 
 
+def open_connection(target: DatabaseUrl, *, autocommit: bool = False) -> Connection:
+    """Open a connection the caller closes; failures are reworded without the password."""
+    # Raised after the except block: chaining would keep psycopg2's exception, whose text can
+    # echo parts of the DSN, in __context__.
+    try:
+        conn = psycopg2.connect(**target.dsn_kwargs(), connect_timeout=5)
+        conn.autocommit = autocommit
+        return conn
+    except psycopg2.OperationalError as exc:
+        failure: Exception = DatabaseError(
+            f"cannot connect to PostgreSQL at {target.server()} as user {target.user!r}: "
+            f"{_redact(str(exc), target.password)}"
+        )
+    except psycopg2.ProgrammingError as exc:
+        failure = ConfigError(
+            f"invalid connection parameter in {target}: {_redact(str(exc), target.password)}"
+        )
+    raise failure
+
+
 @contextlib.contextmanager
 def reported(target: DatabaseUrl, action: str) -> Iterator[None]:
-    """Raise a PostgreSQL failure of the block as a DatabaseError naming ``action`` and the server.
-
-    Other errors pass unchanged.
-    """
+    """Raise a PostgreSQL failure of the block as a DatabaseError naming ``action`` and server."""
     try:
         yield
     except ChillflowError:
@@ -354,13 +195,10 @@ def reported(target: DatabaseUrl, action: str) -> Iterator[None]:
 
 
 def failure_reason(exc: BaseException) -> str | None:
-    """Return the server's reason for a psycopg2 error or a Spark error caused by PostgreSQL.
+    """The server's reason for a psycopg2 error or a Spark error caused by PostgreSQL, or None.
 
     Spark errors are searched for pgJDBC's exception along their Java causes (Spark wraps it,
     e.g. in ``FAILED_JDBC.CONNECTION``), then in their text (psycopg2 in a Python worker).
-
-    Returns:
-        One line (with the SQLSTATE when known), or None when ``exc`` is no PostgreSQL failure.
     """
     if isinstance(exc, psycopg2.Error):
         reason = _SEVERITY.sub("", error_summary(exc.pgerror or exc))
@@ -383,26 +221,9 @@ def _advice(exc: BaseException, target: DatabaseUrl, reason: str) -> str:
             f"{target.dbname} TO {target.user} lets it create the schema), or run `db init` as "
             "the database owner"
         )
-    if code.startswith(_LOST_CONNECTION) or _LOST.search(reason):
+    if code.startswith(("08", "57")) or _LOST.search(reason):
         return "; the server stopped or the connection broke: rerun once it is back"
     return ""
-
-
-def _open(target: DatabaseUrl, connect_timeout: int) -> Connection:
-    # The error is raised after the except block on purpose: chaining would keep psycopg2's
-    # exception, whose text can echo parts of the DSN, in __context__ and tracebacks.
-    try:
-        return psycopg2.connect(**target.dsn_kwargs(), connect_timeout=connect_timeout)
-    except psycopg2.OperationalError as exc:
-        failure: Exception = DatabaseError(
-            f"cannot connect to PostgreSQL at {target.host}:{target.port}/{target.dbname} as "
-            f"user {target.user!r}: {_redact(str(exc), target.password)}"
-        )
-    except psycopg2.ProgrammingError as exc:
-        failure = ConfigError(
-            f"invalid connection parameter in {target}: {_redact(str(exc), target.password)}"
-        )
-    raise failure
 
 
 def _redact(text: str, password: str | None) -> str:
@@ -416,13 +237,8 @@ def _redact(text: str, password: str | None) -> str:
 def init_schema(conn: Connection) -> None:
     """Create or upgrade the ChillFlow tables; a no-op once this schema version is recorded.
 
-    The DDL runs under a transaction-level advisory lock, so concurrent jobs initialising the same
-    database wait for each other instead of colliding in the catalog. Lock, DDL and version row go
-    to the server as one multi-statement query, which PostgreSQL runs as one transaction even on
-    an autocommit connection; otherwise the caller's commit (``connect`` does it) releases the lock.
-
-    Args:
-        conn: Open connection with the right to create schemas.
+    Lock, DDL and version row go to the server as one multi-statement query, which PostgreSQL
+    runs as one transaction, so concurrent jobs wait for each other's DDL.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('ops.schema_version') IS NOT NULL")
@@ -441,20 +257,13 @@ def init_schema(conn: Connection) -> None:
 
 
 def seed_zones(conn: Connection, csv_path: Path) -> int:
-    """Upsert the TLC taxi zone lookup into ``dim.zone``; unchanged rows are not rewritten.
+    """Upsert the TLC ``taxi_zone_lookup.csv`` into dim.zone; return the rows it holds then.
 
-    Zones missing from the file are kept. Empty fields become NULL.
-
-    Args:
-        conn: Open connection; the caller commits.
-        csv_path: ``taxi_zone_lookup.csv`` with header ``LocationID,Borough,Zone,service_zone``.
-
-    Returns:
-        The number of rows in ``dim.zone`` afterwards.
+    Zones missing from the file are kept, unchanged rows are not rewritten, empty fields are NULL.
 
     Raises:
-        ConfigError: The file is missing or unreadable, has another header, a row with another
-            number of fields, a non-integer or a repeated LocationID.
+        ConfigError: The file is unreadable, or its header, a row's fields or a LocationID are
+            not as expected.
     """
     zones = _read_zone_lookup(csv_path)
     columns = [[zone[position] for zone in zones] for position in range(len(ZONE_LOOKUP_HEADER))]
@@ -497,21 +306,3 @@ def _read_zone_lookup(csv_path: Path) -> list[tuple[int, str | None, str | None,
             borough, zone, service_zone = (value or None for value in row[1:])
             zones[zone_id] = (zone_id, borough, zone, service_zone)
     return list(zones.values())
-
-
-def resolve_database_url(env_url: str | None, data_dir: Path) -> str:
-    """Return ``env_url`` when set, else the URL of the embedded server in ``data_dir/postgres``.
-
-    Args:
-        env_url: Value of DATABASE_URL, or None.
-        data_dir: ChillFlow's local state directory, e.g. ``.chillflow``.
-
-    Returns:
-        A database URL.
-    """
-    if env_url:
-        return env_url
-    # Imported here: pg_server uses connect() from this module.
-    from chillflow.storage.pg_server import ensure_local_postgres
-
-    return ensure_local_postgres(data_dir / "postgres")

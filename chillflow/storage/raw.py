@@ -15,8 +15,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
 from chillflow.errors import ConfigError, SchemaError, error_summary
+from chillflow.schemas import SOURCE_FILE_COL, SOURCE_ROW_COL, trip_service
 from chillflow.settings import parse_month
-from chillflow.transforms.staging import SOURCE_FILE_COL, SOURCE_ROW_COL, trip_service
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
 _PARQUET_MAGIC = b"PAR1"

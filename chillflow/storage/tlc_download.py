@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -16,46 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
-from chillflow.errors import BusyError, ConfigError, DependencyError, NotPublishedError, SchemaError
-from chillflow.settings import parse_month, section_values
-from chillflow.transforms.staging import trip_service
-
-SERVICES = ("yellow", "green")
-
-
-@dataclass(frozen=True)
-class DownloadSettings:
-    """The ``[download]`` section (explained in ``conf/chillflow.toml``)."""
-
-    base_url: str = "https://d37ci6vzurychx.cloudfront.net/trip-data"
-    attempts: int = 4
-    backoff_sec: float = 2.0
-    timeout_sec: float = 60.0
-    progress_every_sec: float = 5.0
-    before_monthly: bool = False
-
-    @classmethod
-    def from_section(
-        cls, section: Mapping[str, Any], env: Mapping[str, str] | None = None
-    ) -> DownloadSettings:
-        """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` overrides ``base_url``.
-
-        Raises:
-            ConfigError: A value has the wrong type or range, or a key is unknown.
-        """
-        env = os.environ if env is None else env
-        values = section_values("download", section, cls(), positive_ints=("attempts",))
-        base_url = str(env.get("CHILLFLOW_TLC_BASE_URL") or values["base_url"]).rstrip("/")
-        if "@" in base_url.partition("//")[2].partition("/")[0]:
-            raise ConfigError("download base_url: credentials would show in logs (value not shown)")
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"download base_url={base_url!r}: expected an http(s):// address")
-        for key in ("backoff_sec", "timeout_sec", "progress_every_sec"):
-            if type(values[key]) not in (int, float) or values[key] < 0:
-                raise ConfigError(f"[download] {key}={values[key]!r}: expected seconds >= 0")
-        if not isinstance(values["before_monthly"], bool):
-            raise ConfigError("[download] before_monthly: expected true or false")
-        return cls(**{**values, "base_url": base_url})
+from chillflow.errors import BusyError, DependencyError, NotPublishedError, SchemaError
+from chillflow.schemas import trip_service
+from chillflow.sections import DownloadSettings
+from chillflow.settings import parse_month
 
 
 def landing_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Path:

@@ -23,9 +23,10 @@ from psycopg2 import errors, sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from chillflow.errors import ConfigError
+from chillflow.database_url import DatabaseUrl
+from chillflow.errors import ChillflowError, ConfigError
 from chillflow.schemas import COMPLETE_TRIP_DDL, columns
-from chillflow.storage.postgres import connect, init_schema, parse_database_url, reported
+from chillflow.storage.postgres import connect, init_schema, open_connection, reported
 
 TARGET = ("stg", "complete_trip")
 STAGING_SCHEMA = "stg"
@@ -104,7 +105,7 @@ def drop_staging_table(conn: Connection, table: tuple[str, str]) -> None:
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*table)))
 
 
-def claim_staging_table(database_url: str, table: tuple[str, str]) -> Connection:
+def claim_staging_table(database_url: DatabaseUrl, table: tuple[str, str]) -> Connection:
     """Create a staging table under its advisory lock, held by the connection returned.
 
     The lock is taken before the table exists, so no cleanup ever sees the table unclaimed;
@@ -113,8 +114,8 @@ def claim_staging_table(database_url: str, table: tuple[str, str]) -> Connection
     Raises:
         DatabaseError: PostgreSQL is unreachable or refused.
     """
-    with reported(parse_database_url(database_url), f"creating {'.'.join(table)}"):
-        conn = _open_autocommit(database_url)
+    with reported(database_url, f"creating {'.'.join(table)}"):
+        conn = open_connection(database_url, autocommit=True)
         try:
             with conn.cursor() as cur:
                 _staging_lock(cur, "pg_advisory_lock", table[1])
@@ -125,7 +126,7 @@ def claim_staging_table(database_url: str, table: tuple[str, str]) -> Connection
     return conn
 
 
-def discard_staging_table(database_url: str, table: tuple[str, str]) -> None:
+def discard_staging_table(database_url: DatabaseUrl, table: tuple[str, str]) -> None:
     """Drop a staging table after a failed run, logging instead of raising when that fails.
 
     A table left behind is harmless (the next run uses another name), and once its run's lock
@@ -179,7 +180,7 @@ def _staging_lock(cur: Cursor, function: str, name: str) -> object:
     return cur.fetchone()[0]
 
 
-def prepare_database(database_url: str) -> list[str]:
+def prepare_database(database_url: DatabaseUrl) -> list[str]:
     """Create or upgrade the schema and drop staging tables left by dead runs.
 
     Returns:
@@ -259,7 +260,9 @@ def count_slice(conn: Connection, trip_slice: TripSlice) -> int:
 
 
 @contextlib.contextmanager
-def staging_progress(database_url: str, staging: tuple[str, str]) -> Iterator[StagingProgress]:
+def staging_progress(
+    database_url: DatabaseUrl, staging: tuple[str, str]
+) -> Iterator[StagingProgress]:
     """Yield a callable returning the rows written to ``staging`` so far, closed at the end."""
     probe = StagingProgress(database_url, staging)
     try:
@@ -283,7 +286,7 @@ class StagingProgress:
         " WHERE relid = %(t)s::regclass), 0)"
     )
 
-    def __init__(self, database_url: str, staging: tuple[str, str]):
+    def __init__(self, database_url: DatabaseUrl, staging: tuple[str, str]):
         self._database_url = database_url
         self._staging = staging
         self._conn: Connection | None = None
@@ -292,12 +295,12 @@ class StagingProgress:
         """Return the rows staged so far, or None."""
         try:
             if self._conn is None:
-                self._conn = _open_autocommit(self._database_url)
+                self._conn = open_connection(self._database_url, autocommit=True)
             with self._conn.cursor() as cur:
                 name = sql.Identifier(*self._staging).as_string(cur)
                 cur.execute(self._QUERY, {"t": name})
                 return int(cur.fetchone()[0])
-        except psycopg2.Error:
+        except (psycopg2.Error, ChillflowError):
             return None
 
     def close(self) -> None:
@@ -305,12 +308,6 @@ class StagingProgress:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _open_autocommit(database_url: str) -> Connection:
-    conn = psycopg2.connect(**parse_database_url(database_url).dsn_kwargs(), connect_timeout=5)
-    conn.autocommit = True
-    return conn
 
 
 _DELETE_VANISHED = sql.SQL(

@@ -14,21 +14,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-#: The key of the KPI table and of mart.zone_hourly_kpis.
-KPI_KEY = ("zone_id", "hour_ts")
-#: The KPI values, in table order; the stored table adds computed_at after them.
-KPI_VALUES = (
-    "trips",
-    "avg_fare",
-    "avg_tip",
-    "avg_speed_kmh",
-    "avg_distance_km",
-    "avg_duration_min",
-    "pct_card",
-    "unique_vehicles",
-    "total_revenue",
-    "outlier_rate",
-)
+from chillflow.schemas import KPI_KEY
+
 #: TLC payment_type code of a credit-card payment.
 CARD_PAYMENT = 1
 HOUR = "1 hour"

@@ -13,7 +13,6 @@ lose a value are checked, so a file whose types match pays nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
 
@@ -32,39 +31,15 @@ from pyspark.sql.types import (
 )
 
 from chillflow.errors import SchemaError
-from chillflow.schemas import STAGED_DDL, columns
-
-#: Hidden columns the raw reader attaches: the file's name and each row's position in it.
-SOURCE_FILE_COL = "_cf_source_file"
-SOURCE_ROW_COL = "_cf_source_row"
-
-_TIMESTAMP_PREFIX = {"yellow": "tpep", "green": "lpep"}
-
-# standard name -> (TLC column name, matched case-insensitively; Spark type; required)
-_RAW_COLUMNS: dict[str, tuple[str, str, bool]] = {
-    "vendor_id": ("VendorID", "int", True),
-    "pickup_ts": ("{prefix}_pickup_datetime", "timestamp", True),
-    "dropoff_ts": ("{prefix}_dropoff_datetime", "timestamp", True),
-    "passenger_count": ("passenger_count", "int", True),
-    "trip_distance": ("trip_distance", "double", True),
-    "rate_code": ("RatecodeID", "int", True),
-    "store_and_fwd_flag": ("store_and_fwd_flag", "string", True),
-    "pu_zone_id": ("PULocationID", "int", True),
-    "do_zone_id": ("DOLocationID", "int", True),
-    "payment_type": ("payment_type", "int", True),
-    "fare_amount": ("fare_amount", "double", True),
-    "extra": ("extra", "double", True),
-    "mta_tax": ("mta_tax", "double", True),
-    "tip_amount": ("tip_amount", "double", True),
-    "tolls_amount": ("tolls_amount", "double", True),
-    "improvement_surcharge": ("improvement_surcharge", "double", True),
-    "total_amount": ("total_amount", "double", True),
-    "congestion_surcharge": ("congestion_surcharge", "double", False),
-    "airport_fee": ("airport_fee", "double", False),
-    "cbd_congestion_fee": ("cbd_congestion_fee", "double", False),
-    "ehail_fee": ("ehail_fee", "double", False),
-    "trip_type": ("trip_type", "int", False),
-}
+from chillflow.schemas import (
+    RAW_COLUMNS,
+    SOURCE_FILE_COL,
+    SOURCE_ROW_COL,
+    STAGED_DDL,
+    columns,
+    raw_name,
+    trip_service,
+)
 
 # Spark type of a standard column -> raw types it is cast from (int64 timestamps: nanoseconds).
 _CASTABLE_FROM = {
@@ -99,40 +74,6 @@ class RawLayout:
     sources: tuple[tuple[str, SourceColumn], ...]
 
 
-def trip_service(names: Iterable[str], path: str) -> str:
-    """Return the service (yellow or green) of a raw file's column names, checking the layout.
-
-    Pure over names (matched case-insensitively), so a file's footer can be checked without
-    Spark (the raw reader and the downloader do).
-
-    Raises:
-        SchemaError: If two columns differ only in case, or the layout is not a yellow or
-            green TLC layout from 2016-07 on (the message names the missing columns).
-    """
-    fields: dict[str, str] = {}
-    for name in names:
-        if name.lower() in fields:
-            raise SchemaError(
-                f"{path}: columns {fields[name.lower()]!r} and {name!r} differ only in case; "
-                "expected one of them"
-            )
-        fields[name.lower()] = name
-    service = next(
-        (s for s, prefix in _TIMESTAMP_PREFIX.items() if f"{prefix}_pickup_datetime" in fields),
-        None,
-    )
-    if service is None:
-        raise SchemaError(_layout_message(path, "tpep_/lpep_pickup_datetime", fields.values()))
-    missing = [
-        _raw_name(standard, service)
-        for standard, (_, _, required) in _RAW_COLUMNS.items()
-        if required and _raw_name(standard, service).lower() not in fields
-    ]
-    if missing:
-        raise SchemaError(_layout_message(path, ", ".join(missing), fields.values()))
-    return service
-
-
 def plan_layout(schema: StructType, path: str) -> RawLayout:
     """Work out how a raw file's columns map onto the standard trip columns.
 
@@ -150,8 +91,8 @@ def plan_layout(schema: StructType, path: str) -> RawLayout:
     service = trip_service(schema.fieldNames(), path)
     fields = {field.name.lower(): field for field in schema.fields}
     sources = []
-    for standard, (_, target_type, _) in _RAW_COLUMNS.items():
-        field = fields.get(_raw_name(standard, service).lower())
+    for standard, (_, target_type, _) in RAW_COLUMNS.items():
+        field = fields.get(raw_name(standard, service).lower())
         if field is None or isinstance(field.dataType, NullType):
             sources.append((standard, SourceColumn(None, target_type)))
             continue
@@ -226,15 +167,3 @@ def _cast(source: SourceColumn) -> tuple[Column, Column | None]:
     else:
         value = present.try_cast(target)
     return value, present.isNotNull() & value.isNull()
-
-
-def _raw_name(standard: str, service: str) -> str:
-    return _RAW_COLUMNS[standard][0].format(prefix=_TIMESTAMP_PREFIX[service])
-
-
-def _layout_message(path: str, expected: str, found: Iterable[str]) -> str:
-    return (
-        f"{path}: not a yellow/green TLC trip layout from 2016-07 on. "
-        f"Expected column(s): {expected}. Found: {', '.join(found)}. "
-        "Files before 2016-07 (latitude/longitude) and FHV files are not supported."
-    )

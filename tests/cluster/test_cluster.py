@@ -33,12 +33,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
+from chillflow.database_url import parse_database_url
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, load_settings
 from chillflow.stages.aggregate import aggregate_full_refresh
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
-from chillflow.storage.postgres import parse_database_url
 from tests.cluster.standalone_cluster import StandaloneCluster
 from tests.conftest import REPO_ROOT
 
@@ -116,7 +116,7 @@ def server_url(request: pytest.FixtureRequest) -> str | None:
     """
     if not any(step.needs_database for step in available_steps()):
         return None
-    return request.getfixturevalue("database_url")
+    return request.getfixturevalue("database_url").url()
 
 
 @pytest.fixture(scope="module")
@@ -281,11 +281,13 @@ def _run_in_session(
     run = PipelineRun("local", "local[2] (the test session)", settings, database_url)
     source = None if step_available("process-trips") else "curated"
     stages = {
-        "curate": lambda: curate(spark, settings, raw, database_url=database_url),
+        "curate": lambda: curate(spark, settings, raw, database_url=settings.database_url),
         "process-trips": lambda: process_trips(
-            spark, settings, database_url, month=MONTH, service=SERVICE
+            spark, settings, settings.database_url, month=MONTH, service=SERVICE
         ),
-        "aggregate": lambda: aggregate_full_refresh(spark, settings, database_url, source=source),
+        "aggregate": lambda: aggregate_full_refresh(
+            spark, settings, settings.database_url, source=source
+        ),
     }
     for step in available_steps():
         started = time.monotonic()

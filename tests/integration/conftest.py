@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 from collections.abc import Iterator
 
 import pytest
 from psycopg2 import sql
 
 from chillflow.api.aggregate import BatchAggregator
+from chillflow.database_url import DatabaseUrl
 from chillflow.generator import generate_month, tlc_file_name
 from chillflow.settings import Settings, TablePaths
 from chillflow.stages.curate import curate
-from chillflow.storage.postgres import connect, init_schema, parse_database_url, seed_zones
+from chillflow.storage.postgres import connect, init_schema, seed_zones
+from tests.tlc_server import TlcServer
 
 #: Raw rows of the report lake's generated yellow months.
 REPORT_MONTHS = {"2024-12": 1500, "2025-01": 1200}
@@ -30,7 +33,7 @@ def report_lake(spark, base_settings, database_url, tmp_path_factory) -> Iterato
     root = tmp_path_factory.mktemp("report")
     name = f"chillflow_report_{secrets.token_hex(4)}"
     _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    url = dataclasses.replace(database_url, dbname=name)
     lookup = root / "taxi_zone_lookup.csv"
     rows = [f"{i},Borough {i % 4},Zone {i} <&>,Yellow Zone" for i in range(1, 266)]
     lookup.write_text("LocationID,Borough,Zone,service_zone\n" + "\n".join(rows) + "\n")
@@ -62,8 +65,19 @@ def report_lake(spark, base_settings, database_url, tmp_path_factory) -> Iterato
     )
 
 
-def _admin(url: str, statement: sql.Composable) -> None:
+def _admin(url: DatabaseUrl, statement: sql.Composable) -> None:
     with connect(url) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(statement)
+
+
+@pytest.fixture
+def server() -> Iterator[TlcServer]:
+    """A TLC-like HTTP server on 127.0.0.1 (``tests/tlc_server.py``), stopped after the test."""
+    tlc = TlcServer()
+    thread = threading.Thread(target=tlc.serve_forever, daemon=True)
+    thread.start()
+    yield tlc
+    tlc.shutdown()
+    tlc.server_close()

@@ -410,7 +410,7 @@ def test_cli_and_spark_submit_run_status_and_argument_errors(tmp_path, database_
         **os.environ,
         "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
         "SPARK_MASTER": "local[2]",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database_url.url(),
         "LOG_LEVEL": "WARNING",
         "PYTHON": sys.executable,
     }

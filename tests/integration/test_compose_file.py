@@ -163,7 +163,7 @@ def test_jobs_service_runs_the_pipeline_through_spark_submit(services):
 
     assert script.is_file() and script.stat().st_mode & 0o111
     steps = re.findall(r"^\./spark-submit\.sh (\S+)", text, flags=re.MULTILINE)
-    assert steps == ["curate", "process-trips", "aggregate"]
+    assert steps == ["pipeline"]
 
 
 def test_image_ships_what_spark_submit_needs():

@@ -16,11 +16,14 @@ from datetime import date, datetime
 
 import pytest
 
+import chillflow.report.figures as figures
 import chillflow.stages.aggregate as aggregate_stage
 import chillflow.stages.curate as curate_stage
 from chillflow.batch import BatchAggregator
 from chillflow.errors import BusyError
+from chillflow.report.figures import collect_figures
 from chillflow.stages.curate import curate
+from chillflow.storage import locks
 from chillflow.storage.delta import read_table
 from chillflow.storage.ledger import finish_run, insert_run
 from chillflow.storage.locks import AdvisoryLocks, FileLocks
@@ -258,3 +261,34 @@ def test_a_curate_failing_after_its_first_commit_puts_only_its_slices_back(
     quarantined = read_table(spark, settings.tables.quarantine).collect()
     assert sorted((r["month"], r["run_id"]) for r in quarantined) == [("2025-01", "before")]
     assert before["output_rows"] == 3
+
+
+def test_a_report_during_a_curate_shows_one_runs_curated_and_quarantine(
+    spark, pg, tmp_path, monkeypatch
+):
+    """A report taken between a curate's commits waits for it, then shows that run alone."""
+    curate(spark, pg, january(tmp_path), run_id="firstrun")  # 3 curated, 1 quarantined
+    rows = [trip(JAN), trip(JAN.replace(hour=9), total=-1.0), trip(JAN, total=-12.0)]
+    again = write_yellow(tmp_path / "again" / "yellow_tripdata_2025-01.parquet", rows)
+    waiting = threading.Event()
+
+    def reading_slices(*args, **kwargs):
+        waiting.set()
+        return locks.reading_slices(*args, **kwargs)
+
+    monkeypatch.setattr(figures, "reading_slices", reading_slices, raising=False)
+    pause = Paused(monkeypatch, curate_stage, "curate.after_curated")
+    curating = pause.start(lambda: curate(spark, pg, again, run_id="secondrun"))
+    report: list = []
+    reporting = threading.Thread(
+        target=lambda: report.append(collect_figures(spark, pg, pg.database_url, ["2025-01"]))
+    )
+    reporting.start()
+    while reporting.is_alive() and not waiting.wait(0.1):
+        pass
+    pause.finish(curating)
+    reporting.join(300)
+
+    (quality,) = report[0]["quality"]
+    assert (quality["run_id"], quality["rows_in"]) == ("secondrun", 3)
+    assert (quality["curated"], quality["quarantined"]) == (1, 2)

@@ -23,13 +23,15 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import DatabaseError
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
 from chillflow.storage.jdbc import append_jdbc
+from chillflow.storage.kpi_jdbc import read_complete_trips
 from chillflow.storage.pg_copy import copy_rows
 from chillflow.storage.pg_server import cluster_dir, ensure_local_postgres, stop_local_postgres
-from chillflow.storage.postgres import connect, failure_reason, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, failure_reason, init_schema
 from tests.conftest import REPO_ROOT
 from tests.integration.rawfiles import trip, write_yellow
 
@@ -46,7 +48,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+def server(tmp_path_factory) -> Iterator[tuple[Path, DatabaseUrl]]:
     """A private embedded server: its data directory and superuser URL."""
     data_dir = tmp_path_factory.mktemp("private-pg") / "postgres"
     yield data_dir, ensure_local_postgres(data_dir, port=_free_port())
@@ -56,29 +58,29 @@ def server(tmp_path_factory) -> Iterator[tuple[Path, str]]:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _admin(url: str, statement: sql.Composable, *args: object) -> None:
+def _admin(url: DatabaseUrl, statement: sql.Composable, *args: object) -> None:
     with connect(url) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(statement, args or None)
 
 
-def _new_database(server_url: str, *, schema: bool = True) -> str:
+def _new_database(server_url: DatabaseUrl, *, schema: bool = True) -> DatabaseUrl:
     name = f"errors_{secrets.token_hex(4)}"
     _admin(server_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(server_url), dbname=name).url()
+    url = dataclasses.replace(server_url, dbname=name)
     if schema:
         with connect(url) as conn:
             init_schema(conn)
     return url
 
 
-def _env(url: str | None, tmp_path: Path, **extra: str) -> dict[str, str]:
+def _env(url: DatabaseUrl | None, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CHILLFLOW_FAILPOINT")}
     env.update(CHILLFLOW_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO", HASH_SALT=SALT)
     env.update(SPARK_MASTER="local[2]", **extra)
     if url is not None:
-        env["DATABASE_URL"] = url
+        env["DATABASE_URL"] = url.url()
     return env
 
 
@@ -111,12 +113,12 @@ def _error_line(done: subprocess.CompletedProcess, secret: str) -> str:
 
 def test_login_failures_exit_6_with_the_server_named(server, tmp_path):
     _, url = server
-    target = parse_database_url(url)
+    target = url
     wrong = dataclasses.replace(target, password="Wr0ng-" + secrets.token_hex(6))
     closed = dataclasses.replace(target, port=_free_port())
 
-    bad_password = _run(["db", "init", "--json"], _env(wrong.url(), tmp_path))
-    no_server = _run(["db", "init", "--json"], _env(closed.url(), tmp_path))
+    bad_password = _run(["db", "init", "--json"], _env(wrong, tmp_path))
+    no_server = _run(["db", "init", "--json"], _env(closed, tmp_path))
 
     assert bad_password.returncode == 6
     assert f"{target.host}:{target.port}/{target.dbname}" in _error_line(
@@ -131,10 +133,10 @@ def test_a_role_without_create_privilege_exits_6(server, tmp_path):
     role, password = f"limited_{secrets.token_hex(3)}", "Pw-" + secrets.token_hex(6)
     _admin(url, sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), password)
     database = _new_database(url, schema=False)
-    limited = dataclasses.replace(parse_database_url(database), user=role, password=password)
-    target = parse_database_url(database)
+    limited = dataclasses.replace(database, user=role, password=password)
+    target = database
 
-    done = _run(["db", "init", "--json"], _env(limited.url(), tmp_path))
+    done = _run(["db", "init", "--json"], _env(limited, tmp_path))
 
     assert done.returncode == 6, done.stderr[-2000:]
     line = _error_line(done, password)
@@ -148,7 +150,7 @@ def test_a_role_without_create_privilege_exits_6(server, tmp_path):
 
 def test_a_connection_dropped_inside_a_block_names_the_action_and_the_server(server):
     _, url = server
-    target = parse_database_url(url)
+    target = url
 
     with (
         pytest.raises(DatabaseError) as dropped,
@@ -175,28 +177,29 @@ def test_stdout_holds_only_the_result(server, tmp_path):
     success = _run(["db", "init", "--json"], _env(database, tmp_path))
 
     assert config_error.returncode == 2
-    assert "LOG_LEVEL='LOUD'" in _error_line(config_error, parse_database_url(database).password)
+    assert "LOG_LEVEL='LOUD'" in _error_line(config_error, database.password)
     assert success.returncode == 0, success.stderr[-2000:]
     (line,) = success.stdout.splitlines()
     assert json.loads(line)["schema_version"] >= 1
     assert "db.initialised" in success.stderr
 
 
-def test_spark_writers_name_the_server_when_postgres_refuses(spark):
+def test_spark_readers_and_writers_name_the_server_when_postgres_refuses(spark):
     password = "pw-" + secrets.token_hex(6)
-    url = f"postgresql://loader:{password}@127.0.0.1:{_free_port()}/lake"
+    url = parse_database_url(f"postgresql://loader:{password}@127.0.0.1:{_free_port()}/lake")
     rows = spark.createDataFrame([(1, "a")], "n int, s string")
 
     with pytest.raises(DatabaseError) as jdbc:
         append_jdbc(rows, url, "stg.t", partitions=1, batch_size=10, rewrite_batched_inserts=True)
     with pytest.raises(DatabaseError) as copy:
         copy_rows(rows, url, ("stg", "t"), partitions=1)
+    with pytest.raises(DatabaseError) as kpi_read:
+        read_complete_trips(spark, url, None, partitions=1, fetch_size=10)
     # A read no storage function reports is still recognised (the CLI's exit 6).
-    target = parse_database_url(url)
     with pytest.raises(Exception) as read:
-        spark.read.jdbc(target.jdbc_url(), "stg.t", properties=target.jdbc_properties()).count()
+        spark.read.jdbc(url.jdbc_url(), "stg.t", properties=url.jdbc_properties()).count()
 
-    port = parse_database_url(url).port
+    port = url.port
     assert str(jdbc.value).startswith(
         f"appending rows to stg.t failed on PostgreSQL at 127.0.0.1:{port}/lake: "
         f"Connection to 127.0.0.1:{port} refused"
@@ -205,12 +208,16 @@ def test_spark_writers_name_the_server_when_postgres_refuses(spark):
         f"copying rows into stg.t failed on PostgreSQL at 127.0.0.1:{port}/lake: "
         f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
     )
+    assert str(kpi_read.value).startswith(
+        f"reading stg.complete_trip failed on PostgreSQL at 127.0.0.1:{port}/lake: "
+        f"Connection to 127.0.0.1:{port} refused"
+    )
     assert failure_reason(read.value).startswith(f"Connection to 127.0.0.1:{port} refused")
-    for failure in (jdbc.value, copy.value):
+    for failure in (jdbc.value, copy.value, kpi_read.value):
         assert password not in str(failure)
 
 
-def _rows(url: str) -> dict[str, tuple]:
+def _rows(url: DatabaseUrl) -> dict[str, tuple]:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT * FROM stg.complete_trip ORDER BY trip_key")
         names = [d.name for d in cur.description]
@@ -218,7 +225,7 @@ def _rows(url: str) -> dict[str, tuple]:
         return {row[0]: tuple(row[i] for i in kept) for row in cur.fetchall()}
 
 
-def _staging_tables(url: str) -> list[str]:
+def _staging_tables(url: DatabaseUrl) -> list[str]:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'load%'")
         return [row[0] for row in cur.fetchall()]
@@ -240,7 +247,7 @@ def test_server_stopped_mid_load_exits_6_and_a_rerun_converges(spark, settings, 
     reference = _new_database(server_url)
     process_trips(spark, dataclasses.replace(settings, hash_salt=SALT), reference)
     database = _new_database(server_url)
-    target = parse_database_url(database)
+    target = database
     args = ["process", "trips", str(settings.tables.curated), "--month", "2025-01", "--json"]
 
     load = _cli(args, _env(database, tmp_path))

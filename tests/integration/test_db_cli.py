@@ -12,7 +12,7 @@ import sys
 import pytest
 from psycopg2 import sql
 
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.postgres
@@ -29,7 +29,7 @@ def empty_db(database_url):
     """A database without any ChillFlow schema."""
     name = f"chillflow_dbcli_{secrets.token_hex(4)}"
     _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    yield dataclasses.replace(database_url, dbname=name)
     _admin(
         database_url,
         sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
@@ -45,7 +45,7 @@ def _admin(url, statement):
 
 def _db_init(url, tmp_path, *args, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k != "CHILLFLOW_ZONE_LOOKUP"}
-    env.update(DATABASE_URL=url, CHILLFLOW_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
+    env.update(DATABASE_URL=url.url(), CHILLFLOW_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "chillflow", "db", "init", *args],
@@ -67,7 +67,7 @@ def _zone_versions(url):
 def test_db_init_creates_schema_and_seeds_zones_idempotently(empty_db, tmp_path):
     zones = tmp_path / "zones.csv"
     zones.write_text(ZONES)
-    password = parse_database_url(empty_db).password
+    password = empty_db.password
 
     first = _db_init(empty_db, tmp_path, "--zones", str(zones), "--json")
     seeded = _zone_versions(empty_db)
@@ -81,7 +81,7 @@ def test_db_init_creates_schema_and_seeds_zones_idempotently(empty_db, tmp_path)
         str(zones),
         None,
     )
-    assert result["database"] == str(parse_database_url(empty_db))
+    assert result["database"] == str(empty_db)
     assert ":***@" in result["database"]
     assert [(z, name) for z, name, _ in seeded] == [(1, "Newark Airport"), (2, "Jamaica Bay")]
     assert _zone_versions(empty_db) == seeded  # the second run rewrote no row

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -31,16 +31,18 @@ from chispa import assert_df_equality
 from psycopg2 import sql
 from pyspark.sql import DataFrame
 
+from chillflow.database_url import DatabaseUrl
 from chillflow.failpoints import ENV as FAILPOINT_ENV
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, TablePaths
-from chillflow.stages.aggregate import aggregate_backfill, aggregate_incremental
+from chillflow.stages.aggregate import aggregate_until
+from chillflow.stages.backfill import aggregate_backfill
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
 from chillflow.storage.delta import read_table
 from chillflow.storage.kpi_mart import MART_COLUMNS
 from chillflow.storage.locks import FileLocks
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, init_schema
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.postgres
@@ -57,10 +59,10 @@ class Pipeline:
     """A lake and a database the pipeline runs on."""
 
     settings: Settings
-    url: str
+    url: DatabaseUrl
 
 
-def pipeline_settings(base: Settings, lake: Path, url: str) -> Settings:
+def pipeline_settings(base: Settings, lake: Path, url: DatabaseUrl) -> Settings:
     return dataclasses.replace(
         base,
         lake_dir=lake,
@@ -74,19 +76,19 @@ def pipeline_settings(base: Settings, lake: Path, url: str) -> Settings:
     )
 
 
-def new_database(server: str) -> str:
+def new_database(server: DatabaseUrl) -> DatabaseUrl:
     name = f"chillflow_faults_{secrets.token_hex(4)}"
     with connect(server) as conn:
         conn.autocommit = True
         conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(server), dbname=name).url()
+    url = dataclasses.replace(server, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     return url
 
 
-def drop_database(server: str, url: str) -> None:
-    name = parse_database_url(url).dbname
+def drop_database(server: DatabaseUrl, url: DatabaseUrl) -> None:
+    name = url.dbname
     with connect(server) as conn:
         conn.autocommit = True
         conn.cursor().execute(
@@ -130,7 +132,7 @@ def environment(pipeline: Pipeline, failpoint: str | None = None) -> dict[str, s
     env.update(
         CHILLFLOW_DATA_DIR=str(pipeline.settings.lake_dir.parent / "data"),
         CHILLFLOW_LAKE_DIR=str(pipeline.settings.lake_dir),
-        DATABASE_URL=pipeline.url,
+        DATABASE_URL=pipeline.url.url(),
         SPARK_MASTER="local[2]",
         LOG_LEVEL="WARNING",
     )
@@ -171,7 +173,7 @@ def assert_same_delta(spark, table: str, got: Pipeline, expected: Pipeline) -> N
     assert_df_equality(rows[0], rows[1], ignore_row_order=True)
 
 
-def postgres_rows(url: str, table: str, order: str) -> list[tuple]:
+def postgres_rows(url, table: str, order: str) -> list[tuple]:
     """A table's rows without lineage and times, which differ between runs."""
     lineage = ("created_at", "updated_at", "curated_run_id", "computed_at")
     with connect(url) as conn, conn.cursor() as cur:
@@ -180,7 +182,7 @@ def postgres_rows(url: str, table: str, order: str) -> list[tuple]:
         return [tuple(row[i] for i in keep) for row in cur.fetchall()]
 
 
-def count(url: str, query: str) -> int:
+def count(url, query: str) -> int:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(query)
         return cur.fetchone()[0]
@@ -254,7 +256,7 @@ def test_kill_between_the_kpi_merge_and_the_mart_publish(spark, faulty):
     assert read_table(spark, faulty.settings.tables.kpis).count() > 0
     assert count(faulty.url, "SELECT count(*) FROM mart.zone_hourly_kpis") == 0
 
-    stats = aggregate_incremental(spark, faulty.settings, faulty.url, date(2025, 2, 14))
+    stats = aggregate_until(spark, faulty.settings, faulty.url, datetime(2025, 2, 15))
 
     assert stats["rows_inserted"] == 0 and stats["mart_rows_copied"] > 0
     kpis = read_table(spark, faulty.settings.tables.kpis).select(*KPI_COLUMNS).collect()

@@ -143,7 +143,7 @@ def test_a_retention_below_the_tables_is_refused_before_any_change(spark, pg_set
 
     env = {
         **os.environ,
-        "DATABASE_URL": pg_settings.database_url,
+        "DATABASE_URL": pg_settings.database_url.url(),
         "CHILLFLOW_LAKE_DIR": str(pg_settings.lake_dir),
     }
     cli = subprocess.run(

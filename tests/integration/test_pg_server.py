@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from chillflow.storage import pg_server
+from chillflow.database_url import DatabaseUrl
+from chillflow.storage import pg_install
 from chillflow.storage.pg_server import (
     DEFAULT_PORT,
     PASSWORD_FILE,
@@ -28,7 +29,7 @@ from chillflow.storage.pg_server import (
     ensure_local_postgres,
     stop_local_postgres,
 )
-from chillflow.storage.postgres import connect, parse_database_url
+from chillflow.storage.postgres import connect
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.postgres
@@ -60,11 +61,11 @@ def default_port_taken() -> Iterator[None]:
         yield
 
 
-def _port(url: str) -> int:
-    return parse_database_url(url).port
+def _port(url: DatabaseUrl) -> int:
+    return url.port
 
 
-def _answers(url: str) -> bool:
+def _answers(url: DatabaseUrl) -> bool:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
         return cur.fetchone() == (1,)
@@ -165,7 +166,7 @@ def test_as_root_nothing_outside_its_directories_changes(tmp_path, servers, monk
     for part in (wheel.name, f"{wheel.name}.libs"):
         shutil.copytree(wheel.parent / part, site_packages / part, symlinks=True)
     venv_install = site_packages / wheel.name / "pginstall"
-    monkeypatch.setattr(pg_server, "_candidate_bindirs", lambda: [venv_install / "bin"])
+    monkeypatch.setattr(pg_install, "_candidate_bindirs", lambda: [venv_install / "bin"])
     data_dir = home / "checkout" / ".chillflow" / "postgres"
     servers.append(data_dir)
     watched = [*reversed((venv_install / "bin" / "postgres").parents)]

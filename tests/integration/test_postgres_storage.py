@@ -18,23 +18,16 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import ConfigError, DatabaseError, DependencyError
-from chillflow.storage import pg_server
+from chillflow.storage import pg_install
 from chillflow.storage.pg_server import (
     PASSWORD_FILE,
     cluster_dir,
     ensure_local_postgres,
     stop_local_postgres,
 )
-from chillflow.storage.postgres import (
-    DatabaseUrl,
-    connect,
-    init_schema,
-    mask_url,
-    parse_database_url,
-    resolve_database_url,
-    seed_zones,
-)
+from chillflow.storage.postgres import connect, init_schema, seed_zones
 
 pytestmark = pytest.mark.postgres
 
@@ -113,7 +106,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _admin(url: str, statement: sql.Composable) -> None:
+def _admin(url: DatabaseUrl, statement: sql.Composable) -> None:
     with connect(url) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -124,7 +117,7 @@ def _admin(url: str, statement: sql.Composable) -> None:
 def pg_url(tmp_path_factory: pytest.TempPathFactory):
     env_url = os.environ.get("DATABASE_URL")
     if env_url:
-        yield env_url
+        yield parse_database_url(env_url)
         return
     data_dir = tmp_path_factory.mktemp("pg") / "postgres"
     yield ensure_local_postgres(data_dir, port=_free_port())
@@ -140,28 +133,28 @@ def _remove_local_postgres(data_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def db_url(pg_url: str):
+def db_url(pg_url: DatabaseUrl):
     name = f"chillflow_test_{secrets.token_hex(6)}"
     _admin(pg_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield dataclasses.replace(parse_database_url(pg_url), dbname=name).url()
+    yield dataclasses.replace(pg_url, dbname=name)
     _admin(pg_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
-def empty_db(db_url: str) -> str:
+def empty_db(db_url: DatabaseUrl) -> DatabaseUrl:
     with connect(db_url) as conn, conn.cursor() as cur:
         cur.execute("DROP SCHEMA IF EXISTS dim, stg, mart, ops CASCADE")
     return db_url
 
 
 @pytest.fixture
-def schema_db(empty_db: str) -> str:
+def schema_db(empty_db: DatabaseUrl) -> DatabaseUrl:
     with connect(empty_db) as conn:
         init_schema(conn)
     return empty_db
 
 
-def _columns(url: str) -> dict[tuple[str, str], list[str]]:
+def _columns(url: DatabaseUrl) -> dict[tuple[str, str], list[str]]:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_schema, table_name, column_name FROM information_schema.columns"
@@ -174,119 +167,17 @@ def _columns(url: str) -> dict[tuple[str, str], list[str]]:
         return columns
 
 
-def _zone_versions(url: str) -> dict[int, str]:
+def _zone_versions(url: DatabaseUrl) -> dict[int, str]:
     """Map zone_id to the row's xmin: it changes exactly when the row is rewritten."""
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT zone_id, xmin::text FROM dim.zone")
         return dict(cur.fetchall())
 
 
-def _zones(url: str) -> list[tuple]:
+def _zones(url: DatabaseUrl) -> list[tuple]:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT zone_id, borough, zone, service_zone FROM dim.zone ORDER BY zone_id")
         return cur.fetchall()
-
-
-# --- URLs (no server) -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
-        ("postgres://u:secret@h/db", "postgres://u:***@h/db"),
-        ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
-        ("postgresql://h/db", "postgresql://h/db"),
-        ("postgresql://u:@h/db", "postgresql://u:@h/db"),
-        (
-            "postgresql://u:secret@h/db?sslmode=require&application_name=x",
-            "postgresql://u:***@h/db?sslmode=require&application_name=x",
-        ),
-        (
-            "postgresql://u@h/db?sslmode=require&password=secret",
-            "postgresql://u@h/db?sslmode=require&password=***",
-        ),
-        ("postgresql://u:p@ss/w?rd@h/db", "postgresql://u:***@h/db"),
-        ("postgresql://u:secret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
-        ("host=h password=secret dbname=db", "host=h password=*** dbname=db"),
-        ("host=h password='se cret' dbname=db", "host=h password=*** dbname=db"),
-    ],
-)
-def test_mask_url(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
-
-
-def test_parse_database_url_components() -> None:
-    parsed = parse_database_url(
-        "postgresql://loader:p%40ss%2Fw@DB.example:6543/trips?sslmode=require"
-    )
-
-    assert parsed == DatabaseUrl(
-        host="db.example",
-        port=6543,
-        dbname="trips",
-        user="loader",
-        password="p@ss/w",
-        params=(("sslmode", "require"),),
-    )
-    assert parsed.jdbc_url() == "jdbc:postgresql://db.example:6543/trips"
-    assert parsed.jdbc_properties() == {
-        "user": "loader",
-        "password": "p@ss/w",
-        "driver": "org.postgresql.Driver",
-        "sslmode": "require",
-    }
-    assert parsed.dsn_kwargs() == {
-        "host": "db.example",
-        "port": 6543,
-        "dbname": "trips",
-        "user": "loader",
-        "password": "p@ss/w",
-        "sslmode": "require",
-    }
-    assert parse_database_url(parsed.url()) == parsed
-    assert "p@ss" not in repr(parsed)
-    assert "p@ss" not in str(parsed)
-
-
-def test_parse_database_url_defaults_port_and_allows_no_password() -> None:
-    parsed = parse_database_url("postgres://app@localhost/chillflow")
-
-    assert (parsed.port, parsed.password) == (5432, None)
-    assert parsed.jdbc_properties() == {"user": "app", "driver": "org.postgresql.Driver"}
-    assert "password" not in parsed.dsn_kwargs()
-
-
-@pytest.mark.parametrize(
-    ("url", "reason"),
-    [
-        ("mysql://u:secret@h/db", "must start with postgresql:// or postgres://"),
-        ("h:5432/db", "must start with postgresql:// or postgres://"),
-        ("postgresql://u:secret@/db", "names no host"),
-        ("postgresql://u:secret@h:notaport/db", "port is not a number"),
-        ("postgresql://u:secret@h:99999/db", "port is not a number"),
-        ("postgresql://u:sec/ret@h/db", "percent-encode"),
-        ("postgresql://u:secret@h1,h2/db", "multiple hosts"),
-        ("postgresql://:secret@h/db", "names no user"),
-        ("postgresql://u:secret@h", "names no database"),
-        ("postgresql://u:secret@h/", "names no database"),
-        ("postgresql://u:secret@h/db?host=/tmp", "give host in the URL itself"),
-    ],
-)
-def test_parse_database_url_rejects_with_masked_url(url: str, reason: str) -> None:
-    with pytest.raises(ConfigError, match=reason) as caught:
-        parse_database_url(url)
-
-    assert "secret" not in str(caught.value)
-    assert "sec/ret" not in str(caught.value)
-    assert caught.value.__context__ is None or "secret" not in str(caught.value.__context__)
-
-
-def test_resolve_database_url_prefers_environment(tmp_path: Path) -> None:
-    url = "postgresql://u:secret@h:5432/db"
-
-    assert resolve_database_url(url, tmp_path) == url
-    assert not (tmp_path / "postgres").exists()
 
 
 # --- connections ------------------------------------------------------------------------------
@@ -298,7 +189,7 @@ def test_connect_to_closed_port_fails_fast_without_password() -> None:
 
     with (
         pytest.raises(DatabaseError) as caught,
-        connect(f"postgresql://u:hunter2@127.0.0.1:{port}/db"),
+        connect(parse_database_url(f"postgresql://u:hunter2@127.0.0.1:{port}/db")),
     ):
         pass
 
@@ -311,11 +202,11 @@ def test_connect_to_closed_port_fails_fast_without_password() -> None:
     assert caught.value.__context__ is None
 
 
-def test_connect_with_wrong_password_hides_both_passwords(db_url: str) -> None:
-    target = parse_database_url(db_url)
+def test_connect_with_wrong_password_hides_both_passwords(db_url: DatabaseUrl) -> None:
+    target = db_url
     wrong = dataclasses.replace(target, password="Wr0ng-" + secrets.token_hex(8))
     try:
-        with connect(wrong.url()):
+        with connect(wrong):
             pytest.skip("the server does not check passwords (trust authentication)")
     except DatabaseError as exc:
         caught = exc
@@ -327,7 +218,7 @@ def test_connect_with_wrong_password_hides_both_passwords(db_url: str) -> None:
     assert target.password is None or target.password not in shown
 
 
-def test_connect_commits_on_success_and_rolls_back_on_error(db_url: str) -> None:
+def test_connect_commits_on_success_and_rolls_back_on_error(db_url: DatabaseUrl) -> None:
     with connect(db_url) as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS public.tx_probe")
         cur.execute("CREATE TABLE public.tx_probe (n int)")
@@ -341,13 +232,13 @@ def test_connect_commits_on_success_and_rolls_back_on_error(db_url: str) -> None
         assert cur.fetchall() == [(1,)]
 
 
-def test_connect_rejects_unknown_parameter(db_url: str) -> None:
-    url = parse_database_url(db_url).url() + "?no_such_option=1"
+def test_connect_rejects_unknown_parameter(db_url: DatabaseUrl) -> None:
+    url = dataclasses.replace(db_url, params=(("no_such_option", "1"),))
 
     with pytest.raises(ConfigError, match="no_such_option") as caught, connect(url):
         pass
 
-    password = parse_database_url(db_url).password
+    password = db_url.password
     assert password is None or password not in str(caught.value)
 
 
@@ -541,8 +432,12 @@ def test_ensure_local_postgres_starts_reuses_and_stops(tmp_path: Path) -> None:
 
         assert again == url
         assert reuse_seconds < 1
-        assert url.startswith("postgresql://chillflow:")
-        assert url.endswith(f"@127.0.0.1:{port}/chillflow")
+        assert (url.user, url.host, url.port, url.dbname) == (
+            "chillflow",
+            "127.0.0.1",
+            port,
+            "chillflow",
+        )
         assert (cluster_dir(data_dir) / PASSWORD_FILE).stat().st_mode & 0o777 == 0o600
         with connect(url) as conn, conn.cursor() as cur:
             cur.execute("SELECT current_database(), host(inet_server_addr())")
@@ -578,7 +473,7 @@ def test_ensure_local_postgres_reports_taken_port(tmp_path: Path) -> None:
 def test_ensure_local_postgres_without_binaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg_server, "_candidate_bindirs", lambda: [])
+    monkeypatch.setattr(pg_install, "_candidate_bindirs", lambda: [])
 
     with pytest.raises(DependencyError, match="pip install pgserver.*apt-get install postgresql"):
         ensure_local_postgres(tmp_path / "postgres", port=_free_port())

@@ -23,7 +23,7 @@ from chillflow.api.aggregate import BatchAggregator
 from chillflow.api.curate import MonthlyLoader
 from chillflow.api.trips import BatchTripProducer
 from chillflow.generator import generate_month, tlc_file_name
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, init_schema
 from chillflow.storage.raw import RawFile, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
 from chillflow.transforms.staging import plan_layout, stage_trips
@@ -48,7 +48,7 @@ def module_db(database_url):
     """A database of this module's own: no other test's trips in stg.complete_trip."""
     name = f"chillflow_reference_{secrets.token_hex(4)}"
     _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    url = dataclasses.replace(database_url, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     yield url
@@ -74,13 +74,13 @@ def _run_both(spark, settings, raw, out):
         month=month, service=service
     )
     BatchAggregator(settings, spark, settings.database_url).aggregate_backfill(first, last)
-    return ref.run_month(raw, out, settings.database_url, settings.hash_salt, schema=SCHEMA)
+    return ref.run_month(raw, out, settings.database_url.url(), settings.hash_salt, schema=SCHEMA)
 
 
 def _differences(settings, stats, out):
     tables = settings.tables
     return ref.differences(
-        settings.database_url, SCHEMA, stats, tables.curated, tables.quarantine, out
+        settings.database_url.url(), SCHEMA, stats, tables.curated, tables.quarantine, out
     )
 
 
@@ -165,7 +165,7 @@ def test_reference_equals_chillflow_row_for_row(
 @pytest.mark.postgres
 def test_reference_tables_have_the_columns_and_keys_of_the_project_tables(module_db, tmp_path):
     raw = generate_month(tmp_path / tlc_file_name("yellow", "2023-10"), month="2023-10", rows=50)
-    ref.run_month(raw, tmp_path / "reference", module_db, "salt", schema=SCHEMA)
+    ref.run_month(raw, tmp_path / "reference", module_db.url(), "salt", schema=SCHEMA)
     shape = """
         SELECT c.column_name, c.data_type, c.character_maximum_length, c.is_nullable,
                c.column_default, coalesce(k.constraint_type, '')

@@ -12,6 +12,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from chillflow.database_url import parse_database_url
 from chillflow.errors import ConfigError
 from chillflow.report import write_report
 from chillflow.report.figures import collect_figures
@@ -139,7 +140,7 @@ def test_runs_and_tables_equal_the_ledger_and_the_delta_logs(spark, report_lake,
 
 
 def test_an_empty_month_and_an_unreachable_database_are_reported(spark, report_lake, tmp_path):
-    url = "postgresql://nobody:s3cret-pw@127.0.0.1:9/none"
+    url = parse_database_url("postgresql://nobody:s3cret-pw@127.0.0.1:9/none")
     path, figures = write_report(spark, report_lake, url, ["2023-05"], out=tmp_path / "r.html")
 
     assert (figures["months"], figures["quality"], figures["kpis"]) == (["2023-05"], [], [])
@@ -157,14 +158,17 @@ def test_a_page_that_cannot_be_written_is_a_clear_error(spark, settings, tmp_pat
     message = f"cannot write the report to {blocker}/r.html: File exists: {blocker}$"
     with pytest.raises(ConfigError, match=message):
         write_report(
-            spark, settings, "postgresql://nobody@127.0.0.1:9/none", out=blocker / "r.html"
+            spark,
+            settings,
+            parse_database_url("postgresql://u@127.0.0.1:9/db"),
+            out=blocker / "r.html",
         )
 
 
 def test_cli_writes_the_page_and_prints_its_figures(spark, report_lake, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHILLFLOW_")}
     env.update(
-        DATABASE_URL=report_lake.database_url,
+        DATABASE_URL=report_lake.database_url.url(),
         CHILLFLOW_DATA_DIR=str(tmp_path / "data"),
         CHILLFLOW_LAKE_DIR=str(report_lake.lake_dir),
         LOG_LEVEL="WARNING",

@@ -30,7 +30,9 @@ HOLD_ADVISORY_LOCK = """
 import sys
 from chillflow.storage.locks import AdvisoryLocks
 
-store = AdvisoryLocks(sys.argv[1], "process_trips run child")
+from chillflow.database_url import parse_database_url
+
+store = AdvisoryLocks(parse_database_url(sys.argv[1]), "process_trips run child")
 assert store.try_lock("process_trips|yellow/2025-01")
 print("locked", flush=True)
 sys.stdin.read()
@@ -54,7 +56,7 @@ def raw(tmp_path):
     return write_yellow(tmp_path / "raw/yellow_tripdata_2025-01.parquet", rows)
 
 
-def ledger(url: str) -> list[tuple]:
+def ledger(url) -> list[tuple]:
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT job, period, status, rows_read, rows_written, error, pid, host, run_id"
@@ -73,7 +75,7 @@ def dead_pid() -> int:
     return int(done.stdout)
 
 
-def wait_until_session_ended(url: str, application_name: str) -> None:
+def wait_until_session_ended(url, application_name: str) -> None:
     """A killed client's session ends when the server reads the closed socket: soon, not at once."""
     deadline = time.monotonic() + 30
     while True:
@@ -155,7 +157,7 @@ def test_runs_command_lists_the_ledger_and_schedule_runs_is_the_same(pg, tmp_pat
     with connect(url) as conn:
         insert_run(conn, job="curate", period="yellow/2025-01", run_id="r1", status="succeeded")
         insert_run(conn, job="aggregate", period="full", run_id="r2", status="failed", error="x")
-    env = {**os.environ, "DATABASE_URL": url, "CHILLFLOW_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "DATABASE_URL": url.url(), "CHILLFLOW_DATA_DIR": str(tmp_path)}
 
     def chillflow(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -190,7 +192,7 @@ def test_runs_command_lists_the_ledger_and_schedule_runs_is_the_same(pg, tmp_pat
 def test_advisory_locks_refuse_a_second_writer_and_die_with_their_session(pg):
     url = pg.database_url
     child = subprocess.Popen(
-        [sys.executable, "-c", HOLD_ADVISORY_LOCK, url],
+        [sys.executable, "-c", HOLD_ADVISORY_LOCK, url.url()],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -224,3 +226,23 @@ def test_advisory_locks_refuse_a_second_writer_and_die_with_their_session(pg):
         writer=True,
     ):
         pass
+
+
+def test_a_run_leaving_hold_has_released_its_advisory_locks_already(pg):
+    """The next run of the same process may take the lock at once: release is not left to the
+    server noticing the closed session."""
+    name = "aggregate"
+    with connect(pg.database_url) as probe:
+        probe.autocommit = True
+        for _ in range(30):
+            with hold(AdvisoryLocks(pg.database_url, "aggregate run a"), [(name, False)],
+                      what="the KPI table", writer=True):  # fmt: skip
+                pass
+            with probe.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND objid = hashtext(%s)::oid AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())",
+                    (name,),
+                )
+                assert cur.fetchone()[0] == 0

@@ -28,7 +28,8 @@ from chillflow.batch import BatchScheduler
 from chillflow.generator import generate_month
 from chillflow.scheduler import scheduler as scheduler_module
 from chillflow.scheduler.config import parse_schedule
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.sections import DownloadSettings
+from chillflow.storage.postgres import connect, init_schema
 from tests.conftest import REPO_ROOT
 from tests.fake_clock import FakeClock
 
@@ -50,10 +51,11 @@ call = len((state / "calls.jsonl").read_text().splitlines())
 # Takes a job's (job, period) lock the way a scheduler does and holds it until stdin closes.
 HOLD_LOCK = """\
 import sys
-from chillflow.storage.ledger import try_lock
+from chillflow.database_url import parse_database_url
+from chillflow.storage.locks import try_lock
 from chillflow.storage.postgres import connect
 
-with connect(sys.argv[1]) as conn:
+with connect(parse_database_url(sys.argv[1])) as conn:
     conn.autocommit = True
     assert try_lock(conn, f"{sys.argv[2]}|{sys.argv[3]}")
     print("locked", flush=True)
@@ -66,7 +68,7 @@ def utc(text: str) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def scheduler_db(database_url: str):
+def scheduler_db(database_url):
     """A database of this module's own, so no other test's ops.job_run rows get in the way."""
     name = f"chillflow_sched_{secrets.token_hex(4)}"
 
@@ -77,7 +79,7 @@ def scheduler_db(database_url: str):
                 cur.execute(statement)
 
     admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    url = dataclasses.replace(database_url, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     yield url
@@ -85,7 +87,7 @@ def scheduler_db(database_url: str):
 
 
 @pytest.fixture
-def db(scheduler_db: str) -> str:
+def db(scheduler_db):
     with connect(scheduler_db) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE ops.job_run")
     return scheduler_db
@@ -296,19 +298,42 @@ def test_monthly_job_loads_late_and_partial_months_when_their_files_arrive_or_ch
     assert history[5]["stats"] == {"skip_reason": "raw_file_missing", "missing": [str(green)]}
     assert [r["stats"]["raw_file"]["size"] for r in history[6:]] == [9, 5, 23]
     assert history[6]["stats"]["raw_file"]["path"] == str(yellow)
-    aggregate = ["aggregate", "backfill", "--start", "2026-02-01", "--end", "2026-02-28", "--json"]
-    loads = [
-        [
-            ["curate", str(raw), "--month", "2026-02", "--json"],
-            ["process-trips", "--month", "2026-02", "--service", service, "--json"],
-            aggregate,
-        ]
-        for raw, service in ((yellow, "yellow"), (green, "green"), (yellow, "yellow"))
+    assert calls(submit_dir) == [
+        ["pipeline", str(raw), "--month", "2026-02", "--json"] for raw in (yellow, green, yellow)
     ]
-    assert calls(submit_dir) == [command for load in loads for command in load]
     (listed,) = scheduler.jobs()
     assert listed["awaiting"] == watched[:4]
     assert listed["next_run"] == "2026-03-07T03:00:00-05:00"
+
+
+def test_the_monthly_job_downloads_a_missing_month_before_it_loads_it(
+    settings, db, tmp_path, make_submit, submit_dir, server
+):
+    generated = generate_month(tmp_path / "tlc.parquet", service="green", month="2026-02", rows=50)
+    server.files = {"green_tripdata_2026-02.parquet": generated.read_bytes()}
+    download = DownloadSettings(
+        base_url=server.base_url, attempts=1, backoff_sec=0.0, timeout_sec=10.0,
+        progress_every_sec=0.0, before_monthly=True,
+    )  # fmt: skip
+    clock = StoppingClock(utc("2026-03-01T07:00"), stop_at=utc("2026-03-01T09:00"))
+    scheduler = make_scheduler(
+        dataclasses.replace(settings, download=download), db, tmp_path,
+        make_submit('print(json.dumps({"step": sys.argv[1]}))\n'), [MONTHLY], clock,
+        services=["green"], missed_run_policy="skip",
+    )  # fmt: skip
+    clock.scheduler = scheduler
+
+    scheduler.start()
+
+    landed = tmp_path / "landing" / "green_tripdata_2026-02.parquet"
+    assert landed.read_bytes() == generated.read_bytes()
+    # December and January are not on the server (404): they stay awaited.
+    assert [(r["period"], r["status"]) for r in rows(db)] == [
+        ("2025-12/green", "skipped"),
+        ("2026-01/green", "skipped"),
+        ("2026-02/green", "succeeded"),
+    ]
+    assert str(landed) in calls(submit_dir)[0]
 
 
 def test_a_failed_month_is_retried_per_policy_then_at_the_next_daily_check(
@@ -317,7 +342,7 @@ def test_a_failed_month_is_retried_per_policy_then_at_the_next_daily_check(
     monkeypatch.setattr(scheduler_module, "MAX_SLEEP_SEC", 3600.0)
     submit = make_submit(
         """
-        if sys.argv[1] == "curate" and (state / "broken").exists():
+        if sys.argv[1] == "pipeline" and (state / "broken").exists():
             print("error: Spark failed: executor lost", file=sys.stderr)
             sys.exit(1)
         print(json.dumps({"step": sys.argv[1]}))
@@ -344,13 +369,7 @@ def test_a_failed_month_is_retried_per_policy_then_at_the_next_daily_check(
         ("2026-02/green", 2, "failed", utc("2026-03-01T08:10")),
         ("2026-02/green", 1, "succeeded", utc("2026-03-02T08:00")),
     ]
-    assert [call[0] for call in calls(submit_dir)] == [
-        "curate",
-        "curate",
-        "curate",
-        "process-trips",
-        "aggregate",
-    ]
+    assert [call[0] for call in calls(submit_dir)] == ["pipeline"] * 3
 
 
 def test_a_month_given_by_hand_reloads_each_arrived_service(
@@ -394,7 +413,7 @@ def test_a_month_given_by_hand_reloads_each_arrived_service(
     ]
     assert checked["status"] == "skipped" and checked["attempts"] == 0
     assert len(rows(db)) == 3 + 4
-    assert len(calls(submit_dir)) == 6
+    assert len(calls(submit_dir)) == 2
 
 
 def test_a_retry_of_the_monthly_pipeline_resumes_at_the_step_that_failed(
@@ -410,19 +429,16 @@ def test_a_retry_of_the_monthly_pipeline_resumes_at_the_step_that_failed(
     )
     clock = FakeClock(utc("2026-03-01T08:00"))
     job = {**MONTHLY, "retries": 1, "retry_backoff_sec": 120}
-    scheduler = make_scheduler(settings, db, tmp_path, submit, [job], clock)
+    # Stages named one by one run one process each, and a retry resumes among them.
+    steps = ["curate", "process-trips"]
+    scheduler = make_scheduler(settings, db, tmp_path, submit, [job], clock, monthly_steps=steps)
     (tmp_path / "landing").mkdir()
     (tmp_path / "landing" / "yellow_tripdata_2026-02.parquet").touch()
 
     outcome = scheduler.run_job("monthly", "2026-02")
 
     assert (outcome["status"], outcome["attempts"]) == ("succeeded", 2)
-    assert [call[0] for call in calls(submit_dir)] == [
-        "curate",
-        "process-trips",
-        "process-trips",
-        "aggregate",
-    ]
+    assert [call[0] for call in calls(submit_dir)] == ["curate", "process-trips", "process-trips"]
     first, second = rows(db)
     assert first["error"] == (
         "step process-trips:yellow exited with code 6 (DatabaseError): "
@@ -432,10 +448,7 @@ def test_a_retry_of_the_monthly_pipeline_resumes_at_the_step_that_failed(
         "curate:yellow",
         "process-trips:yellow",
     ]
-    assert [step["step"] for step in second["stats"]["steps"]] == [
-        "process-trips:yellow",
-        "aggregate",
-    ]
+    assert [step["step"] for step in second["stats"]["steps"]] == ["process-trips:yellow"]
     assert clock.waits == [120.0]
 
 
@@ -450,7 +463,7 @@ def test_runs_left_running_by_dead_schedulers_are_marked_failed(
     scheduler = make_scheduler(settings, db, tmp_path, submit, [DAILY], clock)
     gone = dead_pid()
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, db, "daily", "2026-03-06"],
+        [sys.executable, "-c", HOLD_LOCK, db.url(), "daily", "2026-03-06"],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -660,7 +673,7 @@ def cli_env(tmp_path: Path, db: str, jobs: list[dict], **top) -> dict[str, str]:
         {
             "CHILLFLOW_CONF_DIR": str(conf),
             "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
-            "DATABASE_URL": db,
+            "DATABASE_URL": db.url(),
             "LOG_LEVEL": "INFO",
         }
     )
@@ -839,23 +852,10 @@ def test_an_idle_scheduler_stops_at_once_on_sigterm(db, tmp_path, make_submit, s
 # --- end to end: real spark-submit.sh --------------------------------------------------------
 
 
-def test_monthly_pipeline_runs_the_stages_through_spark_submit(db, tmp_path):
+def test_monthly_pipeline_runs_the_pipeline_through_spark_submit(db, tmp_path):
     landing = tmp_path / "landing"
     raw = generate_month(landing / "yellow_tripdata_2025-03.parquet", month="2025-03", rows=2000)
-    # The final pipeline is curate -> process-trips -> aggregate; run the stages that exist.
-    steps = ["curate"]
-    if (REPO_ROOT / "jobs" / "process_trips.py").is_file():
-        steps.append("process-trips")
-        if (REPO_ROOT / "jobs" / "aggregate.py").is_file():
-            steps.append("aggregate")
-    env = cli_env(
-        tmp_path,
-        db,
-        [MONTHLY],
-        landing_dir=str(landing),
-        services=["yellow", "green"],
-        monthly_steps=steps,
-    )
+    env = cli_env(tmp_path, db, [MONTHLY], landing_dir=str(landing), services=["yellow", "green"])
     env.update({"SPARK_MASTER": "local[2]", "DRIVER_MEMORY": "2g", "SHUFFLE_PARTITIONS": "2"})
 
     done = subprocess.run(
@@ -876,23 +876,26 @@ def test_monthly_pipeline_runs_the_stages_through_spark_submit(db, tmp_path):
     ]
     stats = outcome["runs"][0]["stats"]
     assert stats["raw_file"]["path"] == str(raw)
-    results = {step["step"]: step["result"] for step in stats["steps"]}
-    assert list(results)[0] == "curate:yellow"
-    assert len(results) == len(steps)
-    curated = results["curate:yellow"]
+    (step,) = stats["steps"]
+    assert step["step"] == "pipeline:yellow" and str(raw) in step["command"]
+    result = step["result"]
+    curated = result["curate"]
     assert curated["input_rows"] == 2000
     assert curated["input_rows"] == curated["output_rows"] + curated["quarantined_rows"]
     assert (tmp_path / "data" / "lake" / "curated" / "trips" / "_delta_log").is_dir()
-    assert str(raw) in stats["steps"][0]["command"]
     row, awaited = rows(db, "job = 'monthly'")
     assert (row["period"], row["status"]) == ("2025-03/yellow", "succeeded")
     assert (awaited["period"], awaited["status"]) == ("2025-03/green", "skipped")
+    stage_runs = rows(db, "job IN ('curate', 'process_trips', 'aggregate')")
+    assert [(r["job"], r["status"]) for r in stage_runs] == [
+        ("curate", "succeeded"),
+        ("process_trips", "succeeded"),
+        ("aggregate", "succeeded"),
+    ]
     with connect(db) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM stg.complete_trip WHERE pickup_month = '2025-03'")
         trips = cur.fetchone()[0]
         cur.execute("SELECT count(*), coalesce(sum(trips), 0) FROM mart.zone_hourly_kpis")
         kpi_rows, kpi_trips = cur.fetchone()
-    if "process-trips" in steps:
-        assert 0 < trips <= curated["output_rows"]
-    if "aggregate" in steps:
-        assert kpi_rows > 0 and kpi_trips == trips
+    assert 0 < trips == result["process_trips"]["postgres_rows"] <= curated["output_rows"]
+    assert kpi_rows > 0 and kpi_trips == trips

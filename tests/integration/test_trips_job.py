@@ -17,11 +17,15 @@ import pytest
 import structlog
 from psycopg2 import sql
 
+import chillflow.api.trips as trips_api
+import chillflow.stages.trips as trips_stage
+import chillflow.storage.trips_pg as trips_pg
+from chillflow.api.trips import BatchTripProducer
 from chillflow.errors import ConfigError, DatabaseError, ReconciliationError
 from chillflow.logs import configure_logging
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
-from chillflow.storage.postgres import connect, init_schema, parse_database_url
+from chillflow.storage.postgres import connect, init_schema
 from chillflow.storage.trips_pg import (
     LOAD_COLUMNS,
     TripSlice,
@@ -51,7 +55,7 @@ def trips_db(database_url):
     """A database of this module's own, on the session's server."""
     name = f"chillflow_trips_{secrets.token_hex(4)}"
     _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(parse_database_url(database_url), dbname=name).url()
+    url = dataclasses.replace(database_url, dbname=name)
     with connect(url) as conn:
         init_schema(conn)
     yield url
@@ -271,9 +275,7 @@ def test_copy_writer_stores_the_same_values_as_jdbc(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
     assert _load(spark, pg)["writer"] == "jdbc"
     before = _trips(pg.database_url)
-    copy = dataclasses.replace(
-        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "writer": "copy"}}
-    )
+    copy = dataclasses.replace(pg, trips=dataclasses.replace(pg.trips, writer="copy"))
 
     stats = _load(spark, copy)
 
@@ -316,13 +318,14 @@ def _closed_port():
 def test_unreachable_server_and_bad_url_fail_without_secrets(spark, settings, tmp_path, capfd):
     password = "pw-" + secrets.token_hex(6)
     unreachable = f"postgresql://loader:{password}@127.0.0.1:{_closed_port()}/chillflow"
+    malformed_url = f"postgresql://loader:{password}@127.0.0.1:99999/db"
     salted = dataclasses.replace(settings, hash_salt="salt-" + secrets.token_hex(6))
     _curate(spark, salted, tmp_path, CLEAN)
     with info_logging():
         with pytest.raises(DatabaseError) as down:
-            process_trips(spark, salted, unreachable)
+            BatchTripProducer(salted, spark, unreachable).process_month()
         with pytest.raises(ConfigError) as malformed:
-            process_trips(spark, salted, f"postgresql://loader:{password}@127.0.0.1:99999/db")
+            BatchTripProducer(salted, spark, malformed_url).process_month()
 
     assert "cannot connect to PostgreSQL at 127.0.0.1" in str(down.value)
     assert "postgresql://loader:***@127.0.0.1:99999/db" in str(malformed.value)
@@ -333,11 +336,9 @@ def test_unreachable_server_and_bad_url_fail_without_secrets(spark, settings, tm
 
 
 def test_logs_carry_run_context_and_no_secret(spark, pg, tmp_path, capfd):
-    salted = dataclasses.replace(
-        pg, sections={**pg.sections, "trips": {**pg.section("trips"), "progress_every_sec": 0.2}}
-    )
+    salted = dataclasses.replace(pg, trips=dataclasses.replace(pg.trips, progress_every_sec=0.2))
     _curate(spark, salted, tmp_path, CLEAN)
-    password = parse_database_url(pg.database_url).password
+    password = pg.database_url.password
     with info_logging():
         stats = _load(spark, salted)
 
@@ -449,7 +450,7 @@ def _run_cli(args, env_extra, timeout=300):
 def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
     env = {
-        "DATABASE_URL": pg.database_url,
+        "DATABASE_URL": pg.database_url.url(),
         "HASH_SALT": SALT,
         "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
         "SPARK_MASTER": "local[2]",
@@ -471,7 +472,7 @@ def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
         "skipped": 0,
     }
     assert set(stats) >= {"duration_sec", "run_id", "postgres_rows"}
-    assert parse_database_url(pg.database_url).password not in done.stdout + done.stderr
+    assert pg.database_url.password not in done.stdout + done.stderr
     assert SALT not in done.stdout + done.stderr
     assert len(_trips(pg.database_url)) == 6
 
@@ -483,7 +484,7 @@ def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, 
     with connect(pg.database_url) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE stg.complete_trip")
     env = {
-        "DATABASE_URL": pg.database_url,
+        "DATABASE_URL": pg.database_url.url(),
         "HASH_SALT": SALT,
         "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
         "SPARK_MASTER": "local[2]",
@@ -518,3 +519,19 @@ def test_cli_fails_fast_on_an_unreachable_database(tmp_path):
     assert "error: cannot connect to PostgreSQL at 127.0.0.1" in done.stderr
     assert password not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_load_through_the_api_prepares_the_database_once(spark, pg, tmp_path, monkeypatch):
+    _curate(spark, pg, tmp_path, CLEAN)
+    calls = []
+
+    def counted(url):
+        calls.append(url)
+        return trips_pg.prepare_database(url)
+
+    monkeypatch.setattr(trips_api, "prepare_database", counted)
+    monkeypatch.setattr(trips_stage, "prepare_database", counted)
+    stats = BatchTripProducer(pg, spark).process_month(month="2025-01")
+
+    assert stats["rows_read"] == len(CLEAN)
+    assert calls == [pg.database_url]

@@ -1,17 +1,13 @@
 import pytest
 
 from chillflow.errors import ConfigError
+from chillflow.sections import AggregateSettings, check_source
 from chillflow.settings import load_settings
-from chillflow.stages.aggregate import AggregateSettings, check_source
 from tests.conftest import REPO_ROOT
 
 
 def test_the_shipped_section_is_valid():
-    settings = load_settings(REPO_ROOT / "conf", {})
-
-    conf = AggregateSettings.from_section(settings.section("aggregate"))
-
-    assert conf == AggregateSettings(
+    assert load_settings(REPO_ROOT / "conf", {}).aggregate == AggregateSettings(
         default_lookback_hours=24, default_source="postgres", jdbc_partitions=4,
         jdbc_fetch_size=10_000,
     )  # fmt: skip

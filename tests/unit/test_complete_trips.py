@@ -13,13 +13,13 @@ import structlog
 from chispa import assert_df_equality
 
 from chillflow.cli.db import SHARED_ZONE_LOOKUP, zone_lookup_path
+from chillflow.database_url import parse_database_url
 from chillflow.errors import ConfigError
 from chillflow.logs import configure_logging
 from chillflow.progress import spark_progress
 from chillflow.schemas import COMPLETE_TRIP_DDL, CURATED_DDL
-from chillflow.stages.trips import TripLoadSettings
+from chillflow.sections import TripLoadSettings
 from chillflow.storage.jdbc import jdbc_write_options
-from chillflow.storage.postgres import parse_database_url
 from chillflow.storage.trips_pg import COMPARED_COLUMNS, LOAD_COLUMNS, staging_table
 from chillflow.transforms.complete_trips import to_complete_trips, with_skip_reason
 

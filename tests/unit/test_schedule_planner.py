@@ -388,7 +388,7 @@ def test_daily_job_aggregates_its_day(tmp_path):
     assert window_of(plan.steps[0].argv) == (datetime(2026, 3, 7), datetime(2026, 3, 8))
 
 
-def test_monthly_pipeline_loads_one_service_then_aggregates_the_month(tmp_path):
+def test_monthly_pipeline_runs_the_month_in_one_pipeline_process(tmp_path):
     config = schedule_in(tmp_path)
     green = tmp_path / "green_tripdata_2024-02.parquet"
     green.write_bytes(b"PAR1")
@@ -397,7 +397,23 @@ def test_monthly_pipeline_loads_one_service_then_aggregates_the_month(tmp_path):
     plan = plan_job(config.job("monthly"), "2024-02/green", config)
 
     assert [(step.name, step.argv[1:]) for step in plan.steps] == [
-        ("curate:green", ("curate", str(green), "--month", "2024-02", "--json")),
+        ("pipeline:green", ("pipeline", str(green), "--month", "2024-02", "--json")),
+    ]
+    assert plan.missing == ()
+    assert plan.raw_file == {
+        "path": str(green),
+        "size": 4,
+        "mtime_ns": 1_700_000_000_123_456_789,
+    }
+
+
+def test_some_monthly_steps_run_one_process_per_stage(tmp_path):
+    config = schedule_in(tmp_path, monthly_steps=["process-trips", "aggregate"])
+    (tmp_path / "green_tripdata_2024-02.parquet").touch()
+
+    plan = plan_job(config.job("monthly"), "2024-02/green", config)
+
+    assert [(step.name, step.argv[1:]) for step in plan.steps] == [
         (
             "process-trips:green",
             ("process-trips", "--month", "2024-02", "--service", "green", "--json"),
@@ -407,12 +423,6 @@ def test_monthly_pipeline_loads_one_service_then_aggregates_the_month(tmp_path):
             ("aggregate", "backfill", "--start", "2024-02-01", "--end", "2024-02-29", "--json"),
         ),
     ]
-    assert plan.missing == ()
-    assert plan.raw_file == {
-        "path": str(green),
-        "size": 4,
-        "mtime_ns": 1_700_000_000_123_456_789,
-    }
 
 
 def test_monthly_pipeline_steps_are_configurable(tmp_path):

@@ -45,7 +45,10 @@ def test_production_requires_a_real_salt():
     [
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL='CHATTY'"),
         ({"CHILLFLOW_ENV": "staging"}, "CHILLFLOW_ENV='staging'"),
-        ({"DATABASE_URL": "mysql://u:secret@h/db"}, r"postgresql:// \(value not shown\)"),
+        (
+            {"DATABASE_URL": "mysql://u:secret@h/db"},
+            r"DATABASE_URL: .*must start with postgresql://",
+        ),
     ],
 )
 def test_invalid_environment_values(env, message):
@@ -98,3 +101,38 @@ def test_an_unknown_data_time_zone_is_refused(tmp_path, zone):
 
     with pytest.raises(ConfigError, match=r"\[curate\] data_time_zone = .*expected an IANA"):
         load_settings(conf, {})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "message"),
+    [
+        (None, "log_levle", r"chillflow.toml: unknown keys \['log_levle'\]"),
+        ("spark", "mastr", r"\[spark\]: unknown keys \['mastr'\]"),
+        ("paths", "datadir", r"\[paths\]: unknown keys \['datadir'\]"),
+        ("curate", "time_zone", r"\[curate\]: unknown keys \['time_zone'\]"),
+        ("trips", "writers", r"\[trips\]: unknown keys \['writers'\]"),
+    ],
+)
+def test_a_misspelt_key_anywhere_is_an_error(tmp_path, section, key, message):
+    conf = write_conf(tmp_path, (CONF / "quality_rules.toml").read_text())
+    text = (conf / "chillflow.toml").read_text()
+    line = f'{key} = "x"\n'
+    if section is None:
+        text = line + text
+    else:
+        text = text.replace(f"[{section}]\n", f"[{section}]\n{line}")
+    (conf / "chillflow.toml").write_text(text)
+
+    with pytest.raises(ConfigError, match=message):
+        load_settings(conf, {})
+
+
+def test_stage_sections_are_parsed_once_into_settings():
+    settings = load_settings(CONF, {})
+
+    assert (settings.trips.writer, settings.trips.jdbc_partitions) == ("jdbc", 4)
+    assert (settings.aggregate.default_source, settings.aggregate.jdbc_fetch_size) == (
+        "postgres",
+        10_000,
+    )
+    assert settings.download.attempts == 4

@@ -1,22 +1,21 @@
 import pytest
 
 from chillflow.errors import ConfigError
+from chillflow.sections import DownloadSettings
 from chillflow.settings import load_settings
-from chillflow.storage.tlc_download import DownloadSettings, landing_dir
+from chillflow.storage.tlc_download import landing_dir
 from tests.conftest import REPO_ROOT
 
 
 def test_the_shipped_section_is_valid_and_the_environment_names_a_mirror():
-    section = load_settings(REPO_ROOT / "conf", {}).section("download")
-
-    shipped = DownloadSettings.from_section(section, {})
-    mirror = DownloadSettings.from_section(section, {"CHILLFLOW_TLC_BASE_URL": "http://m:8/tlc/"})
+    shipped = load_settings(REPO_ROOT / "conf", {}).download
+    mirror = load_settings(REPO_ROOT / "conf", {"CHILLFLOW_TLC_BASE_URL": "http://m:8/tlc/"})
 
     assert shipped == DownloadSettings(
         base_url="https://d37ci6vzurychx.cloudfront.net/trip-data", attempts=4, backoff_sec=2.0,
         timeout_sec=60.0, progress_every_sec=5.0, before_monthly=False,
     )  # fmt: skip
-    assert mirror.base_url == "http://m:8/tlc"
+    assert mirror.download.base_url == "http://m:8/tlc"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,134 @@
+"""``MonthlyPipeline``: curate -> process trips -> the month's KPIs in one Spark application."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from chillflow.api.resources import StageResources
+from chillflow.errors import (
+    ChillflowError,
+    ConfigError,
+    DatabaseError,
+    error_summary,
+    is_spark_error,
+)
+from chillflow.hour_window import month_chunks
+from chillflow.settings import parse_month
+from chillflow.stages.aggregate import aggregate_window
+from chillflow.stages.curate import curate
+from chillflow.stages.trips import prepare_database, process_trips
+from chillflow.storage.raw import find_raw_files
+
+STAGES = ("curate", "process_trips", "aggregate")
+
+
+class MonthlyPipeline(StageResources):
+    """Curate a raw month, load its trips into PostgreSQL and refresh its KPIs, in one session.
+
+    Args:
+        settings: Settings to use; loaded from ``conf/`` and the environment by default.
+        spark: Session to use; the shared ChillFlow session by default.
+        database_url: PostgreSQL to use; ``DATABASE_URL`` by default, else the embedded server.
+    """
+
+    def run_month(self, raw_path: str | Path, *, month: str | None = None) -> dict[str, Any]:
+        """Run the three stages on one month's raw files; a failing stage stops the rest.
+
+        Each stage is the single-stage command's own function, with its own ``ops.job_run`` row.
+        The KPIs of the month's hours are computed from the curated Delta table, which holds
+        exactly the trips the load put in PostgreSQL.
+
+        Args:
+            raw_path: Raw TLC Parquet file, directory or glob, all of one month.
+            month: ``YYYY-MM`` of the rows; by default from the file names.
+
+        Returns:
+            month, services, each stage's statistics under its name, and ``timings_sec``:
+            jvm_start (from this call or the JVM's start, whichever came first, to a ready
+            session), curate, process_trips, aggregate and total.
+
+        Raises:
+            ChillflowError: The failing stage's error (same class and exit code), its message
+                prefixed with the stage's name.
+        """
+        called = time.time()
+        if month is not None:
+            parse_month(month)
+        files = find_raw_files(raw_path, month)
+        months = sorted({f.month for f in files})
+        if len(months) != 1:
+            raise ConfigError(f"{raw_path} holds the months {', '.join(months)}: give one month")
+        month = months[0]
+        database_url = self.database_url
+        # Before the JVM: a bad DATABASE_URL fails in a second.
+        prepared = prepare_database(database_url)
+        spark, settings = self.spark, self.settings
+        timings = {"jvm_start": round(time.time() - min(called, _jvm_started(spark)), 3)}
+        results: dict[str, Any] = {"month": month, "timings_sec": timings}
+        log = structlog.get_logger("chillflow.pipeline")
+
+        def run(stage: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            started = time.monotonic()
+            with _named(stage, log):
+                results[stage] = call()
+            timings[stage] = round(time.monotonic() - started, 3)
+            return results[stage]
+
+        curated = run("curate", lambda: curate(spark, settings, files, database_url=database_url))
+        services = sorted({s["service"] for s in curated["slices"]})
+        results["services"] = services
+        service = services[0] if len(services) == 1 else None
+        run(
+            "process_trips",
+            lambda: process_trips(
+                spark, settings, database_url, month=month, service=service, prepared=prepared
+            ),
+        )
+        (window,) = month_chunks(*_month_days(month))
+        run(
+            "aggregate",
+            lambda: aggregate_window(
+                spark, settings, database_url, window, source="curated", mode="month"
+            ),
+        )
+        timings["total"] = round(time.time() - min(called, _jvm_started(spark)), 3)
+        log.info("pipeline.finished", month=month, **{f"{k}_sec": v for k, v in timings.items()})
+        return results
+
+
+@contextmanager
+def _named(stage: str, log: Any) -> Iterator[None]:
+    """Re-raise a stage's expected failure with the stage's name, keeping its exit code."""
+    try:
+        yield
+    except Exception as exc:
+        from chillflow.storage.postgres import failure_reason
+
+        log.error("pipeline.stage_failed", stage=stage, error=type(exc).__name__)
+        if isinstance(exc, ChillflowError):
+            raise type(exc)(f"stage {stage} failed: {exc}") from exc
+        reason = failure_reason(exc)
+        if reason is not None:
+            raise DatabaseError(f"stage {stage} failed: PostgreSQL failed: {reason}") from exc
+        if is_spark_error(exc):
+            summary = error_summary(exc)
+            raise ChillflowError(f"stage {stage} failed: Spark failed: {summary}") from exc
+        raise
+
+
+def _jvm_started(spark: Any) -> float:
+    """When the driver's JVM started (epoch seconds): spark-submit starts it before Python."""
+    bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    return bean.getStartTime() / 1000.0
+
+
+def _month_days(month: str) -> tuple[date, date]:
+    first = date.fromisoformat(f"{month}-01")
+    return first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)

@@ -1,0 +1,160 @@
+"""The stage sections of ``conf/chillflow.toml`` ([trips], [aggregate], [download]), validated.
+
+:func:`chillflow.settings.load_settings` parses each once into these frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chillflow.errors import ConfigError
+
+WRITERS = ("copy", "jdbc")
+SOURCES = ("postgres", "curated")
+
+
+def check_keys(name: str, section: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise ConfigError naming the keys of ``section`` not in ``known`` (a misspelling)."""
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        where = f"[{name}]" if name else "chillflow.toml"
+        raise ConfigError(f"{where}: unknown keys {unknown}; expected {sorted(known)}")
+
+
+def section_values(
+    name: str, section: Mapping[str, Any], defaults: Any, positive_ints: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Merge a ``conf/`` section over a settings dataclass's defaults, checking keys and counts.
+
+    Args:
+        name: The section's name for messages, e.g. ``trips``.
+        section: The section as read from ``conf/chillflow.toml``.
+        defaults: An instance of the dataclass holding the defaults.
+        positive_ints: Keys whose values must be integers >= 1.
+
+    Returns:
+        Every field of the dataclass with its value.
+
+    Raises:
+        ConfigError: A key is unknown (a misspelling would silently fall back to the default),
+            or a count is not a positive integer.
+    """
+    check_keys(name, section, defaults.__dataclass_fields__)
+    values = {**defaults.__dict__, **section}
+    for key in positive_ints:
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[{name}] {key}={value!r}: expected a positive integer")
+    return values
+
+
+@dataclass(frozen=True)
+class TripLoadSettings:
+    """The ``[trips]`` section of ``conf/chillflow.toml``.
+
+    Attributes:
+        writer: How Spark fills the staging table: ``jdbc`` (Spark's JDBC writer, batched
+            INSERTs) or ``copy`` (Arrow batches streamed with PostgreSQL COPY, needs psycopg2
+            on executors).
+        jdbc_partitions: Concurrent connections writing the staging table (either writer).
+        batch_size: Rows per JDBC batch (jdbc writer).
+        rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting (jdbc writer).
+        work_mem: PostgreSQL work_mem of the upsert transaction (its key sort and hash).
+        progress_every_sec: Interval of ``process_trips.progress`` lines.
+    """
+
+    writer: str = "jdbc"
+    jdbc_partitions: int = 4
+    batch_size: int = 10_000
+    rewrite_batched_inserts: bool = True
+    work_mem: str = "256MB"
+    progress_every_sec: float = 5.0
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
+        """Validate the section.
+
+        Raises:
+            ConfigError: A value has the wrong type or range, or a key is unknown.
+        """
+        values = section_values(
+            "trips", section, cls(), positive_ints=("jdbc_partitions", "batch_size")
+        )
+        if values["writer"] not in WRITERS:
+            raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
+        if not isinstance(values["rewrite_batched_inserts"], bool):
+            raise ConfigError("[trips] rewrite_batched_inserts: expected true or false")
+        work_mem = values["work_mem"]
+        if not isinstance(work_mem, str) or not work_mem[:1].isdigit() or not work_mem.isalnum():
+            raise ConfigError(f"[trips] work_mem={work_mem!r}: expected a size such as '256MB'")
+        every = values["progress_every_sec"]
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
+            raise ConfigError(f"[trips] progress_every_sec={every!r}: expected seconds > 0")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AggregateSettings:
+    """The ``[aggregate]`` section of ``conf/chillflow.toml``."""
+
+    default_lookback_hours: int = 24
+    default_source: str = "postgres"
+    jdbc_partitions: int = 4
+    jdbc_fetch_size: int = 10_000
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> AggregateSettings:
+        """Validate the section; ConfigError for a wrong value or an unknown key."""
+        values = section_values(
+            "aggregate",
+            section,
+            cls(),
+            positive_ints=("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size"),
+        )
+        check_source(values["default_source"], "[aggregate] default_source")
+        return cls(**values)
+
+
+def check_source(source: str, what: str = "--source") -> str:
+    """Return ``source`` if it names a trips source; ConfigError otherwise."""
+    if source not in SOURCES:
+        raise ConfigError(f"{what}={source!r}: expected one of {', '.join(SOURCES)}")
+    return source
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """The ``[download]`` section (explained in ``conf/chillflow.toml``)."""
+
+    base_url: str = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+    attempts: int = 4
+    backoff_sec: float = 2.0
+    timeout_sec: float = 60.0
+    progress_every_sec: float = 5.0
+    before_monthly: bool = False
+
+    @classmethod
+    def from_section(
+        cls, section: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> DownloadSettings:
+        """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` overrides ``base_url``.
+
+        Raises:
+            ConfigError: A value has the wrong type or range, or a key is unknown.
+        """
+        env = os.environ if env is None else env
+        values = section_values("download", section, cls(), positive_ints=("attempts",))
+        base_url = str(env.get("CHILLFLOW_TLC_BASE_URL") or values["base_url"]).rstrip("/")
+        if "@" in base_url.partition("//")[2].partition("/")[0]:
+            raise ConfigError("download base_url: credentials would show in logs (value not shown)")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"download base_url={base_url!r}: expected an http(s):// address")
+        for key in ("backoff_sec", "timeout_sec", "progress_every_sec"):
+            if type(values[key]) not in (int, float) or values[key] < 0:
+                raise ConfigError(f"[download] {key}={values[key]!r}: expected seconds >= 0")
+        if not isinstance(values["before_monthly"], bool):
+            raise ConfigError("[download] before_monthly: expected true or false")
+        return cls(**{**values, "base_url": base_url})

@@ -1,0 +1,148 @@
+"""``pipeline month``: the three stages in one Spark application, each with its result and run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+from chispa import assert_df_equality
+
+from chillflow.batch import MonthlyPipeline
+from chillflow.generator import generate_month
+from chillflow.hour_window import HourWindow
+from chillflow.stages.aggregate import aggregate_window
+from chillflow.storage.delta import read_table
+from chillflow.storage.locks import AdvisoryLocks
+from chillflow.storage.postgres import connect
+from tests.conftest import REPO_ROOT
+from tests.integration.rawfiles import trip, write_yellow
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+JANUARY = HourWindow(datetime(2025, 1, 1), datetime(2025, 2, 1))
+
+
+def _stage_runs(database_url: str, since: datetime) -> list[tuple[str, str, str]]:
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT job, period, status FROM ops.job_run WHERE started_at >= %s"
+            " AND job IN ('curate', 'process_trips', 'aggregate') ORDER BY id",
+            (since,),
+        )
+        return cur.fetchall()
+
+
+def test_the_months_kpis_from_curated_equal_those_from_the_loaded_trips(
+    spark, pg_settings, tmp_path
+):
+    raw = generate_month(tmp_path / "yellow_tripdata_2025-01.parquet", rows=3000, seed=7)
+    since = datetime.now(timezone.utc)
+
+    result = MonthlyPipeline(pg_settings, spark, pg_settings.database_url).run_month(raw)
+
+    assert (result["month"], result["services"]) == ("2025-01", ["yellow"])
+    assert set(result["timings_sec"]) == {
+        "jvm_start", "curate", "process_trips", "aggregate", "total",
+    }  # fmt: skip
+    assert result["aggregate"]["source"] == "curated"
+    assert result["aggregate"]["trips"] == result["process_trips"]["postgres_rows"] > 2500
+    assert _stage_runs(pg_settings.database_url, since) == [
+        ("curate", "yellow/2025-01", "succeeded"),
+        ("process_trips", "yellow/2025-01", "succeeded"),
+        ("aggregate", JANUARY.label(), "succeeded"),
+    ]
+    from_postgres = dataclasses.replace(
+        pg_settings,
+        tables=dataclasses.replace(pg_settings.tables, kpis=tmp_path / "kpis_from_postgres"),
+    )
+    aggregate_window(spark, from_postgres, pg_settings.database_url, JANUARY, source="postgres")
+    expected, actual = (
+        read_table(spark, s.tables.kpis).drop("computed_at").orderBy("hour_ts", "zone_id")
+        for s in (from_postgres, pg_settings)
+    )
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+# --- the command line: one process each ------------------------------------------------------
+
+
+@pytest.fixture
+def january(tmp_path):
+    """Five good trips in three (hour, zone) cells and one without timestamps."""
+    rows = [
+        trip(datetime(2025, 1, 10, 8, 5)),
+        trip(datetime(2025, 1, 10, 8, 40), pu=162),
+        trip(datetime(2025, 1, 10, 8, 50)),
+        trip(datetime(2025, 1, 20, 23, 15), pu=162),
+        trip(datetime(2025, 1, 20, 23, 30), pu=162),
+        trip(None),
+    ]
+    return write_yellow(tmp_path / "landing" / "yellow_tripdata_2025-01.parquet", rows)
+
+
+def _run_pipeline(raw, pg_settings, tmp_path):
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CHILLFLOW_", "SPARK_"))},
+        "DATABASE_URL": pg_settings.database_url.url(),
+        "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
+        "SPARK_MASTER": "local[2]",
+        "LOG_LEVEL": "INFO",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "chillflow", "pipeline", "month", str(raw), "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_cli_runs_every_stage_and_prints_each_result(january, pg_settings, tmp_path):
+    done = _run_pipeline(january, pg_settings, tmp_path)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = done.stdout.splitlines()
+    result = json.loads(line)
+    curate, trips, kpis = result["curate"], result["process_trips"], result["aggregate"]
+    assert (curate["input_rows"], curate["output_rows"], curate["quarantined_rows"]) == (6, 5, 1)
+    assert (trips["inserted"], trips["updated"], trips["postgres_rows"]) == (5, 0, 5)
+    assert (kpis["trips"], kpis["kpi_rows"], kpis["hours_processed"]) == (5, 3, 2)
+    assert kpis["window_start"] == "2025-01-01T00:00:00"
+    assert all(result["timings_sec"][stage] > 0 for stage in ("jvm_start", "curate", "aggregate"))
+    with connect(pg_settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT zone_id, hour_ts, trips FROM mart.zone_hourly_kpis"
+            " WHERE hour_ts >= '2025-01-01' AND hour_ts < '2025-02-01' ORDER BY hour_ts, zone_id"
+        )
+        assert cur.fetchall() == [
+            (161, datetime(2025, 1, 10, 8), 2),
+            (162, datetime(2025, 1, 10, 8), 1),
+            (162, datetime(2025, 1, 20, 23), 2),
+        ]
+
+
+def test_cli_names_the_failing_stage_and_runs_none_after_it(january, pg_settings, tmp_path):
+    since = datetime.now(timezone.utc)
+    other_load = AdvisoryLocks(pg_settings.database_url, "process_trips run other (pid 1 on h)")
+    assert other_load.try_lock("process_trips|yellow/2025-01")
+    try:
+        done = _run_pipeline(january, pg_settings, tmp_path)
+    finally:
+        other_load.close()
+
+    assert done.returncode == 10, done.stderr[-3000:]
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: stage process_trips failed: process-trips of yellow/2025-01 is locked by "
+        "process_trips run other (pid 1 on h); retry when that run has finished"
+    )
+    assert _stage_runs(pg_settings.database_url, since) == [
+        ("curate", "yellow/2025-01", "succeeded")
+    ]
