@@ -26,13 +26,7 @@ def _drop_secrets(_logger: object, _name: str, event: dict) -> dict:
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
-    """Configure structlog once per process.
-
-    Args:
-        level: Minimum level name (``DEBUG`` … ``CRITICAL``).
-        json: Force JSON (True) or console (False) rendering; by default JSON unless stderr is
-            a terminal.
-    """
+    """Configure structlog: JSON, or console lines when ``json`` is False or stderr a terminal."""
     use_json = not sys.stderr.isatty() if json is None else json
     renderer = (
         structlog.processors.JSONRenderer()
@@ -70,15 +64,6 @@ def new_run_id() -> str:
 
 @contextmanager
 def bound_run(job: str, run_id: str, **params: object) -> Iterator[structlog.BoundLogger]:
-    """Bind ``job``, ``run_id`` and run parameters into every log line inside the block.
-
-    Args:
-        job: Stable job name (``curate``, ``process_trips`` …).
-        run_id: The run's id.
-        **params: Run parameters such as ``month``.
-
-    Yields:
-        A logger carrying the same context.
-    """
+    """Bind ``job``, ``run_id`` and run parameters (``month``) into every log line in the block."""
     with structlog.contextvars.bound_contextvars(job=job, run_id=run_id, **params):
         yield structlog.get_logger("chillflow")

@@ -186,8 +186,7 @@ RAW_COLUMNS: dict[str, tuple[str, str, bool]] = {
 def trip_service(names: Iterable[str], path: str) -> str:
     """Return the service (yellow or green) of a raw file's column names, checking the layout.
 
-    Pure over names (matched case-insensitively), so a file's footer can be checked without
-    Spark (the raw reader and the downloader do).
+    Pure over names (matched case-insensitively): the downloader checks footers without Spark.
 
     Raises:
         SchemaError: If two columns differ only in case, or the layout is not a yellow or
@@ -246,30 +245,18 @@ KPI_VALUES = tuple(columns(HOURLY_KPIS_DDL)[len(KPI_KEY) : -1])
 
 
 def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any]], ddl: str) -> DataFrame:
-    """Return a small DataFrame of driver-side rows in the declared schema, built in the JVM.
+    """Return driver-side tuples as a DataFrame of the DDL column list ``ddl``, built in the JVM.
 
     ``spark.createDataFrame`` on a Python list runs through Python workers, whose first start
     costs a fresh process about 1.5 s; these rows are literals instead.
-
-    Args:
-        spark: The session.
-        rows: Tuples in the order of ``ddl``'s columns.
-        ddl: A DDL column list.
-
-    Returns:
-        The rows, with the declared column types.
     """
-    schema = struct(ddl)
-
-    def record(values: Sequence[Any]) -> Any:
-        return F.struct(
-            *[
-                F.lit(value).cast(field.dataType).alias(field.name)
-                for value, field in zip(values, schema.fields, strict=True)
-            ]
+    fields = struct(ddl).fields
+    records = [
+        F.struct(
+            *[F.lit(v).cast(f.dataType).alias(f.name) for v, f in zip(row, fields, strict=True)]
         )
-
-    records = [record(row) for row in rows]
+        for row in rows
+    ]
     if not records:
-        return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema])
+        return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in fields])
     return spark.range(1).select(F.inline(F.array(*records)))

@@ -1,11 +1,7 @@
-"""The stage sections of ``conf/chillflow.toml`` ([trips], [aggregate], [download]), validated.
-
-:func:`chillflow.settings.load_settings` parses each once into these frozen dataclasses.
-"""
+"""The stage sections of ``conf/chillflow.toml`` ([trips], [aggregate], [download]), validated."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,20 +23,11 @@ def check_keys(name: str, section: Mapping[str, Any], known: Iterable[str]) -> N
 def section_values(
     name: str, section: Mapping[str, Any], defaults: Any, positive_ints: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Merge a ``conf/`` section over a settings dataclass's defaults, checking keys and counts.
-
-    Args:
-        name: The section's name for messages, e.g. ``trips``.
-        section: The section as read from ``conf/chillflow.toml``.
-        defaults: An instance of the dataclass holding the defaults.
-        positive_ints: Keys whose values must be integers >= 1.
-
-    Returns:
-        Every field of the dataclass with its value.
+    """Merge ``section`` over the dataclass instance ``defaults``, checking keys and counts.
 
     Raises:
         ConfigError: A key is unknown (a misspelling would silently fall back to the default),
-            or a count is not a positive integer.
+            or a key of ``positive_ints`` is not an integer >= 1.
     """
     check_keys(name, section, defaults.__dataclass_fields__)
     values = {**defaults.__dict__, **section}
@@ -75,11 +62,7 @@ class TripLoadSettings:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
-        """Validate the section.
-
-        Raises:
-            ConfigError: A value has the wrong type or range, or a key is unknown.
-        """
+        """Validate the section; ConfigError for a wrong value or an unknown key."""
         values = section_values(
             "trips", section, cls(), positive_ints=("jdbc_partitions", "batch_size")
         )
@@ -137,15 +120,8 @@ class DownloadSettings:
     before_monthly: bool = False
 
     @classmethod
-    def from_section(
-        cls, section: Mapping[str, Any], env: Mapping[str, str] | None = None
-    ) -> DownloadSettings:
-        """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` overrides ``base_url``.
-
-        Raises:
-            ConfigError: A value has the wrong type or range, or a key is unknown.
-        """
-        env = os.environ if env is None else env
+    def from_section(cls, section: Mapping[str, Any], env: Mapping[str, str]) -> DownloadSettings:
+        """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` in ``env`` overrides ``base_url``."""
         values = section_values("download", section, cls(), positive_ints=("attempts",))
         base_url = str(env.get("CHILLFLOW_TLC_BASE_URL") or values["base_url"]).rstrip("/")
         if "@" in base_url.partition("//")[2].partition("/")[0]:

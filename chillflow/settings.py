@@ -1,7 +1,6 @@
 """Settings: non-secret configuration from ``conf/``, secrets and paths from the environment.
 
-Everything is read and validated once, by :func:`load_settings`, into frozen dataclasses that the
-rest of the package receives as parameters.
+:func:`load_settings` reads and validates them once into frozen dataclasses passed down.
 """
 
 from __future__ import annotations
@@ -136,11 +135,7 @@ def default_conf_dir() -> Path:
 
 
 def parse_month(value: str) -> str:
-    """Validate a ``YYYY-MM`` month and return it unchanged.
-
-    Raises:
-        ConfigError: If the value is not a valid month.
-    """
+    """Return ``value`` if it is a ``YYYY-MM`` month; ConfigError otherwise."""
     if not isinstance(value, str) or not _MONTH.match(value):
         raise ConfigError(f"invalid month {value!r}: expected YYYY-MM, for example 2025-01")
     return value
@@ -148,13 +143,6 @@ def parse_month(value: str) -> str:
 
 def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load ``chillflow.toml`` and ``quality_rules.toml`` and overlay environment variables.
-
-    Args:
-        conf_dir: Directory holding the TOML files; defaults to :func:`default_conf_dir`.
-        env: Environment mapping; defaults to ``os.environ``.
-
-    Returns:
-        Validated, immutable settings.
 
     Raises:
         ConfigError: If a file is missing or malformed or a value is invalid.
@@ -166,11 +154,11 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     for name, keys in _KEYS.items():
         check_keys(name, main.get(name, {}) if name else main, keys)
 
-    environment = env.get("CHILLFLOW_ENV", _get(main, "environment", "development"))
+    environment = env.get("CHILLFLOW_ENV", str(main.get("environment", "development")))
     if environment not in ENVIRONMENTS:
         raise ConfigError(f"CHILLFLOW_ENV={environment!r}: expected one of {ENVIRONMENTS}")
 
-    log_level = env.get("LOG_LEVEL", _get(main, "log_level", "INFO")).upper()
+    log_level = env.get("LOG_LEVEL", str(main.get("log_level", "INFO"))).upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL={log_level!r}: expected one of {LOG_LEVELS}")
 
@@ -303,10 +291,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-
-
-def _get(doc: Mapping[str, Any], key: str, default: str) -> str:
-    return str(doc.get(key, default))
 
 
 def _path(value: str | Path) -> Path:
