@@ -14,11 +14,8 @@ from chillflow.storage.raw import find_raw_files
 class MonthlyLoader(StageResources):
     """Curate raw monthly TLC files into the curated Delta tables.
 
-    Args:
-        settings: Settings to use; loaded from ``conf/`` and the environment by default.
-        spark: Session to use; the shared ChillFlow session by default.
-        database_url: PostgreSQL recording the runs in ``ops.job_run``; by default
-            ``DATABASE_URL``, else the embedded server if its cluster exists, else none.
+    Runs are recorded in ``database_url``, by default ``DATABASE_URL``, else the embedded server
+    if its cluster exists, else nowhere.
     """
 
     def curate_month(

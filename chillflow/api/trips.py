@@ -10,14 +10,7 @@ from chillflow.stages.trips import prepare_database, process_trips
 
 
 class BatchTripProducer(StageResources):
-    """Load curated trips into PostgreSQL's ``stg.complete_trip``, one month per call.
-
-    Args:
-        settings: Settings to use; loaded from ``conf/`` and the environment by default.
-        spark: Session to use; the shared ChillFlow session by default.
-        database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
-            default, else the embedded local server under the data directory.
-    """
+    """Load curated trips into PostgreSQL's ``stg.complete_trip``, one month per call."""
 
     def process_month(
         self,
