@@ -6,7 +6,17 @@ import time
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+
+#: The statistics of each stage the demo shows.
+_SHOWN = {
+    "curate": "input_rows output_rows quarantined_rows retention_rate rejections duration_sec",
+    "process_trips": (
+        "rows_read inserted updated unchanged deleted skipped postgres_rows duration_sec"
+    ),
+    "aggregate": "kpi_rows hours_processed zones_affected mart_rows_copied duration_sec",
+}
 
 
 @handle_errors
@@ -24,7 +34,6 @@ def demo(
     """
     import structlog
 
-    from chillflow import runtime
     from chillflow.batch import BatchAggregator, BatchTripProducer, MonthlyLoader
     from chillflow.cli.db import init_database
     from chillflow.generator import generate_month, tlc_file_name
@@ -49,6 +58,7 @@ def demo(
     trips = BatchTripProducer(settings, spark, database_url).process_month(month=month)
     aggregator = BatchAggregator(settings, spark, database_url)
     kpis = aggregator.aggregate_full_refresh()
+    stages = {"curate": curate, "process_trips": trips, "aggregate": kpis}
     status = aggregator.status()
     results = {
         "raw_file": str(raw),
@@ -56,39 +66,12 @@ def demo(
         "embedded_server": database["embedded_server"],
         "curated_table": str(settings.tables.curated),
         "kpi_table": str(settings.tables.kpis),
-        "curate": _pick(
-            curate,
-            "input_rows",
-            "output_rows",
-            "quarantined_rows",
-            "retention_rate",
-            "rejections",
-            "duration_sec",
-        ),
-        "process_trips": _pick(
-            trips,
-            "rows_read",
-            "inserted",
-            "updated",
-            "unchanged",
-            "deleted",
-            "skipped",
-            "postgres_rows",
-            "duration_sec",
-        ),
-        "aggregate": _pick(
-            kpis,
-            "kpi_rows",
-            "hours_processed",
-            "zones_affected",
-            "mart_rows_copied",
-            "duration_sec",
-        ),
+        **{stage: _pick(stats, _SHOWN[stage]) for stage, stats in stages.items()},
         "kpi_hours": f"{status['first_hour']} .. {status['last_hour']}",
     }
     results["report"] = str(write_report(spark, settings, database_url, [month])[0])
     emit(results, as_json)
 
 
-def _pick(stats: dict, *keys: str) -> dict:
-    return {key: stats.get(key) for key in keys}
+def _pick(stats: dict, keys: str) -> dict:
+    return {key: stats.get(key) for key in keys.split()}

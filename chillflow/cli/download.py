@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
 
 
@@ -26,7 +27,6 @@ def download(
 
     Exit code 11 when a month is not published (yet), else the first failure's exit code.
     """
-    from chillflow import runtime
     from chillflow.errors import ChillflowError, ConfigError, NotPublishedError
     from chillflow.logs import bound_run, new_run_id
     from chillflow.schemas import SERVICES

@@ -41,7 +41,7 @@ def handle_errors(command: F) -> F:
                 log.error("command.failed", error=type(failure).__name__, message=str(failure))
                 typer.echo(f"error: {failure}", err=True)
                 raise typer.Exit(failure.exit_code) from None
-            if not _is_spark_error(exc):
+            if not type(exc).__module__.startswith(("py4j", "pyspark")):
                 raise
             summary = error_summary(exc)
             log.debug("command.spark_trace", trace=str(exc))
@@ -73,8 +73,3 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
     for key, value in result.items():
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
         typer.echo(f"{key:<{width}}  {shown}")
-
-
-def _is_spark_error(exc: Exception) -> bool:
-    module = type(exc).__module__
-    return module.startswith(("py4j", "pyspark"))
