@@ -26,7 +26,9 @@ def _drop_secrets(_logger: object, _name: str, event: dict) -> dict:
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
-    """Configure structlog: JSON, or console lines when ``json`` is False or stderr a terminal."""
+    """Configure structlog: JSON lines, or console lines on a terminal (``json`` forces either)."""
+    from pyspark.logger import PySparkLogger  # its own class; a plain Logger would break it
+
     use_json = not sys.stderr.isatty() if json is None else json
     renderer = (
         structlog.processors.JSONRenderer()
@@ -46,12 +48,6 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    _quiet_pyspark_query_loggers(level)
-
-
-def _quiet_pyspark_query_loggers(level: str) -> None:
-    from pyspark.logger import PySparkLogger  # its own class; a plain Logger would break it
-
     for name in _PYSPARK_QUERY_LOGGERS:
         logger = PySparkLogger.getLogger(name)
         logger.setLevel(logging.WARNING if level == "DEBUG" else logging.CRITICAL)

@@ -63,9 +63,7 @@ class TripLoadSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
         """Validate the section; ConfigError for a wrong value or an unknown key."""
-        values = section_values(
-            "trips", section, cls(), positive_ints=("jdbc_partitions", "batch_size")
-        )
+        values = section_values("trips", section, cls(), ("jdbc_partitions", "batch_size"))
         if values["writer"] not in WRITERS:
             raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
         if not isinstance(values["rewrite_batched_inserts"], bool):
@@ -91,12 +89,8 @@ class AggregateSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> AggregateSettings:
         """Validate the section; ConfigError for a wrong value or an unknown key."""
-        values = section_values(
-            "aggregate",
-            section,
-            cls(),
-            positive_ints=("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size"),
-        )
+        counts = ("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size")
+        values = section_values("aggregate", section, cls(), counts)
         check_source(values["default_source"], "[aggregate] default_source")
         return cls(**values)
 
@@ -122,7 +116,7 @@ class DownloadSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any], env: Mapping[str, str]) -> DownloadSettings:
         """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` in ``env`` overrides ``base_url``."""
-        values = section_values("download", section, cls(), positive_ints=("attempts",))
+        values = section_values("download", section, cls(), ("attempts",))
         base_url = str(env.get("CHILLFLOW_TLC_BASE_URL") or values["base_url"]).rstrip("/")
         if "@" in base_url.partition("//")[2].partition("/")[0]:
             raise ConfigError("download base_url: credentials would show in logs (value not shown)")

@@ -28,12 +28,15 @@ _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: The lake tables and their default locations inside the lake.
+_TABLES = {"curated": "curated/trips", "quarantine": "curated/quarantine",
+           "dq_metrics": "curated/dq_metrics", "kpis": "marts/zone_hourly_kpis"}  # fmt: skip
 #: The keys of chillflow.toml ("") and of its sections parsed here.
 _KEYS = {
     "": ("environment", "log_level", "paths", "tables", "spark", "curate", "trips", "aggregate",
          "download"),
     "paths": ("data_dir", "lake_dir", "zone_lookup"),
-    "tables": ("curated", "quarantine", "dq_metrics", "kpis"),
+    "tables": tuple(_TABLES),
     "spark": ("master", "app_name", "conf", "packages", "jars_dir", "ivy_dir"),
     "curate": ("data_time_zone",),
 }  # fmt: skip
@@ -44,11 +47,9 @@ class QualityRule:
     """One declarative data-quality rule.
 
     Attributes:
-        name: Stable identifier, recorded in the quarantine and metrics tables.
         predicate: Spark SQL boolean expression that is true for a *valid* row.
         action: ``warn`` keeps the row, ``quarantine`` rejects it, ``fail`` fails the run.
         max_failure_rate: Optional fraction (0–1) of failing rows above which the run fails.
-        description: Human-readable explanation.
     """
 
     name: str
@@ -171,12 +172,7 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     tables = TablePaths(
         **{
             name: _in_lake(lake_dir, _relative(tables_conf.get(name, default), f"tables.{name}"))
-            for name, default in (
-                ("curated", "curated/trips"),
-                ("quarantine", "curated/quarantine"),
-                ("dq_metrics", "curated/dq_metrics"),
-                ("kpis", "marts/zone_hourly_kpis"),
-            )
+            for name, default in _TABLES.items()
         }
     )
     zone_lookup = env.get("CHILLFLOW_ZONE_LOOKUP") or paths.get("zone_lookup")
