@@ -26,15 +26,11 @@ class MonthlyLoader(StageResources):
         month: str | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        """Curate a raw file (or directory/glob of monthly files).
+        """Curate a raw TLC Parquet file, directory or glob of monthly files.
 
-        Args:
-            raw_path: Raw TLC Parquet file, directory or glob.
-            curated_path: Curated Delta table; its quarantine and DQ-metrics tables are
-                written beside it as ``<name>_quarantine`` and ``<name>_dq_metrics``.
-                Defaults to the configured lake tables.
-            month: ``YYYY-MM`` of the rows; by default from the file name.
-            run_id: Run id to record; a new one by default.
+        ``curated_path`` (default: the configured lake tables) gets its quarantine and
+        DQ-metrics tables beside it as ``<name>_quarantine`` and ``<name>_dq_metrics``;
+        ``month`` defaults to the one in the file name.
 
         Returns:
             Statistics with input_rows, output_rows, quarantined_rows, retention_rate
