@@ -1,7 +1,7 @@
 """Expected failures of ChillFlow, each with an actionable message.
 
-The CLI turns a :class:`ChillflowError` into a one-line message and a non-zero exit code;
-anything else is a bug and propagates with its traceback.
+The CLI turns a :class:`ChillflowError` into a one-line message and exits with its
+``exit_code``; anything else is a bug and propagates with its traceback.
 """
 
 
@@ -10,65 +10,49 @@ class ChillflowError(Exception):
 
     exit_code = 1
 
+    def __init_subclass__(cls, exit_code: int | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.exit_code = exit_code or cls.exit_code
 
-class ConfigError(ChillflowError):
+
+class ConfigError(ChillflowError, exit_code=2):
     """A setting, environment variable or command-line argument is invalid."""
 
-    exit_code = 2
 
-
-class SchemaError(ChillflowError):
+class SchemaError(ChillflowError, exit_code=3):
     """A raw input file is unusable: unreadable, corrupt, empty, or of an unknown layout."""
 
-    exit_code = 3
 
-
-class DataQualityError(ChillflowError):
+class DataQualityError(ChillflowError, exit_code=4):
     """A data-quality rule with action ``fail`` or a failure-rate threshold was violated."""
 
-    exit_code = 4
 
-
-class ConservationError(ChillflowError):
+class ConservationError(ChillflowError, exit_code=5):
     """Rows were lost or duplicated between input and outputs."""
 
-    exit_code = 5
 
-
-class DatabaseError(ChillflowError):
+class DatabaseError(ChillflowError, exit_code=6):
     """PostgreSQL is unreachable, misconfigured or refused an operation."""
 
-    exit_code = 6
 
-
-class ReconciliationError(ChillflowError):
+class ReconciliationError(ChillflowError, exit_code=7):
     """Rows in PostgreSQL do not match the rows the job loaded."""
 
-    exit_code = 7
 
-
-class DependencyError(ChillflowError):
+class DependencyError(ChillflowError, exit_code=8):
     """A runtime dependency (JVM jars, PostgreSQL binaries, a TLC file) cannot be fetched."""
 
-    exit_code = 8
 
-
-class ClusterError(ChillflowError):
+class ClusterError(ChillflowError, exit_code=9):
     """A Spark standalone cluster did not start or lost its master or workers."""
 
-    exit_code = 9
 
-
-class BusyError(ChillflowError):
+class BusyError(ChillflowError, exit_code=10):
     """Another run holds the lock of the same stage and slice; retry once it has finished."""
 
-    exit_code = 10
 
-
-class NotPublishedError(ChillflowError):
+class NotPublishedError(ChillflowError, exit_code=11):
     """The TLC has not published the requested file (yet); a later try may find it."""
-
-    exit_code = 11
 
 
 def error_summary(exc: BaseException) -> str:

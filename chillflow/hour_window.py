@@ -28,12 +28,7 @@ def to_utc_naive(value: datetime) -> datetime:
 
 @dataclass(frozen=True, order=True)
 class HourWindow:
-    """The half-open UTC interval ``[start, end)``, both bounds on a full hour.
-
-    Attributes:
-        start: First hour in the window (naive UTC).
-        end: First hour after the window (naive UTC).
-    """
+    """The half-open interval ``[start, end)`` of naive UTC datetimes, both on a full hour."""
 
     start: datetime
     end: datetime
@@ -71,13 +66,7 @@ class HourWindow:
 
     def months(self) -> list[str]:
         """The ``YYYY-MM`` months the window overlaps, in order."""
-        months = []
-        year, month = self.first_date.year, self.first_date.month
-        last = (self.last_date.year, self.last_date.month)
-        while (year, month) <= last:
-            months.append(f"{year:04d}-{month:02d}")
-            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        return months
+        return month_range(f"{self.first_date:%Y-%m}", f"{self.last_date:%Y-%m}")
 
     def label(self) -> str:
         """A stable, compact text form, e.g. ``2025-01-01T00/2025-01-02T00``."""
@@ -86,11 +75,8 @@ class HourWindow:
     def sql_range(self, column: str) -> str:
         """Render ``column >= TIMESTAMP '<start>' AND column < TIMESTAMP '<end>'``.
 
-        Args:
-            column: A plain (optionally qualified) column name such as ``t.hour_ts``.
-
         Raises:
-            ValueError: If ``column`` is not a plain identifier.
+            ValueError: If ``column`` is not a plain, optionally qualified, column name.
         """
         _check_column(column)
         return (
@@ -109,9 +95,6 @@ def day_window(target: date, lookback_hours: int) -> HourWindow:
 
     The lookback counts back from the end of the target day: 24 covers exactly the target day,
     48 also re-aggregates the day before it (late-arriving trips).
-
-    Raises:
-        ConfigError: If ``lookback_hours`` is not a positive whole number.
     """
     if isinstance(target, datetime):
         target = to_utc_naive(target).date()
@@ -119,12 +102,7 @@ def day_window(target: date, lookback_hours: int) -> HourWindow:
 
 
 def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
-    """The ``lookback_hours`` hours before the hour ``end``: ``[end - lookback, end)``.
-
-    Raises:
-        ConfigError: If ``lookback_hours`` is not a positive whole number or ``end`` not a
-            naive full hour.
-    """
+    """The ``lookback_hours`` hours before the hour ``end``: ``[end - lookback, end)``."""
     if isinstance(lookback_hours, bool) or not isinstance(lookback_hours, int):
         raise ConfigError(f"lookback_hours must be a whole number of hours, not {lookback_hours!r}")
     if lookback_hours < 1:
@@ -133,24 +111,20 @@ def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
 
 
 def month_chunks(start: date, end: date) -> list[HourWindow]:
-    """Split the inclusive date range ``start..end`` into windows of at most one calendar month.
-
-    Raises:
-        ConfigError: If ``end`` is before ``start``.
-    """
+    """Split the inclusive date range ``start..end`` into windows of at most one calendar month."""
     if end < start:
         raise ConfigError(f"backfill end {end} is before its start {start}")
-    chunks = []
     stop = datetime.combine(end, datetime.min.time()) + _DAY
-    cursor = datetime.combine(start, datetime.min.time())
-    while cursor < stop:
-        year, month = (
-            (cursor.year + 1, 1) if cursor.month == 12 else (cursor.year, cursor.month + 1)
-        )
-        chunk_end = min(datetime(year, month, 1), stop)
-        chunks.append(HourWindow(cursor, chunk_end))
-        cursor = chunk_end
-    return chunks
+    bounds = [datetime.combine(start, datetime.min.time())]
+    for month in month_range(f"{start:%Y-%m}", f"{end:%Y-%m}")[1:]:
+        bounds.append(datetime.strptime(month, "%Y-%m"))
+    return [HourWindow(a, b) for a, b in zip(bounds, [*bounds[1:], stop], strict=True)]
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """The ``YYYY-MM`` months from ``first`` to ``last``, both included."""
+    low, high = (int(m[:4]) * 12 + int(m[5:7]) - 1 for m in (first, last))
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(low, high + 1)]
 
 
 def yesterday_utc(now: datetime | None = None) -> date:
@@ -160,35 +134,23 @@ def yesterday_utc(now: datetime | None = None) -> date:
 
 
 def parse_date(value: str, what: str = "date") -> date:
-    """Parse a ``YYYY-MM-DD`` command-line date.
-
-    Raises:
-        ConfigError: If the value is not a valid calendar date in that form.
-    """
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"invalid {what} {value!r}: expected YYYY-MM-DD, e.g. 2025-01-31"
-        ) from None
+    """Parse a ``YYYY-MM-DD`` command-line date; ConfigError if it is not a valid one."""
+    return _parse(value, what, r"\d{4}-\d{2}-\d{2}", "YYYY-MM-DD, e.g. 2025-01-31").date()
 
 
 def parse_hour(value: str, what: str = "hour") -> datetime:
-    """Parse a ``YYYY-MM-DDTHH`` command-line hour (``:00`` may follow) as a naive datetime.
+    """Parse a ``YYYY-MM-DDTHH`` command-line hour (``:00`` may follow) as a naive datetime."""
+    expected = "YYYY-MM-DDTHH, e.g. 2025-03-10T10"
+    return _parse(value, what, r"\d{4}-\d{2}-\d{2}T\d{2}(:00)?", expected)
 
-    Raises:
-        ConfigError: If the value is not a valid hour in that form.
-    """
+
+def _parse(value: str, what: str, pattern: str, expected: str) -> datetime:
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}(:00)?", value):
+        if not re.fullmatch(pattern, value):
             raise ValueError(value)
-        return datetime.fromisoformat(value if value.endswith(":00") else f"{value}:00")
+        return datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(
-            f"invalid {what} {value!r}: expected YYYY-MM-DDTHH, e.g. 2025-03-10T10"
-        ) from None
+        raise ConfigError(f"invalid {what} {value!r}: expected {expected}") from None
 
 
 def _check_column(column: str) -> None:

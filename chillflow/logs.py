@@ -26,13 +26,9 @@ def _drop_secrets(_logger: object, _name: str, event: dict) -> dict:
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
-    """Configure structlog once per process.
+    """Configure structlog: JSON lines, or console lines on a terminal (``json`` forces either)."""
+    from pyspark.logger import PySparkLogger  # its own class; a plain Logger would break it
 
-    Args:
-        level: Minimum level name (``DEBUG`` … ``CRITICAL``).
-        json: Force JSON (True) or console (False) rendering; by default JSON unless stderr is
-            a terminal.
-    """
     use_json = not sys.stderr.isatty() if json is None else json
     renderer = (
         structlog.processors.JSONRenderer()
@@ -52,12 +48,6 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    _quiet_pyspark_query_loggers(level)
-
-
-def _quiet_pyspark_query_loggers(level: str) -> None:
-    from pyspark.logger import PySparkLogger  # its own class; a plain Logger would break it
-
     for name in _PYSPARK_QUERY_LOGGERS:
         logger = PySparkLogger.getLogger(name)
         logger.setLevel(logging.WARNING if level == "DEBUG" else logging.CRITICAL)
@@ -70,15 +60,6 @@ def new_run_id() -> str:
 
 @contextmanager
 def bound_run(job: str, run_id: str, **params: object) -> Iterator[structlog.BoundLogger]:
-    """Bind ``job``, ``run_id`` and run parameters into every log line inside the block.
-
-    Args:
-        job: Stable job name (``curate``, ``process_trips`` …).
-        run_id: The run's id.
-        **params: Run parameters such as ``month``.
-
-    Yields:
-        A logger carrying the same context.
-    """
+    """Bind ``job``, ``run_id`` and run parameters (``month``) into every log line in the block."""
     with structlog.contextvars.bound_contextvars(job=job, run_id=run_id, **params):
         yield structlog.get_logger("chillflow")

@@ -20,17 +20,10 @@ def spark_progress(
     expected_rows: int | None = None,
     rows_done: Callable[[], int | None] | None = None,
 ) -> Iterator[None]:
-    """Log ``<stage>.progress`` every few seconds while the block runs Spark jobs.
+    """Log ``<stage>.progress`` every ``every_sec`` while the block runs Spark jobs.
 
-    Each line carries the active Spark stages' finished and total tasks and the elapsed time.
-
-    Args:
-        spark: The session whose jobs are watched.
-        stage: Event prefix, e.g. ``curate.write``.
-        every_sec: Reporting interval.
-        expected_rows: Rows the block is expected to process, logged for context.
-        rows_done: Called from the reporting thread for the rows processed so far (None when
-            unknown); adds ``rows_done`` and ``rows_per_sec`` to each line.
+    Each line carries the active Spark stages' finished and total tasks and the elapsed time;
+    ``rows_done``, called from the reporting thread, adds the rows so far and their rate.
     """
     log = structlog.get_logger("chillflow.progress")
     tracker = spark.sparkContext.statusTracker()

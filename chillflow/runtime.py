@@ -7,7 +7,6 @@ function below them receives ``spark`` and ``settings`` as parameters.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -18,9 +17,9 @@ from chillflow.settings import Settings, load_settings
 
 
 @functools.cache
-def settings(conf_dir: Path | None = None) -> Settings:
+def settings() -> Settings:
     """Load and validate settings once per process, and configure logging from them."""
-    loaded = load_settings(conf_dir)
+    loaded = load_settings()
     configure_logging(loaded.log_level)
     return loaded
 
@@ -41,8 +40,8 @@ def database_url(loaded: Settings | None = None) -> DatabaseUrl:
 def ledger_database_url(loaded: Settings | None = None) -> DatabaseUrl | None:
     """The database a run that needs none records itself in, or None.
 
-    ``DATABASE_URL`` when set, else the embedded PostgreSQL once its cluster exists under the
-    data directory (started again if it is stopped); never a new cluster just to record.
+    ``DATABASE_URL``, else the embedded PostgreSQL once its cluster exists (restarted if stopped);
+    never a new cluster just to record.
     """
     from chillflow.storage.pg_server import PASSWORD_FILE, cluster_dir
 

@@ -1,11 +1,7 @@
-"""The stage sections of ``conf/chillflow.toml`` ([trips], [aggregate], [download]), validated.
-
-:func:`chillflow.settings.load_settings` parses each once into these frozen dataclasses.
-"""
+"""The stage sections of ``conf/chillflow.toml`` ([trips], [aggregate], [download]), validated."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,20 +23,11 @@ def check_keys(name: str, section: Mapping[str, Any], known: Iterable[str]) -> N
 def section_values(
     name: str, section: Mapping[str, Any], defaults: Any, positive_ints: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Merge a ``conf/`` section over a settings dataclass's defaults, checking keys and counts.
-
-    Args:
-        name: The section's name for messages, e.g. ``trips``.
-        section: The section as read from ``conf/chillflow.toml``.
-        defaults: An instance of the dataclass holding the defaults.
-        positive_ints: Keys whose values must be integers >= 1.
-
-    Returns:
-        Every field of the dataclass with its value.
+    """Merge ``section`` over the dataclass instance ``defaults``, checking keys and counts.
 
     Raises:
         ConfigError: A key is unknown (a misspelling would silently fall back to the default),
-            or a count is not a positive integer.
+            or a key of ``positive_ints`` is not an integer >= 1.
     """
     check_keys(name, section, defaults.__dataclass_fields__)
     values = {**defaults.__dict__, **section}
@@ -75,14 +62,8 @@ class TripLoadSettings:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
-        """Validate the section.
-
-        Raises:
-            ConfigError: A value has the wrong type or range, or a key is unknown.
-        """
-        values = section_values(
-            "trips", section, cls(), positive_ints=("jdbc_partitions", "batch_size")
-        )
+        """Validate the section; ConfigError for a wrong value or an unknown key."""
+        values = section_values("trips", section, cls(), ("jdbc_partitions", "batch_size"))
         if values["writer"] not in WRITERS:
             raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
         if not isinstance(values["rewrite_batched_inserts"], bool):
@@ -108,12 +89,8 @@ class AggregateSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> AggregateSettings:
         """Validate the section; ConfigError for a wrong value or an unknown key."""
-        values = section_values(
-            "aggregate",
-            section,
-            cls(),
-            positive_ints=("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size"),
-        )
+        counts = ("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size")
+        values = section_values("aggregate", section, cls(), counts)
         check_source(values["default_source"], "[aggregate] default_source")
         return cls(**values)
 
@@ -137,16 +114,9 @@ class DownloadSettings:
     before_monthly: bool = False
 
     @classmethod
-    def from_section(
-        cls, section: Mapping[str, Any], env: Mapping[str, str] | None = None
-    ) -> DownloadSettings:
-        """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` overrides ``base_url``.
-
-        Raises:
-            ConfigError: A value has the wrong type or range, or a key is unknown.
-        """
-        env = os.environ if env is None else env
-        values = section_values("download", section, cls(), positive_ints=("attempts",))
+    def from_section(cls, section: Mapping[str, Any], env: Mapping[str, str]) -> DownloadSettings:
+        """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` in ``env`` overrides ``base_url``."""
+        values = section_values("download", section, cls(), ("attempts",))
         base_url = str(env.get("CHILLFLOW_TLC_BASE_URL") or values["base_url"]).rstrip("/")
         if "@" in base_url.partition("//")[2].partition("/")[0]:
             raise ConfigError("download base_url: credentials would show in logs (value not shown)")

@@ -33,14 +33,7 @@ _TIME_ZONE = "spark.sql.session.timeZone"
 
 
 def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> SparkSession:
-    """Return the process's SparkSession, creating it on first call.
-
-    Args:
-        settings: Validated Spark settings.
-        app_name: Overrides the configured application name.
-
-    Returns:
-        A session with Delta enabled, UTC session time zone and the configured defaults.
+    """Return the process's SparkSession (Delta enabled, UTC), creating it on first call.
 
     Raises:
         DependencyError: If the Delta or PostgreSQL jars cannot be found or downloaded.
@@ -106,10 +99,7 @@ def _submitted_conf() -> SparkConf:
 
 
 def jar_paths(settings: SparkSettings) -> list[Path]:
-    """Return the local jar files of the configured packages, resolving them if needed.
-
-    Used by ``spark-submit.sh`` to pass ``--jars`` to cluster submissions.
-    """
+    """Return the local jar files of the configured packages (for ``--jars``), resolving them."""
     jars, manifest = _jar_config(settings)
     if "spark.jars" in jars:
         return [Path(p) for p in jars["spark.jars"].split(",")]

@@ -1,7 +1,6 @@
 """Settings: non-secret configuration from ``conf/``, secrets and paths from the environment.
 
-Everything is read and validated once, by :func:`load_settings`, into frozen dataclasses that the
-rest of the package receives as parameters.
+:func:`load_settings` reads and validates them once into frozen dataclasses passed down.
 """
 
 from __future__ import annotations
@@ -29,12 +28,15 @@ _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: The lake tables and their default locations inside the lake.
+_TABLES = {"curated": "curated/trips", "quarantine": "curated/quarantine",
+           "dq_metrics": "curated/dq_metrics", "kpis": "marts/zone_hourly_kpis"}  # fmt: skip
 #: The keys of chillflow.toml ("") and of its sections parsed here.
 _KEYS = {
     "": ("environment", "log_level", "paths", "tables", "spark", "curate", "trips", "aggregate",
          "download"),
     "paths": ("data_dir", "lake_dir", "zone_lookup"),
-    "tables": ("curated", "quarantine", "dq_metrics", "kpis"),
+    "tables": tuple(_TABLES),
     "spark": ("master", "app_name", "conf", "packages", "jars_dir", "ivy_dir"),
     "curate": ("data_time_zone",),
 }  # fmt: skip
@@ -45,11 +47,9 @@ class QualityRule:
     """One declarative data-quality rule.
 
     Attributes:
-        name: Stable identifier, recorded in the quarantine and metrics tables.
         predicate: Spark SQL boolean expression that is true for a *valid* row.
         action: ``warn`` keeps the row, ``quarantine`` rejects it, ``fail`` fails the run.
         max_failure_rate: Optional fraction (0–1) of failing rows above which the run fails.
-        description: Human-readable explanation.
     """
 
     name: str
@@ -136,11 +136,7 @@ def default_conf_dir() -> Path:
 
 
 def parse_month(value: str) -> str:
-    """Validate a ``YYYY-MM`` month and return it unchanged.
-
-    Raises:
-        ConfigError: If the value is not a valid month.
-    """
+    """Return ``value`` if it is a ``YYYY-MM`` month; ConfigError otherwise."""
     if not isinstance(value, str) or not _MONTH.match(value):
         raise ConfigError(f"invalid month {value!r}: expected YYYY-MM, for example 2025-01")
     return value
@@ -148,13 +144,6 @@ def parse_month(value: str) -> str:
 
 def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load ``chillflow.toml`` and ``quality_rules.toml`` and overlay environment variables.
-
-    Args:
-        conf_dir: Directory holding the TOML files; defaults to :func:`default_conf_dir`.
-        env: Environment mapping; defaults to ``os.environ``.
-
-    Returns:
-        Validated, immutable settings.
 
     Raises:
         ConfigError: If a file is missing or malformed or a value is invalid.
@@ -166,11 +155,11 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     for name, keys in _KEYS.items():
         check_keys(name, main.get(name, {}) if name else main, keys)
 
-    environment = env.get("CHILLFLOW_ENV", _get(main, "environment", "development"))
+    environment = env.get("CHILLFLOW_ENV", str(main.get("environment", "development")))
     if environment not in ENVIRONMENTS:
         raise ConfigError(f"CHILLFLOW_ENV={environment!r}: expected one of {ENVIRONMENTS}")
 
-    log_level = env.get("LOG_LEVEL", _get(main, "log_level", "INFO")).upper()
+    log_level = env.get("LOG_LEVEL", str(main.get("log_level", "INFO"))).upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL={log_level!r}: expected one of {LOG_LEVELS}")
 
@@ -183,12 +172,7 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     tables = TablePaths(
         **{
             name: _in_lake(lake_dir, _relative(tables_conf.get(name, default), f"tables.{name}"))
-            for name, default in (
-                ("curated", "curated/trips"),
-                ("quarantine", "curated/quarantine"),
-                ("dq_metrics", "curated/dq_metrics"),
-                ("kpis", "marts/zone_hourly_kpis"),
-            )
+            for name, default in _TABLES.items()
         }
     )
     zone_lookup = env.get("CHILLFLOW_ZONE_LOOKUP") or paths.get("zone_lookup")
@@ -303,10 +287,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-
-
-def _get(doc: Mapping[str, Any], key: str, default: str) -> str:
-    return str(doc.get(key, default))
 
 
 def _path(value: str | Path) -> Path:

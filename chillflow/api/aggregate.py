@@ -7,24 +7,13 @@ from typing import Any
 
 from chillflow.api.resources import StageResources
 from chillflow.hour_window import to_utc_naive, yesterday_utc
-from chillflow.stages.aggregate import (
-    aggregate_full_refresh,
-    aggregate_status,
-    aggregate_until,
-)
+from chillflow.stages.aggregate import aggregate_full_refresh, aggregate_status, aggregate_until
 from chillflow.stages.backfill import aggregate_backfill
 from chillflow.storage.kpi_store import summarize_hourly_kpis
 
 
 class BatchAggregator(StageResources):
-    """Keep the hourly pickup-zone KPIs (Delta table and PostgreSQL mart) current.
-
-    Args:
-        settings: Settings to use; loaded from ``conf/`` and the environment by default.
-        spark: Session to use; the shared ChillFlow session by default.
-        database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
-            default, else the embedded local server.
-    """
+    """Keep the hourly pickup-zone KPIs (Delta table and PostgreSQL mart) current."""
 
     def aggregate_incremental(
         self,
@@ -45,23 +34,14 @@ class BatchAggregator(StageResources):
             Statistics: hours_processed, zones_affected, rows_inserted, rows_updated,
             rows_deleted, mart_rows_copied, duration_sec, run_id and more.
         """
-        if target is None:
-            day = yesterday_utc()
-        elif isinstance(target, datetime):
-            day = to_utc_naive(target).date()
-        else:
-            day = target
+        day = yesterday_utc() if target is None else _utc_date(target)
         end = datetime.combine(day, time()) + timedelta(days=1)
         return self.aggregate_until(end, lookback_hours, source=source)
 
     def aggregate_until(
         self, end: datetime, lookback_hours: int | None = None, *, source: str | None = None
     ) -> dict[str, Any]:
-        """Refresh the hours ``[end - lookback_hours, end)``, as :meth:`aggregate_incremental`.
-
-        ``end`` is naive, as ``hour_ts`` holds it (the data's wall clock): ``datetime(2025, 3,
-        10, 10)`` ends the window at 10:00. ``lookback_hours`` defaults to 24 (configurable).
-        """
+        """Refresh ``[end - lookback_hours, end)``; ``end`` is naive, as ``hour_ts`` holds it."""
         return aggregate_until(
             self.spark, self.settings, self.database_url, end, lookback_hours, source=source
         )
@@ -75,21 +55,15 @@ class BatchAggregator(StageResources):
     ) -> dict[str, Any]:
         """Refresh the days ``start..end`` (inclusive) in calendar-month chunks, resumably.
 
-        Args:
-            start: First day.
-            end: Last day.
-            source: ``postgres`` (default) or ``curated`` (large backfills).
-            restart: Ignore the chunks an unfinished earlier backfill of this range completed.
-
-        Returns:
-            Summed statistics, chunks and chunks_skipped, and per-chunk statistics in ``runs``.
+        ``restart`` ignores the chunks an unfinished earlier backfill of this range completed.
         """
+        first, last = _utc_date(start), _utc_date(end)
         return aggregate_backfill(
             self.spark,
             self.settings,
             self.database_url,
-            _day(start),
-            _day(end),
+            first,
+            last,
             source=source,
             restart=restart,
         )
@@ -111,5 +85,5 @@ class BatchAggregator(StageResources):
         return aggregate_status(self.spark, self.settings, self.database_url)
 
 
-def _day(value: date) -> date:
+def _utc_date(value: date) -> date:
     return to_utc_naive(value).date() if isinstance(value, datetime) else value

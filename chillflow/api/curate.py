@@ -14,11 +14,8 @@ from chillflow.storage.raw import find_raw_files
 class MonthlyLoader(StageResources):
     """Curate raw monthly TLC files into the curated Delta tables.
 
-    Args:
-        settings: Settings to use; loaded from ``conf/`` and the environment by default.
-        spark: Session to use; the shared ChillFlow session by default.
-        database_url: PostgreSQL recording the runs in ``ops.job_run``; by default
-            ``DATABASE_URL``, else the embedded server if its cluster exists, else none.
+    Runs are recorded in ``database_url``, by default ``DATABASE_URL``, else the embedded server
+    if its cluster exists, else nowhere.
     """
 
     def curate_month(
@@ -29,15 +26,11 @@ class MonthlyLoader(StageResources):
         month: str | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        """Curate a raw file (or directory/glob of monthly files).
+        """Curate a raw TLC Parquet file, directory or glob of monthly files.
 
-        Args:
-            raw_path: Raw TLC Parquet file, directory or glob.
-            curated_path: Curated Delta table; its quarantine and DQ-metrics tables are
-                written beside it as ``<name>_quarantine`` and ``<name>_dq_metrics``.
-                Defaults to the configured lake tables.
-            month: ``YYYY-MM`` of the rows; by default from the file name.
-            run_id: Run id to record; a new one by default.
+        ``curated_path`` (default: the configured lake tables) gets its quarantine and
+        DQ-metrics tables beside it as ``<name>_quarantine`` and ``<name>_dq_metrics``;
+        ``month`` defaults to the one in the file name.
 
         Returns:
             Statistics with input_rows, output_rows, quarantined_rows, retention_rate

@@ -10,14 +10,7 @@ from chillflow.stages.trips import prepare_database, process_trips
 
 
 class BatchTripProducer(StageResources):
-    """Load curated trips into PostgreSQL's ``stg.complete_trip``, one month per call.
-
-    Args:
-        settings: Settings to use; loaded from ``conf/`` and the environment by default.
-        spark: Session to use; the shared ChillFlow session by default.
-        database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
-            default, else the embedded local server under the data directory.
-    """
+    """Load curated trips into PostgreSQL's ``stg.complete_trip``, one month per call."""
 
     def process_month(
         self,
@@ -29,12 +22,9 @@ class BatchTripProducer(StageResources):
     ) -> dict[str, Any]:
         """Load one month of curated trips; a rerun converges to the same rows.
 
-        Args:
-            path: Curated Delta table, or Parquet in the curated schema; the configured
-                curated table by default.
-            month: ``YYYY-MM``; may be left out when the source holds a single month.
-            service: ``yellow`` or ``green``; every service of the month by default.
-            run_id: Run id to record; a new one by default.
+        ``path`` is a curated Delta table or Parquet in the curated schema (by default the
+        configured table); ``month`` may be left out when it holds one month; ``service``
+        (yellow or green) defaults to every service of the month.
 
         Returns:
             Statistics with rows_read, inserted, updated, unchanged, deleted, skipped,

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
-
-if TYPE_CHECKING:
-    from chillflow.database_url import DatabaseUrl
-    from chillflow.settings import Settings
+from chillflow.database_url import DatabaseUrl
+from chillflow.settings import Settings
 
 app = typer.Typer(help="Manage ChillFlow's PostgreSQL database.", no_args_is_help=True)
 
@@ -28,37 +27,14 @@ SHARED_ZONE_LOOKUP = (
 
 
 def zone_lookup_path(explicit: Path | None, configured: Path | None) -> Path | None:
-    """Choose the zone lookup CSV: ``--zones``, then the setting, then the shared TLC copy.
-
-    Args:
-        explicit: ``--zones``.
-        configured: ``settings.zone_lookup`` (``CHILLFLOW_ZONE_LOOKUP`` or ``[paths]``).
-
-    Returns:
-        The file to seed from, or None when none is given and the shared copy is absent.
-    """
-    if explicit is not None:
-        return explicit
-    if configured is not None:
-        return configured
-    return SHARED_ZONE_LOOKUP if SHARED_ZONE_LOOKUP.is_file() else None
+    """Choose the zone lookup CSV: ``--zones``, the setting, the shared TLC copy if present."""
+    return explicit or configured or (SHARED_ZONE_LOOKUP if SHARED_ZONE_LOOKUP.is_file() else None)
 
 
 def init_database(
     settings: Settings, database_url: DatabaseUrl, zones: Path | None = None
 ) -> dict[str, Any]:
-    """Create or upgrade the schema, drop staging tables of dead loads, seed dim.zone.
-
-    Args:
-        settings: Validated settings (zone lookup path, DATABASE_URL, data directory).
-        database_url: The database to initialise (contains the password: never logged).
-        zones: An explicit zone lookup CSV (``--zones``).
-
-    Returns:
-        The database (masked), the embedded server's directory or None, the schema version,
-        the staging tables dropped, the zone rows seeded (None when no lookup was found) and
-        their source.
-    """
+    """Create or upgrade the schema, drop staging tables of dead loads, seed dim.zone."""
     import structlog
 
     from chillflow.storage.postgres import SCHEMA_VERSION, connect, seed_zones
@@ -71,7 +47,7 @@ def init_database(
     if csv_path is not None:
         with connect(database_url, action="seeding dim.zone") as conn:
             zone_rows = seed_zones(conn, csv_path)
-    if csv_path is None:
+    else:
         log.warning(
             "db.zones_skipped",
             reason="no zone lookup CSV: pass --zones or set CHILLFLOW_ZONE_LOOKUP",
@@ -96,8 +72,6 @@ def init(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create or upgrade the schema and seed dim.zone; safe to run any number of times."""
-    from chillflow import runtime
-
     settings = runtime.settings()
     result = init_database(settings, runtime.database_url(settings), zones)
     emit(result, as_json)
@@ -107,7 +81,6 @@ def init(
 @handle_errors
 def stop(as_json: bool = JSON_OPTION) -> None:
     """Stop the embedded PostgreSQL of the data directory if it runs (not DATABASE_URL's)."""
-    from chillflow import runtime
     from chillflow.storage.pg_server import stop_local_postgres
 
     data_dir = runtime.settings().data_dir / "postgres"

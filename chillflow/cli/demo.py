@@ -6,7 +6,17 @@ import time
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+
+#: The statistics of each stage the demo shows.
+_SHOWN = {
+    "curate": "input_rows output_rows quarantined_rows retention_rate rejections duration_sec",
+    "process_trips": (
+        "rows_read inserted updated unchanged deleted skipped postgres_rows duration_sec"
+    ),
+    "aggregate": "kpi_rows hours_processed zones_affected mart_rows_copied duration_sec",
+}
 
 
 @handle_errors
@@ -24,7 +34,6 @@ def demo(
     """
     import structlog
 
-    from chillflow import runtime
     from chillflow.api.pipeline import STAGES
     from chillflow.batch import BatchAggregator, MonthlyPipeline
     from chillflow.cli.db import init_database
@@ -47,7 +56,6 @@ def demo(
     database = init_database(settings, database_url)
     spark = runtime.spark(settings)
     month_run = MonthlyPipeline(settings, spark, database_url).run_month(raw, month=month)
-    curate, trips, kpis = (month_run[stage] for stage in STAGES)
     status = BatchAggregator(settings, spark, database_url).status()
     results = {
         "raw_file": str(raw),
@@ -55,34 +63,7 @@ def demo(
         "embedded_server": database["embedded_server"],
         "curated_table": str(settings.tables.curated),
         "kpi_table": str(settings.tables.kpis),
-        "curate": _pick(
-            curate,
-            "input_rows",
-            "output_rows",
-            "quarantined_rows",
-            "retention_rate",
-            "rejections",
-            "duration_sec",
-        ),
-        "process_trips": _pick(
-            trips,
-            "rows_read",
-            "inserted",
-            "updated",
-            "unchanged",
-            "deleted",
-            "skipped",
-            "postgres_rows",
-            "duration_sec",
-        ),
-        "aggregate": _pick(
-            kpis,
-            "kpi_rows",
-            "hours_processed",
-            "zones_affected",
-            "mart_rows_copied",
-            "duration_sec",
-        ),
+        **{stage: _pick(month_run[stage], _SHOWN[stage]) for stage in STAGES},
         "timings_sec": month_run["timings_sec"],
         "kpi_hours": f"{status['first_hour']} .. {status['last_hour']}",
     }
@@ -90,5 +71,5 @@ def demo(
     emit(results, as_json)
 
 
-def _pick(stats: dict, *keys: str) -> dict:
-    return {key: stats.get(key) for key in keys}
+def _pick(stats: dict, keys: str) -> dict:
+    return {key: stats.get(key) for key in keys.split()}

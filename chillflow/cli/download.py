@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
 
 
@@ -26,7 +27,6 @@ def download(
 
     Exit code 11 when a month is not published (yet), else the first failure's exit code.
     """
-    from chillflow import runtime
     from chillflow.errors import ChillflowError, ConfigError, NotPublishedError
     from chillflow.logs import bound_run, new_run_id
     from chillflow.schemas import SERVICES
@@ -65,6 +65,7 @@ def download(
 
 def _months(month: str | None, start: str | None, end: str | None) -> list[str]:
     from chillflow.errors import ConfigError
+    from chillflow.hour_window import month_range
     from chillflow.settings import parse_month
 
     if (month is None) == (start is None and end is None) or (start is None) != (end is None):
@@ -74,5 +75,4 @@ def _months(month: str | None, start: str | None, end: str | None) -> list[str]:
     first, last = parse_month(start), parse_month(end)
     if first > last:
         raise ConfigError(f"--start {first} is after --end {last}")
-    low, high = (int(m[:4]) * 12 + int(m[5:]) - 1 for m in (first, last))
-    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(low, high + 1)]
+    return month_range(first, last)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import handle_errors
 
 app = typer.Typer(help="JVM jars (Delta Lake, PostgreSQL JDBC).", no_args_is_help=True)
@@ -15,7 +16,6 @@ SEP_OPTION = typer.Option("\n", "--sep", help="Separator between items (',' for 
 @handle_errors
 def jars_path(sep: str = SEP_OPTION) -> None:
     """Download the jars if needed and print their local paths (for ``--jars``)."""
-    from chillflow import runtime
     from chillflow.session import jar_paths
 
     typer.echo(sep.join(str(p) for p in jar_paths(runtime.settings().spark)))
@@ -25,6 +25,4 @@ def jars_path(sep: str = SEP_OPTION) -> None:
 @handle_errors
 def jars_packages(sep: str = SEP_OPTION) -> None:
     """Print the configured Maven coordinates (for ``--packages``); resolves nothing."""
-    from chillflow import runtime
-
     typer.echo(sep.join(runtime.settings().spark.packages))

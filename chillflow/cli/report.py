@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 
-from chillflow.cli.output import JSON_OPTION, handle_errors
+from chillflow import runtime
+from chillflow.cli.output import JSON_OPTION, emit, handle_errors
 
 
 @handle_errors
@@ -31,7 +30,6 @@ def report(
 
     With --json, print the figures behind every table and chart instead, with the path.
     """
-    from chillflow import runtime
     from chillflow.report import write_report
     from chillflow.settings import parse_month
 
@@ -42,6 +40,6 @@ def report(
         runtime.spark(settings), settings, runtime.database_url(settings), months, out
     )
     if as_json:
-        sys.stdout.write(json.dumps({"path": str(path), **figures}, sort_keys=True) + "\n")
+        emit({"path": str(path), **figures}, as_json=True)
     else:
         typer.echo(str(path))

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
 
 JOB_OPTION = typer.Option(None, "--job", help="Only this job's runs (curate, aggregate, …).")
@@ -17,7 +18,6 @@ def runs(
     job: str | None = JOB_OPTION, limit: int = LIMIT_OPTION, as_json: bool = JSON_OPTION
 ) -> None:
     """Show the runs recorded in ops.job_run, newest first."""
-    from chillflow import runtime
     from chillflow.storage.ledger import list_runs
     from chillflow.storage.postgres import connect, init_schema
 

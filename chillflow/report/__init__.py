@@ -22,10 +22,7 @@ def write_report(
     months: list[str] | None = None,
     out: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Collect the figures (see ``collect_figures``), render them and write the page atomically.
-
-    Returns:
-        The page (default ``<data_dir>/reports/chillflow-report.html``) and its figures.
+    """Write the page of the figures atomically; return its path and the figures.
 
     Raises:
         ConfigError: The page cannot be written there (checked before any query).

@@ -50,12 +50,7 @@ def collect_figures(
 ) -> dict[str, Any]:
     """Gather every number the report shows, as JSON-ready data.
 
-    Args:
-        spark: The session.
-        settings: Table locations and the configured rules (for their descriptions).
-        database_url: PostgreSQL with ``ops.job_run`` and ``dim.zone``.
-        months: ``YYYY-MM`` months; default the latest 12 of dq_metrics, and for the KPIs the
-            KPI table's latest month.
+    ``months`` defaults to the latest 12 of dq_metrics, and for the KPIs the KPI table's latest.
 
     Returns:
         generated_at, months, quality (per service and month), kpis (per month), runs,
@@ -90,8 +85,8 @@ def _pinned_slices(
 ) -> dict[str, DataFrame | None]:
     """The months' rows of curated, quarantine and dq_metrics, at versions of one curate run.
 
-    The versions are taken while the months' slices are held shared (waiting up to
-    :data:`CURATE_WAIT_SEC` for a curate writing one of them).
+    The versions are read while the months' slices are held shared (a curate writing one of
+    them is waited for).
     """
     names = ("curated", "quarantine", "dq_metrics")
     if not months:

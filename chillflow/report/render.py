@@ -86,13 +86,8 @@ def render_report(figures: dict[str, Any]) -> str:
 def _quality(quality: list[dict[str, Any]]) -> str:
     if not quality:
         return _note("No data-quality metrics for these months: curate one first.")
-    parts = [
-        _chart(
-            "chart-quality",
-            "Retention and rule failure rates by month",
-            charts.quality_trend(quality),
-        )
-    ]
+    trend = charts.quality_trend(quality)
+    parts = [_chart("chart-quality", "Retention and rule failure rates by month", trend)]
     for q in quality:
         parts.append(
             f"<h3>{_e(q['service'])} {_e(q['month'])}</h3><p>{_fmt(q['rows_in'])} rows in, "
@@ -124,21 +119,13 @@ def _kpis(figures: dict[str, Any]) -> str:
         parts.append(_note("dim.zone is empty, so zones show as ids: load their names with "
                            "`chillflow db init --zones taxi_zone_lookup.csv`."))  # fmt: skip
     for k in figures["kpis"]:
-        m = k["month"]
+        m, heatmap, daily = k["month"], charts.day_hour_heatmap(k), charts.daily(k)
         parts += [
             f"<h3>{_e(m)}</h3><p>{_fmt(k['trips'])} trips, {_fmt(k['revenue'])} USD revenue</p>",
-            _chart(
-                f"chart-heatmap-{m}",
-                f"Trips by hour of day and day of month, {m}",
-                charts.day_hour_heatmap(k),
-            ),
+            _chart(f"chart-heatmap-{m}", f"Trips by hour of day and day of month, {m}", heatmap),
             _chart(f"chart-zones-{m}", f"Busiest pickup zones, {m}", charts.top_zones(k)),
             _records(k["top_zones"]),
-            _chart(
-                f"chart-daily-{m}",
-                f"Revenue, average fare, tip and speed by day, {m}",
-                charts.daily(k),
-            ),
+            _chart(f"chart-daily-{m}", f"Revenue, average fare, tip and speed by day, {m}", daily),
         ]
     return "".join(parts)
 
