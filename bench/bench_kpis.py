@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import statistics
 import sys
@@ -49,6 +50,50 @@ DUCKDB_PROCESS = (
     "bench_kpis.duckdb_kpis(ref.connect_duckdb(), "
     "*(Path(p).read_text().split() for p in sys.argv[1:]), os.environ['HASH_SALT'])"
 )
+
+
+_SIZE_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def scans(spark, action, tables: dict[str, Path]):
+    """Run ``action``; return its result and, per table, the files and bytes its Delta scans read.
+
+    From the SQL status store (the Spark UI's data): every file-scan node of the queries run
+    meanwhile, its "number of files read" and "size of files read" (after partition pruning and
+    data skipping), attributed to the table whose path the node's description names.
+    """
+    store = spark._jsparkSession.sharedState().statusStore()
+    spark.conf.set("spark.sql.maxMetadataStringLength", 10_000)  # whole table paths in plans
+
+    def execution_ids():
+        listed = store.executionsList()
+        return {listed.apply(i).executionId() for i in range(listed.size())}
+
+    before = execution_ids()
+    result = action()
+    read = {name: {"files": 0, "bytes": 0} for name in tables}
+    for execution in sorted(execution_ids() - before):
+        values = store.executionMetrics(execution)
+        nodes = store.planGraph(execution).allNodes()
+        seen = set()
+        for i in range(nodes.size()):
+            node = nodes.apply(i)
+            owner = next((n for n, p in tables.items() if f"{p}]" in node.desc()), None)
+            if owner is None or not node.name().startswith("Scan parquet"):
+                continue
+            metrics = node.metrics()
+            for j in range(metrics.size()):
+                metric = metrics.apply(j)
+                value = values.get(metric.accumulatorId())
+                if metric.accumulatorId() in seen or value.isEmpty():
+                    continue
+                seen.add(metric.accumulatorId())
+                if metric.name() == "number of files read":
+                    read[owner]["files"] += int(value.get().replace(",", ""))
+                elif metric.name() == "size of files read":
+                    number, unit = re.search(r"([0-9.,]+) ([KMGT]?i?B)", value.get()).groups()
+                    read[owner]["bytes"] += float(number.replace(",", "")) * _SIZE_UNITS[unit]
+    return result, read
 
 
 def free_port() -> int:
@@ -143,11 +188,38 @@ def load_months_into_stg(spark, settings, url, months: list[str]) -> tuple[int, 
     return rows, time.monotonic() - started
 
 
+def print_reads(day: date, steps: dict) -> None:
+    """The curated source's steps: seconds, and files and MiB each table's scans read."""
+    print(
+        f"\none-day incremental of {day} vs full refresh, curated source; "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| step | s | curated files | curated MiB | quarantine files | quarantine MiB | "
+          "KPI files | KPI MiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (seconds, read) in steps.items():
+        cells = ["", "", "", "", "", ""] if read is None else [
+            f"{read[t][k] / (2**20 if k == 'bytes' else 1):,.{1 if k == 'bytes' else 0}f}"
+            for t in ("curated", "quarantine", "kpis") for k in ("files", "bytes")
+        ]  # fmt: skip
+        print(f"| {name} | {seconds:.1f} | " + " | ".join(cells) + " |")
+    full, day_read = steps["full refresh"][1], steps["one-day incremental"][1]
+    for key in ("files", "bytes"):
+        trips_full, trips_day = (r["curated"][key] + r["quarantine"][key] for r in (full, day_read))
+        print(f"one day reads {trips_day / trips_full:.1%} of the full refresh's trip {key}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="Rows per month.")
     parser.add_argument("--months", nargs="+", default=["2025-01", "2025-02", "2025-03"])
     parser.add_argument("--day", default=None, help="Day of the incremental (default: mid-run).")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="Runs per timed step.")
+    parser.add_argument(
+        "--curated-only",
+        action="store_true",
+        help="Only the curated source's steps and what they read (no stg.complete_trip, DuckDB).",
+    )
     args = parser.parse_args()
     out = BENCH / "out" / f"kpis-{args.rows}"
     os.environ["CHILLFLOW_DATA_DIR"] = str(out / "data")
@@ -184,13 +256,30 @@ def measure(spark, settings, url, out: Path, args: argparse.Namespace) -> None:
         f"{args.months[len(args.months) // 2]}-15")  # fmt: skip
     day_rows = curated.where(F.to_date("pickup_ts") == F.lit(day)).count()
 
+    tables = {
+        "curated": settings.tables.curated,
+        "quarantine": settings.tables.quarantine,
+        "kpis": settings.tables.kpis,
+    }
     aggregator.aggregate_incremental(day - timedelta(days=1), source="curated")  # warm-up
-    full_s, full = timed(lambda: aggregator.aggregate_full_refresh(source="curated"))
-    incr_s, incr = timed(
-        lambda: aggregator.aggregate_incremental(day, source="curated"),
-        before=lambda: forget_day(spark, settings, day),
+    full_s, (full, full_read) = timed(
+        lambda: scans(spark, lambda: aggregator.aggregate_full_refresh(source="curated"), tables),
+        args.repeat,
     )
-    rerun_s, rerun = timed(lambda: aggregator.aggregate_incremental(day, source="curated"))
+    incr_s, (incr, incr_read) = timed(
+        lambda: scans(spark, lambda: aggregator.aggregate_incremental(day, source="curated"),
+                      tables),
+        args.repeat,
+        before=lambda: forget_day(spark, settings, day),
+    )  # fmt: skip
+    rerun_s, rerun = timed(
+        lambda: aggregator.aggregate_incremental(day, source="curated"), args.repeat
+    )
+    steps = {"full refresh": (full_s, full_read), "one-day incremental": (incr_s, incr_read),
+             "rerun without changes": (rerun_s, None)}  # fmt: skip
+    print_reads(day, steps)
+    if args.curated_only:
+        return
     stg_rows = load_day_into_stg(spark, settings, url, day)
     pg_s, pg = timed(
         lambda: aggregator.aggregate_incremental(day, source="postgres"),

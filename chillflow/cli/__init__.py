@@ -10,6 +10,7 @@ from chillflow.cli.db import app as db_app
 from chillflow.cli.demo import demo
 from chillflow.cli.download import download
 from chillflow.cli.jars import app as jars_app
+from chillflow.cli.maintain import maintain
 from chillflow.cli.pipeline import app as pipeline_app
 from chillflow.cli.process import app as process_app
 from chillflow.cli.report import report
@@ -31,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
 app.command("demo")(demo)
 app.command("download")(download)
+app.command("maintain")(maintain)
 app.command("report")(report)
 app.command("runs")(runs)
 

@@ -19,12 +19,14 @@ from chillflow.errors import ConfigError
 from chillflow.schemas import SERVICES
 from chillflow.settings import default_conf_dir
 
-JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline")
+JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline", "maintain")
 MISSED_RUN_POLICIES = ("skip", "run_latest")
 #: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
 PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
 #: Jobs the stages record in ``ops.job_run`` themselves: a schedule must not mix its runs in.
-RESERVED_JOB_NAMES = frozenset({"curate", "process_trips", "aggregate", "aggregate_backfill"})
+RESERVED_JOB_NAMES = frozenset(
+    {"curate", "process_trips", "aggregate", "aggregate_backfill", "maintain"}
+)
 _DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
 _JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -179,14 +181,15 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
     except CroniterBadDateError:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
     monthly = kind == "monthly_pipeline"
-    wrong = "lookback_hours" if monthly else "watch_months"
+    maintain_lookback = kind == "maintain" and "lookback_hours" in raw
+    wrong = "lookback_hours" if monthly or maintain_lookback else "watch_months"
     if wrong in raw:
-        owner = "aggregate jobs" if monthly else "the monthly pipeline"
+        owner = "aggregate jobs" if wrong == "lookback_hours" else "the monthly pipeline"
         raise ConfigError(f"{where}: {wrong} applies to {owner} only")
     lookback = raw.get("lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind))
     watch = raw.get("watch_months", 3) if monthly else None
     key, value = ("watch_months", watch) if monthly else ("lookback_hours", lookback)
-    if not _is_int(value) or value < 1:
+    if kind != "maintain" and (not _is_int(value) or value < 1):
         raise ConfigError(f"{where}: {key} must be a positive integer")
     retries = raw.get("retries", 0)
     if not _is_int(retries) or retries < 0:

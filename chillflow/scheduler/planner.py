@@ -99,6 +99,8 @@ def periods_of(job: JobSchedule, fire: datetime, services: Sequence[str] = ()) -
         return [(hour - _HOUR).astimezone(job.data_timezone).isoformat(timespec="minutes")]
     if job.kind == "aggregate_daily":
         return [(local.date() - timedelta(days=1)).isoformat()]
+    if job.kind == "maintain":
+        return [local.date().isoformat()]
     months, first = [], local.date().replace(day=1)
     for _ in range(job.watch_months or 0):
         first = (first - timedelta(days=1)).replace(day=1)
@@ -124,7 +126,7 @@ def parse_periods(job: JobSchedule, text: str, services: Sequence[str] = ()) -> 
                 f"schedule's services ({', '.join(services)})"
             )
         return [f"{month}/{name}" for name in ([service] if service else services)]
-    if job.kind == "aggregate_daily":
+    if job.kind in ("aggregate_daily", "maintain"):
         try:
             if _DAY.match(text):
                 return [date.fromisoformat(text).isoformat()]
@@ -194,6 +196,8 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
         return JobPlan(
             (Step("aggregate", (submit, "aggregate", "run", "--date", period, *lookback)),)
         )
+    if job.kind == "maintain":
+        return JobPlan((Step("maintain", (submit, "maintain", "--json")),))
     if job.kind == "aggregate_hourly":
         until = f"{hourly_window_end(period):%Y-%m-%dT%H}"
         return JobPlan(

@@ -45,7 +45,7 @@ from chillflow.transforms.kpis import hourly_zone_kpis
 
 AGGREGATE_JOB = "aggregate"
 BACKFILL_JOB = "aggregate_backfill"
-_KPI_LOCK = "aggregate"
+KPI_LOCK = "aggregate"
 #: The curate rule that keeps every curated pickup inside its file's month partition.
 _MONTH_RULE = "pickup_in_file_month"
 # Both timestamp columns of the mart accept this text; PostgreSQL ignores the zone for hour_ts.
@@ -157,7 +157,7 @@ def aggregate_window(
     store = AdvisoryLocks(database_url, holder(AGGREGATE_JOB, f"run {run_id}"))
     with (
         bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log,
-        hold(store, [(_KPI_LOCK, False)], what="the KPI table and mart", writer=True),
+        hold(store, [(KPI_LOCK, False)], what="the KPI table and mart", writer=True),
         ledger.recorded_run(
             database_url, AGGREGATE_JOB, period, run_id, abandon_all=True,
             stats={"mode": mode, "source": source, "backfill_run_id": backfill_run_id},

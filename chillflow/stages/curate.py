@@ -49,6 +49,9 @@ from chillflow.transforms.quality import (
 from chillflow.transforms.staging import plan_layout, stage_trips
 
 CURATE_JOB = "curate"
+#: Curated and quarantine files are clustered by pickup time within a month: a day's reads skip
+#: the month's other files.
+CLUSTER_BY = "pickup_ts"
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,10 @@ def curate(
         replaced: list[Path] = []
         try:
             with spark_progress(spark, "curate.write", expected_rows=input_rows):
-                replace_slices(curated, targets.curated, slices, MONTH_PARTITION)
+                replace_slices(curated, targets.curated, slices, MONTH_PARTITION, CLUSTER_BY)
                 replaced.append(targets.curated)
                 failpoint("curate.after_curated")
-                replace_slices(quarantined, targets.quarantine, slices, MONTH_PARTITION)
+                replace_slices(quarantined, targets.quarantine, slices, MONTH_PARTITION, CLUSTER_BY)
                 replaced.append(targets.quarantine)
                 failpoint("curate.after_quarantine")
             output_rows = int(curated_obs.get["rows"])
@@ -224,7 +227,7 @@ def _put_back(
     """
     for path in reversed(replaced):
         try:
-            restore_slices(spark, path, before[path], slices, MONTH_PARTITION)
+            restore_slices(spark, path, before[path], slices, MONTH_PARTITION, CLUSTER_BY)
             log.warning("curate.slices_restored", table=str(path), version=before[path])
         except Exception as exc:  # noqa: BLE001 - the run's error is raised by the caller
             log.error(

@@ -38,7 +38,17 @@ def test_plan_shows_the_due_jobs_periods_and_commands_without_a_database(tmp_pat
     hourly = plan("--at", "2025-03-10T10:05:00-04:00", "--json")
     monthly = plan("--at", "2025-04-02T07:00:30Z")
     naive = plan("--at", "2025-03-10T10:05")
+    weekly = plan("--at", "2025-03-16T04:00:00-04:00", "--json")
 
+    assert weekly.returncode == 0, weekly.stderr[-2000:]
+    assert json.loads(weekly.stdout)["jobs"] == [
+        {
+            "job": "weekly_maintenance",
+            "kind": "maintain",
+            "fire_time": "2025-03-16T04:00:00-04:00",
+            "runs": [{"period": "2025-03-16", "commands": [[SUBMIT, "maintain", "--json"]]}],
+        }
+    ]
     assert hourly.returncode == 0, hourly.stderr[-2000:]
     assert json.loads(hourly.stdout) == {
         "at": "2025-03-10T10:05:00-04:00",

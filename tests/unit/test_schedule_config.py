@@ -29,6 +29,7 @@ def test_shipped_schedule_matches_the_issue(tmp_path):
         ("aggregate_hourly", "5 * * * *", 2, None),
         ("aggregate_daily", "0 2 * * *", 24, None),
         ("monthly_pipeline", "0 3 * * *", None, 3),
+        ("maintain", "0 4 * * 0", None, None),
     ]
     assert {job.timezone for job in schedule.jobs} == {ZoneInfo("America/New_York")}
     assert {job.data_timezone for job in schedule.jobs} == {ZoneInfo("America/New_York")}
