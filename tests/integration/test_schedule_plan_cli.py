@@ -82,9 +82,7 @@ def test_plan_shows_the_due_jobs_periods_and_commands_without_a_database(tmp_pat
         "monthly_pipeline (fires 2025-04-02T03:00:00-04:00)",
         *awaiting,
         "  period 2025-03/yellow",
-        f"    $ {SUBMIT} curate {yellow} --month 2025-03 --json",
-        f"    $ {SUBMIT} process-trips --month 2025-03 --service yellow --json",
-        f"    $ {SUBMIT} aggregate backfill --start 2025-03-01 --end 2025-03-31 --json",
+        f"    $ {SUBMIT} pipeline {yellow} --month 2025-03 --json",
         f"  period 2025-03/green: awaiting {landing / 'green_tripdata_2025-03.parquet'}",
     ]
     assert note.startswith("note: raw files as the landing directory holds them now (")
