@@ -75,7 +75,8 @@ def test_a_stopped_job_takes_its_whole_process_group_with_it(tmp_path, how):
         env=dict(os.environ),
         log_path=tmp_path / "run.log",
         cancel=cancel,
-        timeout_sec=3.0 if how == "timeout" else None,
+        # Long enough for the job to start its grandchild on a loaded machine.
+        timeout_sec=8.0 if how == "timeout" else None,
     )
 
     assert time.monotonic() - started < 30
