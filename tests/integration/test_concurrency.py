@@ -239,13 +239,13 @@ def test_a_curate_failing_after_its_first_commit_puts_only_its_slices_back(
     write = curate_stage.replace_slices
     failed = []
 
-    def metrics_store_down(rows, path, slices, partition_by):
+    def metrics_store_down(rows, path, slices, partition_by, *layout):
         if path == settings.tables.dq_metrics and not failed:
             failed.append(path)
             # Meanwhile another run curates February: the same tables, another slice.
             assert curate(spark, settings, february, run_id="february")["output_rows"] == 1
             raise RuntimeError("metrics store down")
-        return write(rows, path, slices, partition_by)
+        return write(rows, path, slices, partition_by, *layout)
 
     monkeypatch.setattr(curate_stage, "replace_slices", metrics_store_down)
     with pytest.raises(RuntimeError, match="metrics store down"):
