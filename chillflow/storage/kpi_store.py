@@ -122,8 +122,8 @@ def merge_hourly_kpis(
     # MERGE to run and the window's rows after the write all derive from it, so the scans of
     # the trips, quarantine and KPI tables are planned and run once, and an unchanged window
     # (a rerun) needs no MERGE, hence no commit, at all.
-    state = _window_state(fresh, current).localCheckpoint(eager=True)
-    after = _rows_after(state)
+    state = window_state(fresh, current).localCheckpoint(eager=True)
+    after = rows_after(state)
     counts = state.agg(
         *(F.count_if(F.col(flag)).alias(flag) for flag in (_NEW, _DELETED, _CHANGED))
     ).first()
@@ -248,7 +248,7 @@ def summarize_hourly_kpis(
     }
 
 
-def _window_state(fresh: DataFrame, current: DataFrame) -> DataFrame:
+def window_state(fresh: DataFrame, current: DataFrame) -> DataFrame:
     """Every group of the window, fresh or current, with what a write has to do to it.
 
     Rows carry the key, ``fresh``'s values (null for a group ``fresh`` lacks), the current
@@ -274,7 +274,7 @@ def _window_state(fresh: DataFrame, current: DataFrame) -> DataFrame:
     )
 
 
-def _rows_after(state: DataFrame) -> DataFrame:
+def rows_after(state: DataFrame) -> DataFrame:
     """The window's rows once the write is done: unchanged groups keep their computed_at."""
     touched = F.col(_NEW) | F.col(_CHANGED)
     return (

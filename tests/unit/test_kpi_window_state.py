@@ -4,7 +4,7 @@ import pytest
 from chispa import assert_df_equality
 
 from chillflow.schemas import HOURLY_KPIS_DDL, struct
-from chillflow.storage.kpi_store import _rows_after, _window_state
+from chillflow.storage.kpi_store import rows_after, window_state
 
 H8 = datetime(2025, 1, 15, 8)
 H9 = datetime(2025, 1, 15, 9)
@@ -37,7 +37,7 @@ def state(spark):
         ],
         struct(HOURLY_KPIS_DDL),
     )
-    return _window_state(fresh, current)
+    return window_state(fresh, current)
 
 
 def test_window_state_flags_every_group_once(spark, state):
@@ -65,4 +65,4 @@ def test_rows_after_keep_computed_at_of_unchanged_groups_and_drop_deleted_ones(s
         ],
         struct(HOURLY_KPIS_DDL),
     )
-    assert_df_equality(_rows_after(state), expected, ignore_nullable=True, ignore_row_order=True)
+    assert_df_equality(rows_after(state), expected, ignore_nullable=True, ignore_row_order=True)
