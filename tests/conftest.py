@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -27,6 +30,22 @@ _TEST_SPARK_CONF = {
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.driver.memory": "2g",
 }
+
+
+def run_chillflow(
+    *args: str, env: Mapping[str, str], timeout: float = 120, **options: Any
+) -> subprocess.CompletedProcess:
+    """Run ``python -m chillflow ARGS`` from the checkout; output captured, exit code unchecked."""
+    return subprocess.run(
+        [sys.executable, "-m", "chillflow", *args],
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **options,
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

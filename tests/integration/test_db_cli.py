@@ -6,14 +6,12 @@ import dataclasses
 import json
 import os
 import secrets
-import subprocess
-import sys
 
 import pytest
 from psycopg2 import sql
 
 from chillflow.storage.postgres import connect
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_chillflow
 
 pytestmark = pytest.mark.postgres
 
@@ -47,15 +45,7 @@ def _db_init(url, tmp_path, *args, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k != "CHILLFLOW_ZONE_LOOKUP"}
     env.update(DATABASE_URL=url.url(), CHILLFLOW_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="INFO")
     env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "chillflow", "db", "init", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_chillflow("db", "init", *args, env=env)
 
 
 def _zone_versions(url):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +23,7 @@ from chillflow.settings import TablePaths
 from chillflow.stages.curate import curate
 from chillflow.storage.delta import read_table
 from chillflow.storage.raw import find_raw_files
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_chillflow
 from tests.integration.rawfiles import (
     GREEN_2025,
     YELLOW_2025,
@@ -588,15 +586,7 @@ def test_the_cli_refuses_in_one_line_and_leaves_the_month_alone(kind, february, 
     }
 
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "chillflow", "curate", "month", str(landing), "--json"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_chillflow("curate", "month", str(landing), "--json", env=env)
 
     elapsed = time.monotonic() - started
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import datetime
 
 import pytest
@@ -20,7 +18,7 @@ from chillflow.storage.delta import read_table, replace_slices, table_version
 from chillflow.storage.ledger import list_runs
 from chillflow.storage.locks import TABLE_LOCK, AdvisoryLocks, hold, lake_locks
 from chillflow.storage.postgres import connect
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_chillflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -146,10 +144,7 @@ def test_a_retention_below_the_tables_is_refused_before_any_change(spark, pg_set
         "DATABASE_URL": pg_settings.database_url.url(),
         "CHILLFLOW_LAKE_DIR": str(pg_settings.lake_dir),
     }
-    cli = subprocess.run(
-        [sys.executable, "-m", "chillflow", "maintain", "--retain-hours", "24", "--json"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    cli = run_chillflow("maintain", "--retain-hours", "24", "--json", env=env, timeout=300)
     assert cli.returncode == 2, cli.stderr[-2000:]
     assert cli.stdout == ""
     assert (

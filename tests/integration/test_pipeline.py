@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -19,7 +17,7 @@ from chillflow.stages.aggregate import aggregate_window
 from chillflow.storage.delta import read_table
 from chillflow.storage.locks import AdvisoryLocks
 from chillflow.storage.postgres import connect
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_chillflow
 from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -93,15 +91,7 @@ def _run_pipeline(raw, pg_settings, tmp_path):
         "SPARK_MASTER": "local[2]",
         "LOG_LEVEL": "INFO",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "chillflow", "pipeline", "month", str(raw), "--json"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_chillflow("pipeline", "month", str(raw), "--json", env=env, timeout=600)
 
 
 def test_cli_runs_every_stage_and_prints_each_result(january, pg_settings, tmp_path):

@@ -19,7 +19,7 @@ from chillflow.settings import CurateSettings, QualityRule
 from chillflow.storage.ledger import insert_run
 from chillflow.storage.locks import AdvisoryLocks, hold
 from chillflow.storage.postgres import connect
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_chillflow
 from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = pytest.mark.postgres
@@ -159,20 +159,9 @@ def test_runs_command_lists_the_ledger_and_schedule_runs_is_the_same(pg, tmp_pat
         insert_run(conn, job="aggregate", period="full", run_id="r2", status="failed", error="x")
     env = {**os.environ, "DATABASE_URL": url.url(), "CHILLFLOW_DATA_DIR": str(tmp_path)}
 
-    def chillflow(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "chillflow", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    listed = chillflow("runs", "--json")
-    curate_only = chillflow("runs", "--job", "curate", "--json")
-    table = chillflow("schedule", "runs", "--limit", "1")
+    listed = run_chillflow("runs", "--json", env=env)
+    curate_only = run_chillflow("runs", "--job", "curate", "--json", env=env)
+    table = run_chillflow("schedule", "runs", "--limit", "1", env=env)
 
     assert listed.returncode == 0, listed.stderr
     assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)["runs"]] == [

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_chillflow
 
 SUBMIT = str(REPO_ROOT / "spark-submit.sh")
 
@@ -26,14 +24,7 @@ def test_plan_shows_the_due_jobs_periods_and_commands_without_a_database(tmp_pat
     )
 
     def plan(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "chillflow", "schedule", "plan", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_chillflow("schedule", "plan", *args, env=env)
 
     hourly = plan("--at", "2025-03-10T10:05:00-04:00", "--json")
     monthly = plan("--at", "2025-04-02T07:00:30Z")

@@ -9,8 +9,6 @@ import json
 import os
 import secrets
 import socket
-import subprocess
-import sys
 from datetime import datetime
 
 import pytest
@@ -35,7 +33,7 @@ from chillflow.storage.trips_pg import (
     load_staged,
     staging_table,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_chillflow
 from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = pytest.mark.postgres
@@ -435,16 +433,8 @@ def test_only_staging_tables_of_dead_runs_are_dropped_whatever_their_age(db):
 
 def _run_cli(args, env_extra, timeout=300):
     env = {**os.environ, "LOG_LEVEL": "INFO", **env_extra}
-    return subprocess.run(
-        [sys.executable, "-m", "chillflow", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        start_new_session=True,  # a failpoint kills the process group: its own, not pytest's
-    )
+    # A failpoint kills the process group: its own, not pytest's.
+    return run_chillflow(*args, env=env, timeout=timeout, start_new_session=True)
 
 
 def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
