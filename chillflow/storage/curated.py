@@ -22,11 +22,7 @@ class CuratedSource:
 
 
 def read_curated(spark: SparkSession, location: str | Path) -> CuratedSource:
-    """Read curated trips from a Delta table (one version, fixed now) or Parquet files.
-
-    A Delta table is read at its current version, so every action on the returned rows sees the
-    same trips even while a curate run replaces a month. Parquet is read with the declared
-    curated schema (``service=…/month=…`` directories supply those columns).
+    """Read curated trips from a Delta table, at its current version, or Parquet files.
 
     Raises:
         ConfigError: Nothing readable exists at ``location``.
