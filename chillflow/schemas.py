@@ -20,9 +20,7 @@ TRIP_DDL = """
     month STRING, source_file STRING, source_row BIGINT
 """
 
-#: What staging produces: the trip columns and, per row, the present raw values that could not
-#: be converted to their column's type (``fare_amount='abc'``), which then hold NULL; NULL for
-#: a row without any.
+#: What staging produces: the trip columns and the raw values that could not be converted.
 STAGED_DDL = f"{TRIP_DDL}, parse_errors ARRAY<STRING>"
 
 #: Columns derived from the staged ones.
@@ -52,8 +50,7 @@ DQ_METRICS_DDL = """
 #: Partition columns shared by the curate tables: a rerun replaces one (service, month) slice.
 MONTH_PARTITION = ("service", "month")
 
-#: Trips as loaded into PostgreSQL's stg.complete_trip (which adds created_at and updated_at).
-#: Timestamps are naive UTC wall-clock times, as in the table's ``timestamp`` columns.
+#: Trips as loaded into stg.complete_trip; timestamps are naive wall-clock times, as in the table.
 COMPLETE_TRIP_DDL = """
     trip_key STRING, vehicle_id_h STRING, service STRING, vendor_id INT,
     pickup_ts TIMESTAMP_NTZ, dropoff_ts TIMESTAMP_NTZ, pickup_month STRING,
@@ -155,11 +152,7 @@ KPI_VALUES = tuple(columns(HOURLY_KPIS_DDL)[len(KPI_KEY) : -1])
 
 
 def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any]], ddl: str) -> DataFrame:
-    """Return driver-side tuples as a DataFrame of the DDL column list ``ddl``, built in the JVM.
-
-    ``spark.createDataFrame`` on a Python list runs through Python workers, whose first start
-    costs a fresh process about 1.5 s; these rows are literals instead.
-    """
+    """Return driver-side tuples as a DataFrame of ``ddl``, as literals: no Python worker start."""
     fields = struct(ddl).fields
     records = [
         F.struct(

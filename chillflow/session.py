@@ -41,8 +41,7 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     if settings.master.startswith("local"):
         # Local mode needs no routable address; this also silences Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # Python workers (the trips load's Arrow batches) need this interpreter's packages,
-        # not those of whatever `python3` is first on PATH.
+        # Python workers need this interpreter's packages, not the first `python3` on PATH's.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     options = {"spark.master": settings.master, "spark.app.name": settings.app_name,
                **settings.conf, **_DELTA_CONF}  # fmt: skip

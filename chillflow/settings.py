@@ -63,8 +63,7 @@ class SparkSettings:
     log4j_config: Path | None = None
 
 
-#: A lake location: a local directory, or a Hadoop URI (``s3a://bucket/lake``) kept as text,
-#: because ``Path`` would fold its ``//`` into ``s3a:/bucket``. Spark receives ``str(location)``.
+#: A local directory, or a Hadoop URI kept as text (``Path`` would fold ``s3a://`` to ``s3a:/``).
 LakeLocation = Path | str
 
 

@@ -115,20 +115,14 @@ def _check_service(service: str) -> None:
 
 def _make_spec(service: str, month: str, rows: int, seed: int, dirty_rate: float) -> draws.Spec:
     _check_service(service)
-    if not isinstance(rows, int) or rows < 0:
-        raise ConfigError(f"rows must be a non-negative integer, got {rows!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    for name, value in (("rows", rows), ("seed", seed)):
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
     if not 0.0 <= dirty_rate <= 1.0:
         raise ConfigError(f"dirty_rate must be between 0 and 1, got {dirty_rate!r}")
-    return draws.Spec(
-        fields=frozenset(field for _, field, _ in _LAYOUTS[service]),
-        profile=PROFILES[service],
-        month=calendar(parse_month(month)),
-        rows=rows,
-        seed=seed,
-        dirty_rate=float(dirty_rate),
-    )
+    fields = frozenset(field for _, field, _ in _LAYOUTS[service])
+    month_ = calendar(parse_month(month))
+    return draws.Spec(fields, PROFILES[service], month_, rows, seed, float(dirty_rate))
 
 
 def _schema(service: str) -> pa.Schema:

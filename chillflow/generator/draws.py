@@ -11,15 +11,10 @@ from chillflow.generator.nyc import AIRPORTS, BOROUGH, CORE, JFK, Month, Profile
 
 #: Kinds of dirty rows and their relative frequency.
 DIRT_WEIGHTS = {
-    "dropoff_not_after_pickup": 0.20,
-    "absurd_speed": 0.10,
-    "negative_amount": 0.20,
-    "null_pickup_zone": 0.10,
-    "null_pickup_time": 0.05,
-    "zone_out_of_range": 0.10,
-    "pickup_outside_month": 0.15,
-    "very_long": 0.10,
-}
+    "dropoff_not_after_pickup": 0.20, "absurd_speed": 0.10, "negative_amount": 0.20,
+    "null_pickup_zone": 0.10, "null_pickup_time": 0.05, "zone_out_of_range": 0.10,
+    "pickup_outside_month": 0.15, "very_long": 0.10,
+}  # fmt: skip
 FEES = ("congestion_surcharge", "airport_fee", "cbd_congestion_fee")
 AMOUNTS = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
            "improvement_surcharge", *FEES)  # fmt: skip
@@ -29,11 +24,10 @@ _SECOND_DIRT_RATE = 0.1
 _MAX_CLEAN_MILES = 45.0
 _MAX_CLEAN_DURATION_S = 4 * 3600
 _CBD_FEE = 0.75
-# The Manhattan congestion relief zone toll started on this day, not on the first of the month.
-_CBD_START_S = int(np.datetime64("2025-01-05", "s").astype(np.int64))
-_STRAY_DAYS_S = (
-    int(np.datetime64("2008-12-31", "s").astype(np.int64)),
-    int(np.datetime64("2009-01-01", "s").astype(np.int64)),
+# The CBD toll started on 2025-01-05, not on the first of the month; stray pickups use the others.
+_CBD_START_S, *_STRAY_DAYS_S = (
+    int(np.datetime64(day, "s").astype(np.int64))
+    for day in ("2025-01-05", "2008-12-31", "2009-01-01")
 )
 _OUT_OF_RANGE_ZONES = (0, 266, 300, 999)
 #: Generated fields by name: values, or where a value is null.

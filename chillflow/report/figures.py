@@ -23,8 +23,7 @@ LATEST_MONTHS = 12
 EXAMPLES_PER_RULE = 3
 TOP_ZONES = 10
 RUNS_PER_JOB = 5
-#: How long a report waits for a curate writing one of its months.
-CURATE_WAIT_SEC = 600
+CURATE_WAIT_SEC = 600  # how long a report waits for a curate writing one of its months
 TABLES = ("curated", "quarantine", "dq_metrics", "kpis")
 EXAMPLE_COLUMNS = ("pickup_ts", "dropoff_ts", "pu_zone_id", "do_zone_id", "distance_km",
                    "duration_min", "fare_amount", "total_amount", "failed_rules",
@@ -80,14 +79,10 @@ def _pinned_slices(
     names = ("curated", "quarantine", "dq_metrics")
     if not months:
         return dict.fromkeys(names)
-    tables = settings.tables
+    tables, what = settings.tables, f"reading the curated slices of {', '.join(months)}"
+    reader = holder("report", "reading")
     with reading_slices(
-        tables.curated,
-        database_url,
-        holder("report", "reading"),
-        months,
-        what=f"reading the curated slices of {', '.join(months)}",
-        wait_sec=CURATE_WAIT_SEC,
+        tables.curated, database_url, reader, months, what=what, wait_sec=CURATE_WAIT_SEC
     ):
         versions = {name: table_version(spark, getattr(tables, name)) for name in names}
     return {

@@ -24,8 +24,7 @@ PARTITION_EXPRESSION = "CAST(hour_ts AS DATE)"
 KPI_COLUMNS = tuple(columns(HOURLY_KPIS_DDL))
 _DELETED, _NEW, _CHANGED = "_deleted", "_new", "_changed"
 _CURRENT_COMPUTED_AT = "_current_computed_at"
-# Timestamps leave Spark as text formatted in the session time zone (UTC): collected Python
-# datetimes would be converted to the driver process's local time zone instead.
+# Timestamps leave Spark as UTC text: collected datetimes would be in the driver's local zone.
 _ISO_SECONDS = "yyyy-MM-dd'T'HH:mm:ss"
 
 
@@ -79,10 +78,8 @@ def merge_hourly_kpis(
     table = DeltaTable.forPath(spark, str(path))
     current = read_table(spark, path).where(window.sql_range("hour_ts")).select(*KPI_COLUMNS)
     fresh = kpis.where(window.sql_range("hour_ts")).select(*KPI_COLUMNS)
-    # Computed once (at most the window's rows twice): the MERGE source, the decision which
-    # MERGE to run and the window's rows after the write all derive from it, so the scans of
-    # the trips, quarantine and KPI tables are planned and run once, and an unchanged window
-    # (a rerun) needs no MERGE, hence no commit, at all.
+    # Computed once: the MERGE source, which MERGE to run and the rows after it derive from it,
+    # so the inputs are scanned once, and an unchanged window (a rerun) commits nothing.
     state = window_state(fresh, current).localCheckpoint(eager=True)
     after = rows_after(state)
     counts = state.agg(
@@ -96,9 +93,8 @@ def merge_hourly_kpis(
     insert = {name: F.col(f"s.{name}") for name in KPI_COLUMNS}
     merge = table.alias("t").merge(changes.alias("s"), merge_condition(window))
     if not (counts[_DELETED] or counts[_CHANGED]):
-        # Only groups the window did not have (new hours, as in most incremental runs): an
-        # insert-only MERGE, which Delta runs as one anti-join and an append instead of
-        # rewriting the matched files.
+        # Only new groups (most incremental runs): Delta runs an insert-only MERGE as an
+        # anti-join and an append, rewriting no file.
         outcome = merge.whenNotMatchedInsert(values=insert).execute().first()
         return _result(spark, path, outcome, after)
     unchanged = _all_equal("t", "s", KPI_VALUES)
