@@ -34,14 +34,9 @@ def with_derived_fields(trips: DataFrame, time_zone: str, months: Iterable[str])
     elapsed_us = _elapsed_micros(time_zone, clock_changes(time_zone, months))
     duration_min = elapsed_us / F.lit(_MICROS_PER_MINUTE)
     distance_km = F.col("trip_distance") * F.lit(KM_PER_MILE)
-    has_positive_duration = duration_min > 0
-    return trips.withColumns(
-        {
-            "distance_km": distance_km,
-            "duration_min": duration_min,
-            "avg_speed_kmh": F.when(has_positive_duration, distance_km / (duration_min / 60.0)),
-        }
-    )
+    speed = F.when(duration_min > 0, distance_km / (duration_min / 60.0))
+    derived = {"distance_km": distance_km, "duration_min": duration_min, "avg_speed_kmh": speed}
+    return trips.withColumns(derived)
 
 
 def clock_changes(time_zone: str, months: Iterable[str]) -> list[ClockChange]:
