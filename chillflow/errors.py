@@ -1,8 +1,4 @@
-"""Expected failures of ChillFlow, each with an actionable message.
-
-The CLI turns a :class:`ChillflowError` into a one-line message and exits with its
-``exit_code``; anything else is a bug and propagates with its traceback.
-"""
+"""Expected failures, each with an actionable message and the CLI's exit code."""
 
 
 class ChillflowError(Exception):
@@ -58,8 +54,7 @@ class NotPublishedError(ChillflowError, exit_code=11):
 def error_summary(exc: BaseException) -> str:
     """Return the first meaningful line of an error's message (at most 500 characters).
 
-    Errors raised in Spark's JVM carry the whole Java stack trace in their message, after a
-    ``An error occurred while calling …`` line; the summary is the Java exception's own line.
+    A Spark error's message is a Java stack trace; the summary is the Java exception's own line.
     """
     for line in str(exc).strip().splitlines():
         line = line.strip().removeprefix(": ")  # Py4J puts ": " before the Java exception

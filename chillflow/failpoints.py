@@ -1,9 +1,4 @@
-"""Named points where the fault-injection tests kill this process group with SIGKILL.
-
-A run started with ``CHILLFLOW_FAILPOINT=<name>`` dies, JVM included, the moment it reaches
-that point, with no cleanup of any kind: the tests then check that a rerun converges to the
-state of a clean run. Unset, a point costs one dictionary lookup.
-"""
+"""Named points where a run with ``CHILLFLOW_FAILPOINT=<name>`` dies at once, JVM included."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Hour-aligned UTC time windows: the run parameter of the aggregate stage.
-
-Every bound that reaches SQL text (a Delta MERGE condition, a JDBC subquery) is rendered by
-:meth:`HourWindow.sql_range` from a validated ``datetime``, never from user text, so a window
-can never carry injected SQL.
-"""
+"""Hour-aligned UTC windows; SQL bounds are rendered from validated datetimes, never user text."""
 
 from __future__ import annotations
 
@@ -51,7 +46,7 @@ class HourWindow:
 
     @property
     def hours(self) -> int:
-        """Number of hours in the window."""
+        """Number of hours."""
         return int((self.end - self.start) / _HOUR)
 
     @property
@@ -73,11 +68,7 @@ class HourWindow:
         return f"{self.start:%Y-%m-%dT%H}/{self.end:%Y-%m-%dT%H}"
 
     def sql_range(self, column: str) -> str:
-        """Render ``column >= TIMESTAMP '<start>' AND column < TIMESTAMP '<end>'``.
-
-        Raises:
-            ValueError: If ``column`` is not a plain, optionally qualified, column name.
-        """
+        """Render ``column >= TIMESTAMP '<start>' AND column < TIMESTAMP '<end>'``."""
         _check_column(column)
         return (
             f"{column} >= TIMESTAMP '{self.start.strftime(_SQL_TIMESTAMP)}' "
@@ -91,11 +82,7 @@ class HourWindow:
 
 
 def day_window(target: date, lookback_hours: int) -> HourWindow:
-    """The window of an incremental run: ``[target + 1 day - lookback, target + 1 day)``.
-
-    The lookback counts back from the end of the target day: 24 covers exactly the target day,
-    48 also re-aggregates the day before it (late-arriving trips).
-    """
+    """The window of an incremental run: ``[target + 1 day - lookback, target + 1 day)``."""
     if isinstance(target, datetime):
         target = to_utc_naive(target).date()
     return hours_until(datetime.combine(target, datetime.min.time()) + _DAY, lookback_hours)

@@ -11,9 +11,8 @@ from contextlib import contextmanager
 import structlog
 
 _SECRET_KEYS = ("password", "salt", "secret", "database_url", "dsn", "token")
-# PySpark logs every AnalysisException it raises, with the JVM stack trace at ERROR, even one
-# the caller catches and reports (an invalid data-quality rule). ChillFlow reports Spark errors
-# in one line and keeps the trace for LOG_LEVEL=DEBUG; these loggers follow the same rule.
+# PySpark logs every AnalysisException, even a caught one, with its JVM stack trace at ERROR;
+# ChillFlow reports Spark errors in one line and keeps the trace for LOG_LEVEL=DEBUG.
 _PYSPARK_QUERY_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 

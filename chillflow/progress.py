@@ -20,11 +20,7 @@ def spark_progress(
     expected_rows: int | None = None,
     rows_done: Callable[[], int | None] | None = None,
 ) -> Iterator[None]:
-    """Log ``<stage>.progress`` every ``every_sec`` while the block runs Spark jobs.
-
-    Each line carries the active Spark stages' finished and total tasks and the elapsed time;
-    ``rows_done``, called from the reporting thread, adds the rows so far and their rate.
-    """
+    """Log ``<stage>.progress`` (tasks, elapsed, ``rows_done()`` and rate) every ``every_sec``."""
     log = structlog.get_logger("chillflow.progress")
     tracker = spark.sparkContext.statusTracker()
     done = threading.Event()
@@ -37,10 +33,9 @@ def spark_progress(
                 stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
                 stages = [s for s in stages if s is not None]
                 elapsed = time.monotonic() - started
-                rows = {}
                 done_now = rows_done() if rows_done is not None else None
-                if done_now is not None:
-                    rows = {"rows_done": done_now, "rows_per_sec": round(done_now / elapsed)}
+                rows = {} if done_now is None else {
+                    "rows_done": done_now, "rows_per_sec": round(done_now / elapsed)}  # fmt: skip
                 log.info(
                     f"{stage}.progress",
                     elapsed_sec=round(elapsed, 1),

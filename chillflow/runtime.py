@@ -1,8 +1,4 @@
-"""Process-level runtime: settings, logging and the SparkSession, each created once.
-
-Only entry points (the CLI, ``jobs/*.py`` and the public API classes) use this module; every
-function below them receives ``spark`` and ``settings`` as parameters.
-"""
+"""Settings, logging and the SparkSession of the process, each created once (entry points only)."""
 
 from __future__ import annotations
 
@@ -38,11 +34,7 @@ def database_url(loaded: Settings | None = None) -> DatabaseUrl:
 
 
 def ledger_database_url(loaded: Settings | None = None) -> DatabaseUrl | None:
-    """The database a run that needs none records itself in, or None.
-
-    ``DATABASE_URL``, else the embedded PostgreSQL once its cluster exists (restarted if stopped);
-    never a new cluster just to record.
-    """
+    """``DATABASE_URL``, else the embedded PostgreSQL if its cluster exists, else None."""
     from chillflow.storage.pg_server import PASSWORD_FILE, cluster_dir
 
     loaded = loaded or settings()

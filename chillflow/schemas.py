@@ -1,8 +1,4 @@
-"""Declared schemas (Spark DDL) of every dataset ChillFlow writes.
-
-The curated schema is the contract between the curate stage and everything downstream: one
-schema for every TLC vintage since 2016-07 and both services.
-"""
+"""Declared schemas (Spark DDL) of every dataset, and the TLC layouts since 2016-07."""
 
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -24,9 +20,7 @@ TRIP_DDL = """
     month STRING, source_file STRING, source_row BIGINT
 """
 
-#: What staging produces: the trip columns and, per row, the present raw values that could not
-#: be converted to their column's type (``fare_amount='abc'``), which then hold NULL; NULL for
-#: a row without any.
+#: What staging produces: the trip columns and the raw values that could not be converted.
 STAGED_DDL = f"{TRIP_DDL}, parse_errors ARRAY<STRING>"
 
 #: Columns derived from the staged ones.
@@ -56,8 +50,7 @@ DQ_METRICS_DDL = """
 #: Partition columns shared by the curate tables: a rerun replaces one (service, month) slice.
 MONTH_PARTITION = ("service", "month")
 
-#: Trips as loaded into PostgreSQL's stg.complete_trip (which adds created_at and updated_at).
-#: Timestamps are naive UTC wall-clock times, as in the table's ``timestamp`` columns.
+#: Trips as loaded into stg.complete_trip; timestamps are naive wall-clock times, as in the table.
 COMPLETE_TRIP_DDL = """
     trip_key STRING, vehicle_id_h STRING, service STRING, vendor_id INT,
     pickup_ts TIMESTAMP_NTZ, dropoff_ts TIMESTAMP_NTZ, pickup_month STRING,
@@ -86,41 +79,25 @@ SOURCE_ROW_COL = "_cf_source_row"
 
 _TIMESTAMP_PREFIX = {"yellow": "tpep", "green": "lpep"}
 
-# standard name -> (TLC column name, matched case-insensitively; Spark type; required)
+#: TLC names (matched case-insensitively) of the standard columns named differently.
+_TLC_NAMES = {"vendor_id": "VendorID", "pickup_ts": "{prefix}_pickup_datetime",
+              "dropoff_ts": "{prefix}_dropoff_datetime", "rate_code": "RatecodeID",
+              "pu_zone_id": "PULocationID", "do_zone_id": "DOLocationID"}  # fmt: skip
+#: Columns older files lack.
+_OPTIONAL = ("congestion_surcharge", "airport_fee", "cbd_congestion_fee", "ehail_fee", "trip_type")
+#: standard name -> (TLC column name; Spark type; required), in TRIP_DDL's order.
 RAW_COLUMNS: dict[str, tuple[str, str, bool]] = {
-    "vendor_id": ("VendorID", "int", True),
-    "pickup_ts": ("{prefix}_pickup_datetime", "timestamp", True),
-    "dropoff_ts": ("{prefix}_dropoff_datetime", "timestamp", True),
-    "passenger_count": ("passenger_count", "int", True),
-    "trip_distance": ("trip_distance", "double", True),
-    "rate_code": ("RatecodeID", "int", True),
-    "store_and_fwd_flag": ("store_and_fwd_flag", "string", True),
-    "pu_zone_id": ("PULocationID", "int", True),
-    "do_zone_id": ("DOLocationID", "int", True),
-    "payment_type": ("payment_type", "int", True),
-    "fare_amount": ("fare_amount", "double", True),
-    "extra": ("extra", "double", True),
-    "mta_tax": ("mta_tax", "double", True),
-    "tip_amount": ("tip_amount", "double", True),
-    "tolls_amount": ("tolls_amount", "double", True),
-    "improvement_surcharge": ("improvement_surcharge", "double", True),
-    "total_amount": ("total_amount", "double", True),
-    "congestion_surcharge": ("congestion_surcharge", "double", False),
-    "airport_fee": ("airport_fee", "double", False),
-    "cbd_congestion_fee": ("cbd_congestion_fee", "double", False),
-    "ehail_fee": ("ehail_fee", "double", False),
-    "trip_type": ("trip_type", "int", False),
+    name: (_TLC_NAMES.get(name, name), kind.lower(), name not in _OPTIONAL)
+    for name, kind in (item.split()[:2] for item in TRIP_DDL.split(","))
+    if name not in ("service", "month", "source_file", "source_row")
 }
 
 
 def trip_service(names: Iterable[str], path: str) -> str:
     """Return the service (yellow or green) of a raw file's column names, checking the layout.
 
-    Pure over names (matched case-insensitively): the downloader checks footers without Spark.
-
     Raises:
-        SchemaError: If two columns differ only in case, or the layout is not a yellow or
-            green TLC layout from 2016-07 on (the message names the missing columns).
+        SchemaError: Two columns differ only in case, or columns of the layout are missing.
     """
     fields: dict[str, str] = {}
     for name in names:
@@ -175,11 +152,7 @@ KPI_VALUES = tuple(columns(HOURLY_KPIS_DDL)[len(KPI_KEY) : -1])
 
 
 def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any]], ddl: str) -> DataFrame:
-    """Return driver-side tuples as a DataFrame of the DDL column list ``ddl``, built in the JVM.
-
-    ``spark.createDataFrame`` on a Python list runs through Python workers, whose first start
-    costs a fresh process about 1.5 s; these rows are literals instead.
-    """
+    """Return driver-side tuples as a DataFrame of ``ddl``, as literals: no Python worker start."""
     fields = struct(ddl).fields
     records = [
         F.struct(

@@ -21,37 +21,31 @@ def check_keys(name: str, section: Mapping[str, Any], known: Iterable[str]) -> N
 
 
 def section_values(
-    name: str, section: Mapping[str, Any], defaults: Any, positive_ints: tuple[str, ...] = ()
+    name: str, section: Mapping[str, Any], defaults: Any, positive: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Merge ``section`` over the dataclass instance ``defaults``, checking keys and counts.
+    """Merge ``section`` over the dataclass instance ``defaults``, each value of its default's kind.
 
     Raises:
-        ConfigError: A key is unknown (a misspelling would silently fall back to the default),
-            or a key of ``positive_ints`` is not an integer >= 1.
+        ConfigError: A key is unknown (a misspelling would silently fall back to the default), or
+            a value is not true/false, a positive integer or seconds >= 0 (> 0 in ``positive``)
+            like its default.
     """
     check_keys(name, section, defaults.__dataclass_fields__)
-    values = {**defaults.__dict__, **section}
-    for key in positive_ints:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    for key, value in section.items():
+        kind, number = type(getattr(defaults, key)), type(value) in (int, float)
+        if kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"[{name}] {key}: expected true or false")
+        if kind is int and (type(value) is not int or value < 1):
             raise ConfigError(f"[{name}] {key}={value!r}: expected a positive integer")
-    return values
+        if kind is float and not (number and (value > 0 or value == 0 and key not in positive)):
+            bound = "> 0" if key in positive else ">= 0"
+            raise ConfigError(f"[{name}] {key}={value!r}: expected seconds {bound}")
+    return {**defaults.__dict__, **section}
 
 
 @dataclass(frozen=True)
 class TripLoadSettings:
-    """The ``[trips]`` section of ``conf/chillflow.toml``.
-
-    Attributes:
-        writer: How Spark fills the staging table: ``jdbc`` (Spark's JDBC writer, batched
-            INSERTs) or ``copy`` (Arrow batches streamed with PostgreSQL COPY, needs psycopg2
-            on executors).
-        jdbc_partitions: Concurrent connections writing the staging table (either writer).
-        batch_size: Rows per JDBC batch (jdbc writer).
-        rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting (jdbc writer).
-        work_mem: PostgreSQL work_mem of the upsert transaction (its key sort and hash).
-        progress_every_sec: Interval of ``process_trips.progress`` lines.
-    """
+    """The ``[trips]`` section of ``conf/chillflow.toml`` (explained there)."""
 
     writer: str = "jdbc"
     jdbc_partitions: int = 4
@@ -63,17 +57,12 @@ class TripLoadSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
         """Validate the section; ConfigError for a wrong value or an unknown key."""
-        values = section_values("trips", section, cls(), ("jdbc_partitions", "batch_size"))
+        values = section_values("trips", section, cls(), ("progress_every_sec",))
         if values["writer"] not in WRITERS:
             raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
-        if not isinstance(values["rewrite_batched_inserts"], bool):
-            raise ConfigError("[trips] rewrite_batched_inserts: expected true or false")
         work_mem = values["work_mem"]
         if not isinstance(work_mem, str) or not work_mem[:1].isdigit() or not work_mem.isalnum():
             raise ConfigError(f"[trips] work_mem={work_mem!r}: expected a size such as '256MB'")
-        every = values["progress_every_sec"]
-        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
-            raise ConfigError(f"[trips] progress_every_sec={every!r}: expected seconds > 0")
         return cls(**values)
 
 
@@ -89,8 +78,7 @@ class AggregateSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> AggregateSettings:
         """Validate the section; ConfigError for a wrong value or an unknown key."""
-        counts = ("default_lookback_hours", "jdbc_partitions", "jdbc_fetch_size")
-        values = section_values("aggregate", section, cls(), counts)
+        values = section_values("aggregate", section, cls())
         check_source(values["default_source"], "[aggregate] default_source")
         return cls(**values)
 
@@ -116,15 +104,10 @@ class DownloadSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any], env: Mapping[str, str]) -> DownloadSettings:
         """Validate the section; ``CHILLFLOW_TLC_BASE_URL`` in ``env`` overrides ``base_url``."""
-        values = section_values("download", section, cls(), ("attempts",))
+        values = section_values("download", section, cls())
         base_url = str(env.get("CHILLFLOW_TLC_BASE_URL") or values["base_url"]).rstrip("/")
         if "@" in base_url.partition("//")[2].partition("/")[0]:
             raise ConfigError("download base_url: credentials would show in logs (value not shown)")
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"download base_url={base_url!r}: expected an http(s):// address")
-        for key in ("backoff_sec", "timeout_sec", "progress_every_sec"):
-            if type(values[key]) not in (int, float) or values[key] < 0:
-                raise ConfigError(f"[download] {key}={values[key]!r}: expected seconds >= 0")
-        if not isinstance(values["before_monthly"], bool):
-            raise ConfigError("[download] before_monthly: expected true or false")
         return cls(**{**values, "base_url": base_url})

@@ -1,9 +1,4 @@
-"""The one SparkSession builder: Delta extension and catalog, JVM jars, session defaults.
-
-Jars come from, in order: ``spark-submit`` (``--packages``/``--jars`` already set), a local
-directory (``CHILLFLOW_JARS_DIR``), or Maven coordinates resolved by Spark's Ivy once and then
-pinned in a manifest so later sessions start without network access or resolution output.
-"""
+"""The one SparkSession builder: Delta, UTC, and jars (submitted, a directory, or Ivy, pinned)."""
 
 from __future__ import annotations
 
@@ -30,6 +25,7 @@ _DELTA_CONF = {
 _MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 _REQUIRED_JARS = ("delta-spark", "delta-storage", "postgresql")
 _TIME_ZONE = "spark.sql.session.timeZone"
+_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> SparkSession:
@@ -45,26 +41,19 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
     if settings.master.startswith("local"):
         # Local mode needs no routable address; this also silences Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # Python workers (the trips load's Arrow batches) need this interpreter's packages,
-        # not those of whatever `python3` is first on PATH.
+        # Python workers need this interpreter's packages, not the first `python3` on PATH's.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    options = {
-        "spark.master": settings.master,
-        "spark.app.name": settings.app_name,
-        **settings.conf,
-        **_DELTA_CONF,
-    }
+    options = {"spark.master": settings.master, "spark.app.name": settings.app_name,
+               **settings.conf, **_DELTA_CONF}  # fmt: skip
     if settings.log4j_config is not None and settings.log4j_config.is_file():
-        java_options = options.get("spark.driver.extraJavaOptions", "")
-        options["spark.driver.extraJavaOptions"] = (
-            f"{java_options} -Dlog4j2.configurationFile={settings.log4j_config}".strip()
-        )
+        log4j = f"-Dlog4j2.configurationFile={settings.log4j_config}"
+        options[_JAVA_OPTIONS] = f"{options.get(_JAVA_OPTIONS, '')} {log4j}".strip()
     submitted_jars = inherited.get("spark.jars", "") + inherited.get("spark.jars.packages", "")
     jars, manifest = ({}, None) if "delta-spark" in submitted_jars else _jar_config(settings)
     # What spark-submit set (--master, --name chillflow-curate, --conf) wins over the defaults.
     options = {k: v for k, v in {**options, **jars}.items() if not inherited.contains(k)}
     if app_name is not None:
-        options["spark.app.name"] = app_name
+        options["spark.app.name"] = app_name  # also over spark-submit's --name
     spark = _in_utc(SparkSession.builder.config(map=options).getOrCreate())
     spark.sparkContext.setLogLevel("WARN")
     if manifest is not None and not manifest.exists():
@@ -73,11 +62,7 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
 
 
 def _in_utc(spark: SparkSession) -> SparkSession:
-    """Force the UTC session time zone, whatever spark-submit or spark-defaults.conf set.
-
-    Curated timestamps are wall-clock times stored as if UTC: another session zone would shift
-    the month bounds and the KPI hours.
-    """
+    """Force UTC: another session time zone would shift the wall-clock month bounds and hours."""
     inherited = spark.conf.get(_TIME_ZONE)
     if inherited != "UTC":
         spark.conf.set(_TIME_ZONE, "UTC")
@@ -86,13 +71,8 @@ def _in_utc(spark: SparkSession) -> SparkSession:
 
 
 def _submitted_conf() -> SparkConf:
-    """Return the settings spark-submit gave this driver (empty when Python started Spark).
-
-    Under spark-submit the JVM starts first and runs the driver with PYSPARK_GATEWAY_PORT set.
-    A SparkConf made before PySpark has connected to that JVM is an empty Python dict, so the
-    driver connects first (what SparkContext would do anyway) and reads the JVM's properties:
-    ``--master``, ``--name``, ``--jars``/``--packages`` and every ``--conf``.
-    """
+    """Return the settings spark-submit gave this driver (empty when Python started Spark)."""
+    # Under spark-submit, a SparkConf made before connecting to the JVM would be empty.
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         SparkContext._ensure_initialized()
     return SparkConf()
@@ -130,11 +110,8 @@ def _manifest_path(settings: SparkSettings) -> Path:
 
 
 def _write_manifest(spark: SparkSession, manifest: Path) -> list[Path]:
-    resolved = [
-        Path(p.removeprefix("file:"))
-        for p in spark.sparkContext.getConf().get("spark.jars", "").split(",")
-        if p
-    ]
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    resolved = [Path(p.removeprefix("file:")) for p in jars.split(",") if p]
     if resolved and all(p.is_file() for p in resolved):
         manifest.parent.mkdir(parents=True, exist_ok=True)
         manifest.write_text("\n".join(str(p) for p in resolved) + "\n")
@@ -161,9 +138,8 @@ def _check_maven_reachable(packages: tuple[str, ...], timeout_sec: float = 5.0) 
     if not packages:
         return
     group, artifact, version = packages[0].split(":")
-    url = (
-        f"{_MAVEN_CENTRAL}/{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.pom"
-    )
+    folder = f"{_MAVEN_CENTRAL}/{group.replace('.', '/')}/{artifact}/{version}"
+    url = f"{folder}/{artifact}-{version}.pom"
     try:
         request = urllib.request.Request(url, method="HEAD")  # noqa: S310 - fixed https URL
         with urllib.request.urlopen(request, timeout=timeout_sec):  # noqa: S310

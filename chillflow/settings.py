@@ -1,7 +1,4 @@
-"""Settings: non-secret configuration from ``conf/``, secrets and paths from the environment.
-
-:func:`load_settings` reads and validates them once into frozen dataclasses passed down.
-"""
+"""Settings: ``conf/`` and the environment, read once into frozen, validated dataclasses."""
 
 from __future__ import annotations
 
@@ -44,13 +41,7 @@ _KEYS = {
 
 @dataclass(frozen=True)
 class QualityRule:
-    """One declarative data-quality rule.
-
-    Attributes:
-        predicate: Spark SQL boolean expression that is true for a *valid* row.
-        action: ``warn`` keeps the row, ``quarantine`` rejects it, ``fail`` fails the run.
-        max_failure_rate: Optional fraction (0–1) of failing rows above which the run fails.
-    """
+    """One data-quality rule: a Spark SQL ``predicate`` true for a valid row, and its action."""
 
     name: str
     predicate: str
@@ -72,8 +63,7 @@ class SparkSettings:
     log4j_config: Path | None = None
 
 
-#: A lake location: a local directory, or a Hadoop URI (``s3a://bucket/lake``) kept as text,
-#: because ``Path`` would fold its ``//`` into ``s3a:/bucket``. Spark receives ``str(location)``.
+#: A local directory, or a Hadoop URI kept as text (``Path`` would fold ``s3a://`` to ``s3a:/``).
 LakeLocation = Path | str
 
 
@@ -89,13 +79,7 @@ class TablePaths:
 
 @dataclass(frozen=True)
 class CurateSettings:
-    """Settings of the curate stage.
-
-    Attributes:
-        rules: The data-quality rules, in evaluation order.
-        data_time_zone: IANA zone of the raw files' wall-clock timestamps; durations are
-            the elapsed time between the instants they denote in it.
-    """
+    """The rules, in evaluation order, and the IANA zone of the raw wall-clock timestamps."""
 
     rules: tuple[QualityRule, ...]
     data_time_zone: str = "America/New_York"
@@ -103,11 +87,7 @@ class CurateSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """All validated settings of one ChillFlow process.
-
-    Secrets (``database_url``, ``hash_salt``) are excluded from ``repr`` so that logging a
-    settings object can never leak them.
-    """
+    """All validated settings of one process; the secrets are left out of ``repr``."""
 
     environment: str
     log_level: str
@@ -156,12 +136,11 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
         check_keys(name, main.get(name, {}) if name else main, keys)
 
     environment = env.get("CHILLFLOW_ENV", str(main.get("environment", "development")))
-    if environment not in ENVIRONMENTS:
-        raise ConfigError(f"CHILLFLOW_ENV={environment!r}: expected one of {ENVIRONMENTS}")
-
     log_level = env.get("LOG_LEVEL", str(main.get("log_level", "INFO"))).upper()
-    if log_level not in LOG_LEVELS:
-        raise ConfigError(f"LOG_LEVEL={log_level!r}: expected one of {LOG_LEVELS}")
+    for name, value, allowed in (("CHILLFLOW_ENV", environment, ENVIRONMENTS),
+                                 ("LOG_LEVEL", log_level, LOG_LEVELS)):  # fmt: skip
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r}: expected one of {allowed}")
 
     paths = main.get("paths", {})
     data_dir = _path(env.get("CHILLFLOW_DATA_DIR") or paths.get("data_dir", ".chillflow"))
@@ -169,12 +148,10 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
         env.get("CHILLFLOW_LAKE_DIR") or paths.get("lake_dir") or data_dir / "lake"
     )
     tables_conf = main.get("tables", {})
-    tables = TablePaths(
-        **{
-            name: _in_lake(lake_dir, _relative(tables_conf.get(name, default), f"tables.{name}"))
-            for name, default in _TABLES.items()
-        }
-    )
+    tables = TablePaths(**{
+        name: _in_lake(lake_dir, _relative(tables_conf.get(name, default), f"tables.{name}"))
+        for name, default in _TABLES.items()
+    })  # fmt: skip
     zone_lookup = env.get("CHILLFLOW_ZONE_LOOKUP") or paths.get("zone_lookup")
 
     hash_salt = env.get("HASH_SALT") or DEV_HASH_SALT
@@ -231,16 +208,14 @@ def _spark_settings(
 
 
 def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, ...]:
-    rules = []
-    seen = set()
+    rules: list[QualityRule] = []
     for index, raw in enumerate(doc.get("rules", [])):
         where = f"{source} rule #{index + 1}"
         name = raw.get("name", "")
         if not _RULE_NAME.match(name):
             raise ConfigError(f"{where}: name {name!r} must match {_RULE_NAME.pattern}")
-        if name in seen:
+        if name in {rule.name for rule in rules}:
             raise ConfigError(f"{where}: duplicate rule name {name!r}")
-        seen.add(name)
         predicate = raw.get("predicate")
         if not isinstance(predicate, str) or not predicate.strip():
             raise ConfigError(f"{where} ({name}): predicate must be a non-empty SQL expression")
@@ -250,15 +225,8 @@ def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, .
         rate = raw.get("max_failure_rate")
         if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
             raise ConfigError(f"{where} ({name}): max_failure_rate must be a fraction 0–1")
-        rules.append(
-            QualityRule(
-                name=name,
-                predicate=predicate.strip(),
-                action=action,
-                max_failure_rate=None if rate is None else float(rate),
-                description=raw.get("description", ""),
-            )
-        )
+        rate = None if rate is None else float(rate)
+        rules.append(QualityRule(name, predicate.strip(), action, rate, raw.get("description", "")))
     if not rules:
         raise ConfigError(f"{source}: no [[rules]] defined")
     return tuple(rules)

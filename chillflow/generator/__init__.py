@@ -1,15 +1,7 @@
-"""Deterministic generator of realistic NYC TLC monthly trip files, yellow and green.
+"""Deterministic generator of realistic NYC TLC monthly trip files (yellow 2025, green 2021).
 
-Benchmarks, tests and the demo need TLC-like months of any size without downloading them. The
-rows follow the shapes of the real files (time-of-day profile, skewed zones, lognormal
-distances, fares that add up) and carry a controlled share of dirty rows of the kinds real files
-contain. The layouts are yellow 2025 as published (int32 ids, µs timestamps, ``Airport_fee``,
-``cbd_congestion_fee``) and green's 2021 LPEP layout.
-
-Rows are drawn in fixed blocks of ``_BLOCK_ROWS`` whose random stream is derived from
-``(seed, block index)``, so the data depends only on the arguments that define it, never on the
-Parquet row-group size. Pickups are stratified over the month, so a file is roughly ordered by
-pickup time like the published ones.
+Rows are drawn in blocks of ``_BLOCK_ROWS`` seeded by ``(seed, block index)``, so the data depends
+only on the arguments that define it, never on the row-group size.
 """
 
 from __future__ import annotations
@@ -84,18 +76,10 @@ def generate_month(
     dirty_rate: float = 0.025,
     row_group_rows: int = 500_000,
 ) -> Path:
-    """Write one TLC-style monthly Parquet file, atomically (a hidden name, then a rename).
+    """Write one TLC-style monthly Parquet file atomically, a block of rows at a time.
 
-    Rows are generated and written a block at a time, so memory stays flat whatever ``rows``.
-
-    Args:
-        path: The file to write; parent directories are created.
-        service: ``yellow`` or ``green``.
-        month: The month of the pickups, ``YYYY-MM``.
-        rows: Number of rows.
-        seed: Non-negative seed; the same arguments always give the same rows.
-        dirty_rate: Fraction of rows that break at least one data-quality rule.
-        row_group_rows: Rows per Parquet row group; does not change the data.
+    ``dirty_rate`` is the fraction of rows breaking a data-quality rule; ``row_group_rows`` does
+    not change the data.
 
     Raises:
         ConfigError: If an argument is invalid.
@@ -131,20 +115,14 @@ def _check_service(service: str) -> None:
 
 def _make_spec(service: str, month: str, rows: int, seed: int, dirty_rate: float) -> draws.Spec:
     _check_service(service)
-    if not isinstance(rows, int) or rows < 0:
-        raise ConfigError(f"rows must be a non-negative integer, got {rows!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    for name, value in (("rows", rows), ("seed", seed)):
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
     if not 0.0 <= dirty_rate <= 1.0:
         raise ConfigError(f"dirty_rate must be between 0 and 1, got {dirty_rate!r}")
-    return draws.Spec(
-        fields=frozenset(field for _, field, _ in _LAYOUTS[service]),
-        profile=PROFILES[service],
-        month=calendar(parse_month(month)),
-        rows=rows,
-        seed=seed,
-        dirty_rate=float(dirty_rate),
-    )
+    fields = frozenset(field for _, field, _ in _LAYOUTS[service])
+    month_ = calendar(parse_month(month))
+    return draws.Spec(fields, PROFILES[service], month_, rows, seed, float(dirty_rate))
 
 
 def _schema(service: str) -> pa.Schema:

@@ -6,38 +6,15 @@ import dataclasses
 
 import numpy as np
 
-from chillflow.generator.nyc import (
-    AIRPORTS,
-    BK,
-    BOROUGH,
-    BX,
-    CORE,
-    EWR,
-    IN_CBD,
-    IN_CONGESTION_ZONE,
-    JFK,
-    LGA,
-    QN,
-    SECONDS_PER_DAY,
-    SI,
-    UNKNOWN,
-    ZONE_CLASS,
-    ZONE_IDS,
-    Month,
-    Profile,
-)
+from chillflow.generator import nyc
+from chillflow.generator.nyc import AIRPORTS, BOROUGH, CORE, JFK, Month, Profile
 
 #: Kinds of dirty rows and their relative frequency.
 DIRT_WEIGHTS = {
-    "dropoff_not_after_pickup": 0.20,
-    "absurd_speed": 0.10,
-    "negative_amount": 0.20,
-    "null_pickup_zone": 0.10,
-    "null_pickup_time": 0.05,
-    "zone_out_of_range": 0.10,
-    "pickup_outside_month": 0.15,
-    "very_long": 0.10,
-}
+    "dropoff_not_after_pickup": 0.20, "absurd_speed": 0.10, "negative_amount": 0.20,
+    "null_pickup_zone": 0.10, "null_pickup_time": 0.05, "zone_out_of_range": 0.10,
+    "pickup_outside_month": 0.15, "very_long": 0.10,
+}  # fmt: skip
 FEES = ("congestion_surcharge", "airport_fee", "cbd_congestion_fee")
 AMOUNTS = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
            "improvement_surcharge", *FEES)  # fmt: skip
@@ -47,11 +24,10 @@ _SECOND_DIRT_RATE = 0.1
 _MAX_CLEAN_MILES = 45.0
 _MAX_CLEAN_DURATION_S = 4 * 3600
 _CBD_FEE = 0.75
-# The Manhattan congestion relief zone toll started on this day, not on the first of the month.
-_CBD_START_S = int(np.datetime64("2025-01-05", "s").astype(np.int64))
-_STRAY_DAYS_S = (
-    int(np.datetime64("2008-12-31", "s").astype(np.int64)),
-    int(np.datetime64("2009-01-01", "s").astype(np.int64)),
+# The CBD toll started on 2025-01-05, not on the first of the month; stray pickups use the others.
+_CBD_START_S, *_STRAY_DAYS_S = (
+    int(np.datetime64(day, "s").astype(np.int64))
+    for day in ("2025-01-05", "2008-12-31", "2009-01-01")
 )
 _OUT_OF_RANGE_ZONES = (0, 266, 300, 999)
 #: Generated fields by name: values, or where a value is null.
@@ -79,7 +55,7 @@ def draw_trips(rng: np.random.Generator, spec: Spec, start: int, n: int, cols: _
     offset_s = np.floor(np.interp(quantiles, month.cdf, month.edges_s)).astype(np.int64)
     offset_s += rng.integers(-_PICKUP_JITTER_S, _PICKUP_JITTER_S + 1, n)
     offset_s = np.clip(offset_s, 0, month.end_s - month.start_s - 1)
-    pickup_zone = rng.choice(ZONE_IDS, n, p=profile.pickup_zone_weights)
+    pickup_zone = rng.choice(nyc.ZONE_IDS, n, p=profile.pickup_zone_weights)
     dropoff_zone = _draw_dropoff_zones(rng, profile, pickup_zone, n)
     median_mi, sigma = _distance_shape(pickup_zone, dropoff_zone)
     distance_mi = median_mi * np.exp(sigma * rng.standard_normal(n))
@@ -96,11 +72,11 @@ def _draw_dropoff_zones(
     rng: np.random.Generator, profile: Profile, pickup_zone: np.ndarray, n: int
 ) -> np.ndarray:
     """Dropoff zones: city-wide demand, or within the pickup's borough for local trips."""
-    dropoff_zone = rng.choice(ZONE_IDS, n, p=profile.dropoff_zone_weights)
+    dropoff_zone = rng.choice(nyc.ZONE_IDS, n, p=profile.dropoff_zone_weights)
     local = (rng.random(n) < profile.local_share) & ~np.isin(pickup_zone, AIRPORTS)
     quantiles = rng.random(n)
     pickup_borough = BOROUGH[pickup_zone]
-    for borough in (CORE, BK, QN, BX, SI):
+    for borough in (CORE, nyc.BK, nyc.QN, nyc.BX, nyc.SI):
         rows = local & (pickup_borough == borough)
         zones = np.flatnonzero(np.equal(BOROUGH, borough))
         cdf = np.cumsum(profile.dropoff_zone_weights[zones])
@@ -111,7 +87,7 @@ def _draw_dropoff_zones(
 
 def _distance_shape(pickup_zone: np.ndarray, dropoff_zone: np.ndarray) -> tuple[np.ndarray, ...]:
     """Median (miles) and log-spread of the trip distance between two zones."""
-    pu_class, do_class = ZONE_CLASS[pickup_zone], ZONE_CLASS[dropoff_zone]
+    pu_class, do_class = nyc.ZONE_CLASS[pickup_zone], nyc.ZONE_CLASS[dropoff_zone]
     pu_borough, do_borough = BOROUGH[pickup_zone], BOROUGH[dropoff_zone]
 
     def either(zone: int) -> np.ndarray:
@@ -120,9 +96,9 @@ def _distance_shape(pickup_zone: np.ndarray, dropoff_zone: np.ndarray) -> tuple[
     cases = [
         (pickup_zone == dropoff_zone, 0.7, 0.6),
         (either(JFK), 17.5, 0.18),
-        (either(LGA), 9.5, 0.22),
-        (either(EWR), 17.0, 0.2),
-        ((pu_class == UNKNOWN) | (do_class == UNKNOWN), 2.0, 1.0),
+        (either(nyc.LGA), 9.5, 0.22),
+        (either(nyc.EWR), 17.0, 0.2),
+        ((pu_class == nyc.UNKNOWN) | (do_class == nyc.UNKNOWN), 2.0, 1.0),
         ((pu_borough == CORE) & (do_borough == CORE), 1.45, 0.55),
         (pu_borough == do_borough, 1.8, 0.7),
     ]
@@ -146,7 +122,7 @@ def draw_codes(
     ratecode = rng.choice((1, 4, 5), n, p=(1.0 - sum(other_rates), *other_rates))
     jfk_manhattan = ((pu == JFK) & (BOROUGH[do] == CORE)) | ((do == JFK) & (BOROUGH[pu] == CORE))
     ratecode = np.where(jfk_manhattan & (rng.random(n) < profile.jfk_flat_share), 2, ratecode)
-    ratecode = np.where(do == EWR, 3, ratecode)
+    ratecode = np.where(do == nyc.EWR, 3, ratecode)
     cols.update(
         vendor_id=rng.choice(profile.vendors, n, p=profile.vendor_weights),
         passenger_count=rng.choice(np.arange(1, 7), n, p=(0.72, 0.15, 0.04, 0.03, 0.035, 0.025)),
@@ -171,13 +147,13 @@ def draw_amounts(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays) ->
     fare = np.where(ratecode == 5, negotiated, metered)
     fare = np.where(ratecode == 2, profile.jfk_flat_fare, fare)
     hour = (pickup_s // 3600) % 24
-    weekday = (pickup_s // SECONDS_PER_DAY + 3) % 7 < 5
+    weekday = (pickup_s // nyc.SECONDS_PER_DAY + 3) % 7 < 5
     night = (hour >= 20) | (hour < 6)
     rush = weekday & (hour >= 16) & (hour < 20)
     extra = np.where(night, profile.night_extra, np.where(rush, profile.rush_extra, 0.0))
     mta_tax = np.where(np.isin(ratecode, (3, 4, 5)), 0.0, 0.5)
-    in_congestion = IN_CONGESTION_ZONE[pu] | IN_CONGESTION_ZONE[do]
-    in_cbd = (IN_CBD[pu] | IN_CBD[do]) & (pickup_s >= _CBD_START_S)
+    in_congestion = nyc.IN_CONGESTION_ZONE[pu] | nyc.IN_CONGESTION_ZONE[do]
+    in_cbd = (nyc.IN_CBD[pu] | nyc.IN_CBD[do]) & (pickup_s >= _CBD_START_S)
     charges = {
         "congestion_surcharge": (in_congestion & ~null_block, profile.congestion_surcharge),
         "airport_fee": (np.isin(pu, AIRPORTS) & ~null_block, profile.airport_fee),
@@ -219,7 +195,7 @@ def apply_dirt(rng: np.random.Generator, spec: Spec, n: int, cols: _Arrays, null
         return dirty & ((primary == index) | (twice & (secondary == index)))
 
     stray_s = _stray_pickups(rng, spec.month, cols["pickup_ts"], n)
-    very_long_s = rng.integers(int(1.05 * SECONDS_PER_DAY), 4 * SECONDS_PER_DAY, n)
+    very_long_s = rng.integers(int(1.05 * nyc.SECONDS_PER_DAY), 4 * nyc.SECONDS_PER_DAY, n)
     backwards_s = np.where(rng.random(n) < 0.3, 0, rng.integers(1, 2701, n))
     absurd_mi = np.round(rng.uniform(60.0, 120.0, n), 2)
     absurd_s = rng.integers(60, 481, n)
@@ -250,7 +226,7 @@ def _stray_pickups(
     rng: np.random.Generator, month: Month, pickup_s: np.ndarray, n: int
 ) -> np.ndarray:
     """Pickups outside the file's month, like those real files carry."""
-    time_of_day_s = rng.integers(0, SECONDS_PER_DAY, n)
+    time_of_day_s = rng.integers(0, nyc.SECONDS_PER_DAY, n)
     last_hour_before = month.start_s - 3600 + time_of_day_s % 3600
     candidates = (
         _STRAY_DAYS_S[0] + time_of_day_s,

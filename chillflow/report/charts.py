@@ -1,8 +1,4 @@
-"""The report's charts as inline SVG (matplotlib, Agg backend); imported only to render a page.
-
-Text stays text (``svg.fonttype = none``), so the page is small and its labels can be read and
-searched. Chart marks carry ids (``gid``) that tests count.
-"""
+"""The report's charts as inline SVG with text as text and marks carrying ids (``gid``)."""
 
 from __future__ import annotations
 

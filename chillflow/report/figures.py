@@ -1,8 +1,4 @@
-"""The report's figures: small aggregates of the Delta tables, ``ops.job_run`` and ``dim.zone``.
-
-Every query returns at most a few hundred rows (per slice and rule, per day and hour, per zone);
-nothing big is collected. Timestamps leave Spark as text in the session time zone (UTC).
-"""
+"""The report's figures: small aggregates (a few hundred rows) of the tables, runs and zones."""
 
 from __future__ import annotations
 
@@ -27,8 +23,7 @@ LATEST_MONTHS = 12
 EXAMPLES_PER_RULE = 3
 TOP_ZONES = 10
 RUNS_PER_JOB = 5
-#: How long a report waits for a curate writing one of its months.
-CURATE_WAIT_SEC = 600
+CURATE_WAIT_SEC = 600  # how long a report waits for a curate writing one of its months
 TABLES = ("curated", "quarantine", "dq_metrics", "kpis")
 EXAMPLE_COLUMNS = ("pickup_ts", "dropoff_ts", "pu_zone_id", "do_zone_id", "distance_km",
                    "duration_min", "fare_amount", "total_amount", "failed_rules",
@@ -51,10 +46,7 @@ def collect_figures(
     """Gather every number the report shows, as JSON-ready data.
 
     ``months`` defaults to the latest 12 of dq_metrics, and for the KPIs the KPI table's latest.
-
-    Returns:
-        generated_at, months, quality (per service and month), kpis (per month), runs,
-        zones_loaded, database_error (why runs and zone names are missing, or None), tables.
+    ``database_error`` says why runs and zone names are missing, or is None.
     """
     tables = settings.tables
     chosen = sorted(set(months or ())) or _latest_months(spark, tables.dq_metrics)
@@ -83,22 +75,14 @@ def _latest_months(spark: SparkSession, path: Any) -> list[str]:
 def _pinned_slices(
     spark: SparkSession, settings: Settings, database_url: DatabaseUrl, months: list[str]
 ) -> dict[str, DataFrame | None]:
-    """The months' rows of curated, quarantine and dq_metrics, at versions of one curate run.
-
-    The versions are read while the months' slices are held shared (a curate writing one of
-    them is waited for).
-    """
+    """The months' rows of curated, quarantine and dq_metrics, pinned under shared locks."""
     names = ("curated", "quarantine", "dq_metrics")
     if not months:
         return dict.fromkeys(names)
-    tables = settings.tables
+    tables, what = settings.tables, f"reading the curated slices of {', '.join(months)}"
+    reader = holder("report", "reading")
     with reading_slices(
-        tables.curated,
-        database_url,
-        holder("report", "reading"),
-        months,
-        what=f"reading the curated slices of {', '.join(months)}",
-        wait_sec=CURATE_WAIT_SEC,
+        tables.curated, database_url, reader, months, what=what, wait_sec=CURATE_WAIT_SEC
     ):
         versions = {name: table_version(spark, getattr(tables, name)) for name in names}
     return {

@@ -1,8 +1,4 @@
-"""Render the report's figures as one self-contained HTML page (inline CSS and SVG, no script).
-
-The page's Content-Security-Policy forbids every fetch but inline styles and ``data:`` images,
-so a browser opening the file never reaches the network. Every value from the data is escaped.
-"""
+"""The report's figures as one self-contained HTML page: inline CSS and SVG, no fetch, escaped."""
 
 from __future__ import annotations
 
@@ -190,12 +186,11 @@ def _badge(status: str) -> _Html:
     return _Html(f'<span class="badge {status if status in _STATUSES else ""}">{_e(status)}</span>')
 
 
-def _bold(text: str) -> _Html:
-    return _Html(f"<b>{_e(text)}</b>")
+def _tag(name: str) -> Callable[[str], _Html]:
+    return lambda text: _Html(f"<{name}>{_e(text)}</{name}>")
 
 
-def _code(text: str) -> _Html:
-    return _Html(f"<code>{_e(text)}</code>")
+_bold, _code = _tag("b"), _tag("code")
 
 
 def _note(text: str) -> str:

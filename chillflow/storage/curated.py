@@ -5,22 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from chillflow.errors import ConfigError
 from chillflow.schemas import CURATED_DDL, struct
+from chillflow.storage.delta import read_table, table_version
 
 
 @dataclass(frozen=True)
 class CuratedSource:
-    """Curated trips read from one location.
-
-    Attributes:
-        rows: The trips, in the curated schema.
-        location: Where they were read from.
-        delta_version: The Delta table version read, or None for Parquet.
-    """
+    """Curated trips read from one location, at ``delta_version`` (None for Parquet)."""
 
     rows: DataFrame
     location: str
@@ -28,27 +22,15 @@ class CuratedSource:
 
 
 def read_curated(spark: SparkSession, location: str | Path) -> CuratedSource:
-    """Read curated trips from a Delta table (one version, fixed now) or Parquet files.
-
-    A Delta table is read at its current version, so every action on the returned rows sees the
-    same trips even while a curate run replaces a month. Parquet is read with the declared
-    curated schema (``service=…/month=…`` directories supply those columns).
-
-    Args:
-        spark: The session.
-        location: Delta table directory, or a Parquet file or directory (local or Hadoop URI).
-
-    Returns:
-        The source.
+    """Read curated trips from a Delta table, at its current version, or Parquet files.
 
     Raises:
         ConfigError: Nothing readable exists at ``location``.
     """
     location = str(location)
-    if DeltaTable.isDeltaTable(spark, location):
-        version = DeltaTable.forPath(spark, location).history(1).first()["version"]
-        rows = spark.read.format("delta").option("versionAsOf", version).load(location)
-        return CuratedSource(rows, location, int(version))
+    version = table_version(spark, location)
+    if version is not None:
+        return CuratedSource(read_table(spark, location, version), location, version)
     if "://" not in location and not Path(location).exists():
         raise ConfigError(
             f"no curated trips at {location}: run `chillflow curate month` first, or pass the "

@@ -11,19 +11,15 @@ from pyspark.sql import DataFrame, SparkSession
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
-#: Rows per file of a slice clustered by time: about a day of a yellow month (3M rows), so a
-#: day's query reads a few files of the month (docs/decisions.md).
+#: Rows per file of a slice clustered by time: about a day of a 3M-row month (docs/decisions.md).
 CLUSTER_ROWS_PER_FILE = 100_000
 
 
 def slice_predicate(slices: Iterable[Mapping[str, str]]) -> str:
     """Build a SQL predicate selecting partition slices, e.g. ``service='yellow' AND …``.
 
-    Only plain identifiers and values (letters, digits, ``_`` and ``-``) are accepted, so the
-    predicate can never carry injected SQL.
-
     Raises:
-        ValueError: If a column or value is not plain.
+        ValueError: A column or value is not plain (letters, digits, ``_``, ``-``): no injection.
     """
     clauses = []
     for slice_ in slices:
@@ -47,11 +43,9 @@ def replace_slices(
 ) -> None:
     """Atomically replace the given partition slices of a Delta table with ``rows``.
 
-    Creates the table on first write. Rows outside the slices make Delta reject the commit,
-    so a slice can never leak into another. Columns ``rows`` has and the table lacks are added
-    to the table (a column is never dropped or retyped). With ``cluster_by``, each task writes
-    its rows sorted by that column into files of :data:`CLUSTER_ROWS_PER_FILE` rows, so every
-    file covers a narrow range of it and Delta's min/max statistics skip the others.
+    Creates the table on first write; rows outside the slices make Delta reject the commit; new
+    columns are added. With ``cluster_by``, each task writes its rows sorted by that column into
+    files of :data:`CLUSTER_ROWS_PER_FILE` rows, so min/max statistics skip the others.
     """
     writer = rows.write
     if cluster_by is not None:
@@ -75,10 +69,9 @@ def restore_slices(
     partition_by: tuple[str, ...],
     cluster_by: str | None = None,
 ) -> None:
-    """Put the given slices back as they were at ``version``; None: the table did not exist.
+    """Put the given slices back as they were at ``version`` (None: the table did not exist).
 
-    Only those slices are rewritten (a RESTORE of the whole table would undo other slices'
-    commits made since); a slice that did not exist at ``version`` is emptied.
+    Only those slices are rewritten: a RESTORE would undo other slices' commits made since.
     """
     slices = list(slices)
     if version is None:
@@ -108,8 +101,7 @@ def read_table(spark: SparkSession, path: Path | str, version: int | None = None
     return reader.load(str(path))
 
 
-def last_commit_metrics(spark: SparkSession, path: Path | str) -> dict[str, str]:
-    """Return the operation metrics of a table's latest commit (``numOutputRows`` …)."""
-    history = DeltaTable.forPath(spark, str(path)).history(1).select("operationMetrics")
-    row = history.first()
-    return dict(row["operationMetrics"] or {}) if row else {}
+def latest_commit(spark: SparkSession, path: Path | str) -> tuple[int, dict[str, str]]:
+    """Return the version and operation metrics (``numOutputRows`` …) of the latest commit."""
+    latest = DeltaTable.forPath(spark, str(path)).history(1).first()
+    return int(latest["version"]), dict(latest["operationMetrics"] or {})

@@ -29,10 +29,7 @@ def retention_floor_hours(spark: SparkSession, path: Path | str) -> float:
 
 
 def table_usage(spark: SparkSession, path: Path | str) -> dict[str, int]:
-    """Data files and bytes of the current version, and in the table's directory.
-
-    The directory's files (``stored_*``) include those no longer referenced: what VACUUM deletes.
-    """
+    """Data files and bytes of the current version, and (``stored_*``) in its directory."""
     detail = DeltaTable.forPath(spark, str(path)).detail().first()
     usage = {"files": int(detail["numFiles"]), "bytes": int(detail["sizeInBytes"])}
     root = spark._jvm.org.apache.hadoop.fs.Path(str(path))
@@ -57,12 +54,7 @@ def compact(spark: SparkSession, path: Path | str) -> int:
 def slices_to_cluster(
     spark: SparkSession, path: Path | str, partition_by: tuple[str, ...]
 ) -> list[tuple[dict[str, str], int, int]]:
-    """The slices a clustered write did not lay out, with their rows and bytes.
-
-    A slice qualifies with a file of more rows than such a write puts in one (it was written
-    without the layout), or with files averaging under a quarter of that (small commits). Only
-    Parquet row counts are read, no column.
-    """
+    """The slices not laid out by a clustered write (too big or too small files): rows, bytes."""
     files = read_table(spark, path).groupBy(
         *partition_by, "_metadata.file_path", "_metadata.file_size"
     )
@@ -90,11 +82,7 @@ def cluster_slice(
     column: str,
     size: tuple[int, int],
 ) -> int:
-    """Rewrite one slice into files of about :data:`CLUSTER_ROWS_PER_FILE` rows, each a range.
-
-    OPTIMIZE ZORDER BY one column range-partitions the slice's rows into as many files as its
-    ``size`` (rows, bytes) needs for that; returns the files written.
-    """
+    """Rewrite a slice (``size``: rows, bytes) into ranges of ``column``; return files written."""
     rows, size_bytes = size
     ranges = rows // CLUSTER_ROWS_PER_FILE + 1  # ZORDER makes size // maxFileSize of them
     conf = {
@@ -110,12 +98,8 @@ def cluster_slice(
 def vacuum(spark: SparkSession, path: Path | str, retain_hours: float) -> None:
     """Delete the files no version newer than ``retain_hours`` ago references (VACUUM).
 
-    Delta 4 ignores a retention other than 0 in favour of the table's
-    ``delta.deletedFileRetentionDuration`` unless told not to; its safety check, which refuses
-    a retention below the table's, stays on.
-
-    Raises:
-        ConfigError: Delta's safety check refused a retention below the table's.
+    Delta 4 ignores a retention other than 0 for the table's own unless told not to; its check
+    refusing a retention below the table's stays on (ConfigError).
     """
     try:
         with _session_conf(

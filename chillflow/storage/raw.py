@@ -34,16 +34,8 @@ class RawFile:
 def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFile]:
     """Expand a file, directory or glob into raw files with their months, each one vetted.
 
-    Every file's Parquet footer is read (no Spark): a file that is unreadable, not Parquet,
-    truncated, empty or not a TLC trip layout fails here, in about a second.
-
-    Args:
-        location: A Parquet file, a directory of them or a glob pattern.
-        month: Month for every file (``YYYY-MM``); otherwise taken from each file name
-            (``{service}_tripdata_YYYY-MM.parquet``).
-
-    Returns:
-        The files, sorted by path.
+    Every file's Parquet footer is read (no Spark), so an unusable file fails in about a second.
+    ``month`` applies to every file; without it each file name gives its own.
 
     Raises:
         ConfigError: If nothing matches or a file's month cannot be determined.
@@ -121,18 +113,10 @@ def month_of(path: Path, month: str | None) -> str:
 def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructType]:
     """Read one raw file with its file name and 0-based row position attached.
 
-    The row position comes from Spark's Parquet ``_metadata.row_index``, which is stable for a
-    file whatever the split, unlike ``monotonically_increasing_id``. The name is the file's own
-    (``_metadata.file_name`` is URL-encoded); glob characters in the path are escaped, as Spark
-    expands globs in the paths it reads.
-
-    TLC timestamps are New York wall-clock times without a zone (Parquet TIMESTAMP with
-    ``isAdjustedToUTC=false``, Spark TIMESTAMP_NTZ). They are read straight as TIMESTAMP in the
-    UTC session: the wall clock as if it were UTC, without a time-zone conversion per value
-    (docs/benchmarks.md).
-
-    Returns:
-        The rows and their schema as read (wall-clock timestamps as TIMESTAMP).
+    The position is Parquet's ``_metadata.row_index`` (stable whatever the split); the name is
+    the file's own (``_metadata.file_name`` is URL-encoded), glob characters escaped. TLC
+    wall-clock TIMESTAMP_NTZ columns are read as TIMESTAMP in the UTC session, without a
+    conversion per value; the schema returned is the one read.
     """
     location = _HADOOP_GLOB.sub(r"\\\1", str(raw.path))
     try:
@@ -152,12 +136,7 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
 
 
 def _wall_clock_as_timestamp(schema: StructType) -> StructType:
-    """Return ``schema`` with every TIMESTAMP_NTZ field read as TIMESTAMP."""
-    return StructType(
-        [
-            StructField(f.name, TimestampType(), f.nullable, f.metadata)
-            if isinstance(f.dataType, TimestampNTZType)
-            else f
-            for f in schema.fields
-        ]
-    )
+    ntz = TimestampNTZType
+    fields = [StructField(f.name, TimestampType(), f.nullable, f.metadata)
+              if isinstance(f.dataType, ntz) else f for f in schema.fields]  # fmt: skip
+    return StructType(fields)

@@ -36,13 +36,9 @@ def download_month(
 ) -> dict[str, Any]:
     """Fetch ``{service}_tripdata_{month}.parquet`` into ``landing`` unless it is there already.
 
-    The body streams into ``NAME.part`` (resumed with HTTP Range while the ETag is unchanged) and
-    is renamed into place once its size is the server's and its footer has the service's
-    columns. A landed file with the server's size and ETag (in ``.NAME.etag``; without one, the
-    size decides) is skipped. ``bar`` shows a progress bar instead of ``download.progress`` lines.
-
-    Returns:
-        service, month, path, status (downloaded, resumed or skipped), bytes, seconds, etag.
+    The body streams into ``NAME.part`` (resumed while the ETag is unchanged) and is renamed
+    into place once its size and footer are right; a landed file with the server's size and ETag
+    is skipped. Returns service, month, path, status, bytes, seconds and etag.
 
     Raises:
         NotPublishedError: HTTP 403 or 404 (the TLC's CloudFront answers 403 for a missing file).

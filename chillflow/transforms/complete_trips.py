@@ -1,10 +1,7 @@
 """Curated trips -> rows of PostgreSQL's ``stg.complete_trip``.
 
-A curated row is loadable when it has a pickup inside its ``month`` partition: stg.complete_trip
-requires pickup_ts, and its ``pickup_month`` (the partition value) must be the pickup's month, or
-the row would belong to another month's slice and a rerun of that month would delete it. The
-curate rules already quarantine both cases; a rule set without them makes such rows declared
-skips here instead of silently lost trips.
+A curated row is loadable with a pickup inside its ``month`` partition: otherwise a rerun of
+another month's slice would delete it. Rule sets that let such rows through get declared skips.
 """
 
 from __future__ import annotations
@@ -29,36 +26,18 @@ def is_loadable() -> Column:
 
 
 def with_skip_reason(trips: DataFrame) -> DataFrame:
-    """Add ``skip_reason``: why a curated row cannot be loaded, NULL when it can.
-
-    Args:
-        trips: Curated trips (``pickup_ts`` and the ``month`` partition, ``YYYY-MM``).
-
-    Returns:
-        The trips with ``skip_reason`` (one of :data:`SKIP_REASONS` or NULL) appended.
-    """
-    month_start = F.to_timestamp(F.concat(F.col("month"), F.lit("-01")))
+    """Add ``skip_reason``: why a curated row cannot be loaded (:data:`SKIP_REASONS`) or NULL."""
+    pickup, month_start = F.col("pickup_ts"), F.to_timestamp(F.concat("month", F.lit("-01")))
     # A range on the month's first instant, as in the curate rule: no per-row formatting.
-    in_month = (F.col("pickup_ts") >= month_start) & (
-        F.col("pickup_ts") < F.add_months(month_start, 1)
-    )
-    reason = F.when(F.col("pickup_ts").isNull(), F.lit(PICKUP_MISSING)).when(
+    in_month = (pickup >= month_start) & (pickup < F.add_months(month_start, 1))
+    reason = F.when(pickup.isNull(), F.lit(PICKUP_MISSING)).when(
         ~F.coalesce(in_month, F.lit(False)), F.lit(PICKUP_OUTSIDE_MONTH)
     )
     return trips.withColumn(SKIP_REASON, reason)
 
 
 def to_complete_trips(keyed: DataFrame) -> DataFrame:
-    """Select and cast the columns of stg.complete_trip, in the table's order.
-
-    Args:
-        keyed: Loadable curated trips with ``trip_key`` and ``vehicle_id_h``.
-
-    Returns:
-        Rows in :data:`~chillflow.schemas.COMPLETE_TRIP_DDL`: ``pickup_month`` is the ``month``
-        partition, ``curated_run_id`` the curate run's id, and pickup and dropoff become naive
-        timestamps holding the UTC wall-clock time (the session time zone is UTC).
-    """
+    """Select and cast keyed, loadable trips to ``COMPLETE_TRIP_DDL``, in the table's order."""
     return keyed.select(
         *(
             F.col(_RENAMED.get(field.name, field.name)).cast(field.dataType).alias(field.name)

@@ -16,11 +16,7 @@ _MICROS = 1_000_000
 
 
 class ClockChange(NamedTuple):
-    """A change of a zone's UTC offset, in wall-clock microseconds (as if the clock were UTC).
-
-    Wall-clock times in ``[start_us, end_us)`` are skipped (spring) or repeated (fall-back);
-    ``repeat_us`` is the length of a repeated hour, 0 for a skipped one.
-    """
+    """Wall-clock microseconds ``[start_us, end_us)`` skipped or repeated (``repeat_us`` long)."""
 
     start_us: int
     end_us: int
@@ -30,32 +26,17 @@ class ClockChange(NamedTuple):
 def with_derived_fields(trips: DataFrame, time_zone: str, months: Iterable[str]) -> DataFrame:
     """Add ``distance_km``, ``duration_min`` and ``avg_speed_kmh``.
 
-    Timestamps are wall-clock times of ``time_zone``; ``duration_min`` is the real elapsed time
-    between the instants they denote. Only trips that touch a clock change of the months (or
-    the day around them) need a conversion; the others keep the plain wall-clock difference.
-    Where the dropoff falls in a repeated hour and its earlier reading would end the trip
-    before it starts, the later one is taken. ``avg_speed_kmh`` is null where the duration is
-    not positive (Spark's ANSI mode would otherwise raise on the division by zero).
-
-    Args:
-        trips: Staged trips.
-        time_zone: IANA zone of the wall-clock timestamps.
-        months: The ``YYYY-MM`` months of the trips' files.
-
-    Returns:
-        The trips with the three derived columns appended.
+    ``duration_min`` is the real elapsed time between the wall-clock times of ``time_zone``;
+    only trips touching a clock change of ``months`` are converted (a dropoff in a repeated hour
+    that would end the trip before it starts takes the later offset). ``avg_speed_kmh`` is null
+    where the duration is not positive.
     """
     elapsed_us = _elapsed_micros(time_zone, clock_changes(time_zone, months))
     duration_min = elapsed_us / F.lit(_MICROS_PER_MINUTE)
     distance_km = F.col("trip_distance") * F.lit(KM_PER_MILE)
-    has_positive_duration = duration_min > 0
-    return trips.withColumns(
-        {
-            "distance_km": distance_km,
-            "duration_min": duration_min,
-            "avg_speed_kmh": F.when(has_positive_duration, distance_km / (duration_min / 60.0)),
-        }
-    )
+    speed = F.when(duration_min > 0, distance_km / (duration_min / 60.0))
+    derived = {"distance_km": distance_km, "duration_min": duration_min, "avg_speed_kmh": speed}
+    return trips.withColumns(derived)
 
 
 def clock_changes(time_zone: str, months: Iterable[str]) -> list[ClockChange]:

@@ -1,14 +1,8 @@
 """Deterministic trip keys and hashed vehicle ids, with Spark built-ins only.
 
-trip_key is the lowercase hex SHA-256 of
-``{salt}|{vendor_id}|{pickup_iso}|{pu_zone_id}|{source_row}``
-(the ChillFlow core library's formula for yellow trips); other services put their name right
-after the salt, so keys never collide across services. ``pickup_iso`` is Python's
-``datetime.isoformat()`` of the naive UTC timestamp, and a missing value renders as ``None``,
-exactly as an f-string would.
-
-The salt is joined in as data (a one-row frame) rather than embedded as a literal, so it never
-appears in query plans, ``explain()`` output or the Spark UI.
+trip_key is the hex SHA-256 of ``{salt}|{vendor_id}|{pickup_iso}|{pu_zone_id}|{source_row}`` as
+an f-string renders it (other services put their name after the salt). The salt is joined in as
+data, so it never appears in query plans.
 """
 
 from __future__ import annotations
@@ -39,45 +33,20 @@ def _text(column: Column) -> Column:
 
 
 def with_trip_keys(trips: DataFrame, salt: DataFrame) -> DataFrame:
-    """Add ``trip_key`` and ``vehicle_id_h``.
-
-    Args:
-        trips: Curated trips (service, vendor_id, pickup_ts, pu_zone_id, source_row).
-        salt: The frame from :func:`salt_frame`.
-
-    Returns:
-        The trips with the two key columns appended.
-    """
-    salt_col = F.col(SALT_COL)
-    service_part = F.when(F.col("service") != "yellow", F.concat(F.col("service"), F.lit("|")))
-    trip_material = F.concat(
+    """Add ``trip_key`` and ``vehicle_id_h``, salted by the frame of :func:`salt_frame`."""
+    salt_col, vendor = F.col(SALT_COL), _text(F.col("vendor_id"))
+    # concat_ws skips the NULL service part of yellow trips.
+    trip_material = F.concat_ws(
+        "|",
         salt_col,
-        F.lit("|"),
-        F.coalesce(service_part, F.lit("")),
-        _text(F.col("vendor_id")),
-        F.lit("|"),
+        F.when(F.col("service") != "yellow", F.col("service")),
+        vendor,
         F.coalesce(isoformat("pickup_ts"), F.lit("None")),
-        F.lit("|"),
         _text(F.col("pu_zone_id")),
-        F.lit("|"),
         _text(F.col("source_row")),
     )
-    vehicle_material = F.concat(
-        salt_col,
-        F.lit("|vehicle|"),
-        _text(F.col("vendor_id")),
-        F.lit("|"),
-        _text(F.pmod(F.col("source_row"), F.lit(VEHICLE_BUCKETS))),
-    )
-    return (
-        trips.crossJoin(F.broadcast(salt))
-        .withColumns(
-            {
-                "trip_key": F.sha2(trip_material, 256),
-                "vehicle_id_h": F.concat(
-                    F.lit("veh_"), F.substring(F.sha2(vehicle_material, 256), 1, 12)
-                ),
-            }
-        )
-        .drop(SALT_COL)
-    )
+    bucket = _text(F.pmod(F.col("source_row"), F.lit(VEHICLE_BUCKETS)))
+    vehicle_material = F.concat_ws("|", salt_col, F.lit("vehicle"), vendor, bucket)
+    vehicle_id_h = F.concat(F.lit("veh_"), F.substring(F.sha2(vehicle_material, 256), 1, 12))
+    keys = {"trip_key": F.sha2(trip_material, 256), "vehicle_id_h": vehicle_id_h}
+    return trips.crossJoin(F.broadcast(salt)).withColumns(keys).drop(SALT_COL)

@@ -1,13 +1,4 @@
-"""Hourly pickup-zone KPIs: one row per (zone_id, hour_ts) with trips, averages and rates.
-
-Sums are exact. Every money, distance, duration and speed value is rounded half up to a fixed unit
-(cents, metres, milliseconds, metres per hour) and summed as a 64-bit integer; an average is
-that integer sum divided by its count. A double sum depends on the order in which Spark merges
-partial aggregates, which changes with partitioning and shuffle fetch order, so the same trips
-could yield values a few ULPs apart: a rerun would then report groups as updated, and a table
-kept by incremental runs would never equal a full refresh bit for bit. Integer sums make every
-KPI a function of the group's rows alone.
-"""
+"""Hourly pickup-zone KPIs, summed exactly as integers of fixed units (docs/decisions.md)."""
 
 from __future__ import annotations
 
@@ -34,22 +25,11 @@ _MEANS = (
 
 
 def hourly_zone_kpis(trips: DataFrame, quarantined: DataFrame | None = None) -> DataFrame:
-    """Aggregate trips to one row per pickup zone and UTC hour.
+    """Aggregate trips to one row per pickup zone and UTC hour (``zone_id``, ``hour_ts``).
 
-    Args:
-        trips: Trips with pickup_ts, pu_zone_id, vehicle_id_h, payment_type, fare_amount,
-            tip_amount, total_amount (USD), distance_km, duration_min and avg_speed_kmh. Rows
-            without a pickup time or zone cannot be keyed and are left out.
-        quarantined: Rows curation quarantined (pickup_ts, pu_zone_id), or None when unknown.
-
-    Returns:
-        zone_id, hour_ts (start of ``window(pickup_ts, '1 hour')``) and :data:`KPI_VALUES`:
-        trips; avg_fare, avg_tip (USD), avg_speed_kmh, avg_distance_km, avg_duration_min, each
-        over the group's trips where the value is known (a zero-duration trip has no speed);
-        pct_card, the percent of all the group's trips paid by card (an unknown payment type is
-        not a card); unique_vehicles, distinct vehicle_id_h; total_revenue, the sum of
-        total_amount (USD); outlier_rate, the percent of the zone-hour's rows (curated plus
-        quarantined) that curation quarantined, null when ``quarantined`` is None.
+    Rows without a pickup time or zone are left out. Averages are over the trips where the value
+    is known; pct_card counts unknown payment types as not card; outlier_rate is the percent of
+    the zone-hour's rows (curated plus ``quarantined``) quarantined, null without ``quarantined``.
     """
     sums = (
         trips.where(_has_pickup_zone())
@@ -80,10 +60,7 @@ def hourly_zone_kpis(trips: DataFrame, quarantined: DataFrame | None = None) -> 
 
 
 def _hour_start() -> Column:
-    """hour_ts: the start of the tumbling ``window(pickup_ts, '1 hour')``.
-
-    Grouping on the start alone keeps the key one timestamp instead of the window's struct.
-    """
+    """hour_ts: the start of the tumbling ``window(pickup_ts, '1 hour')``."""
     return F.window("pickup_ts", HOUR)["start"].alias("hour_ts")
 
 
@@ -92,11 +69,7 @@ def _has_pickup_zone() -> Column:
 
 
 def _units(column: str, per_unit: int) -> Column:
-    """``column`` in whole fixed units (e.g. cents), rounded half up, as a long.
-
-    ``floor(x + 0.5)`` stays in double arithmetic; ``round`` would go through a decimal per value,
-    which made the whole aggregation about a third slower. ANSI mode fails on overflow.
-    """
+    """``column`` in whole fixed units (cents), rounded half up without ``round``'s decimals."""
     return F.floor(F.col(column) * F.lit(float(per_unit)) + F.lit(0.5))
 
 

@@ -1,9 +1,4 @@
-"""Declarative data-quality rules: evaluate every rule once per row, then split.
-
-Each rule becomes one non-null boolean column, so the split, the failure counts and the
-rule-name arrays are cheap boolean work; the arrays are only built on the side that needs them
-(``failed_rules`` on rejected rows, ``dq_warnings`` on curated rows).
-"""
+"""Declarative data-quality rules: one non-null boolean column per rule, then the split."""
 
 from __future__ import annotations
 
@@ -18,10 +13,7 @@ REJECTED_COL = "_cf_rejected"
 
 
 def rule_passes(rule: QualityRule) -> Column:
-    """Return a non-null boolean column: True where the row satisfies the rule.
-
-    A predicate that evaluates to NULL counts as failed, so no row vanishes from both sides.
-    """
+    """True where the row satisfies the rule; a NULL predicate counts as failed."""
     return F.coalesce(F.expr(rule.predicate), F.lit(False))
 
 
@@ -33,15 +25,7 @@ def passed_col(rule: QualityRule) -> str:
 def with_rule_results(trips: DataFrame, rules: tuple[QualityRule, ...]) -> DataFrame:
     """Evaluate all rules in one projection: one boolean per rule and a rejected flag.
 
-    A row is rejected when a rule with action ``quarantine`` or ``fail`` fails; ``warn``
-    rules never reject.
-
-    Args:
-        trips: Trips with derived fields.
-        rules: The configured rules.
-
-    Returns:
-        The trips with ``_cf_ok_<rule>`` columns and ``_cf_rejected`` appended.
+    A row is rejected when a rule with action ``quarantine`` or ``fail`` fails.
     """
     results = trips.withColumns({passed_col(rule): rule_passes(rule) for rule in rules})
     rejected = F.lit(False)
@@ -69,11 +53,7 @@ def rejected_rows(flagged: DataFrame, rules: tuple[QualityRule, ...]) -> DataFra
 
 
 def rule_failure_counts(rules: tuple[QualityRule, ...]) -> list[Column]:
-    """Aggregate expressions counting each rule's failures on rule-result rows.
-
-    Returns:
-        One ``fail__<rule>`` column per rule, for ``df.agg`` or ``df.observe``.
-    """
+    """One ``fail__<rule>`` count of failures per rule, for ``df.agg`` or ``df.observe``."""
     return [
         F.count(F.when(~F.col(passed_col(rule)), F.lit(1))).alias(f"fail__{rule.name}")
         for rule in rules

@@ -1,14 +1,7 @@
 """Staging: map one raw TLC file's columns onto the standard trip schema (rename and cast only).
 
-TLC files drift between vintages: column-name case (``Airport_fee``), int32/int64/double ids
-and counts, Parquet null-typed columns (green ``ehail_fee``), nanosecond timestamps in files
-rewritten by pandas, string-typed columns, and columns that only newer files have.
-:func:`plan_layout` inspects a file's schema once and :func:`stage_trips` applies the plan.
-
-A present raw value that its column's type cannot hold (``'abc'`` in ``fare_amount``, 1.5 or
-2^31 in an int column, ``'2025-13-45'`` in a timestamp) becomes NULL and is listed in the row's
-``parse_errors`` as ``fare_amount='abc'``; blank strings count as missing. Only casts that can
-lose a value are checked, so a file whose types match pays nothing.
+A present raw value its column's type cannot hold becomes NULL and is listed in ``parse_errors``
+(``fare_amount='abc'``); only casts that can lose a value are checked.
 """
 
 from __future__ import annotations
@@ -53,13 +46,7 @@ _EXACT_INTS = ("tinyint", "smallint", "int")
 
 @dataclass(frozen=True)
 class SourceColumn:
-    """Where a standard column comes from in one raw file.
-
-    Attributes:
-        name: The column's name in the file (original case), or None when the file lacks it.
-        target_type: Spark SQL type of the standard column.
-        source_type: Spark SQL type of the raw column (``bigint``, ``string``, ...), if any.
-    """
+    """Where a standard column comes from in one raw file (``name`` None: the file lacks it)."""
 
     name: str | None
     target_type: str
@@ -76,13 +63,6 @@ class RawLayout:
 
 def plan_layout(schema: StructType, path: str) -> RawLayout:
     """Work out how a raw file's columns map onto the standard trip columns.
-
-    Args:
-        schema: The file's schema as Spark reads it.
-        path: The file, for error messages.
-
-    Returns:
-        The staging plan for :func:`stage_trips`.
 
     Raises:
         SchemaError: If the layout is not a yellow or green TLC layout from 2016-07 on, or a
@@ -107,17 +87,7 @@ def plan_layout(schema: StructType, path: str) -> RawLayout:
 
 
 def stage_trips(raw: DataFrame, layout: RawLayout, month: str) -> DataFrame:
-    """Rename and cast a raw file's rows to the staged schema; one row in, one row out.
-
-    Args:
-        raw: Rows of one raw file, with the reader's source file and row columns attached.
-        layout: The plan from :func:`plan_layout` for that file.
-        month: The file's month (``YYYY-MM``).
-
-    Returns:
-        Rows in the staged schema (``STAGED_DDL``), with ``parse_errors`` listing the present
-        raw values that could not be converted (NULL for a clean row).
-    """
+    """Rename and cast a raw file's rows to ``STAGED_DDL``; one row in, one row out."""
     casts = {standard: _cast(source) for standard, source in layout.sources}
     checked = [
         (lost, F.format_string(f"{standard}='%s'", F.col(f"`{source.name}`")))
