@@ -8,7 +8,6 @@ from typing import Any
 
 from chillflow.errors import ConfigError
 
-WRITERS = ("copy", "jdbc")
 SOURCES = ("postgres", "curated")
 
 
@@ -43,17 +42,13 @@ class TripLoadSettings:
     """The ``[trips]`` section of ``conf/chillflow.toml``.
 
     Attributes:
-        writer: How Spark fills the staging table: ``jdbc`` (Spark's JDBC writer, batched
-            INSERTs) or ``copy`` (Arrow batches streamed with PostgreSQL COPY, needs psycopg2
-            on executors).
-        jdbc_partitions: Concurrent connections writing the staging table (either writer).
-        batch_size: Rows per JDBC batch (jdbc writer).
-        rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting (jdbc writer).
+        jdbc_partitions: Concurrent JDBC connections writing the staging table.
+        batch_size: Rows per JDBC batch.
+        rewrite_batched_inserts: pgJDBC's multi-row INSERT rewriting.
         work_mem: PostgreSQL work_mem of the upsert transaction (its key sort and hash).
         progress_every_sec: Interval of ``process_trips.progress`` lines.
     """
 
-    writer: str = "jdbc"
     jdbc_partitions: int = 4
     batch_size: int = 10_000
     rewrite_batched_inserts: bool = True
@@ -64,8 +59,6 @@ class TripLoadSettings:
     def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
         """Validate the section; ConfigError for a wrong value or an unknown key."""
         values = section_values("trips", section, cls(), ("jdbc_partitions", "batch_size"))
-        if values["writer"] not in WRITERS:
-            raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
         if not isinstance(values["rewrite_batched_inserts"], bool):
             raise ConfigError("[trips] rewrite_batched_inserts: expected true or false")
         work_mem = values["work_mem"]

@@ -1,10 +1,10 @@
 """The process-trips stage: curated trips of a month -> PostgreSQL's ``stg.complete_trip``.
 
 One run: read the month (and service) from the curated table, key the trips, append them to a
-staging table of the run's own (Arrow batches streamed with COPY, or Spark's JDBC writer), then
-in one transaction delete the slice's trips that vanished from the curated month, upsert the
-staged trips and drop the staging table. After the commit the slice in PostgreSQL must hold as
-many trips as the curated month minus declared skips, or the run fails.
+staging table of the run's own with Spark's JDBC writer, then in one transaction delete the
+slice's trips that vanished from the curated month, upsert the staged trips and drop the staging
+table. After the commit the slice in PostgreSQL must hold as many trips as the curated month
+minus declared skips, or the run fails.
 """
 
 from __future__ import annotations
@@ -26,13 +26,11 @@ from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.schemas import SERVICES
-from chillflow.sections import TripLoadSettings
 from chillflow.settings import Settings, parse_month
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.ledger import recorded_run
 from chillflow.storage.locks import AdvisoryLocks, hold, holder
-from chillflow.storage.pg_copy import copy_rows
 from chillflow.storage.postgres import connect
 from chillflow.storage.trips_pg import (
     TripSlice,
@@ -125,7 +123,6 @@ def process_trips(
             expected_rows=staged,
             skipped=sum(skip_reasons.values()),
             database=str(database_url),
-            writer=options.writer,
         )
         if stale:
             log.info("process_trips.orphaned_staging_dropped", tables=stale)
@@ -148,7 +145,14 @@ def process_trips(
                     rows_done=probe,
                 ),
             ):
-                _write_staging(rows, database_url, staging, options)
+                append_jdbc(
+                    rows,
+                    database_url,
+                    ".".join(staging),
+                    partitions=options.jdbc_partitions,
+                    batch_size=options.batch_size,
+                    rewrite_batched_inserts=options.rewrite_batched_inserts,
+                )
             write_sec = time.monotonic() - write_started
             log.info("process_trips.staged", sec=round(write_sec, 1))
             failpoint("process_trips.staged")
@@ -186,7 +190,6 @@ def process_trips(
             "month": month,
             "services": sorted({s.service for s in loaded}),
             "database": str(database_url),
-            "writer": options.writer,
             "rows_read": staged + sum(skip_reasons.values()),
             "skipped": sum(skip_reasons.values()),
             "skip_reasons": {r: n for r, n in skip_reasons.items() if n},
@@ -253,22 +256,6 @@ def _select_month(curated: CuratedSource, month: str | None, service: str | None
         else:
             skipped[row[SKIP_REASON]] += row["count"]
     return _CuratedMonth(trips, dict(sorted(loaded.items())), skipped)
-
-
-def _write_staging(
-    rows: DataFrame, database_url: DatabaseUrl, staging: tuple[str, str], options: TripLoadSettings
-) -> None:
-    if options.writer == "copy":
-        copy_rows(rows, database_url, staging, partitions=options.jdbc_partitions)
-    else:
-        append_jdbc(
-            rows,
-            database_url,
-            ".".join(staging),
-            partitions=options.jdbc_partitions,
-            batch_size=options.batch_size,
-            rewrite_batched_inserts=options.rewrite_batched_inserts,
-        )
 
 
 def _reconcile(

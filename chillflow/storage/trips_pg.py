@@ -274,15 +274,13 @@ def staging_progress(
 class StagingProgress:
     """Rows in a staging table while Spark fills it, read from PostgreSQL's statistics.
 
-    Committed rows come from the table's statistics (the JDBC writer commits every batch, and
-    PostgreSQL flushes a session's statistics about once a second); rows of COPY streams still
-    running from ``pg_stat_progress_copy``. Returns None when the database cannot be asked:
-    progress lines must never fail a load.
+    The JDBC writer commits every batch, and PostgreSQL flushes a session's statistics about
+    once a second. Returns None when the database cannot be asked: progress lines must never
+    fail a load.
     """
 
     _QUERY = (
-        "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = %(t)s::regclass)"
-        ", 0) + coalesce((SELECT sum(tuples_processed) FROM pg_stat_progress_copy"
+        "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables"
         " WHERE relid = %(t)s::regclass), 0)"
     )
 

@@ -269,18 +269,6 @@ def test_keys_in_postgres_follow_the_hashlib_formula(spark, pg, tmp_path):
     assert "2025-01-20T12:00:00.123456" in f"{fractional['pickup_ts'].isoformat()}"
 
 
-def test_copy_writer_stores_the_same_values_as_jdbc(spark, pg, tmp_path):
-    _curate(spark, pg, tmp_path, CLEAN)
-    assert _load(spark, pg)["writer"] == "jdbc"
-    before = _trips(pg.database_url)
-    copy = dataclasses.replace(pg, trips=dataclasses.replace(pg.trips, writer="copy"))
-
-    stats = _load(spark, copy)
-
-    assert (stats["writer"], stats["unchanged"], stats["updated"]) == ("copy", 6, 0)
-    assert _trips(pg.database_url) == before
-
-
 def test_missing_month_and_bad_arguments_fail_clearly(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
 
