@@ -26,7 +26,7 @@ from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.schemas import SERVICES
-from chillflow.settings import Settings, parse_month
+from chillflow.settings import Settings
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.ledger import recorded_run
@@ -70,14 +70,16 @@ def process_trips(
 ) -> dict[str, Any]:
     """Load the curated trips of one month into stg.complete_trip, idempotently.
 
+    The caller validates ``month`` (``YYYY-MM``) and ``service`` (yellow or green).
+
     Args:
         spark: The session.
         settings: Validated settings (hash salt, ``[trips]``, the curated table).
         database_url: PostgreSQL URL (contains the password: never logged).
         source: Curated Delta table, or Parquet in the curated schema; the configured curated
             table by default.
-        month: ``YYYY-MM``; may be left out when the source holds a single month.
-        service: ``yellow`` or ``green``; every service of the month by default.
+        month: May be left out when the source holds a single month.
+        service: Every service of the month by default.
         run_id: Run id (names the staging table); a new one by default.
         prepared: What :func:`prepare_database` returned when the caller ran it already.
         _before_commit: Test hook, called inside the upsert transaction before its commit.
@@ -87,7 +89,7 @@ def process_trips(
         unchanged, deleted, postgres_rows, duration_sec, rows_per_sec, run_id and more.
 
     Raises:
-        ConfigError: Bad arguments, settings or source, or no curated trips to load.
+        ConfigError: Bad source, or no curated trips to load.
         DatabaseError: PostgreSQL is unreachable or refused the login (password masked).
         ReconciliationError: After the commit, PostgreSQL's count of a slice differs from the
             curated rows loaded into it.
@@ -96,10 +98,6 @@ def process_trips(
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     run_id = check_run_id(run_id or new_run_id())
     options = settings.trips
-    if month is not None:
-        parse_month(month)
-    if service is not None and service not in SERVICES:
-        raise ConfigError(f"service {service!r}: expected one of {', '.join(SERVICES)}")
     stale = prepare_database(database_url) if prepared is None else prepared
     curated = read_curated(spark, source or settings.tables.curated)
     selected = _select_month(curated, month, service)
@@ -221,10 +219,9 @@ class _CuratedMonth:
 def _select_month(curated: CuratedSource, month: str | None, service: str | None) -> _CuratedMonth:
     """Filter the source to the month and service, and count loadable rows and skips.
 
-    The counts read only pickup_ts and the partition columns; the load itself reads the same
-    Delta version, so they are the reference for the reconciliation. A month with no curated
-    trips is an error rather than an instruction to delete that month from PostgreSQL: far more
-    likely the wrong path or month than a month without a single trip.
+    The counts read the same Delta version as the load: the reference for the reconciliation.
+    A month with no curated trips is an error rather than an instruction to delete that month
+    from PostgreSQL: far more likely the wrong path or month than a month without a trip.
     """
     trips = curated.rows
     if month is not None:

@@ -274,10 +274,6 @@ def test_missing_month_and_bad_arguments_fail_clearly(spark, pg, tmp_path):
 
     with pytest.raises(ConfigError, match="no curated trips for green 2025-01 in .*curate"):
         _load(spark, pg, month="2025-01", service="green")
-    with pytest.raises(ConfigError, match="service 'blue': expected one of yellow, green"):
-        _load(spark, pg, service="blue")
-    with pytest.raises(ConfigError, match="invalid month '2025-1'"):
-        _load(spark, pg, month="2025-1")
     with pytest.raises(ConfigError, match="no curated trips at .*nowhere"):
         _load(spark, pg, source=tmp_path / "nowhere")
     assert _trips(pg.database_url) == {}
@@ -482,6 +478,18 @@ def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, 
         k: {c: v for c, v in r.items() if c not in unstamped}
         for k, r in _trips(pg.database_url).items()
     }
+
+
+def test_cli_refuses_a_bad_month_or_service_before_it_starts(tmp_path):
+    env = {"CHILLFLOW_DATA_DIR": str(tmp_path / "data")}
+    lake = str(tmp_path / "lake")
+
+    service = _run_cli(["process", "trips", lake, "--service", "blue"], env, 60)
+    month = _run_cli(["process", "trips", lake, "--month", "2025-1"], env, 60)
+
+    assert service.returncode == month.returncode == 2
+    assert "service 'blue': expected one of yellow, green" in service.stderr
+    assert "invalid month '2025-1'" in month.stderr
 
 
 def test_cli_fails_fast_on_an_unreachable_database(tmp_path):
