@@ -134,9 +134,7 @@ WHERE (z.borough, z.zone, z.service_zone)
 def connect(target: DatabaseUrl, *, action: str = "query") -> Iterator[Connection]:
     """Open a connection; commit when the block succeeds, roll back when it raises.
 
-    Args:
-        target: The database.
-        action: What the block does, for the message of a failure (``creating the schema``).
+    ``action`` says what the block does, for the message of a failure (``creating the schema``).
 
     Raises:
         ConfigError: The URL carries an unknown connection parameter.
@@ -259,7 +257,7 @@ def init_schema(conn: Connection) -> None:
 def seed_zones(conn: Connection, csv_path: Path) -> int:
     """Upsert the TLC ``taxi_zone_lookup.csv`` into dim.zone; return the rows it holds then.
 
-    Zones missing from the file are kept, unchanged rows are not rewritten, empty fields are NULL.
+    Zones missing from the file are kept, unchanged rows not rewritten, empty fields are NULL.
 
     Raises:
         ConfigError: The file is unreadable, or its header, a row's fields or a LocationID are
