@@ -1,7 +1,11 @@
 """PostgreSQL server binaries for the embedded server: finding them, and running them as root.
 
 initdb and postgres refuse to run as root. As root the server runs as an existing unprivileged
-account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created.
+account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created and no
+mode changes outside ChillFlow's own directories, since both would change the machine beyond the
+project. A cluster or binaries out of that account's reach go to a private directory,
+``/var/tmp/chillflow-pg-<hash of the data directory>``, created by root with mode 0711 (the
+account may pass through it, nobody may list it).
 """
 
 from __future__ import annotations

@@ -5,15 +5,9 @@ are off). Its superuser ``chillflow`` logs in with a generated password kept in 
 (``chillflow.password``, mode 0600). It starts on port 54329, or on a free port when another
 program holds that one, and keeps its port in ``chillflow.port``. It outlives the process that
 started it; later calls, from any process, find it through ``postmaster.pid`` and reuse it.
-
-initdb and postgres refuse to run as root. As root the server runs as an existing unprivileged
-account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created and no
-mode changes outside ChillFlow's own directories, since both would change the machine beyond the
-project. When that account cannot reach the data directory (a checkout under /root), the cluster
-lives in a private directory instead, ``/var/tmp/chillflow-pg-<hash of the data directory>``,
-created by root with mode 0711 (the account may pass through it, nobody may list it), with a copy
-of the binaries when they are out of reach too. ``<data_dir>/relocated`` names that directory, so
-later runs, ``db stop`` and ``make clean`` find it.
+As root, when the server's account cannot reach the data directory (a checkout under /root),
+the cluster lives in a private directory (:func:`~chillflow.storage.pg_install.private_dir`)
+that ``<data_dir>/relocated`` names, so later runs, ``db stop`` and ``make clean`` find it.
 """
 
 from __future__ import annotations
