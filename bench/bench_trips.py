@@ -1,9 +1,9 @@
 """Benchmark the process-trips load against a plain psycopg2 COPY of the same rows.
 
-    python bench/bench_trips.py --rows 1000000 3000000 [--writers copy jdbc]
+    python bench/bench_trips.py --rows 1000000 3000000
 
 For each size: a generated yellow month is curated once (not timed), then in one warm Spark
-session and a fresh database per writer: the idempotent load of the new month, a rerun of the
+session and a fresh database: the idempotent load of the new month, a rerun of the
 unchanged month, and, as the physical baseline, psycopg2 COPY of the same rows (exported from
 the loaded table in the curated file's order, not timed) into an empty table with the same
 indexes as stg.complete_trip; and the bulk-load pattern's floor: COPY into a table without
@@ -142,10 +142,9 @@ def copy_baseline(url: DatabaseUrl, rows: int) -> tuple[float, float, float]:
     return seconds[0], seconds[1], seconds[2]
 
 
-def measure(spark, settings, server: DatabaseUrl, rows: int, writer: str) -> dict[str, float]:
+def measure(spark, settings, server: DatabaseUrl, rows: int) -> dict[str, float]:
     source = curated_table(settings, spark, rows)
-    settings = with_writer(settings, writer)
-    url = fresh_database(server, f"{rows}_{writer}")
+    url = fresh_database(server, str(rows))
     try:
         checkpoint(url)
         first = process_trips(spark, settings, url, source, month=MONTH)
@@ -168,10 +167,6 @@ def measure(spark, settings, server: DatabaseUrl, rows: int, writer: str) -> dic
     }
 
 
-def with_writer(settings, writer: str):
-    return dataclasses.replace(settings, trips=dataclasses.replace(settings.trips, writer=writer))
-
-
 def warm_up(spark, settings, server: DatabaseUrl) -> None:
     """One small load, so the first measured size does not pay for JIT and class loading."""
     lake = OUT / "trips-lake-warmup"
@@ -181,16 +176,14 @@ def warm_up(spark, settings, server: DatabaseUrl) -> None:
     tables = TablePaths(lake / "trips", lake / "quarantine", lake / "dq_metrics", lake / "kpis")
     settings = dataclasses.replace(settings, tables=tables)
     curate(spark, settings, raw)
-    for writer in ("copy", "jdbc"):
-        url = fresh_database(server, f"warmup_{writer}")
-        process_trips(spark, with_writer(settings, writer), url, month=MONTH)
-        drop_database(server, url)
+    url = fresh_database(server, "warmup")
+    process_trips(spark, settings, url, month=MONTH)
+    drop_database(server, url)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000])
-    parser.add_argument("--writers", nargs="+", default=["copy"], choices=["copy", "jdbc"])
     args = parser.parse_args()
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     settings = runtime.settings()
@@ -201,9 +194,8 @@ def main() -> None:
 
     results = {}
     for rows in args.rows:
-        for writer in args.writers:
-            results[rows, writer] = measure(spark, settings, server, rows, writer)
-            print(f"{rows} {writer}: {results[rows, writer]}", flush=True)
+        results[rows] = measure(spark, settings, server, rows)
+        print(f"{rows}: {results[rows]}", flush=True)
 
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (the start's was printed first)")
     print(
@@ -211,15 +203,15 @@ def main() -> None:
         f"JVM peak RSS {jvm_peak_rss_mib():.0f} MiB (whole run)\n"
     )
     print(
-        "| curated rows | writer | new month s (staging + upsert) | rows/s | rerun s | rows/s | "
+        "| curated rows | new month s (staging + upsert) | rows/s | rerun s | rows/s | "
         "COPY baseline s | rows/s | load ÷ COPY throughput | rerun ÷ new time | "
         "COPY without indexes + index build s | load ÷ that throughput |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (_rows, writer), r in results.items():
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results.values():
         staged = r["staged"]
         print(
-            f"| {staged:,} | {writer} | {r['first_s']:.1f} ({r['first_staging_s']:.1f} + "
+            f"| {staged:,} | {r['first_s']:.1f} ({r['first_staging_s']:.1f} + "
             f"{r['first_upsert_s']:.1f}) | {staged / r['first_s']:,.0f} | {r['rerun_s']:.1f} | "
             f"{staged / r['rerun_s']:,.0f} | {r['copy_s']:.1f} | {staged / r['copy_s']:,.0f} | "
             f"{r['copy_s'] / r['first_s']:.2f} | {r['rerun_s'] / r['first_s']:.2f} | "

@@ -8,7 +8,6 @@ from typing import Any
 
 from chillflow.errors import ConfigError
 
-WRITERS = ("copy", "jdbc")
 SOURCES = ("postgres", "curated")
 
 
@@ -47,7 +46,6 @@ def section_values(
 class TripLoadSettings:
     """The ``[trips]`` section of ``conf/chillflow.toml`` (explained there)."""
 
-    writer: str = "jdbc"
     jdbc_partitions: int = 4
     batch_size: int = 10_000
     rewrite_batched_inserts: bool = True
@@ -58,8 +56,6 @@ class TripLoadSettings:
     def from_section(cls, section: Mapping[str, Any]) -> TripLoadSettings:
         """Validate the section; ConfigError for a wrong value or an unknown key."""
         values = section_values("trips", section, cls(), ("progress_every_sec",))
-        if values["writer"] not in WRITERS:
-            raise ConfigError(f"[trips] writer={values['writer']!r}: expected one of {WRITERS}")
         work_mem = values["work_mem"]
         if not isinstance(work_mem, str) or not work_mem[:1].isdigit() or not work_mem.isalnum():
             raise ConfigError(f"[trips] work_mem={work_mem!r}: expected a size such as '256MB'")

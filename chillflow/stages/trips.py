@@ -1,10 +1,10 @@
 """The process-trips stage: curated trips of a month -> PostgreSQL's ``stg.complete_trip``.
 
 One run: read the month (and service) from the curated table, key the trips, append them to a
-staging table of the run's own (Arrow batches streamed with COPY, or Spark's JDBC writer), then
-in one transaction delete the slice's trips that vanished from the curated month, upsert the
-staged trips and drop the staging table. After the commit the slice in PostgreSQL must hold as
-many trips as the curated month minus declared skips, or the run fails.
+staging table of the run's own with Spark's JDBC writer, then in one transaction delete the
+slice's trips that vanished from the curated month, upsert the staged trips and drop the staging
+table. After the commit the slice in PostgreSQL must hold as many trips as the curated month
+minus declared skips, or the run fails.
 """
 
 from __future__ import annotations
@@ -26,13 +26,11 @@ from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.schemas import SERVICES
-from chillflow.sections import TripLoadSettings
-from chillflow.settings import Settings, parse_month
+from chillflow.settings import Settings
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.ledger import recorded_run
 from chillflow.storage.locks import AdvisoryLocks, hold, holder
-from chillflow.storage.pg_copy import copy_rows
 from chillflow.storage.postgres import connect
 from chillflow.storage.trips_pg import (
     TripSlice,
@@ -72,14 +70,16 @@ def process_trips(
 ) -> dict[str, Any]:
     """Load the curated trips of one month into stg.complete_trip, idempotently.
 
+    The caller validates ``month`` (``YYYY-MM``) and ``service`` (yellow or green).
+
     Args:
         spark: The session.
         settings: Validated settings (hash salt, ``[trips]``, the curated table).
         database_url: PostgreSQL URL (contains the password: never logged).
         source: Curated Delta table, or Parquet in the curated schema; the configured curated
             table by default.
-        month: ``YYYY-MM``; may be left out when the source holds a single month.
-        service: ``yellow`` or ``green``; every service of the month by default.
+        month: May be left out when the source holds a single month.
+        service: Every service of the month by default.
         run_id: Run id (names the staging table); a new one by default.
         prepared: What :func:`prepare_database` returned when the caller ran it already.
         _before_commit: Test hook, called inside the upsert transaction before its commit.
@@ -89,7 +89,7 @@ def process_trips(
         unchanged, deleted, postgres_rows, duration_sec, rows_per_sec, run_id and more.
 
     Raises:
-        ConfigError: Bad arguments, settings or source, or no curated trips to load.
+        ConfigError: Bad source, or no curated trips to load.
         DatabaseError: PostgreSQL is unreachable or refused the login (password masked).
         ReconciliationError: After the commit, PostgreSQL's count of a slice differs from the
             curated rows loaded into it.
@@ -98,10 +98,6 @@ def process_trips(
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     run_id = check_run_id(run_id or new_run_id())
     options = settings.trips
-    if month is not None:
-        parse_month(month)
-    if service is not None and service not in SERVICES:
-        raise ConfigError(f"service {service!r}: expected one of {', '.join(SERVICES)}")
     stale = prepare_database(database_url) if prepared is None else prepared
     curated = read_curated(spark, source or settings.tables.curated)
     selected = _select_month(curated, month, service)
@@ -125,7 +121,6 @@ def process_trips(
             expected_rows=staged,
             skipped=sum(skip_reasons.values()),
             database=str(database_url),
-            writer=options.writer,
         )
         if stale:
             log.info("process_trips.orphaned_staging_dropped", tables=stale)
@@ -148,7 +143,14 @@ def process_trips(
                     rows_done=probe,
                 ),
             ):
-                _write_staging(rows, database_url, staging, options)
+                append_jdbc(
+                    rows,
+                    database_url,
+                    ".".join(staging),
+                    partitions=options.jdbc_partitions,
+                    batch_size=options.batch_size,
+                    rewrite_batched_inserts=options.rewrite_batched_inserts,
+                )
             write_sec = time.monotonic() - write_started
             log.info("process_trips.staged", sec=round(write_sec, 1))
             failpoint("process_trips.staged")
@@ -186,7 +188,6 @@ def process_trips(
             "month": month,
             "services": sorted({s.service for s in loaded}),
             "database": str(database_url),
-            "writer": options.writer,
             "rows_read": staged + sum(skip_reasons.values()),
             "skipped": sum(skip_reasons.values()),
             "skip_reasons": {r: n for r, n in skip_reasons.items() if n},
@@ -218,10 +219,9 @@ class _CuratedMonth:
 def _select_month(curated: CuratedSource, month: str | None, service: str | None) -> _CuratedMonth:
     """Filter the source to the month and service, and count loadable rows and skips.
 
-    The counts read only pickup_ts and the partition columns; the load itself reads the same
-    Delta version, so they are the reference for the reconciliation. A month with no curated
-    trips is an error rather than an instruction to delete that month from PostgreSQL: far more
-    likely the wrong path or month than a month without a single trip.
+    The counts read the same Delta version as the load: the reference for the reconciliation.
+    A month with no curated trips is an error rather than an instruction to delete that month
+    from PostgreSQL: far more likely the wrong path or month than a month without a trip.
     """
     trips = curated.rows
     if month is not None:
@@ -253,22 +253,6 @@ def _select_month(curated: CuratedSource, month: str | None, service: str | None
         else:
             skipped[row[SKIP_REASON]] += row["count"]
     return _CuratedMonth(trips, dict(sorted(loaded.items())), skipped)
-
-
-def _write_staging(
-    rows: DataFrame, database_url: DatabaseUrl, staging: tuple[str, str], options: TripLoadSettings
-) -> None:
-    if options.writer == "copy":
-        copy_rows(rows, database_url, staging, partitions=options.jdbc_partitions)
-    else:
-        append_jdbc(
-            rows,
-            database_url,
-            ".".join(staging),
-            partitions=options.jdbc_partitions,
-            batch_size=options.batch_size,
-            rewrite_batched_inserts=options.rewrite_batched_inserts,
-        )
 
 
 def _reconcile(

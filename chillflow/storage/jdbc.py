@@ -1,7 +1,6 @@
 """Spark's JDBC writer into PostgreSQL tables that already exist.
 
-Connection options are built from a parsed :class:`~chillflow.storage.postgres.DatabaseUrl`: the
-password travels only as a JDBC property, which Spark redacts from plans and its UI
+The password travels only as a JDBC property, which Spark redacts from plans and its UI
 (``spark.redaction.regex`` matches ``password``), and nothing here logs it.
 """
 
@@ -21,7 +20,7 @@ def jdbc_write_options(
     batch_size: int,
     rewrite_batched_inserts: bool,
 ) -> dict[str, str]:
-    """Return the options of a JDBC append into ``table``.
+    """Return the options of a JDBC append into ``table``; they contain the password.
 
     Args:
         target: The database.
@@ -29,9 +28,6 @@ def jdbc_write_options(
         partitions: Upper bound of parallel connections: Spark coalesces to it.
         batch_size: Rows per JDBC batch round trip.
         rewrite_batched_inserts: Let pgJDBC turn a batch into multi-row INSERTs.
-
-    Returns:
-        Options for ``DataFrameWriter.options``; they contain the password.
     """
     return {
         "url": target.jdbc_url(),
@@ -60,13 +56,7 @@ def append_jdbc(
 ) -> None:
     """Append ``rows`` to an existing table with Spark's JDBC writer (never creates or truncates).
 
-    Args:
-        rows: Rows whose columns all exist in ``table``.
-        target: The database.
-        table: Schema-qualified name of the existing table.
-        partitions: Maximum number of concurrent connections.
-        batch_size: Rows per batch.
-        rewrite_batched_inserts: pgJDBC's ``reWriteBatchedInserts``.
+    The options are :func:`jdbc_write_options`'.
 
     Raises:
         DatabaseError: PostgreSQL refused or lost a connection (the server is named).

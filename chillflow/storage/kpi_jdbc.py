@@ -49,18 +49,10 @@ def read_complete_trips(
     fetch_size: int,
     bounds: tuple[datetime, datetime] | None = None,
 ) -> DataFrame:
-    """Read the trips with a pickup inside ``window`` (all trips when None).
+    """Read pickup_ts (UTC) and :data:`TRIP_MEASURES` of the trips inside ``window`` (None: all).
 
-    Args:
-        spark: The session.
-        target: The database; the password travels as a JDBC property only.
-        window: Hours to read; its bounds also split the read into ``partitions`` queries.
-        partitions: Parallel JDBC queries.
-        fetch_size: Rows per round trip (also makes the driver stream instead of buffering).
-        bounds: Pickup range that splits a read without window (see :func:`pickup_range`).
-
-    Returns:
-        pickup_ts (UTC) and :data:`TRIP_MEASURES`.
+    The window's bounds, else ``bounds`` (see :func:`pickup_range`), split the read into
+    ``partitions`` queries; ``fetch_size`` rows per round trip make the driver stream.
 
     Raises:
         DatabaseError: PostgreSQL refused the connection (the server is named).

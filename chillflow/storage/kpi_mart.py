@@ -9,7 +9,7 @@ every reader until the commit, and is not MVCC-safe for transactions that starte
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 
@@ -37,17 +37,10 @@ def replace_mart_rows(
 ) -> MartReplace:
     """Replace the mart's rows inside ``window`` (all rows when None) with ``csv_lines``.
 
-    Runs in the caller's transaction; :func:`chillflow.storage.postgres.connect` commits it.
-
-    Args:
-        conn: Open connection.
-        csv_lines: One CSV record per row in :data:`MART_COLUMNS` order, without line ending;
-            an empty field is NULL.
-        window: The hours to replace.
-
-    Returns:
-        Deleted and copied row counts.
+    Runs in the caller's transaction. ``csv_lines`` holds one CSV record per row in
+    :data:`MART_COLUMNS` order, without line ending; an empty field is NULL.
     """
+    lines = iter(csv_lines)
     with conn.cursor() as cur:
         if window is None:
             cur.execute(f"DELETE FROM {MART_TABLE}")
@@ -58,7 +51,7 @@ def replace_mart_rows(
             )
         deleted = cur.rowcount
         copied = 0
-        for batch in _batches(iter(csv_lines), _COPY_BATCH_LINES):
+        while batch := list(islice(lines, _COPY_BATCH_LINES)):
             cur.copy_expert(_COPY_SQL, io.StringIO("\n".join(batch) + "\n"))
             copied += len(batch)
     return MartReplace(rows_deleted=deleted, rows_copied=copied)
@@ -69,8 +62,3 @@ def mart_row_count(conn: Connection) -> int:
     with conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {MART_TABLE}")
         return cur.fetchone()[0]
-
-
-def _batches(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    while batch := list(islice(lines, size)):
-        yield batch

@@ -75,27 +75,15 @@ def insert_run(
     error: str | None = None,
 ) -> JobRun:
     """Record a run of this process (pid and host are this process's); times default to now."""
-    with conn.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO ops.job_run (job, period, run_id, attempt, status, started_at,"
-            f" finished_at, pid, host, stats, error)"
-            f" VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s, %s, %s, %s, %s)"
-            f" RETURNING {_COLUMNS}",
-            (
-                job,
-                period,
-                run_id,
-                attempt,
-                status,
-                started_at,
-                finished_at,
-                os.getpid(),
-                os.uname().nodename,
-                _json(stats),
-                error,
-            ),
-        )
-        return JobRun(*cur.fetchone())
+    statement = (
+        "INSERT INTO ops.job_run (job, period, run_id, attempt, status, started_at, finished_at,"
+        " pid, host, stats, error) VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s, %s, %s,"
+        f" %s, %s) RETURNING {_COLUMNS}"
+    )
+    values = (job, period, run_id, attempt, status, started_at, finished_at)
+    return _runs(conn, statement, (*values, os.getpid(), os.uname().nodename, _json(stats), error))[
+        0
+    ]
 
 
 def finish_run(
@@ -113,26 +101,23 @@ def finish_run(
 
     A row marked abandoned while its process had lost its database session gets the outcome.
     """
-    with conn.cursor() as cur:
-        cur.execute(
-            f"UPDATE ops.job_run SET status = %s, finished_at = coalesce(%s, now()),"
-            f" stats = coalesce(%s::jsonb, stats), error = %s, rows_read = %s, rows_written = %s"
-            f" WHERE run_id = %s RETURNING {_COLUMNS}",
-            (status, finished_at, _json(stats), error, rows_read, rows_written, run_id),
-        )
-        return JobRun(*cur.fetchone())
+    statement = (
+        "UPDATE ops.job_run SET status = %s, finished_at = coalesce(%s, now()),"
+        " stats = coalesce(%s::jsonb, stats), error = %s, rows_read = %s, rows_written = %s"
+        f" WHERE run_id = %s RETURNING {_COLUMNS}"
+    )
+    values = (status, finished_at, _json(stats), error, rows_read, rows_written, run_id)
+    return _runs(conn, statement, values)[0]
 
 
 def restart_run(conn: Connection, run_id: str) -> JobRun:
     """Mark an unfinished run ``running`` again as its next attempt, by this process."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "UPDATE ops.job_run SET status = 'running', attempt = attempt + 1,"
-            " started_at = now(), finished_at = NULL, error = NULL, pid = %s, host = %s"
-            f" WHERE run_id = %s RETURNING {_COLUMNS}",
-            (os.getpid(), os.uname().nodename, run_id),
-        )
-        return JobRun(*cur.fetchone())
+    statement = (
+        "UPDATE ops.job_run SET status = 'running', attempt = attempt + 1, started_at = now(),"
+        " finished_at = NULL, error = NULL, pid = %s, host = %s"
+        f" WHERE run_id = %s RETURNING {_COLUMNS}"
+    )
+    return _runs(conn, statement, (os.getpid(), os.uname().nodename, run_id))[0]
 
 
 def list_runs(conn: Connection, *, job: str | None = None, limit: int = 20) -> list[JobRun]:
@@ -147,12 +132,9 @@ def list_runs(conn: Connection, *, job: str | None = None, limit: int = 20) -> l
 
 def latest_runs(conn: Connection) -> dict[str, JobRun]:
     """Return each job's most recent run, not counting records of a lost race for a lock."""
-    with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT DISTINCT ON (job) {_COLUMNS} FROM ops.job_run"
-            " WHERE stats ->> 'skip_reason' IS DISTINCT FROM 'locked' ORDER BY job, id DESC"
-        )
-        return {row[1]: JobRun(*row) for row in cur.fetchall()}
+    where = "stats ->> 'skip_reason' IS DISTINCT FROM 'locked'"
+    latest = f"WHERE id IN (SELECT max(id) FROM ops.job_run WHERE {where} GROUP BY job)"
+    return {run.job: run for run in _select(conn, latest)}
 
 
 def latest_run(
@@ -193,10 +175,7 @@ def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]
 
 
 def orphaned_runs(conn: Connection, jobs: Sequence[str]) -> list[JobRun]:
-    """Return the ``running`` rows of scheduled ``jobs`` whose (job, period) lock nobody holds.
-
-    Stages' rows are checked by their next run of the same slice instead (:func:`recorded_run`).
-    """
+    """Return the ``running`` rows of scheduled ``jobs`` whose (job, period) lock nobody holds."""
     return _select(
         conn,
         "r WHERE r.status = 'running' AND r.job = ANY(%(jobs)s) AND NOT EXISTS ("
@@ -214,18 +193,11 @@ def mark_abandoned(
     conn: Connection, runs: list[JobRun], *, now: datetime | None = None
 ) -> list[JobRun]:
     """Mark ``running`` rows whose process is gone as failed (not those finished meanwhile)."""
-    marked = []
-    with conn.cursor() as cur:
-        for run in runs:
-            cur.execute(
-                "UPDATE ops.job_run SET status = 'failed', finished_at = coalesce(%s, now()),"
-                f" error = %s WHERE id = %s AND status = 'running' RETURNING {_COLUMNS}",
-                (now, abandoned_reason(run), run.id),
-            )
-            row = cur.fetchone()
-            if row is not None:
-                marked.append(JobRun(*row))
-    return marked
+    statement = (
+        "UPDATE ops.job_run SET status = 'failed', finished_at = coalesce(%s, now()),"
+        f" error = %s WHERE id = %s AND status = 'running' RETURNING {_COLUMNS}"
+    )
+    return [m for run in runs for m in _runs(conn, statement, (now, abandoned_reason(run), run.id))]
 
 
 def abandoned_reason(run: JobRun) -> str:
@@ -265,12 +237,7 @@ def slices_changed_since(
 
 @contextlib.contextmanager
 def period_lock(url: DatabaseUrl, job: str, period: str) -> Iterator[tuple[Connection, bool]]:
-    """Try to take the scheduler's (job, period) lock on a dedicated autocommit connection.
-
-    Yields:
-        The connection, for the run's own rows, and whether the lock was taken; when another
-        session holds it, the connection can still record that.
-    """
+    """Yield a dedicated autocommit connection and whether it took the (job, period) lock."""
     name = f"{job}|{period}"
     with connect(url) as conn:
         conn.autocommit = True
@@ -314,20 +281,11 @@ def recorded_run(
     """Record the block as a run: ``running`` now, then ``succeeded`` or ``failed``.
 
     Call it while holding the run's locks: any other ``running`` row of ``job`` whose period
-    shares a slice with ``period`` (of any period with ``abandon_all``) belongs to a dead
-    process and is marked failed first. Without ``url`` nothing is recorded.
-
-    Args:
-        url: PostgreSQL holding the ledger, or None.
-        job: Job name.
-        period: Its slices, comma-joined, or its window.
-        run_id: The run's id.
-        stats: Statistics known at the start (kept when the run fails).
-        resume: Continue the unfinished row ``run_id`` as its next attempt instead.
-        abandon_all: The run's locks cover every period of ``job``.
-
-    Yields:
-        The record; the block calls :meth:`RunRecord.succeeded` before it ends.
+    (slices comma-joined, or a window) shares a slice with ``period`` belongs to a dead process
+    and is marked failed first; with ``abandon_all`` (the locks cover every period) any such
+    row. ``stats`` known at the start are kept when the run fails; ``resume`` continues the
+    unfinished row ``run_id`` as its next attempt. Without ``url`` nothing is recorded. The
+    block calls :meth:`RunRecord.succeeded` on the record yielded before it ends.
     """
     record = RunRecord()
     if url is None:
@@ -375,8 +333,12 @@ def one_line_error(exc: BaseException) -> str:
 
 
 def _select(conn: Connection, where: str, **params: Any) -> list[JobRun]:
+    return _runs(conn, f"SELECT {_COLUMNS} FROM ops.job_run {where}", params)
+
+
+def _runs(conn: Connection, statement: str, params: Any) -> list[JobRun]:
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {_COLUMNS} FROM ops.job_run {where}", params)
+        cur.execute(statement, params)
         return [JobRun(*row) for row in cur.fetchall()]
 
 

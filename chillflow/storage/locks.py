@@ -1,10 +1,9 @@
 """Run locks: one writer per slice, and readers that pin table versions between writes.
 
 Two backends with one behaviour: fcntl locks on files under a local lake, and PostgreSQL
-advisory locks for a lake on object storage, where no file
-lock reaches every writer. Writers and readers of a lake derive the backend from the table's
-location (:func:`lake_locks`), so they always meet on the same one. Either kind of lock is
-released by the kernel or the server when its process dies: a kill -9 leaves none behind.
+advisory locks for a lake on object storage, where no file lock reaches every writer; both
+sides of a lake pick the backend from its location (:func:`lake_locks`). The kernel or the
+server releases either kind when its process dies: a kill -9 leaves none behind.
 
 A curated table has one lock per (service, month) slice and one for the whole table. A curate
 holds the table lock shared and its slices' locks exclusive; a reader pins the versions of the
@@ -29,7 +28,7 @@ from chillflow.database_url import DatabaseUrl
 from chillflow.errors import BusyError, ConfigError
 from chillflow.schemas import SERVICES
 from chillflow.settings import LakeLocation
-from chillflow.storage.postgres import connect
+from chillflow.storage.postgres import open_connection
 
 #: How long a writer waits for readers, which hold a lock only while they pin table versions.
 READER_WAIT_SEC = 30.0
@@ -109,7 +108,6 @@ class AdvisoryLocks:
         self._url = url
         self._holder = holder_name
         self._prefix = prefix
-        self._stack = contextlib.ExitStack()
         self._conn: Connection | None = None
         self._held: dict[str, bool] = {}
 
@@ -131,17 +129,17 @@ class AdvisoryLocks:
 
     def close(self) -> None:
         """Release every lock, before closing the session: its end frees them only later."""
-        if self._held and self._conn is not None:
-            with contextlib.suppress(psycopg2.Error), self._conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock_all()")
+        if self._conn is not None:
+            if self._held:
+                with contextlib.suppress(psycopg2.Error), self._conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock_all()")
+            self._conn.close()
         self._held.clear()
         self._conn = None
-        self._stack.close()
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self._stack.enter_context(connect(self._url))
-            self._conn.autocommit = True
+            self._conn = open_connection(self._url, autocommit=True)
             with self._conn.cursor() as cur:
                 cur.execute("SELECT set_config('application_name', %s, false)", (self._holder,))
         return self._conn
@@ -247,17 +245,19 @@ LOCK_NAMESPACE = 0x43464A42
 
 def try_lock(conn: Connection, name: str, *, shared: bool = False) -> bool:
     """Take the advisory lock ``name`` for this session if no other session conflicts."""
-    function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
-        return cur.fetchone()[0]
+    return _advisory(conn, "pg_try_advisory_lock", name, shared)
 
 
 def unlock(conn: Connection, name: str, *, shared: bool = False) -> None:
     """Release the advisory lock ``name`` held by this session."""
-    function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+    _advisory(conn, "pg_advisory_unlock", name, shared)
+
+
+def _advisory(conn: Connection, function: str, name: str, shared: bool) -> bool:
     with conn.cursor() as cur:
-        cur.execute(f"SELECT {function}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
+        suffix = "_shared" if shared else ""
+        cur.execute(f"SELECT {function}{suffix}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
+        return cur.fetchone()[0]
 
 
 def lock_holders(conn: Connection, name: str) -> list[str]:

@@ -1,7 +1,11 @@
 """PostgreSQL server binaries for the embedded server: finding them, and running them as root.
 
 initdb and postgres refuse to run as root. As root the server runs as an existing unprivileged
-account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created.
+account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created and no
+mode changes outside ChillFlow's own directories, since both would change the machine beyond the
+project. A cluster or binaries out of that account's reach go to a private directory,
+``/var/tmp/chillflow-pg-<hash of the data directory>``, created by root with mode 0711 (the
+account may pass through it, nobody may list it).
 """
 
 from __future__ import annotations
@@ -38,8 +42,7 @@ def private_dir(data_dir: Path) -> Path:
     # /var/tmp survives reboots; the name is checked below, as in any world-writable directory.
     base = Path("/var/tmp")  # noqa: S108
     base = base if base.is_dir() else Path(tempfile.gettempdir())
-    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-    private = base / f"chillflow-pg-{digest}"
+    private = base / f"chillflow-pg-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]}"
     with contextlib.suppress(FileExistsError):
         private.mkdir(mode=0o711)
         private.chmod(0o711)  # whatever the umask
@@ -79,16 +82,16 @@ def copy_binaries(bindir: Path, private: Path) -> Path:
     return copy / relative / "bin"
 
 
-def reachable(path: Path, os_user: pwd.struct_passwd) -> bool:
-    """Tell whether ``os_user`` can search (directory) or execute (file) ``path``."""
-    probe = ["test", "-x", str(path)]
-    return subprocess.run(probe, **_as_user(os_user), check=False).returncode == 0
-
-
 def _as_user(os_user: pwd.struct_passwd | None) -> dict:
     if os_user is None:
         return {}
     return {"user": os_user.pw_uid, "group": os_user.pw_gid, "extra_groups": []}
+
+
+def reachable(path: Path, os_user: pwd.struct_passwd) -> bool:
+    """Tell whether ``os_user`` can search (directory) or execute (file) ``path``."""
+    probe = ["test", "-x", str(path)]
+    return subprocess.run(probe, **_as_user(os_user), check=False).returncode == 0
 
 
 def find_bindir(pgdata: Path) -> Path:
@@ -126,7 +129,8 @@ def _candidate_bindirs() -> list[Path]:
         if result.returncode == 0:
             candidates.append(Path(result.stdout.strip()))
     debian = Path("/usr/lib/postgresql").glob("*/bin")
-    candidates.extend(sorted(debian, key=lambda path: _numeric(path.parent.name), reverse=True))
+    version = lambda path: int(path.parent.name) if path.parent.name.isdigit() else -1  # noqa: E731
+    candidates.extend(sorted(debian, key=version, reverse=True))
     found: list[Path] = []
     for candidate in candidates:
         complete = all(os.access(candidate / name, os.X_OK) for name in _BINARIES)
@@ -135,15 +139,9 @@ def _candidate_bindirs() -> list[Path]:
     return found
 
 
-def _numeric(text: str) -> int:
-    return int(text) if text.isdigit() else -1
-
-
 def _major_version(bindir: Path) -> str:
-    output = subprocess.run(
-        [str(bindir / "postgres"), "--version"], capture_output=True, text=True
-    ).stdout
-    match = re.search(r"\)\s*(\d+)", output)
+    command = [str(bindir / "postgres"), "--version"]
+    match = re.search(r"\)\s*(\d+)", subprocess.run(command, capture_output=True, text=True).stdout)
     return match.group(1) if match else "unknown"
 
 
@@ -164,21 +162,11 @@ def server_os_user(pgdata: Path) -> pwd.struct_passwd | None:
 
 
 def run_program(
-    command: list[str],
-    os_user: pwd.struct_passwd | None,
-    cwd: Path,
-    *,
-    server_log: Path | None = None,
+    command: list[str], os_user: pwd.struct_passwd | None, cwd: Path, server_log: Path | None = None
 ) -> None:
-    """Run a PostgreSQL program, as ``os_user`` when given.
-
-    Raises:
-        DatabaseError: The program failed or timed out; the message quotes its output and the
-            end of ``server_log``.
-    """
+    """Run a PostgreSQL program as ``os_user``; DatabaseError quoting its output on failure."""
     # PGPORT, PGDATA and friends would silently override what the command line means.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    program = Path(command[0]).name
     # Output goes to a file, not a pipe: pg_ctl's server child must not inherit a pipe we read.
     with tempfile.TemporaryFile("w+") as output:
         try:
@@ -193,12 +181,11 @@ def run_program(
                 timeout=START_TIMEOUT_S + 30,
                 **_as_user(os_user),
             )
+            return
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             output.seek(0)
             failure = "timed out" if isinstance(exc, subprocess.TimeoutExpired) else "failed"
-            message = f"{program} {failure}: {output.read().strip()}"
-        else:
-            return
+            message = f"{Path(command[0]).name} {failure}: {output.read().strip()}"
     if server_log is not None:
         message += "\n" + log_tail(server_log)
     raise DatabaseError(message)

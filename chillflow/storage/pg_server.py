@@ -5,15 +5,9 @@ are off). Its superuser ``chillflow`` logs in with a generated password kept in 
 (``chillflow.password``, mode 0600). It starts on port 54329, or on a free port when another
 program holds that one, and keeps its port in ``chillflow.port``. It outlives the process that
 started it; later calls, from any process, find it through ``postmaster.pid`` and reuse it.
-
-initdb and postgres refuse to run as root. As root the server runs as an existing unprivileged
-account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created and no
-mode changes outside ChillFlow's own directories, since both would change the machine beyond the
-project. When that account cannot reach the data directory (a checkout under /root), the cluster
-lives in a private directory instead, ``/var/tmp/chillflow-pg-<hash of the data directory>``,
-created by root with mode 0711 (the account may pass through it, nobody may list it), with a copy
-of the binaries when they are out of reach too. ``<data_dir>/relocated`` names that directory, so
-later runs, ``db stop`` and ``make clean`` find it.
+As root, when the server's account cannot reach the data directory (a checkout under /root),
+the cluster lives in a private directory (:func:`~chillflow.storage.pg_install.private_dir`)
+that ``<data_dir>/relocated`` names, so later runs, ``db stop`` and ``make clean`` find it.
 """
 
 from __future__ import annotations
@@ -65,15 +59,13 @@ _log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class _Postmaster:
-    """The parts of ``postmaster.pid`` this module needs."""
-
     pid: int
     port: int | None
     status: str
 
 
 def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> DatabaseUrl:
-    """Start, or reuse, the local PostgreSQL server of ``data_dir``.
+    """Start, or reuse, the local PostgreSQL server of ``data_dir``; return its database's URL.
 
     A new directory gets a fresh cluster (initdb). Reusing a running server costs one connection.
 
@@ -81,9 +73,6 @@ def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> Databas
         data_dir: Its directory, e.g. ``.chillflow/postgres``; the parent is created if missing.
         port: TCP port on 127.0.0.1; by default the port it used last, else 54329, else any
             free port.
-
-    Returns:
-        The URL of its ``chillflow`` database, which exists.
 
     Raises:
         ConfigError: ``port`` is not a TCP port number.
@@ -111,21 +100,17 @@ def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> Databas
             f"has no {PASSWORD_FILE}): stop it and choose another directory"
         ) from None
     _ensure_database(postmaster.port, password)
-    return _url(postmaster.port, password, DATABASE)
+    return DatabaseUrl(_HOST, postmaster.port, DATABASE, SUPERUSER, password)
 
 
 def stop_local_postgres(data_dir: Path) -> int | None:
-    """Stop the local server of ``data_dir`` with a fast shutdown, if it runs.
-
-    Returns:
-        The port of the server stopped, or None when none was running.
+    """Stop the local server of ``data_dir`` with a fast shutdown; return its port, or None.
 
     Raises:
         DatabaseError: The server did not exit within 30 seconds.
     """
-    data_dir = data_dir.expanduser().resolve()
-    pgdata = cluster_dir(data_dir)
-    with _exclusive_lock(data_dir):
+    pgdata = cluster_dir(data_dir.expanduser().resolve())
+    with _exclusive_lock(data_dir.expanduser().resolve()):
         postmaster = _read_postmaster(pgdata)
         if postmaster is None:
             return None
@@ -150,10 +135,6 @@ def cluster_dir(data_dir: Path) -> Path:
     return Path(pointer.read_text().strip()) / "pgdata" if pointer.is_file() else data_dir
 
 
-def _url(port: int, password: str, dbname: str) -> DatabaseUrl:
-    return DatabaseUrl(_HOST, port, dbname, SUPERUSER, password)
-
-
 def _read_postmaster(pgdata: Path) -> _Postmaster | None:
     """Return the live postmaster of ``pgdata``, or None when no server process owns it."""
     try:
@@ -176,8 +157,7 @@ def _is_postmaster(pid: int) -> bool:
         except (FileNotFoundError, ProcessLookupError):
             return False
         # A zombie has an empty command line; a recycled pid runs some other program.
-        program = os.fsdecode(cmdline.split(b"\0", 1)[0])
-        return Path(program).name in {"postgres", "postmaster"}
+        return Path(os.fsdecode(cmdline.split(b"\0", 1)[0])).name in {"postgres", "postmaster"}
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -292,11 +272,7 @@ def _port_taken(port: int) -> str | None:
 
 
 def _init_cluster(bindir: Path, pgdata: Path, os_user: pwd.struct_passwd | None) -> None:
-    """Create the cluster in a staging directory and rename it into place once complete.
-
-    A crash halfway through initdb then leaves only a stray staging directory, never a
-    half-initialised ``pgdata``.
-    """
+    """Run initdb in a staging directory renamed into place once complete (crash-safe)."""
     if pgdata.exists():
         if any(pgdata.iterdir()):
             raise DatabaseError(
@@ -307,9 +283,12 @@ def _init_cluster(bindir: Path, pgdata: Path, os_user: pwd.struct_passwd | None)
     staging = Path(tempfile.mkdtemp(prefix=f".{pgdata.name}.initdb-", dir=pgdata.parent))
     try:
         password_file = staging / PASSWORD_FILE
-        _write_private(password_file, secrets.token_urlsafe(24), os_user)
+        descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(24) + "\n")
         if os_user is not None:
-            os.chown(staging, os_user.pw_uid, os_user.pw_gid)
+            for path in (password_file, staging):
+                os.chown(path, os_user.pw_uid, os_user.pw_gid)
         initdb = [str(bindir / "initdb"), "--pgdata", str(staging / "pgdata")]
         initdb += ["--username", SUPERUSER, f"--pwfile={password_file}", "--auth=scram-sha-256"]
         run_program([*initdb, "--encoding=UTF8", "--no-locale", "--no-sync"], os_user, staging)
@@ -326,18 +305,10 @@ def _init_cluster(bindir: Path, pgdata: Path, os_user: pwd.struct_passwd | None)
     _log.info("pg_server.initialised", data_dir=str(pgdata), bindir=str(bindir))
 
 
-def _write_private(path: Path, text: str, os_user: pwd.struct_passwd | None) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text + "\n")
-    if os_user is not None:
-        os.chown(path, os_user.pw_uid, os_user.pw_gid)
-
-
 def _ensure_database(port: int, password: str) -> None:
-    with connect(_url(port, password, "postgres"), action="creating the database") as conn:
-        # CREATE DATABASE cannot run inside a transaction block.
-        conn.autocommit = True
+    admin = DatabaseUrl(_HOST, port, "postgres", SUPERUSER, password)
+    with connect(admin, action="creating the database") as conn:
+        conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction block
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
             if cur.fetchone() is not None:

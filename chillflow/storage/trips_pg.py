@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import psycopg2
@@ -28,7 +28,6 @@ from chillflow.errors import ChillflowError, ConfigError
 from chillflow.schemas import COMPLETE_TRIP_DDL, columns
 from chillflow.storage.postgres import connect, init_schema, open_connection, reported
 
-TARGET = ("stg", "complete_trip")
 STAGING_SCHEMA = "stg"
 #: Columns a load writes, in table order; created_at and updated_at are the database's.
 LOAD_COLUMNS = tuple(columns(COMPLETE_TRIP_DDL))
@@ -42,6 +41,8 @@ _STAMP = "%Y%m%dt%H%M%S"
 # those a live load holds on its staging table's name.
 _LOCK_CLASS = 0x54524950  # "TRIP"
 _STAGING_LOCK_CLASS = 0x53544147  # "STAG"
+_SLICE = "FROM stg.complete_trip t WHERE t.service = %(service)s AND t.pickup_month = %(month)s"
+_DISTINCT_STAGED = "SELECT DISTINCT ON (trip_key) {columns} FROM {staging} ORDER BY trip_key"
 
 _log = structlog.get_logger(__name__)
 
@@ -89,13 +90,9 @@ def create_staging_table(conn: Connection, table: tuple[str, str]) -> None:
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
-                "CREATE UNLOGGED TABLE {staging} WITH (autovacuum_enabled = false) AS "
-                "SELECT {columns} FROM {target} WITH NO DATA"
-            ).format(
-                staging=sql.Identifier(*table),
-                columns=_column_list(LOAD_COLUMNS),
-                target=sql.Identifier(*TARGET),
-            )
+                "CREATE UNLOGGED TABLE {} WITH (autovacuum_enabled = false) AS "
+                "SELECT {} FROM stg.complete_trip WITH NO DATA"
+            ).format(sql.Identifier(*table), _column_list(LOAD_COLUMNS))
         )
 
 
@@ -110,9 +107,6 @@ def claim_staging_table(database_url: DatabaseUrl, table: tuple[str, str]) -> Co
 
     The lock is taken before the table exists, so no cleanup ever sees the table unclaimed;
     closing the connection (or the death of the process) releases it.
-
-    Raises:
-        DatabaseError: PostgreSQL is unreachable or refused.
     """
     with reported(database_url, f"creating {'.'.join(table)}"):
         conn = open_connection(database_url, autocommit=True)
@@ -140,16 +134,11 @@ def discard_staging_table(database_url: DatabaseUrl, table: tuple[str, str]) -> 
 
 
 def drop_orphaned_staging_tables(conn: Connection) -> list[str]:
-    """Drop the staging tables of dead runs: those whose advisory lock nobody holds.
+    """Drop the staging tables whose advisory lock nobody holds (their runs died); return names.
 
     A live load holds its table's lock from before the table exists until it ends, so its
-    table is never dropped here, whatever its age.
-
-    Args:
-        conn: Open connection in autocommit mode, so each table is dropped on its own.
-
-    Returns:
-        The names of the dropped tables.
+    table is never dropped here, whatever its age. ``conn`` is in autocommit mode, so each
+    table is dropped on its own.
     """
     dropped = []
     with conn.cursor() as cur:
@@ -181,10 +170,7 @@ def _staging_lock(cur: Cursor, function: str, name: str) -> object:
 
 
 def prepare_database(database_url: DatabaseUrl) -> list[str]:
-    """Create or upgrade the schema and drop staging tables left by dead runs.
-
-    Returns:
-        The names of the dropped staging tables.
+    """Create or upgrade the schema and drop staging tables left by dead runs; return their names.
 
     Raises:
         ConfigError: The URL is malformed (shown masked).
@@ -218,11 +204,11 @@ def load_staged(
         staging: The staging table; every staged row must belong to one of ``slices``.
         slices: The (service, month) slices the staging table covers.
         work_mem: PostgreSQL ``work_mem`` for this transaction's sort and hash (e.g. ``256MB``).
-
-    Returns:
-        Rows inserted, updated and deleted.
     """
     slices = sorted(set(slices))
+    staged = sql.SQL(_DISTINCT_STAGED).format(
+        columns=_column_list(LOAD_COLUMNS), staging=sql.Identifier(*staging)
+    )
     with conn.cursor() as cur:
         cur.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
         for trip_slice in slices:
@@ -230,19 +216,18 @@ def load_staged(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                 (_LOCK_CLASS, f"{trip_slice.service}|{trip_slice.month}"),
             )
-        if not any(_slice_has_trips(cur, trip_slice) for trip_slice in slices):
-            cur.execute(_insert_statement(staging))
+        if not any(_in_slice(cur, "SELECT EXISTS (SELECT 1 {})", s) for s in slices):
+            insert = sql.SQL("INSERT INTO stg.complete_trip ({}) {}")
+            cur.execute(insert.format(_column_list(LOAD_COLUMNS), staged))
             return LoadCounts(inserted=cur.rowcount, updated=0, deleted=0)
+        vanished = sql.SQL(
+            "DELETE {} AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE s.trip_key = t.trip_key)"
+        ).format(sql.SQL(_SLICE), sql.Identifier(*staging))
         deleted = 0
         for trip_slice in slices:
-            cur.execute(
-                _DELETE_VANISHED.format(
-                    target=sql.Identifier(*TARGET), staging=sql.Identifier(*staging)
-                ),
-                {"service": trip_slice.service, "month": trip_slice.month},
-            )
+            cur.execute(vanished, asdict(trip_slice))
             deleted += cur.rowcount
-        cur.execute(_upsert_statement(staging))
+        cur.execute(_UPSERT.format(**_upsert_parts(staged)))
         inserted, updated = cur.fetchone()
     return LoadCounts(inserted=inserted, updated=updated, deleted=deleted)
 
@@ -250,118 +235,73 @@ def load_staged(
 def count_slice(conn: Connection, trip_slice: TripSlice) -> int:
     """Return the number of trips of one slice in stg.complete_trip."""
     with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE service = %s AND pickup_month = %s").format(
-                sql.Identifier(*TARGET)
-            ),
-            (trip_slice.service, trip_slice.month),
-        )
-        return cur.fetchone()[0]
+        return _in_slice(cur, "SELECT count(*) {}", trip_slice)
 
 
 @contextlib.contextmanager
 def staging_progress(
     database_url: DatabaseUrl, staging: tuple[str, str]
-) -> Iterator[StagingProgress]:
-    """Yield a callable returning the rows written to ``staging`` so far, closed at the end."""
-    probe = StagingProgress(database_url, staging)
-    try:
-        yield probe
-    finally:
-        probe.close()
+) -> Iterator[Callable[[], int | None]]:
+    """Yield a callable returning the rows committed to ``staging`` so far, or None.
 
-
-class StagingProgress:
-    """Rows in a staging table while Spark fills it, read from PostgreSQL's statistics.
-
-    Committed rows come from the table's statistics (the JDBC writer commits every batch, and
-    PostgreSQL flushes a session's statistics about once a second); rows of COPY streams still
-    running from ``pg_stat_progress_copy``. Returns None when the database cannot be asked:
-    progress lines must never fail a load.
+    Read from PostgreSQL's statistics of the table: the JDBC writer commits every batch, and
+    PostgreSQL flushes a session's statistics about once a second. None when the database
+    cannot be asked: progress lines must never fail a load.
     """
+    opened: list[Connection] = []
 
-    _QUERY = (
-        "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = %(t)s::regclass)"
-        ", 0) + coalesce((SELECT sum(tuples_processed) FROM pg_stat_progress_copy"
-        " WHERE relid = %(t)s::regclass), 0)"
-    )
-
-    def __init__(self, database_url: DatabaseUrl, staging: tuple[str, str]):
-        self._database_url = database_url
-        self._staging = staging
-        self._conn: Connection | None = None
-
-    def __call__(self) -> int | None:
-        """Return the rows staged so far, or None."""
+    def rows_staged() -> int | None:
         try:
-            if self._conn is None:
-                self._conn = open_connection(self._database_url, autocommit=True)
-            with self._conn.cursor() as cur:
-                name = sql.Identifier(*self._staging).as_string(cur)
-                cur.execute(self._QUERY, {"t": name})
+            if not opened:
+                opened.append(open_connection(database_url, autocommit=True))
+            with opened[0].cursor() as cur:
+                name = sql.Identifier(*staging).as_string(cur)
+                cur.execute(
+                    "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables"
+                    " WHERE relid = %s::regclass), 0)",
+                    (name,),
+                )
                 return int(cur.fetchone()[0])
         except (psycopg2.Error, ChillflowError):
             return None
 
-    def close(self) -> None:
-        """Close the connection, if one was opened."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    try:
+        yield rows_staged
+    finally:
+        for conn in opened:
+            conn.close()
 
 
-_DELETE_VANISHED = sql.SQL(
-    "DELETE FROM {target} AS t WHERE t.service = %(service)s AND t.pickup_month = %(month)s"
-    " AND NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE s.trip_key = t.trip_key)"
+_UPSERT = sql.SQL(
+    """
+    WITH upserted AS (
+        INSERT INTO stg.complete_trip AS t ({columns}) {staged}
+        ON CONFLICT (trip_key) DO UPDATE SET {assignments}, updated_at = now()
+        WHERE ({current}) IS DISTINCT FROM ({incoming})
+        -- A row this statement inserted has no xmax; an updated one has its locker's.
+        RETURNING t.xmax = 0 AS inserted
+    )
+    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
+    """
 )
 
 
-def _slice_has_trips(cur: Cursor, trip_slice: TripSlice) -> bool:
-    cur.execute(
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE service = %s AND pickup_month = %s)").format(
-            sql.Identifier(*TARGET)
-        ),
-        (trip_slice.service, trip_slice.month),
-    )
-    return cur.fetchone()[0]
-
-
-def _insert_statement(staging: tuple[str, str]) -> sql.Composed:
-    return sql.SQL(
-        "INSERT INTO {target} ({columns}) "
-        "SELECT DISTINCT ON (trip_key) {columns} FROM {staging} ORDER BY trip_key"
-    ).format(
-        target=sql.Identifier(*TARGET),
-        staging=sql.Identifier(*staging),
-        columns=_column_list(LOAD_COLUMNS),
-    )
-
-
-def _upsert_statement(staging: tuple[str, str]) -> sql.Composed:
+def _upsert_parts(staged: sql.Composed) -> dict[str, sql.Composable]:
     updated = [c for c in LOAD_COLUMNS if c != "trip_key"]
-    return sql.SQL(
-        """
-        WITH upserted AS (
-            INSERT INTO {target} AS t ({columns})
-            SELECT DISTINCT ON (trip_key) {columns} FROM {staging} ORDER BY trip_key
-            ON CONFLICT (trip_key) DO UPDATE SET {assignments}, updated_at = now()
-            WHERE ({current}) IS DISTINCT FROM ({incoming})
-            -- A row this statement inserted has no xmax; an updated one has its locker's.
-            RETURNING t.xmax = 0 AS inserted
-        )
-        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
-        FROM upserted
-        """
-    ).format(
-        target=sql.Identifier(*TARGET),
-        staging=sql.Identifier(*staging),
-        columns=_column_list(LOAD_COLUMNS),
-        assignments=sql.SQL(", ").join(
+    return {
+        "columns": _column_list(LOAD_COLUMNS),
+        "staged": staged,
+        "assignments": sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
         ),
-        current=sql.SQL(", ").join(sql.Identifier("t", c) for c in COMPARED_COLUMNS),
-        incoming=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in COMPARED_COLUMNS),
-    )
+        "current": sql.SQL(", ").join(sql.Identifier("t", c) for c in COMPARED_COLUMNS),
+        "incoming": sql.SQL(", ").join(sql.Identifier("excluded", c) for c in COMPARED_COLUMNS),
+    }
+
+
+def _in_slice(cur: Cursor, query: str, trip_slice: TripSlice) -> object:
+    cur.execute(query.format(_SLICE), asdict(trip_slice))
+    return cur.fetchone()[0]
 
 
 def _column_list(names: Iterable[str]) -> sql.Composed:

@@ -29,7 +29,6 @@ from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
 from chillflow.storage.jdbc import append_jdbc
 from chillflow.storage.kpi_jdbc import read_complete_trips
-from chillflow.storage.pg_copy import copy_rows
 from chillflow.storage.pg_server import cluster_dir, ensure_local_postgres, stop_local_postgres
 from chillflow.storage.postgres import connect, failure_reason, init_schema
 from tests.conftest import REPO_ROOT
@@ -191,8 +190,6 @@ def test_spark_readers_and_writers_name_the_server_when_postgres_refuses(spark):
 
     with pytest.raises(DatabaseError) as jdbc:
         append_jdbc(rows, url, "stg.t", partitions=1, batch_size=10, rewrite_batched_inserts=True)
-    with pytest.raises(DatabaseError) as copy:
-        copy_rows(rows, url, ("stg", "t"), partitions=1)
     with pytest.raises(DatabaseError) as kpi_read:
         read_complete_trips(spark, url, None, partitions=1, fetch_size=10)
     # A read no storage function reports is still recognised (the CLI's exit 6).
@@ -204,16 +201,12 @@ def test_spark_readers_and_writers_name_the_server_when_postgres_refuses(spark):
         f"appending rows to stg.t failed on PostgreSQL at 127.0.0.1:{port}/lake: "
         f"Connection to 127.0.0.1:{port} refused"
     )
-    assert str(copy.value).startswith(
-        f"copying rows into stg.t failed on PostgreSQL at 127.0.0.1:{port}/lake: "
-        f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
-    )
     assert str(kpi_read.value).startswith(
         f"reading stg.complete_trip failed on PostgreSQL at 127.0.0.1:{port}/lake: "
         f"Connection to 127.0.0.1:{port} refused"
     )
     assert failure_reason(read.value).startswith(f"Connection to 127.0.0.1:{port} refused")
-    for failure in (jdbc.value, copy.value, kpi_read.value):
+    for failure in (jdbc.value, kpi_read.value):
         assert password not in str(failure)
 
 

@@ -269,27 +269,11 @@ def test_keys_in_postgres_follow_the_hashlib_formula(spark, pg, tmp_path):
     assert "2025-01-20T12:00:00.123456" in f"{fractional['pickup_ts'].isoformat()}"
 
 
-def test_copy_writer_stores_the_same_values_as_jdbc(spark, pg, tmp_path):
-    _curate(spark, pg, tmp_path, CLEAN)
-    assert _load(spark, pg)["writer"] == "jdbc"
-    before = _trips(pg.database_url)
-    copy = dataclasses.replace(pg, trips=dataclasses.replace(pg.trips, writer="copy"))
-
-    stats = _load(spark, copy)
-
-    assert (stats["writer"], stats["unchanged"], stats["updated"]) == ("copy", 6, 0)
-    assert _trips(pg.database_url) == before
-
-
 def test_missing_month_and_bad_arguments_fail_clearly(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
 
     with pytest.raises(ConfigError, match="no curated trips for green 2025-01 in .*curate"):
         _load(spark, pg, month="2025-01", service="green")
-    with pytest.raises(ConfigError, match="service 'blue': expected one of yellow, green"):
-        _load(spark, pg, service="blue")
-    with pytest.raises(ConfigError, match="invalid month '2025-1'"):
-        _load(spark, pg, month="2025-1")
     with pytest.raises(ConfigError, match="no curated trips at .*nowhere"):
         _load(spark, pg, source=tmp_path / "nowhere")
     assert _trips(pg.database_url) == {}
@@ -494,6 +478,18 @@ def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, 
         k: {c: v for c, v in r.items() if c not in unstamped}
         for k, r in _trips(pg.database_url).items()
     }
+
+
+def test_cli_refuses_a_bad_month_or_service_before_it_starts(tmp_path):
+    env = {"CHILLFLOW_DATA_DIR": str(tmp_path / "data")}
+    lake = str(tmp_path / "lake")
+
+    service = _run_cli(["process", "trips", lake, "--service", "blue"], env, 60)
+    month = _run_cli(["process", "trips", lake, "--month", "2025-1"], env, 60)
+
+    assert service.returncode == month.returncode == 2
+    assert "service 'blue': expected one of yellow, green" in service.stderr
+    assert "invalid month '2025-1'" in month.stderr
 
 
 def test_cli_fails_fast_on_an_unreachable_database(tmp_path):

@@ -41,13 +41,13 @@ def test_check_source():
 
 def test_trip_load_settings_defaults_and_validation():
     assert TripLoadSettings.from_section({}) == TripLoadSettings()
-    loaded = TripLoadSettings.from_section({"writer": "jdbc", "jdbc_partitions": 2})
-    assert (loaded.writer, loaded.jdbc_partitions) == ("jdbc", 2)
+    loaded = TripLoadSettings.from_section({"jdbc_partitions": 2})
+    assert loaded.jdbc_partitions == 2
 
     with pytest.raises(ConfigError, match=r"\[trips\]: unknown keys \['writers'\]"):
         TripLoadSettings.from_section({"writers": "copy"})
-    with pytest.raises(ConfigError, match=r"writer='odbc'"):
-        TripLoadSettings.from_section({"writer": "odbc"})
+    with pytest.raises(ConfigError, match=r"\[trips\]: unknown keys \['writer'\]"):
+        TripLoadSettings.from_section({"writer": "copy"})
     with pytest.raises(ConfigError, match="jdbc_partitions=0: expected a positive integer"):
         TripLoadSettings.from_section({"jdbc_partitions": 0})
     with pytest.raises(ConfigError, match="work_mem='256 MB; DROP'"):
