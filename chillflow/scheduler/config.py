@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import tomllib
 from croniter import CroniterBadDateError, croniter
 
 from chillflow.errors import ConfigError
 from chillflow.schemas import SERVICES
-from chillflow.settings import default_conf_dir
+from chillflow.settings import default_conf_dir, read_toml
 
 JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline", "maintain")
 MISSED_RUN_POLICIES = ("skip", "run_latest")
@@ -75,42 +74,47 @@ class ScheduleConfig:
 
 
 # A misspelt key (``retry`` for ``retries``) would otherwise fall back to a default silently.
-_TOP_KEYS = {f.name for f in dataclasses.fields(ScheduleConfig)} | {"timezone", "data_timezone"}
+_TOP_KEYS = {f.name for f in dataclasses.fields(ScheduleConfig)} | {"timezone"}
 _JOB_KEYS = {f.name for f in dataclasses.fields(JobSchedule)} - {"data_timezone"}
 
 
 def load_schedule(
-    conf_dir: Path | None = None, *, data_dir: Path, env: Mapping[str, str] | None = None
+    conf_dir: Path | None = None,
+    *,
+    data_dir: Path,
+    data_time_zone: str = "America/New_York",
+    env: Mapping[str, str] | None = None,
 ) -> ScheduleConfig:
     """Read and validate ``schedules.toml``; ``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``.
 
-    Raises:
-        ConfigError: If the file is missing or malformed or a value is invalid.
+    Periods follow ``data_time_zone``, the ``[curate]`` setting of the data's wall clock.
     """
     env = os.environ if env is None else env
     path = (conf_dir or default_conf_dir()) / "schedules.toml"
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"schedule file {path} not found (set CHILLFLOW_CONF_DIR to the conf/ directory)"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    doc = read_toml(path)
     landing = env.get("CHILLFLOW_LANDING_DIR") or doc.get("landing_dir")
     landing_dir = _path(landing, "landing_dir") if landing else data_dir / "landing"
-    return parse_schedule(doc, source=str(path), landing_dir=landing_dir)
+    return parse_schedule(
+        doc, source=str(path), landing_dir=landing_dir, data_timezone=data_time_zone
+    )
 
 
-def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) -> ScheduleConfig:
-    """Validate a parsed schedule document.
-
-    Raises:
-        ConfigError: If a value is invalid; the message names the file and the key.
-    """
+def parse_schedule(
+    doc: Mapping[str, Any],
+    *,
+    source: str,
+    landing_dir: Path,
+    data_timezone: str = "America/New_York",
+) -> ScheduleConfig:
+    """Validate a parsed schedule document; a ConfigError names the file and the key."""
+    if "data_timezone" in doc:
+        raise ConfigError(
+            f"{source}: data_timezone is not a schedule setting: the data's wall clock is "
+            "data_time_zone in the [curate] table of chillflow.toml"
+        )
     _reject_unknown(doc, _TOP_KEYS, source)
     default_tz = _zone(doc.get("timezone", "UTC"), f"{source}: timezone")
-    data_tz = _zone(doc.get("data_timezone", "America/New_York"), f"{source}: data_timezone")
+    data_tz = ZoneInfo(data_timezone)
     policy = doc.get("missed_run_policy", "run_latest")
     if policy not in MISSED_RUN_POLICIES:
         raise ConfigError(

@@ -71,7 +71,9 @@ class BatchScheduler:
         schedule: ScheduleConfig | None = None,
     ):
         self.settings = settings
-        self.schedule = schedule or load_schedule(data_dir=settings.data_dir)
+        self.schedule = schedule or load_schedule(
+            data_dir=settings.data_dir, data_time_zone=settings.curate.data_time_zone
+        )
         self.clock = clock or SystemClock()
         self.runner = runner or SubprocessRunner()
         self._database_url: DatabaseUrl | None = None
