@@ -1,14 +1,14 @@
-"""``chillflow schedule`` commands: the scheduler, its jobs and their run history."""
+"""``chillflow schedule`` and ``chillflow runs``: the scheduler, its jobs, the run ledger."""
 
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 import typer
 
 from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
-from chillflow.cli.runs import print_table, runs
 
 app = typer.Typer(
     help="Run the batch jobs on their schedules (conf/schedules.toml) and show their history.",
@@ -16,6 +16,55 @@ app = typer.Typer(
 )
 
 _FAILED_STATUSES = ("failed", "cancelled")
+
+
+@handle_errors
+def runs(
+    job: str | None = typer.Option(
+        None, "--job", help="Only this job's runs (curate, aggregate, …)."
+    ),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs, newest first."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the runs recorded in ops.job_run, newest first."""
+    from chillflow.storage.ledger import list_runs
+    from chillflow.storage.postgres import connect, init_schema
+
+    with connect(runtime.database_url(runtime.settings())) as conn:
+        init_schema(conn)
+        history = [run.as_dict() for run in list_runs(conn, job=job, limit=limit)]
+    if as_json:
+        emit({"runs": history}, as_json=True)
+        return
+    print_table([
+        {key: run[key] for key in ("id", "job", "period", "attempt", "status")}
+        | {"started": _utc_seconds(run["started_at"]), "finished": _utc_seconds(run["finished_at"]),
+           "read": _count(run["rows_read"]), "written": _count(run["rows_written"]),
+           "error": (run["error"] or "")[:80]}
+        for run in history
+    ])  # fmt: skip
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Print rows as aligned columns under their keys; ``(none)`` when there are none."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    headers = list(rows[0])
+    cells = [[str(row[key]) for key in headers] for row in rows]
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
+    for line in [headers, *cells]:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+
+
+def _utc_seconds(timestamp: str | None) -> str:
+    return f"{timestamp[:19]}Z" if timestamp else "-"
+
+
+def _count(rows: int | None) -> str:
+    return "-" if rows is None else str(rows)
 
 
 @app.command("start")
@@ -41,19 +90,14 @@ def jobs(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         emit({"jobs": listed}, as_json=True)
         return
-    rows = [
-        {
-            "job": job["name"],
-            "cron": job["cron"],
-            "timezone": job["timezone"],
-            "next_run": job["next_run"],
-            "last_period": (job["last_run"] or {}).get("period", "-"),
-            "last_status": (job["last_run"] or {}).get("status", "-"),
-            "awaiting": ",".join(job["awaiting"]) or "-",
-        }
+    print_table([
+        {"job": job["name"], "cron": job["cron"], "timezone": job["timezone"],
+         "next_run": job["next_run"],
+         "last_period": (job["last_run"] or {}).get("period", "-"),
+         "last_status": (job["last_run"] or {}).get("status", "-"),
+         "awaiting": ",".join(job["awaiting"]) or "-"}
         for job in listed
-    ]
-    print_table(rows)
+    ])  # fmt: skip
 
 
 @app.command("plan")

@@ -79,15 +79,12 @@ _JOB_KEYS = {f.name for f in dataclasses.fields(JobSchedule)} - {"data_timezone"
 
 
 def load_schedule(
-    conf_dir: Path | None = None,
-    *,
-    data_dir: Path,
-    data_time_zone: str = "America/New_York",
+    conf_dir: Path | None = None, *, data_dir: Path, data_time_zone: str = "America/New_York",
     env: Mapping[str, str] | None = None,
-) -> ScheduleConfig:
-    """Read and validate ``schedules.toml``; ``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``.
+) -> ScheduleConfig:  # fmt: skip
+    """Read and validate ``schedules.toml``; periods follow ``[curate] data_time_zone``.
 
-    Periods follow ``data_time_zone``, the ``[curate]`` setting of the data's wall clock.
+    ``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``.
     """
     env = os.environ if env is None else env
     path = (conf_dir or default_conf_dir()) / "schedules.toml"
@@ -100,12 +97,9 @@ def load_schedule(
 
 
 def parse_schedule(
-    doc: Mapping[str, Any],
-    *,
-    source: str,
-    landing_dir: Path,
+    doc: Mapping[str, Any], *, source: str, landing_dir: Path,
     data_timezone: str = "America/New_York",
-) -> ScheduleConfig:
+) -> ScheduleConfig:  # fmt: skip
     """Validate a parsed schedule document; a ConfigError names the file and the key."""
     if "data_timezone" in doc:
         raise ConfigError(
@@ -114,7 +108,6 @@ def parse_schedule(
         )
     _reject_unknown(doc, _TOP_KEYS, source)
     default_tz = _zone(doc.get("timezone", "UTC"), f"{source}: timezone")
-    data_tz = ZoneInfo(data_timezone)
     policy = doc.get("missed_run_policy", "run_latest")
     if policy not in MISSED_RUN_POLICIES:
         raise ConfigError(
@@ -127,9 +120,10 @@ def parse_schedule(
             f"from {', '.join(SERVICES)}"
         )
     steps = doc.get("monthly_steps", list(PIPELINE_STEPS))
-    if not _distinct_subset(steps, PIPELINE_STEPS) or steps != sorted(
-        steps, key=PIPELINE_STEPS.index
-    ):
+    in_order = (
+        steps == sorted(steps, key=PIPELINE_STEPS.index) if isinstance(steps, list) else False
+    )
+    if not _distinct_subset(steps, PIPELINE_STEPS) or not in_order:
         raise ConfigError(
             f"{source}: monthly_steps {steps!r} must list steps of "
             f"{', '.join(PIPELINE_STEPS)} once each, in that order"
@@ -140,6 +134,7 @@ def parse_schedule(
     raw_jobs = doc.get("jobs", [])
     if not isinstance(raw_jobs, list) or not raw_jobs:
         raise ConfigError(f"{source}: no [[jobs]] defined")
+    data_tz = ZoneInfo(data_timezone)
     jobs = tuple(
         _job(raw, f"{source} job #{index}", default_tz, data_tz)
         for index, raw in enumerate(raw_jobs, start=1)
@@ -150,8 +145,8 @@ def parse_schedule(
         raise ConfigError(f"{source}: duplicate job names {', '.join(duplicates)}")
     return ScheduleConfig(
         jobs=jobs, missed_run_policy=policy,
-        misfire_grace_sec=_seconds(doc, "misfire_grace_sec", 300, source),
-        shutdown_grace_sec=_seconds(doc, "shutdown_grace_sec", 600, source),
+        misfire_grace_sec=_number(doc, "misfire_grace_sec", 300, source),
+        shutdown_grace_sec=_number(doc, "shutdown_grace_sec", 600, source),
         landing_dir=landing_dir, services=tuple(services), monthly_steps=tuple(steps),
         spark_submit=spark_submit,
     )  # fmt: skip
@@ -185,34 +180,29 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
     except CroniterBadDateError:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
     monthly = kind == "monthly_pipeline"
-    maintain_lookback = kind == "maintain" and "lookback_hours" in raw
-    wrong = "lookback_hours" if monthly or maintain_lookback else "watch_months"
-    if wrong in raw:
-        owner = "aggregate jobs" if wrong == "lookback_hours" else "the monthly pipeline"
-        raise ConfigError(f"{where}: {wrong} applies to {owner} only")
-    lookback = raw.get("lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind))
-    watch = raw.get("watch_months", 3) if monthly else None
-    key, value = ("watch_months", watch) if monthly else ("lookback_hours", lookback)
-    if kind != "maintain" and (not _is_int(value) or value < 1):
-        raise ConfigError(f"{where}: {key} must be a positive integer")
-    retries = raw.get("retries", 0)
-    if not _is_int(retries) or retries < 0:
-        raise ConfigError(f"{where}: retries must be a non-negative integer")
+    for key, owner, allowed in (
+        ("lookback_hours", "aggregate jobs", kind.startswith("aggregate")),
+        ("watch_months", "the monthly pipeline", monthly),
+    ):
+        if key in raw and not allowed:
+            raise ConfigError(f"{where}: {key} applies to {owner} only")
+    lookback = watch = None
+    if monthly:
+        watch = _number(raw, "watch_months", 3, where, integer=True, least=1)
+    elif kind != "maintain":
+        default = _DEFAULT_LOOKBACK_HOURS[kind]
+        lookback = _number(raw, "lookback_hours", default, where, integer=True, least=1)
     timeout = raw.get("timeout_sec")
     if timeout is not None and not (_is_number(timeout) and timeout > 0):
         raise ConfigError(f"{where}: timeout_sec must be a positive number of seconds")
     return JobSchedule(
-        name=name,
-        kind=kind,
-        cron=" ".join(cron.split()),
+        name=name, kind=kind, cron=" ".join(cron.split()),
         timezone=_zone(raw["timezone"], f"{where}: timezone") if "timezone" in raw else default_tz,
-        data_timezone=data_tz,
-        lookback_hours=lookback,
-        watch_months=watch,
-        retries=retries,
-        retry_backoff_sec=_seconds(raw, "retry_backoff_sec", 60, where),
+        data_timezone=data_tz, lookback_hours=lookback, watch_months=watch,
+        retries=_number(raw, "retries", 0, where, integer=True),
+        retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
         timeout_sec=None if timeout is None else float(timeout),
-    )
+    )  # fmt: skip
 
 
 def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
@@ -235,15 +225,19 @@ def _zone(name: Any, where: str) -> ZoneInfo:
         raise ConfigError(f"{where} {name!r} is not an IANA time zone such as UTC") from None
 
 
-def _seconds(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
+def _number(
+    table: Mapping[str, Any], key: str, default: float, where: str, *, integer: bool = False,
+    least: int = 0,
+) -> Any:  # fmt: skip
+    """The value of ``key``: whole and at least ``least``, or seconds, never negative."""
     value = table.get(key, default)
-    if not _is_number(value) or value < 0:
-        raise ConfigError(f"{where}: {key} must be a non-negative number of seconds")
-    return float(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    valid = isinstance(value, int) if integer else _is_number(value)
+    if not valid or isinstance(value, bool) or value < least:
+        what = ("positive " if least else "non-negative ") + (
+            "integer" if integer else "number of seconds"
+        )
+        raise ConfigError(f"{where}: {key} must be a {what}")
+    return value if integer else float(value)
 
 
 def _is_number(value: Any) -> bool:
