@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 import typer
 
@@ -33,38 +32,15 @@ def runs(
     with connect(runtime.database_url(runtime.settings())) as conn:
         init_schema(conn)
         history = [run.as_dict() for run in list_runs(conn, job=job, limit=limit)]
-    if as_json:
-        emit({"runs": history}, as_json=True)
-        return
-    print_table([
+    emit({"runs": history}, as_json, table=[
         {key: run[key] for key in ("id", "job", "period", "attempt", "status")}
-        | {"started": _utc_seconds(run["started_at"]), "finished": _utc_seconds(run["finished_at"]),
-           "read": _count(run["rows_read"]), "written": _count(run["rows_written"]),
+        | {"started": f"{run['started_at'][:19]}Z" if run["started_at"] else "-",
+           "finished": f"{run['finished_at'][:19]}Z" if run["finished_at"] else "-",
+           "read": "-" if run["rows_read"] is None else str(run["rows_read"]),
+           "written": "-" if run["rows_written"] is None else str(run["rows_written"]),
            "error": (run["error"] or "")[:80]}
         for run in history
     ])  # fmt: skip
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    """Print rows as aligned columns under their keys; ``(none)`` when there are none."""
-    if not rows:
-        typer.echo("(none)")
-        return
-    headers = list(rows[0])
-    cells = [[str(row[key]) for key in headers] for row in rows]
-    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
-    for line in [headers, *cells]:
-        typer.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
-
-
-def _utc_seconds(timestamp: str | None) -> str:
-    return f"{timestamp[:19]}Z" if timestamp else "-"
-
-
-def _count(rows: int | None) -> str:
-    return "-" if rows is None else str(rows)
 
 
 @app.command("start")
@@ -87,10 +63,7 @@ def jobs(as_json: bool = JSON_OPTION) -> None:
     from chillflow.scheduler.scheduler import BatchScheduler
 
     listed = BatchScheduler(runtime.settings()).jobs()
-    if as_json:
-        emit({"jobs": listed}, as_json=True)
-        return
-    print_table([
+    emit({"jobs": listed}, as_json, table=[
         {"job": job["name"], "cron": job["cron"], "timezone": job["timezone"],
          "next_run": job["next_run"],
          "last_period": (job["last_run"] or {}).get("period", "-"),

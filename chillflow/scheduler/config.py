@@ -23,9 +23,7 @@ MISSED_RUN_POLICIES = ("skip", "run_latest")
 #: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
 PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
 #: Jobs the stages record in ``ops.job_run`` themselves: a schedule must not mix its runs in.
-RESERVED_JOB_NAMES = frozenset(
-    {"curate", "process_trips", "aggregate", "aggregate_backfill", "maintain"}
-)
+RESERVED_JOB_NAMES = {"curate", "process_trips", "aggregate", "aggregate_backfill", "maintain"}
 _DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
 _JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -33,11 +31,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class JobSchedule:
-    """One scheduled job; ``cron`` is read in ``timezone``, periods in ``data_timezone``.
-
-    ``lookback_hours`` is for the aggregate kinds, ``watch_months`` for the monthly pipeline;
-    a retry waits ``retry_backoff_sec``, doubled each time; ``timeout_sec`` limits each step.
-    """
+    """One scheduled job; ``cron`` is read in ``timezone``, periods in ``data_timezone``."""
 
     name: str
     kind: str
@@ -188,20 +182,17 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
             raise ConfigError(f"{where}: {key} applies to {owner} only")
     lookback = watch = None
     if monthly:
-        watch = _number(raw, "watch_months", 3, where, integer=True, least=1)
+        watch = _number(raw, "watch_months", 3, where, integer=True, positive=True)
     elif kind != "maintain":
         default = _DEFAULT_LOOKBACK_HOURS[kind]
-        lookback = _number(raw, "lookback_hours", default, where, integer=True, least=1)
-    timeout = raw.get("timeout_sec")
-    if timeout is not None and not (_is_number(timeout) and timeout > 0):
-        raise ConfigError(f"{where}: timeout_sec must be a positive number of seconds")
+        lookback = _number(raw, "lookback_hours", default, where, integer=True, positive=True)
     return JobSchedule(
         name=name, kind=kind, cron=" ".join(cron.split()),
         timezone=_zone(raw["timezone"], f"{where}: timezone") if "timezone" in raw else default_tz,
         data_timezone=data_tz, lookback_hours=lookback, watch_months=watch,
         retries=_number(raw, "retries", 0, where, integer=True),
         retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
-        timeout_sec=None if timeout is None else float(timeout),
+        timeout_sec=_number(raw, "timeout_sec", None, where, positive=True),
     )  # fmt: skip
 
 
@@ -226,22 +217,19 @@ def _zone(name: Any, where: str) -> ZoneInfo:
 
 
 def _number(
-    table: Mapping[str, Any], key: str, default: float, where: str, *, integer: bool = False,
-    least: int = 0,
+    table: Mapping[str, Any], key: str, default: float | None, where: str, *,
+    integer: bool = False, positive: bool = False,
 ) -> Any:  # fmt: skip
-    """The value of ``key``: whole and at least ``least``, or seconds, never negative."""
+    """The value of ``key`` (``default`` when absent): a whole number or seconds."""
     value = table.get(key, default)
-    valid = isinstance(value, int) if integer else _is_number(value)
-    if not valid or isinstance(value, bool) or value < least:
-        what = ("positive " if least else "non-negative ") + (
-            "integer" if integer else "number of seconds"
-        )
-        raise ConfigError(f"{where}: {key} must be a {what}")
+    if value is None:
+        return None
+    valid = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if not valid or value < 0 or (positive and value == 0):
+        sign = "positive" if positive else "non-negative"
+        what = "integer" if integer else "number of seconds"
+        raise ConfigError(f"{where}: {key} must be a {sign} {what}")
     return value if integer else float(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _path(value: Any, key: str) -> Path:

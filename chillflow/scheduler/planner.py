@@ -175,12 +175,12 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
     lookback = ("--lookback-hours", str(job.lookback_hours), "--json")
     if job.kind == "maintain":
         return JobPlan((Step("maintain", (submit, "maintain", "--json")),))
-    if job.kind != "monthly_pipeline":
-        end = (
-            ("--date", period)
-            if job.kind == "aggregate_daily"
-            else ("--until", f"{hourly_window_end(period):%Y-%m-%dT%H}")
+    if job.kind == "aggregate_daily":
+        return JobPlan(
+            (Step("aggregate", (submit, "aggregate", "run", "--date", period, *lookback)),)
         )
+    if job.kind == "aggregate_hourly":
+        end = ("--until", f"{hourly_window_end(period):%Y-%m-%dT%H}")
         return JobPlan((Step("aggregate", (submit, "aggregate", "run", *end, *lookback)),))
     month, _, service = period.partition("/")
     raw = raw_path(schedule, period)
@@ -224,11 +224,11 @@ def plan_at(schedule: ScheduleConfig, at: datetime, *, now: datetime) -> dict[st
             runs.append({**run, "commands": [list(step.argv) for step in plan.steps]})
         fire_time = fire.astimezone(job.timezone).isoformat()
         planned.append({"job": job.name, "kind": job.kind, "fire_time": fire_time, "runs": runs})
-    note = None
-    if any(job["kind"] == "monthly_pipeline" for job in planned):
-        note = (
-            f"raw files as the landing directory holds them now ({now:%Y-%m-%dT%H:%MZ}); a "
-            "period whose file arrived runs only if ops.job_run has no successful load of that "
-            "same file (size and mtime)"
-        )
+    note = (
+        f"raw files as the landing directory holds them now ({now:%Y-%m-%dT%H:%MZ}); a "
+        "period whose file arrived runs only if ops.job_run has no successful load of that "
+        "same file (size and mtime)"
+    )
+    if not any(job["kind"] == "monthly_pipeline" for job in planned):
+        note = None
     return {"at": at.isoformat(), "jobs": planned, "note": note}
