@@ -8,9 +8,17 @@ from typing import Any
 from chillflow.api.resources import StageResources
 from chillflow.hour_window import to_utc_naive, yesterday_utc
 from chillflow.sections import check_source
-from chillflow.stages.aggregate import aggregate_full_refresh, aggregate_status, aggregate_until
+from chillflow.stages.aggregate import (
+    AGGREGATE_JOB,
+    BACKFILL_JOB,
+    aggregate_full_refresh,
+    aggregate_until,
+)
 from chillflow.stages.backfill import aggregate_backfill
+from chillflow.storage import ledger
+from chillflow.storage.kpi_mart import mart_row_count
 from chillflow.storage.kpi_store import summarize_hourly_kpis
+from chillflow.storage.postgres import connect, init_schema
 
 
 class BatchAggregator(StageResources):
@@ -26,11 +34,8 @@ class BatchAggregator(StageResources):
     ) -> dict[str, Any]:  # fmt: skip
         """Refresh the hours ``[day after target - lookback_hours, day after target)``.
 
-        Args:
-            target: The UTC day to refresh (a datetime's UTC date); yesterday by default.
-            lookback_hours: Hours back from the end of the target day; 24 (configurable) covers
-                exactly that day, 48 the day before it too.
-            source: Where the trips come from.
+        ``target`` is a UTC day (a datetime's UTC date), yesterday by default; the lookback
+        counts back from its end: 24 (configurable) covers that day, 48 the day before it too.
 
         Returns:
             Statistics: hours_processed, zones_affected, rows_inserted, rows_updated,
@@ -81,7 +86,19 @@ class BatchAggregator(StageResources):
 
     def status(self) -> dict[str, Any]:
         """Rows, hour range and zones of the KPI table, mart rows and the last run's outcome."""
-        return aggregate_status(self.spark, self.settings, self.database_url)
+        summary = summarize_hourly_kpis(self.spark, self.settings.tables.kpis)
+        with connect(self.database_url) as conn:
+            init_schema(conn)
+            mart_rows = mart_row_count(conn)
+            last = ledger.latest_run(conn, [AGGREGATE_JOB, BACKFILL_JOB])
+        keys = ("rows", "first_hour", "last_hour", "zones", "hours")
+        return {
+            "kpi_table": str(self.settings.tables.kpis),
+            **{key: summary[key] for key in keys},
+            "table_version": summary["version"],
+            "mart_rows": mart_rows,
+            "last_run": last.as_dict() if last is not None else None,
+        }
 
     def _source(self, source: str | None) -> str:
         return check_source(source or self.settings.aggregate.default_source)

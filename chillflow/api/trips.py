@@ -30,12 +30,6 @@ class BatchTripProducer(StageResources):
         # Before the SparkSession: a bad DATABASE_URL fails in a second, not after the JVM.
         prepared = prepare_database(database_url)
         return process_trips(
-            self.spark,
-            self.settings,
-            database_url,
-            path,
-            month=month,
-            service=service,
-            run_id=run_id,
-            prepared=prepared,
-        )
+            self.spark, self.settings, database_url, path, month=month, service=service,
+            run_id=run_id, prepared=prepared,
+        )  # fmt: skip

@@ -28,15 +28,10 @@ from chillflow.settings import Settings
 from chillflow.storage import ledger
 from chillflow.storage.delta import read_table, table_version
 from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
-from chillflow.storage.kpi_mart import MART_COLUMNS, MartReplace, mart_row_count, replace_mart_rows
-from chillflow.storage.kpi_store import (
-    merge_hourly_kpis,
-    overwrite_hourly_kpis,
-    read_hourly_kpis,
-    summarize_hourly_kpis,
-)
+from chillflow.storage.kpi_mart import MART_COLUMNS, MartReplace, replace_mart_rows
+from chillflow.storage.kpi_store import merge_hourly_kpis, overwrite_hourly_kpis, read_hourly_kpis
 from chillflow.storage.locks import AdvisoryLocks, hold, holder, reading_slices
-from chillflow.storage.postgres import connect, init_schema
+from chillflow.storage.postgres import connect
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
@@ -67,25 +62,6 @@ def aggregate_full_refresh(
     return aggregate_window(
         spark, settings, database_url, None, source=source, run_id=run_id, mode="full"
     )
-
-
-def aggregate_status(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl
-) -> dict[str, Any]:
-    """Rows, hour range and zones of the KPI table, mart rows, and the last run's outcome."""
-    summary = summarize_hourly_kpis(spark, settings.tables.kpis)
-    with connect(database_url) as conn:
-        init_schema(conn)
-        mart_rows = mart_row_count(conn)
-        last = ledger.latest_run(conn, [AGGREGATE_JOB, BACKFILL_JOB])
-    keys = ("rows", "first_hour", "last_hour", "zones", "hours")
-    return {
-        "kpi_table": str(settings.tables.kpis),
-        **{key: summary[key] for key in keys},
-        "table_version": summary["version"],
-        "mart_rows": mart_rows,
-        "last_run": last.as_dict() if last is not None else None,
-    }
 
 
 def aggregate_window(
