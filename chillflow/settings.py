@@ -130,8 +130,8 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     """
     env = os.environ if env is None else env
     conf_dir = conf_dir or default_conf_dir()
-    main = _read_toml(conf_dir / "chillflow.toml")
-    rules_doc = _read_toml(conf_dir / "quality_rules.toml")
+    main = read_toml(conf_dir / "chillflow.toml")
+    rules_doc = read_toml(conf_dir / "quality_rules.toml")
     for name, keys in _KEYS.items():
         check_keys(name, main.get(name, {}) if name else main, keys)
 
@@ -245,7 +245,8 @@ def _time_zone(value: Any) -> str:
     return value
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file of the conf directory, or raise ConfigError naming it."""
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

@@ -7,28 +7,35 @@ from typing import Any
 
 from chillflow.api.resources import StageResources
 from chillflow.hour_window import to_utc_naive, yesterday_utc
-from chillflow.stages.aggregate import aggregate_full_refresh, aggregate_status, aggregate_until
+from chillflow.sections import check_source
+from chillflow.stages.aggregate import (
+    AGGREGATE_JOB,
+    BACKFILL_JOB,
+    aggregate_full_refresh,
+    aggregate_until,
+)
 from chillflow.stages.backfill import aggregate_backfill
+from chillflow.storage import ledger
+from chillflow.storage.kpi_mart import mart_row_count
 from chillflow.storage.kpi_store import summarize_hourly_kpis
+from chillflow.storage.postgres import connect, init_schema
 
 
 class BatchAggregator(StageResources):
-    """Keep the hourly pickup-zone KPIs (Delta table and PostgreSQL mart) current."""
+    """Keep the hourly pickup-zone KPIs (Delta table and PostgreSQL mart) current.
+
+    ``source`` is ``postgres`` (stg.complete_trip) or ``curated`` (the curated Delta table);
+    ``[aggregate] default_source`` when None.
+    """
 
     def aggregate_incremental(
-        self,
-        target: datetime | date | None = None,
-        lookback_hours: int | None = None,
-        *,
+        self, target: datetime | date | None = None, lookback_hours: int | None = None, *,
         source: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any]:  # fmt: skip
         """Refresh the hours ``[day after target - lookback_hours, day after target)``.
 
-        Args:
-            target: The UTC day to refresh (a datetime's UTC date); yesterday by default.
-            lookback_hours: Hours back from the end of the target day; 24 (configurable) covers
-                exactly that day, 48 the day before it too.
-            source: ``postgres`` (stg.complete_trip, the default) or ``curated``.
+        ``target`` is a UTC day (a datetime's UTC date), yesterday by default; the lookback
+        counts back from its end: 24 (configurable) covers that day, 48 the day before it too.
 
         Returns:
             Statistics: hours_processed, zones_affected, rows_inserted, rows_updated,
@@ -42,12 +49,14 @@ class BatchAggregator(StageResources):
         self, end: datetime, lookback_hours: int | None = None, *, source: str | None = None
     ) -> dict[str, Any]:
         """Refresh ``[end - lookback_hours, end)``; ``end`` is naive, as ``hour_ts`` holds it."""
+        source = self._source(source)
         return aggregate_until(
             self.spark, self.settings, self.database_url, end, lookback_hours, source=source
         )
 
     def aggregate_full_refresh(self, *, source: str | None = None) -> dict[str, Any]:
         """Recompute every KPI; replace the Delta table and the mart, each atomically."""
+        source = self._source(source)
         return aggregate_full_refresh(self.spark, self.settings, self.database_url, source=source)
 
     def aggregate_backfill(
@@ -57,16 +66,11 @@ class BatchAggregator(StageResources):
 
         ``restart`` ignores the chunks an unfinished earlier backfill of this range completed.
         """
-        first, last = _utc_date(start), _utc_date(end)
+        first, last, source = _utc_date(start), _utc_date(end), self._source(source)
         return aggregate_backfill(
-            self.spark,
-            self.settings,
-            self.database_url,
-            first,
-            last,
-            source=source,
+            self.spark, self.settings, self.database_url, first, last, source=source,
             restart=restart,
-        )
+        )  # fmt: skip
 
     def get_kpi_count(self) -> int:
         """Rows in the KPI Delta table (0 when it does not exist yet)."""
@@ -82,7 +86,22 @@ class BatchAggregator(StageResources):
 
     def status(self) -> dict[str, Any]:
         """Rows, hour range and zones of the KPI table, mart rows and the last run's outcome."""
-        return aggregate_status(self.spark, self.settings, self.database_url)
+        summary = summarize_hourly_kpis(self.spark, self.settings.tables.kpis)
+        with connect(self.database_url) as conn:
+            init_schema(conn)
+            mart_rows = mart_row_count(conn)
+            last = ledger.latest_run(conn, [AGGREGATE_JOB, BACKFILL_JOB])
+        keys = ("rows", "first_hour", "last_hour", "zones", "hours")
+        return {
+            "kpi_table": str(self.settings.tables.kpis),
+            **{key: summary[key] for key in keys},
+            "table_version": summary["version"],
+            "mart_rows": mart_rows,
+            "last_run": last.as_dict() if last is not None else None,
+        }
+
+    def _source(self, source: str | None) -> str:
+        return check_source(source or self.settings.aggregate.default_source)
 
 
 def _utc_date(value: date) -> date:

@@ -14,23 +14,17 @@ from chillflow.storage.raw import find_raw_files
 class MonthlyLoader(StageResources):
     """Curate raw monthly TLC files into the curated Delta tables.
 
-    Runs are recorded in ``database_url``, by default ``DATABASE_URL``, else the embedded server
-    if its cluster exists, else nowhere.
+    Runs are recorded in ``database_url``: ``DATABASE_URL``, else an existing embedded server.
     """
 
     def curate_month(
-        self,
-        raw_path: str | Path,
-        curated_path: str | Path | None = None,
-        *,
-        month: str | None = None,
-        run_id: str | None = None,
-    ) -> dict[str, Any]:
+        self, raw_path: str | Path, curated_path: str | Path | None = None, *,
+        month: str | None = None, run_id: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Curate a raw TLC Parquet file, directory or glob of monthly files.
 
-        ``curated_path`` (default: the configured lake tables) gets its quarantine and
-        DQ-metrics tables beside it as ``<name>_quarantine`` and ``<name>_dq_metrics``;
-        ``month`` defaults to the one in the file name.
+        ``curated_path`` (default: the configured tables) gets its quarantine and DQ-metrics
+        tables beside it as ``<name>_quarantine`` and ``<name>_dq_metrics``.
 
         Returns:
             Statistics with input_rows, output_rows, quarantined_rows, retention_rate

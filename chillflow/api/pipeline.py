@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from chillflow.errors import (
     error_summary,
     is_spark_error,
 )
-from chillflow.hour_window import month_chunks
+from chillflow.hour_window import HourWindow
 from chillflow.settings import parse_month
 from chillflow.stages.aggregate import aggregate_window
 from chillflow.stages.curate import curate
@@ -30,24 +30,15 @@ STAGES = ("curate", "process_trips", "aggregate")
 
 
 class MonthlyPipeline(StageResources):
-    """Curate a raw month, load its trips into PostgreSQL and refresh its KPIs, in one session.
-
-    Args:
-        settings: Settings to use; loaded from ``conf/`` and the environment by default.
-        spark: Session to use; the shared ChillFlow session by default.
-        database_url: PostgreSQL to use; ``DATABASE_URL`` by default, else the embedded server.
-    """
+    """Curate a raw month, load its trips into PostgreSQL and refresh its KPIs, in one session."""
 
     def run_month(self, raw_path: str | Path, *, month: str | None = None) -> dict[str, Any]:
         """Run the three stages on one month's raw files; a failing stage stops the rest.
 
-        Each stage is the single-stage command's own function, with its own ``ops.job_run`` row.
-        The KPIs of the month's hours are computed from the curated Delta table, which holds
-        exactly the trips the load put in PostgreSQL.
-
-        Args:
-            raw_path: Raw TLC Parquet file, directory or glob, all of one month.
-            month: ``YYYY-MM`` of the rows; by default from the file names.
+        Each stage is the single-stage command's own function, with its own ``ops.job_run`` row;
+        the KPIs come from the curated Delta table, which holds the trips the load put in
+        PostgreSQL. ``raw_path`` (file, directory or glob) holds one month, ``month`` or the
+        one in the file names.
 
         Returns:
             month, services, each stage's statistics under its name, and ``timings_sec``:
@@ -85,19 +76,14 @@ class MonthlyPipeline(StageResources):
         services = sorted({s["service"] for s in curated["slices"]})
         results["services"] = services
         service = services[0] if len(services) == 1 else None
-        run(
-            "process_trips",
-            lambda: process_trips(
-                spark, settings, database_url, month=month, service=service, prepared=prepared
-            ),
-        )
-        (window,) = month_chunks(*_month_days(month))
-        run(
-            "aggregate",
-            lambda: aggregate_window(
-                spark, settings, database_url, window, source="curated", mode="month"
-            ),
-        )
+        run("process_trips", lambda: process_trips(
+            spark, settings, database_url, month=month, service=service, prepared=prepared
+        ))  # fmt: skip
+        first = datetime.strptime(month, "%Y-%m")
+        window = HourWindow(first, (first + timedelta(days=32)).replace(day=1))
+        run("aggregate", lambda: aggregate_window(
+            spark, settings, database_url, window, source="curated", mode="month"
+        ))  # fmt: skip
         timings["total"] = round(time.time() - min(called, _jvm_started(spark)), 3)
         log.info("pipeline.finished", month=month, **{f"{k}_sec": v for k, v in timings.items()})
         return results
@@ -127,8 +113,3 @@ def _jvm_started(spark: Any) -> float:
     """When the driver's JVM started (epoch seconds): spark-submit starts it before Python."""
     bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     return bean.getStartTime() / 1000.0
-
-
-def _month_days(month: str) -> tuple[date, date]:
-    first = date.fromisoformat(f"{month}-01")
-    return first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)

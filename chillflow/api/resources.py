@@ -12,19 +12,14 @@ from chillflow.settings import Settings
 class StageResources:
     """Settings, SparkSession and PostgreSQL URL of an API object, created on first use.
 
-    Args:
-        settings: Settings to use; loaded from ``conf/`` and the environment by default.
-        spark: Session to use; the shared ChillFlow session by default.
-        database_url: PostgreSQL to use; ``settings.database_url`` (``DATABASE_URL``) by
-            default, else the embedded local server under the data directory.
+    By default the settings of ``conf/`` and the environment, the shared ChillFlow session, and
+    ``DATABASE_URL``, else the embedded local server under the data directory.
     """
 
     def __init__(
-        self,
-        settings: Settings | None = None,
-        spark: SparkSession | None = None,
+        self, settings: Settings | None = None, spark: SparkSession | None = None,
         database_url: DatabaseUrl | str | None = None,
-    ):
+    ):  # fmt: skip
         self._settings = settings
         self._spark = spark
         if isinstance(database_url, str):

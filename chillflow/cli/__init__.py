@@ -1,21 +1,20 @@
-"""The ``chillflow`` command line (typer)."""
+"""The ``chillflow`` command line (typer): the app and its stage, demo and download commands."""
 
 from __future__ import annotations
 
+import itertools
+import sys
+import time
+from pathlib import Path
+
 import typer
 
+from chillflow import runtime
 from chillflow.cli.aggregate import app as aggregate_app
-from chillflow.cli.curate import app as curate_app
 from chillflow.cli.db import app as db_app
-from chillflow.cli.demo import demo
-from chillflow.cli.download import download
-from chillflow.cli.jars import app as jars_app
-from chillflow.cli.maintain import maintain
-from chillflow.cli.pipeline import app as pipeline_app
-from chillflow.cli.process import app as process_app
-from chillflow.cli.report import report
-from chillflow.cli.runs import runs
+from chillflow.cli.output import JSON_OPTION, emit, handle_errors
 from chillflow.cli.schedule import app as schedule_app
+from chillflow.cli.schedule import runs
 
 app = typer.Typer(
     name="chillflow",
@@ -23,6 +22,276 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+curate_app = typer.Typer(help="Curate raw TLC Parquet into Delta tables.", no_args_is_help=True)
+process_app = typer.Typer(help="Load curated data into PostgreSQL.", no_args_is_help=True)
+pipeline_app = typer.Typer(
+    help="Run the stages of a month in one Spark application.", no_args_is_help=True
+)
+jars_app = typer.Typer(help="JVM jars (Delta Lake, PostgreSQL JDBC).", no_args_is_help=True)
+
+RAW_PATH_ARGUMENT = typer.Argument(..., help="Raw TLC Parquet file, directory or glob.")
+MONTH_OPTION = typer.Option(None, "--month", help="YYYY-MM; default from file name.")
+SEP_OPTION = typer.Option("\n", "--sep", help="Separator between items (',' for spark-submit).")
+
+
+@curate_app.command("month")
+@handle_errors
+def curate_month(
+    raw_path: str = RAW_PATH_ARGUMENT,
+    curated_path: Path | None = typer.Argument(
+        None, help="Curated Delta table (default from conf); quarantine and DQ metrics beside it."
+    ),
+    month: str | None = MONTH_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Curate one month: normalise, derive, apply DQ rules, replace the month's Delta slices."""
+    from chillflow.batch import MonthlyLoader
+
+    emit(MonthlyLoader().curate_month(raw_path, curated_path, month=month), as_json)
+
+
+@process_app.command("trips")
+@handle_errors
+def process_trips(
+    curated_path: str | None = typer.Argument(
+        None, help="Curated Delta table, or Parquet in the curated schema (default from conf)."
+    ),
+    month: str | None = typer.Option(
+        None, "--month", help="YYYY-MM; optional when the source holds one month."
+    ),
+    service: str | None = typer.Option(
+        None, "--service", help="yellow or green; every service of the month by default."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Load one month of curated trips into stg.complete_trip (insert new, update changed)."""
+    from chillflow.batch import BatchTripProducer
+    from chillflow.settings import parse_month
+
+    if month is not None:
+        parse_month(month)
+    _check_services([service] if service is not None else [])
+    stats = BatchTripProducer().process_month(curated_path, month=month, service=service)
+    emit(stats, as_json)
+
+
+@pipeline_app.command("month")
+@handle_errors
+def pipeline_month(
+    raw_path: str = RAW_PATH_ARGUMENT, month: str | None = MONTH_OPTION, as_json: bool = JSON_OPTION
+) -> None:
+    """Curate a month, load its trips into PostgreSQL and refresh its KPIs; a failure stops it."""
+    from chillflow.api.pipeline import MonthlyPipeline
+
+    emit(MonthlyPipeline().run_month(raw_path, month=month), as_json)
+
+
+@handle_errors
+def maintain(
+    retain_hours: float = typer.Option(
+        168.0,
+        "--retain-hours",
+        help="VACUUM keeps the files of the versions of the last N hours (at least the tables' "
+        "delta.deletedFileRetentionDuration, 168 by default).",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Compact small files, re-cluster curated months by pickup time, VACUUM old files."""
+    from chillflow.api.resources import StageResources
+    from chillflow.stages.maintain import maintain as run_maintain
+
+    resources = StageResources()
+    stats = run_maintain(resources.spark, resources.settings, resources.database_url, retain_hours)
+    emit(stats, as_json)
+
+
+@handle_errors
+def report(
+    months: list[str] | None = typer.Option(
+        None,
+        "--month",
+        metavar="YYYY-MM",
+        help="Month to report (repeatable; default: the latest).",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        metavar="PATH",
+        help="HTML file (default <data>/reports/chillflow-report.html).",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write the HTML report (data quality per month, KPIs, runs, Delta tables); print its path.
+
+    With --json, print the figures behind every table and chart instead, with the path.
+    """
+    from chillflow.report import write_report
+    from chillflow.settings import parse_month
+
+    for month in months or []:
+        parse_month(month)
+    settings = runtime.settings()
+    path, figures = write_report(
+        runtime.spark(settings), settings, runtime.database_url(settings), months, out
+    )
+    if as_json:
+        emit({"path": str(path), **figures}, as_json=True)
+    else:
+        typer.echo(str(path))
+
+
+@jars_app.command("path")
+@handle_errors
+def jars_path(sep: str = SEP_OPTION) -> None:
+    """Download the jars if needed and print their local paths (for ``--jars``)."""
+    from chillflow.session import jar_paths
+
+    typer.echo(sep.join(str(p) for p in jar_paths(runtime.settings().spark)))
+
+
+@jars_app.command("packages")
+@handle_errors
+def jars_packages(sep: str = SEP_OPTION) -> None:
+    """Print the configured Maven coordinates (for ``--packages``); resolves nothing."""
+    typer.echo(sep.join(runtime.settings().spark.packages))
+
+
+#: The statistics of each stage the demo shows.
+_SHOWN = {
+    "curate": "input_rows output_rows quarantined_rows retention_rate rejections",
+    "process_trips": "rows_read inserted updated unchanged deleted skipped postgres_rows",
+    "aggregate": "kpi_rows hours_processed zones_affected mart_rows_copied",
+}
+
+
+@handle_errors
+def demo(
+    rows: int = typer.Option(200_000, "--rows", min=1, help="Rows in the generated month."),
+    month: str = typer.Option("2025-01", "--month", help="Month to generate (YYYY-MM)."),
+    seed: int = typer.Option(42, "--seed", help="Generator seed."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Generate a yellow month, run the month's pipeline on it and write the report.
+
+    Uses DATABASE_URL when set, else the embedded PostgreSQL under the data directory
+    (started on 127.0.0.1 and reused by later runs). Every stage is idempotent: running the
+    demo again converges to the same tables.
+    """
+    import structlog
+
+    from chillflow.api.pipeline import STAGES
+    from chillflow.batch import BatchAggregator, MonthlyPipeline
+    from chillflow.cli.db import init_database
+    from chillflow.generator import generate_month, tlc_file_name
+    from chillflow.report import write_report
+    from chillflow.settings import parse_month
+
+    parse_month(month)
+    settings = runtime.settings()
+    log = structlog.get_logger("chillflow.demo")
+    raw = settings.data_dir / "landing" / tlc_file_name("yellow", month)
+    if not raw.exists():
+        started = time.monotonic()
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        generate_month(raw, service="yellow", month=month, rows=rows, seed=seed)
+        seconds = round(time.monotonic() - started, 1)
+        log.info("demo.generated", path=str(raw), rows=rows, sec=seconds)
+    database_url = runtime.database_url(settings)
+    database = init_database(settings, database_url)
+    spark = runtime.spark(settings)
+    month_run = MonthlyPipeline(settings, spark, database_url).run_month(raw, month=month)
+    status = BatchAggregator(settings, spark, database_url).status()
+    results = {
+        "raw_file": str(raw),
+        "database": database["database"],
+        "embedded_server": database["embedded_server"],
+        "curated_table": str(settings.tables.curated),
+        "kpi_table": str(settings.tables.kpis),
+        **{stage: _pick(month_run[stage], _SHOWN[stage]) for stage in STAGES},
+        "timings_sec": month_run["timings_sec"],
+        "kpi_hours": f"{status['first_hour']} .. {status['last_hour']}",
+    }
+    results["report"] = str(write_report(spark, settings, database_url, [month])[0])
+    emit(results, as_json)
+
+
+def _pick(stats: dict, keys: str) -> dict:
+    return {key: stats.get(key) for key in [*keys.split(), "duration_sec"]}
+
+
+@handle_errors
+def download(
+    services: list[str] | None = typer.Option(
+        None, "--service", help="yellow or green; repeat for both (default: both)."
+    ),
+    month: str | None = typer.Option(None, "--month", help="One month, YYYY-MM."),
+    start: str | None = typer.Option(None, "--start", help="First month of a range, YYYY-MM."),
+    end: str | None = typer.Option(None, "--end", help="Last month of a range, YYYY-MM."),
+    to: Path | None = typer.Option(None, "--to", help="Target directory (default: landing)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Download TLC monthly files; skip identical ones, resume interrupted ones.
+
+    Exit code 11 when a month is not published (yet), else the first failure's exit code.
+    """
+    from chillflow.errors import ChillflowError, NotPublishedError
+    from chillflow.logs import bound_run, new_run_id
+    from chillflow.schemas import SERVICES
+    from chillflow.storage import tlc_download as tlc
+
+    services = _check_services(services or list(SERVICES))
+    months = _months(month, start, end)
+    settings = runtime.settings()
+    conf = settings.download
+    target = (to or tlc.landing_dir(settings.data_dir)).resolve()
+    bar = sys.stderr.isatty()
+    files, errors = [], []
+    with bound_run("download", new_run_id()):
+        for one_month, service in itertools.product(months, services):
+            try:
+                files.append(tlc.download_month(service, one_month, target, conf, bar=bar))
+            except ChillflowError as exc:
+                status = "missing" if isinstance(exc, NotPublishedError) else "failed"
+                files.append(
+                    {"service": service, "month": one_month, "path": None, "status": status}
+                    | {"bytes": 0, "seconds": None, "etag": None, "error": str(exc)}
+                )
+                typer.echo(f"error: {exc}", err=True)
+                errors.append(exc)
+    if as_json:
+        emit({"files": files}, as_json=True)
+    for f in [] if as_json else files:
+        typer.echo(f"{f['status']:<10}  {f['service']:<6}  {f['month']}  {f['path'] or '-'}")
+    failed = [e for e in errors if not isinstance(e, NotPublishedError)]
+    if errors:
+        raise typer.Exit((failed or errors)[0].exit_code)
+
+
+def _check_services(services: list[str]) -> list[str]:
+    from chillflow.errors import ConfigError
+    from chillflow.schemas import SERVICES
+
+    for service in services:
+        if service not in SERVICES:
+            raise ConfigError(f"--service {service!r}: expected one of {', '.join(SERVICES)}")
+    return services
+
+
+def _months(month: str | None, start: str | None, end: str | None) -> list[str]:
+    from chillflow.errors import ConfigError
+    from chillflow.hour_window import month_range
+    from chillflow.settings import parse_month
+
+    if (month is None) == (start is None and end is None) or (start is None) != (end is None):
+        raise ConfigError("give either --month YYYY-MM or both --start YYYY-MM and --end YYYY-MM")
+    if month is not None:
+        return [parse_month(month)]
+    first, last = parse_month(start), parse_month(end)
+    if first > last:
+        raise ConfigError(f"--start {first} is after --end {last}")
+    return month_range(first, last)
+
+
 app.add_typer(curate_app, name="curate")
 app.add_typer(aggregate_app, name="aggregate")
 app.add_typer(jars_app, name="jars")

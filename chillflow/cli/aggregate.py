@@ -46,10 +46,7 @@ def run(
     from chillflow.batch import BatchAggregator
     from chillflow.errors import ConfigError
     from chillflow.hour_window import parse_date, parse_hour
-    from chillflow.sections import check_source
 
-    if source is not None:
-        check_source(source)
     if full_refresh:
         if day is not None or until is not None or lookback_hours is not None:
             raise ConfigError(
@@ -81,10 +78,7 @@ def backfill(
     """Refresh a date range one calendar month at a time; a rerun resumes an unfinished one."""
     from chillflow.batch import BatchAggregator
     from chillflow.hour_window import parse_date
-    from chillflow.sections import check_source
 
-    if source is not None:
-        check_source(source)
     first, last = parse_date(start, "--start"), parse_date(end, "--end")
     stats = BatchAggregator().aggregate_backfill(first, last, source=source, restart=restart)
     emit(stats, as_json)

@@ -14,12 +14,6 @@ from chillflow.settings import Settings
 
 app = typer.Typer(help="Manage ChillFlow's PostgreSQL database.", no_args_is_help=True)
 
-ZONES_OPTION = typer.Option(
-    None,
-    "--zones",
-    help="TLC taxi_zone_lookup.csv; default CHILLFLOW_ZONE_LOOKUP / [paths] zone_lookup.",
-)
-
 #: The real TLC zone lookup beside a checkout (``../shared/data/tlc``), used when none is set.
 SHARED_ZONE_LOOKUP = (
     Path(__file__).resolve().parents[3] / "shared" / "data" / "tlc" / "taxi_zone_lookup.csv"
@@ -48,10 +42,8 @@ def init_database(
         with connect(database_url, action="seeding dim.zone") as conn:
             zone_rows = seed_zones(conn, csv_path)
     else:
-        log.warning(
-            "db.zones_skipped",
-            reason="no zone lookup CSV: pass --zones or set CHILLFLOW_ZONE_LOOKUP",
-        )
+        reason = "no zone lookup CSV: pass --zones or set CHILLFLOW_ZONE_LOOKUP"
+        log.warning("db.zones_skipped", reason=reason)
     embedded = None if settings.database_url else settings.data_dir / "postgres"
     result = {
         "database": str(database_url),
@@ -68,7 +60,11 @@ def init_database(
 @app.command("init")
 @handle_errors
 def init(
-    zones: Path | None = ZONES_OPTION,
+    zones: Path | None = typer.Option(
+        None,
+        "--zones",
+        help="TLC taxi_zone_lookup.csv; default CHILLFLOW_ZONE_LOOKUP / [paths] zone_lookup.",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create or upgrade the schema and seed dim.zone; safe to run any number of times."""

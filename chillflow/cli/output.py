@@ -64,12 +64,23 @@ def _as_chillflow_error(exc: Exception) -> ChillflowError | None:
     return None if reason is None else DatabaseError(f"PostgreSQL failed: {reason}")
 
 
-def emit(result: dict[str, Any], as_json: bool) -> None:
-    """Print a command's result: JSON on request, else aligned ``key: value`` lines."""
+def emit(result: dict[str, Any], as_json: bool, table: list[dict[str, Any]] | None = None) -> None:
+    """Print a command's result: JSON on request, else ``table`` or aligned ``key: value`` lines.
+
+    ``table`` rows are printed as aligned columns under their keys, ``(none)`` when empty.
+    """
     if as_json:
         sys.stdout.write(json.dumps(result, default=str, sort_keys=True) + "\n")
         return
-    width = max((len(k) for k in result), default=0)
-    for key, value in result.items():
-        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
-        typer.echo(f"{key:<{width}}  {shown}")
+    if table == []:
+        typer.echo("(none)")
+    elif table is not None:
+        cells = [list(table[0]), *([str(value) for value in row.values()] for row in table)]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+        for line in cells:
+            typer.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    else:
+        width = max((len(k) for k in result), default=0)
+        for key, value in result.items():
+            shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+            typer.echo(f"{key:<{width}}  {shown}")

@@ -1,4 +1,4 @@
-"""``chillflow schedule`` commands: the scheduler, its jobs and their run history."""
+"""``chillflow schedule`` and ``chillflow runs``: the scheduler, its jobs, the run ledger."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import typer
 
 from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, emit, handle_errors
-from chillflow.cli.runs import print_table, runs
 
 app = typer.Typer(
     help="Run the batch jobs on their schedules (conf/schedules.toml) and show their history.",
@@ -16,6 +15,32 @@ app = typer.Typer(
 )
 
 _FAILED_STATUSES = ("failed", "cancelled")
+
+
+@handle_errors
+def runs(
+    job: str | None = typer.Option(
+        None, "--job", help="Only this job's runs (curate, aggregate, …)."
+    ),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs, newest first."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the runs recorded in ops.job_run, newest first."""
+    from chillflow.storage.ledger import list_runs
+    from chillflow.storage.postgres import connect, init_schema
+
+    with connect(runtime.database_url(runtime.settings())) as conn:
+        init_schema(conn)
+        history = [run.as_dict() for run in list_runs(conn, job=job, limit=limit)]
+    emit({"runs": history}, as_json, table=[
+        {key: run[key] for key in ("id", "job", "period", "attempt", "status")}
+        | {"started": f"{run['started_at'][:19]}Z" if run["started_at"] else "-",
+           "finished": f"{run['finished_at'][:19]}Z" if run["finished_at"] else "-",
+           "read": "-" if run["rows_read"] is None else str(run["rows_read"]),
+           "written": "-" if run["rows_written"] is None else str(run["rows_written"]),
+           "error": (run["error"] or "")[:80]}
+        for run in history
+    ])  # fmt: skip
 
 
 @app.command("start")
@@ -38,22 +63,14 @@ def jobs(as_json: bool = JSON_OPTION) -> None:
     from chillflow.scheduler.scheduler import BatchScheduler
 
     listed = BatchScheduler(runtime.settings()).jobs()
-    if as_json:
-        emit({"jobs": listed}, as_json=True)
-        return
-    rows = [
-        {
-            "job": job["name"],
-            "cron": job["cron"],
-            "timezone": job["timezone"],
-            "next_run": job["next_run"],
-            "last_period": (job["last_run"] or {}).get("period", "-"),
-            "last_status": (job["last_run"] or {}).get("status", "-"),
-            "awaiting": ",".join(job["awaiting"]) or "-",
-        }
+    emit({"jobs": listed}, as_json, table=[
+        {"job": job["name"], "cron": job["cron"], "timezone": job["timezone"],
+         "next_run": job["next_run"],
+         "last_period": (job["last_run"] or {}).get("period", "-"),
+         "last_status": (job["last_run"] or {}).get("status", "-"),
+         "awaiting": ",".join(job["awaiting"]) or "-"}
         for job in listed
-    ]
-    print_table(rows)
+    ])  # fmt: skip
 
 
 @app.command("plan")

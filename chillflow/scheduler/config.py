@@ -12,21 +12,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import tomllib
 from croniter import CroniterBadDateError, croniter
 
 from chillflow.errors import ConfigError
 from chillflow.schemas import SERVICES
-from chillflow.settings import default_conf_dir
+from chillflow.settings import default_conf_dir, read_toml
 
 JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline", "maintain")
 MISSED_RUN_POLICIES = ("skip", "run_latest")
 #: The monthly pipeline's steps, in the only order that makes sense: each reads the one before.
 PIPELINE_STEPS = ("curate", "process-trips", "aggregate")
 #: Jobs the stages record in ``ops.job_run`` themselves: a schedule must not mix its runs in.
-RESERVED_JOB_NAMES = frozenset(
-    {"curate", "process_trips", "aggregate", "aggregate_backfill", "maintain"}
-)
+RESERVED_JOB_NAMES = {"curate", "process_trips", "aggregate", "aggregate_backfill", "maintain"}
 _DEFAULT_LOOKBACK_HOURS = {"aggregate_hourly": 2, "aggregate_daily": 24}
 _JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +31,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class JobSchedule:
-    """One scheduled job; ``cron`` is read in ``timezone``, periods in ``data_timezone``.
-
-    ``lookback_hours`` is for the aggregate kinds, ``watch_months`` for the monthly pipeline;
-    a retry waits ``retry_backoff_sec``, doubled each time; ``timeout_sec`` limits each step.
-    """
+    """One scheduled job; ``cron`` is read in ``timezone``, periods in ``data_timezone``."""
 
     name: str
     kind: str
@@ -75,42 +68,40 @@ class ScheduleConfig:
 
 
 # A misspelt key (``retry`` for ``retries``) would otherwise fall back to a default silently.
-_TOP_KEYS = {f.name for f in dataclasses.fields(ScheduleConfig)} | {"timezone", "data_timezone"}
+_TOP_KEYS = {f.name for f in dataclasses.fields(ScheduleConfig)} | {"timezone"}
 _JOB_KEYS = {f.name for f in dataclasses.fields(JobSchedule)} - {"data_timezone"}
 
 
 def load_schedule(
-    conf_dir: Path | None = None, *, data_dir: Path, env: Mapping[str, str] | None = None
-) -> ScheduleConfig:
-    """Read and validate ``schedules.toml``; ``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``.
+    conf_dir: Path | None = None, *, data_dir: Path, data_time_zone: str = "America/New_York",
+    env: Mapping[str, str] | None = None,
+) -> ScheduleConfig:  # fmt: skip
+    """Read and validate ``schedules.toml``; periods follow ``[curate] data_time_zone``.
 
-    Raises:
-        ConfigError: If the file is missing or malformed or a value is invalid.
+    ``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``.
     """
     env = os.environ if env is None else env
     path = (conf_dir or default_conf_dir()) / "schedules.toml"
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"schedule file {path} not found (set CHILLFLOW_CONF_DIR to the conf/ directory)"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    doc = read_toml(path)
     landing = env.get("CHILLFLOW_LANDING_DIR") or doc.get("landing_dir")
     landing_dir = _path(landing, "landing_dir") if landing else data_dir / "landing"
-    return parse_schedule(doc, source=str(path), landing_dir=landing_dir)
+    return parse_schedule(
+        doc, source=str(path), landing_dir=landing_dir, data_timezone=data_time_zone
+    )
 
 
-def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) -> ScheduleConfig:
-    """Validate a parsed schedule document.
-
-    Raises:
-        ConfigError: If a value is invalid; the message names the file and the key.
-    """
+def parse_schedule(
+    doc: Mapping[str, Any], *, source: str, landing_dir: Path,
+    data_timezone: str = "America/New_York",
+) -> ScheduleConfig:  # fmt: skip
+    """Validate a parsed schedule document; a ConfigError names the file and the key."""
+    if "data_timezone" in doc:
+        raise ConfigError(
+            f"{source}: data_timezone is not a schedule setting: the data's wall clock is "
+            "data_time_zone in the [curate] table of chillflow.toml"
+        )
     _reject_unknown(doc, _TOP_KEYS, source)
     default_tz = _zone(doc.get("timezone", "UTC"), f"{source}: timezone")
-    data_tz = _zone(doc.get("data_timezone", "America/New_York"), f"{source}: data_timezone")
     policy = doc.get("missed_run_policy", "run_latest")
     if policy not in MISSED_RUN_POLICIES:
         raise ConfigError(
@@ -123,9 +114,10 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
             f"from {', '.join(SERVICES)}"
         )
     steps = doc.get("monthly_steps", list(PIPELINE_STEPS))
-    if not _distinct_subset(steps, PIPELINE_STEPS) or steps != sorted(
-        steps, key=PIPELINE_STEPS.index
-    ):
+    in_order = (
+        steps == sorted(steps, key=PIPELINE_STEPS.index) if isinstance(steps, list) else False
+    )
+    if not _distinct_subset(steps, PIPELINE_STEPS) or not in_order:
         raise ConfigError(
             f"{source}: monthly_steps {steps!r} must list steps of "
             f"{', '.join(PIPELINE_STEPS)} once each, in that order"
@@ -136,6 +128,7 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
     raw_jobs = doc.get("jobs", [])
     if not isinstance(raw_jobs, list) or not raw_jobs:
         raise ConfigError(f"{source}: no [[jobs]] defined")
+    data_tz = ZoneInfo(data_timezone)
     jobs = tuple(
         _job(raw, f"{source} job #{index}", default_tz, data_tz)
         for index, raw in enumerate(raw_jobs, start=1)
@@ -146,8 +139,8 @@ def parse_schedule(doc: Mapping[str, Any], *, source: str, landing_dir: Path) ->
         raise ConfigError(f"{source}: duplicate job names {', '.join(duplicates)}")
     return ScheduleConfig(
         jobs=jobs, missed_run_policy=policy,
-        misfire_grace_sec=_seconds(doc, "misfire_grace_sec", 300, source),
-        shutdown_grace_sec=_seconds(doc, "shutdown_grace_sec", 600, source),
+        misfire_grace_sec=_number(doc, "misfire_grace_sec", 300, source),
+        shutdown_grace_sec=_number(doc, "shutdown_grace_sec", 600, source),
         landing_dir=landing_dir, services=tuple(services), monthly_steps=tuple(steps),
         spark_submit=spark_submit,
     )  # fmt: skip
@@ -181,34 +174,26 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
     except CroniterBadDateError:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
     monthly = kind == "monthly_pipeline"
-    maintain_lookback = kind == "maintain" and "lookback_hours" in raw
-    wrong = "lookback_hours" if monthly or maintain_lookback else "watch_months"
-    if wrong in raw:
-        owner = "aggregate jobs" if wrong == "lookback_hours" else "the monthly pipeline"
-        raise ConfigError(f"{where}: {wrong} applies to {owner} only")
-    lookback = raw.get("lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind))
-    watch = raw.get("watch_months", 3) if monthly else None
-    key, value = ("watch_months", watch) if monthly else ("lookback_hours", lookback)
-    if kind != "maintain" and (not _is_int(value) or value < 1):
-        raise ConfigError(f"{where}: {key} must be a positive integer")
-    retries = raw.get("retries", 0)
-    if not _is_int(retries) or retries < 0:
-        raise ConfigError(f"{where}: retries must be a non-negative integer")
-    timeout = raw.get("timeout_sec")
-    if timeout is not None and not (_is_number(timeout) and timeout > 0):
-        raise ConfigError(f"{where}: timeout_sec must be a positive number of seconds")
+    for key, owner, allowed in (
+        ("lookback_hours", "aggregate jobs", kind.startswith("aggregate")),
+        ("watch_months", "the monthly pipeline", monthly),
+    ):
+        if key in raw and not allowed:
+            raise ConfigError(f"{where}: {key} applies to {owner} only")
+    lookback = watch = None
+    if monthly:
+        watch = _number(raw, "watch_months", 3, where, integer=True, positive=True)
+    elif kind != "maintain":
+        default = _DEFAULT_LOOKBACK_HOURS[kind]
+        lookback = _number(raw, "lookback_hours", default, where, integer=True, positive=True)
     return JobSchedule(
-        name=name,
-        kind=kind,
-        cron=" ".join(cron.split()),
+        name=name, kind=kind, cron=" ".join(cron.split()),
         timezone=_zone(raw["timezone"], f"{where}: timezone") if "timezone" in raw else default_tz,
-        data_timezone=data_tz,
-        lookback_hours=lookback,
-        watch_months=watch,
-        retries=retries,
-        retry_backoff_sec=_seconds(raw, "retry_backoff_sec", 60, where),
-        timeout_sec=None if timeout is None else float(timeout),
-    )
+        data_timezone=data_tz, lookback_hours=lookback, watch_months=watch,
+        retries=_number(raw, "retries", 0, where, integer=True),
+        retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
+        timeout_sec=_number(raw, "timeout_sec", None, where, positive=True),
+    )  # fmt: skip
 
 
 def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
@@ -231,19 +216,20 @@ def _zone(name: Any, where: str) -> ZoneInfo:
         raise ConfigError(f"{where} {name!r} is not an IANA time zone such as UTC") from None
 
 
-def _seconds(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
+def _number(
+    table: Mapping[str, Any], key: str, default: float | None, where: str, *,
+    integer: bool = False, positive: bool = False,
+) -> Any:  # fmt: skip
+    """The value of ``key`` (``default`` when absent): a whole number or seconds."""
     value = table.get(key, default)
-    if not _is_number(value) or value < 0:
-        raise ConfigError(f"{where}: {key} must be a non-negative number of seconds")
-    return float(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if value is None:
+        return None
+    valid = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if not valid or value < 0 or (positive and value == 0):
+        sign = "positive" if positive else "non-negative"
+        what = "integer" if integer else "number of seconds"
+        raise ConfigError(f"{where}: {key} must be a {sign} {what}")
+    return value if integer else float(value)
 
 
 def _path(value: Any, key: str) -> Path:

@@ -62,19 +62,12 @@ Runner = Callable[..., ProcessOutcome]
 
 
 def run_steps(
-    steps: Sequence[Step],
-    runner: Runner,
-    *,
-    env: Mapping[str, str],
-    log_path: Path,
-    cancel: threading.Event,
-    timeout_sec: float | None,
-    done: set[str],
-) -> AttemptResult:
-    """Run steps in order until one does not succeed.
+    steps: Sequence[Step], runner: Runner, *, env: Mapping[str, str], log_path: Path,
+    cancel: threading.Event, timeout_sec: float | None, done: set[str],
+) -> AttemptResult:  # fmt: skip
+    """Run the steps not ``done`` (by an earlier attempt) in order until one does not succeed.
 
-    ``done`` holds the names of steps that succeeded in an earlier attempt: they are skipped, and
-    the steps that succeed now are added. ``cancel`` terminates the running step.
+    The steps that succeed are added to ``done``; ``cancel`` terminates the running step.
     """
     results: list[dict[str, Any]] = []
     for step in (step for step in steps if step.name not in done):
@@ -111,10 +104,9 @@ def describe_exit(exit_code: int) -> str:
 
 
 def error_line(stdout: str, stderr: str) -> str:
-    """Return the line of a job's output that says what went wrong.
+    """Return the line of a job's output that says what went wrong, else stderr's last line.
 
-    ChillFlow commands end with an ``error: …`` line; under spark-submit it is on stdout (the
-    driver's stderr is merged into the JVM's stdout). Without one, the last line of stderr.
+    ChillFlow commands end with an ``error: …`` line, on stdout under spark-submit.
     """
     for text in (stdout, stderr):
         for line in reversed(text.splitlines()):
@@ -143,9 +135,8 @@ def json_result(stdout: str) -> dict[str, Any] | None:
 class SubprocessRunner:
     """Run a command as a child process in a session of its own, its output appended to a log.
 
-    Args:
-        poll_sec: How often to check for cancellation and timeouts.
-        kill_after_sec: How long a terminated process may take to exit before it is killed.
+    It checks for cancellation and timeouts every ``poll_sec``; a terminated process has
+    ``kill_after_sec`` to exit before it is killed.
     """
 
     def __init__(self, *, poll_sec: float = 0.2, kill_after_sec: float = 30.0):
@@ -153,14 +144,9 @@ class SubprocessRunner:
         self._kill_after_sec = kill_after_sec
 
     def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        log_path: Path,
-        cancel: threading.Event,
-        timeout_sec: float | None,
-    ) -> ProcessOutcome:
+        self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path,
+        cancel: threading.Event, timeout_sec: float | None,
+    ) -> ProcessOutcome:  # fmt: skip
         """Run ``argv`` to its end, or terminate it on ``cancel`` or after ``timeout_sec``."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()

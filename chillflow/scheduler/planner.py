@@ -1,14 +1,9 @@
 """When jobs fire, which period a run covers and which commands it runs: pure functions of time.
 
-Cron expressions are read in the job's time zone and follow the wall clock across daylight-saving
-changes the way cron does (a fixed time in the skipped spring hour runs right after the jump, one
-in the repeated autumn hour runs once); jobs with a wildcard hour fire every real hour.
-
-Periods key runs in ``ops.job_run`` and follow the data's wall clock (TLC timestamps and KPI
-hours are New York wall-clock times): an hourly run covers the last complete hour, with its
-offset (``2026-11-01T01:00-04:00`` and ``…-05:00`` are the two passes through the repeated
-hour), a daily run the day before (``2026-03-07``), the monthly pipeline each watched (month,
-service) (``2026-02/green``).
+Cron follows the wall clock across daylight-saving changes as cron does. Periods key runs in
+``ops.job_run`` and follow the data's wall clock: an hourly run covers the last complete hour
+with its offset (``2026-11-01T01:00-04:00``), a daily run the day before (``2026-03-07``), the
+monthly pipeline each watched (month, service) (``2026-02/green``).
 """
 
 from __future__ import annotations
@@ -41,10 +36,7 @@ class Step:
 
 @dataclass(frozen=True)
 class JobPlan:
-    """The steps of one run; for the monthly pipeline the raw file found or the one missing.
-
-    ``raw_file`` holds path, size and mtime_ns: the period is due again when they change.
-    """
+    """The steps of one run; the monthly pipeline's raw file (path, size, mtime_ns) or missing."""
 
     steps: tuple[Step, ...]
     missing: tuple[Path, ...] = ()
@@ -78,12 +70,7 @@ def select_due(
     latest: datetime, handled: datetime | None, now: datetime, *, policy: str,
     misfire_grace_sec: float,
 ) -> datetime | None:  # fmt: skip
-    """Return ``latest`` if it should run now, else None.
-
-    Missed fire times coalesce into the latest. ``skip`` runs it only within
-    ``misfire_grace_sec``, ``run_latest`` however late; ``handled`` (the latest fire time run or
-    skipped, or None) is never run again.
-    """
+    """Return ``latest`` if it should run now (``skip``: only within the grace), else None."""
     if handled is not None and latest <= handled:
         return None
     if policy == "run_latest" or (now - latest).total_seconds() <= misfire_grace_sec:
@@ -109,13 +96,9 @@ def periods_of(job: JobSchedule, fire: datetime, services: Sequence[str] = ()) -
 
 
 def parse_periods(job: JobSchedule, text: str, services: Sequence[str] = ()) -> list[str]:
-    """Validate a period given by hand; return it in the canonical form of :func:`periods_of`.
+    """Return a period given by hand in the form of :func:`periods_of`, or raise ConfigError.
 
-    An hour without an offset is read in the data's time zone; a month alone means each of the
-    monthly pipeline's services.
-
-    Raises:
-        ConfigError: If ``text`` is not a period of the job's kind.
+    An hour without an offset is read in the data's time zone; a month alone means each service.
     """
     if job.kind == "monthly_pipeline":
         month, _, service = text.partition("/")
@@ -185,24 +168,20 @@ def raw_path(schedule: ScheduleConfig, period: str) -> Path:
 def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan:
     """Return the ``spark-submit.sh`` commands that run ``job`` for ``period``.
 
-    The daily job runs ``aggregate run`` for its day, the hourly job the ``lookback_hours``
-    wall-clock hours up to the end of its hour. The monthly pipeline, once the period's raw file
-    has arrived, runs ``pipeline month`` on it (curate, load its trips, the month's KPIs in one
-    Spark application); ``monthly_steps`` naming only some stages run one process each.
+    The monthly pipeline, once its raw file has arrived, runs ``pipeline month``, or one process
+    per stage when ``monthly_steps`` names only some.
     """
     submit = str(schedule.spark_submit)
     lookback = ("--lookback-hours", str(job.lookback_hours), "--json")
+    if job.kind == "maintain":
+        return JobPlan((Step("maintain", (submit, "maintain", "--json")),))
     if job.kind == "aggregate_daily":
         return JobPlan(
             (Step("aggregate", (submit, "aggregate", "run", "--date", period, *lookback)),)
         )
-    if job.kind == "maintain":
-        return JobPlan((Step("maintain", (submit, "maintain", "--json")),))
     if job.kind == "aggregate_hourly":
-        until = f"{hourly_window_end(period):%Y-%m-%dT%H}"
-        return JobPlan(
-            (Step("aggregate", (submit, "aggregate", "run", "--until", until, *lookback)),)
-        )
+        end = ("--until", f"{hourly_window_end(period):%Y-%m-%dT%H}")
+        return JobPlan((Step("aggregate", (submit, "aggregate", "run", *end, *lookback)),))
     month, _, service = period.partition("/")
     raw = raw_path(schedule, period)
     try:
@@ -229,12 +208,7 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
 
 
 def plan_at(schedule: ScheduleConfig, at: datetime, *, now: datetime) -> dict[str, Any]:
-    """Say what the jobs firing in the minute of ``at`` would run; needs no database.
-
-    Returns:
-        at, jobs (job, kind, fire_time, runs: period, commands and, for the monthly pipeline,
-        raw_file and arrived as the landing directory holds them ``now``) and a note.
-    """
+    """Say what the jobs firing in the minute of ``at`` would run (periods, commands, raw files)."""
     planned = []
     for job in schedule.jobs:
         fire = latest_fire(job, at)
@@ -250,11 +224,11 @@ def plan_at(schedule: ScheduleConfig, at: datetime, *, now: datetime) -> dict[st
             runs.append({**run, "commands": [list(step.argv) for step in plan.steps]})
         fire_time = fire.astimezone(job.timezone).isoformat()
         planned.append({"job": job.name, "kind": job.kind, "fire_time": fire_time, "runs": runs})
-    note = None
-    if any(job["kind"] == "monthly_pipeline" for job in planned):
-        note = (
-            f"raw files as the landing directory holds them now ({now:%Y-%m-%dT%H:%MZ}); a "
-            "period whose file arrived runs only if ops.job_run has no successful load of that "
-            "same file (size and mtime)"
-        )
+    note = (
+        f"raw files as the landing directory holds them now ({now:%Y-%m-%dT%H:%MZ}); a "
+        "period whose file arrived runs only if ops.job_run has no successful load of that "
+        "same file (size and mtime)"
+    )
+    if not any(job["kind"] == "monthly_pipeline" for job in planned):
+        note = None
     return {"at": at.isoformat(), "jobs": planned, "note": note}

@@ -55,29 +55,24 @@ class SystemClock:
 
 
 class BatchScheduler:
-    """Run the jobs of ``schedule`` (``conf/schedules.toml``) on their crons, in ``ops.job_run``.
+    """Run the jobs of ``conf/schedules.toml`` on their crons as child processes, in ops.job_run.
 
-    Jobs run as ``spark-submit.sh`` child processes (``runner``), one (job, period) at a time
-    across the schedulers sharing the database, retried with exponential backoff; runs left
-    ``running`` by a dead scheduler are marked failed. ``clock``: ``now()`` and ``wait(s, until)``.
+    One (job, period) runs at a time across the schedulers sharing the database, retried with
+    exponential backoff. ``clock`` has ``now()`` and ``wait(seconds, until)``.
     """
 
     def __init__(
-        self,
-        settings: Settings,
-        clock: Any = None,
-        runner: Runner | None = None,
-        *,
+        self, settings: Settings, clock: Any = None, runner: Runner | None = None, *,
         schedule: ScheduleConfig | None = None,
-    ):
+    ):  # fmt: skip
         self.settings = settings
-        self.schedule = schedule or load_schedule(data_dir=settings.data_dir)
+        self.schedule = schedule or load_schedule(
+            data_dir=settings.data_dir, data_time_zone=settings.curate.data_time_zone
+        )
         self.clock = clock or SystemClock()
         self.runner = runner or SubprocessRunner()
         self._database_url: DatabaseUrl | None = None
-        self._stopping = threading.Event()
-        self._cancel = threading.Event()
-        self._idle = threading.Event()
+        self._stopping, self._cancel, self._idle = (threading.Event() for _ in range(3))
         self._idle.set()
         self._log = structlog.get_logger("chillflow.scheduler")
 
@@ -87,22 +82,15 @@ class BatchScheduler:
         with connect(self._url()) as conn:
             latest = ledger.latest_runs(conn)
         return [
-            {
-                "name": job.name,
-                "kind": job.kind,
-                "cron": job.cron,
-                "timezone": job.timezone.key,
-                "next_run": next_fire(job, now).astimezone(job.timezone).isoformat(),
-                "last_run": latest[job.name].as_dict() if job.name in latest else None,
-                "awaiting": [
-                    period
-                    for period in self._periods(job, now)
-                    if job.kind == "monthly_pipeline"
-                    and not raw_path(self.schedule, period).is_file()
-                ],
-            }
+            {"name": job.name, "kind": job.kind, "cron": job.cron, "timezone": job.timezone.key,
+             "next_run": next_fire(job, now).astimezone(job.timezone).isoformat(),
+             "last_run": latest[job.name].as_dict() if job.name in latest else None,
+             "awaiting": [
+                 period for period in self._periods(job, now)
+                 if job.kind == "monthly_pipeline" and not raw_path(self.schedule, period).is_file()
+             ]}
             for job in self.schedule.jobs
-        ]
+        ]  # fmt: skip
 
     def plan(self, at: datetime) -> dict[str, Any]:
         """Say what the jobs firing in the minute of ``at`` would run (:func:`plan_at`)."""
@@ -112,8 +100,7 @@ class BatchScheduler:
         """Run one job now with its retries, for ``period`` (by default its latest scheduled one).
 
         The monthly pipeline without a period loads the watched files new or changed since their
-        last load; with ``2025-02`` (each service) or ``2025-02/green`` it reloads. Returns job,
-        period, status, attempts, message, runs and, for several periods, each one's outcome.
+        last load; with a period it reloads. Several periods combine into one outcome.
         """
         job = self.schedule.job(name)
         self._stopping.clear()
@@ -213,10 +200,7 @@ class BatchScheduler:
                 return
 
     def _handled_at_start(self) -> dict[str, datetime | None]:
-        """Each job's latest fire time, or None when its period (no row but cancelled) must run.
-
-        The monthly pipeline's check is never handled: it loads only new or changed files.
-        """
+        """Each job's latest fire time, or None when its period (no row but cancelled) must run."""
         now, handled = self.clock.now(), {}
         with connect(self._url()) as conn:
             for job in self.schedule.jobs:
@@ -229,16 +213,10 @@ class BatchScheduler:
         return handled
 
     def _run_if_due(self, job: JobSchedule, handled: datetime | None) -> datetime:
-        """Run the job if its latest fire time is due; return the new handled fire time."""
         now = self.clock.now()
         latest = latest_fire(job, now)
-        due = select_due(
-            latest,
-            handled,
-            now,
-            policy=self.schedule.missed_run_policy,
-            misfire_grace_sec=self.schedule.misfire_grace_sec,
-        )
+        policy, grace = self.schedule.missed_run_policy, self.schedule.misfire_grace_sec
+        due = select_due(latest, handled, now, policy=policy, misfire_grace_sec=grace)
         if due is not None:
             for period in self._periods(job, due):
                 if self._stopping.is_set():
@@ -247,7 +225,7 @@ class BatchScheduler:
         elif handled is None or latest > handled:
             self._log.warning(
                 "schedule.missed", job=job.name, periods=self._periods(job, latest),
-                fire_time=latest.isoformat(), policy=self.schedule.missed_run_policy,
+                fire_time=latest.isoformat(), policy=policy,
             )  # fmt: skip
         return latest
 
@@ -330,7 +308,6 @@ class BatchScheduler:
         self, conn: Connection, job: JobSchedule, period: str, plan: JobPlan, attempt: int,
         done: set[str],
     ) -> tuple[ledger.JobRun, bool]:  # fmt: skip
-        """Run the plan's steps once as a new row; return the finished row and if it may retry."""
         run_id = new_run_id()
         log_path = self.settings.data_dir / "logs" / "scheduler" / job.name / f"{run_id}.log"
         with bound_run(job.name, run_id, period=period, attempt=attempt) as log:
@@ -361,7 +338,6 @@ class BatchScheduler:
     def _record_skipped(
         self, conn: Connection, job: JobSchedule, period: str, message: str, stats: dict[str, Any]
     ) -> ledger.JobRun:
-        """Record a run that did not start, with its reason, as one finished ``skipped`` row."""
         now = self.clock.now()
         return ledger.insert_run(
             conn, job=job.name, period=period, run_id=new_run_id(), attempt=1, status="skipped",
@@ -369,7 +345,6 @@ class BatchScheduler:
         )  # fmt: skip
 
     def _wind_down(self) -> None:
-        """Give the running job its grace period, then cancel it."""
         grace = self.schedule.shutdown_grace_sec
         self._log.info("schedule.stopping", running=not self._idle.is_set(), grace_sec=grace)
         if not self.clock.wait(grace, until=self._idle):

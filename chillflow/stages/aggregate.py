@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,21 +24,14 @@ from chillflow.failpoints import failpoint
 from chillflow.hour_window import HourWindow, hours_until
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
-from chillflow.sections import AggregateSettings, check_source
 from chillflow.settings import Settings
 from chillflow.storage import ledger
 from chillflow.storage.delta import read_table, table_version
 from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
-from chillflow.storage.kpi_mart import MART_COLUMNS, MartReplace, mart_row_count, replace_mart_rows
-from chillflow.storage.kpi_store import (
-    WriteResult,
-    merge_hourly_kpis,
-    overwrite_hourly_kpis,
-    read_hourly_kpis,
-    summarize_hourly_kpis,
-)
+from chillflow.storage.kpi_mart import MART_COLUMNS, MartReplace, replace_mart_rows
+from chillflow.storage.kpi_store import merge_hourly_kpis, overwrite_hourly_kpis, read_hourly_kpis
 from chillflow.storage.locks import AdvisoryLocks, hold, holder, reading_slices
-from chillflow.storage.postgres import connect, init_schema
+from chillflow.storage.postgres import connect
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
@@ -53,90 +45,30 @@ _CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
 
 
 def aggregate_until(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    end: datetime,
-    lookback_hours: int | None = None,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
-) -> dict[str, Any]:
-    """Refresh the window ``[end - lookback, end)`` of both stores.
-
-    Args:
-        spark: The session.
-        settings: Validated settings.
-        database_url: PostgreSQL holding the mart (and the trips for the postgres source).
-        end: A naive hour as ``hour_ts`` stores it.
-        lookback_hours: Hours back from ``end``; ``[aggregate]`` default (24).
-        source: ``postgres`` (stg.complete_trip) or ``curated`` (the curated Delta table).
-        run_id: Run id; a new one by default.
-
-    Returns:
-        Run statistics (see :func:`aggregate_window`).
-    """
-    conf = settings.aggregate
-    window = hours_until(
-        end, conf.default_lookback_hours if lookback_hours is None else lookback_hours
-    )
-    return aggregate_window(
-        spark, settings, database_url, window, source=source, run_id=run_id, mode="incremental"
-    )
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, end: datetime,
+    lookback_hours: int | None = None, *, source: str | None = None, run_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Refresh the window ``[end - lookback_hours, end)``; ``end`` is naive, as ``hour_ts``."""
+    hours = settings.aggregate.default_lookback_hours if lookback_hours is None else lookback_hours
+    window = hours_until(end, hours)
+    return aggregate_window(spark, settings, database_url, window, source=source, run_id=run_id)
 
 
 def aggregate_full_refresh(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
-) -> dict[str, Any]:
-    """Recompute every KPI and replace the Delta table and the mart, each atomically.
-
-    Returns:
-        The statistics of :func:`aggregate_window`; rows_deleted counts every row the table
-        held before, rows_inserted every row it holds now.
-    """
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, *,
+    source: str | None = None, run_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Recompute every KPI and replace the Delta table and the mart, each atomically."""
     return aggregate_window(
         spark, settings, database_url, None, source=source, run_id=run_id, mode="full"
     )
 
 
-def aggregate_status(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl
-) -> dict[str, Any]:
-    """Rows, hour range and zones of the KPI table, mart rows, and the last run's outcome."""
-    summary = summarize_hourly_kpis(spark, settings.tables.kpis)
-    with connect(database_url) as conn:
-        init_schema(conn)
-        mart_rows = mart_row_count(conn)
-        last = ledger.latest_run(conn, [AGGREGATE_JOB, BACKFILL_JOB])
-    return {
-        "kpi_table": str(settings.tables.kpis),
-        "rows": summary["rows"],
-        "first_hour": summary["first_hour"],
-        "last_hour": summary["last_hour"],
-        "zones": summary["zones"],
-        "hours": summary["hours"],
-        "table_version": summary["version"],
-        "mart_rows": mart_rows,
-        "last_run": last.as_dict() if last is not None else None,
-    }
-
-
 def aggregate_window(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    window: HourWindow | None,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
-    mode: str = "incremental",
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, window: HourWindow | None,
+    *, source: str | None = None, run_id: str | None = None, mode: str = "incremental",
     backfill_run_id: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Recompute one window (None: everything) from the source, write it to Delta and the mart.
 
     Returns:
@@ -148,8 +80,7 @@ def aggregate_window(
     Raises:
         BusyError: Another aggregate run holds the KPI table, or a curate writes a month read.
     """
-    conf = settings.aggregate
-    source = check_source(source or conf.default_source)
+    source = source or settings.aggregate.default_source
     run_id = run_id or new_run_id()
     period = window.label() if window is not None else "full"
     started = time.monotonic()
@@ -164,58 +95,50 @@ def aggregate_window(
         ) as record,
     ):  # fmt: skip
         log.info("aggregate.started")
-        trips, quarantined = _pinned_inputs(spark, settings, conf, database_url, source, window)
+        trips, quarantined = _pinned_inputs(spark, settings, database_url, source, window)
         kpis = hourly_zone_kpis(trips, quarantined).withColumn("computed_at", F.lit(computed_at))
         with spark_progress(spark, "aggregate.write"):
-            written = _write(spark, settings, kpis, window)
-        log.info(
-            "aggregate.written",
-            rows_inserted=written.rows_inserted,
-            rows_updated=written.rows_updated,
-            rows_deleted=written.rows_deleted,
-            table_version=written.version,
-        )
-        failpoint("aggregate.after_merge")
-        with spark_progress(spark, "aggregate.publish"):
-            published = _publish(spark, settings, database_url, window, written.window_rows)
-        stats = {
-            "run_id": run_id,
-            "mode": mode,
-            "source": source,
-            "window_start": window.start.isoformat() if window is not None else None,
-            "window_end": window.end.isoformat() if window is not None else None,
-            "window_hours": window.hours if window is not None else None,
-            "hours_processed": published.hours,
-            "zones_affected": published.zones,
-            "kpi_rows": published.mart.rows_copied,
-            "trips": published.trips,
+            if window is None:
+                written = overwrite_hourly_kpis(spark, settings.tables.kpis, kpis)
+            else:
+                written = merge_hourly_kpis(spark, settings.tables.kpis, kpis, window)
+        delta = {
             "rows_inserted": written.rows_inserted,
             "rows_updated": written.rows_updated,
             "rows_deleted": written.rows_deleted,
-            "mart_rows_deleted": published.mart.rows_deleted,
-            "mart_rows_copied": published.mart.rows_copied,
-            "table_version": written.version,
-            "kpi_table": str(settings.tables.kpis),
+        }
+        log.info("aggregate.written", **delta, table_version=written.version)
+        failpoint("aggregate.after_merge")
+        with spark_progress(spark, "aggregate.publish"):
+            mart, zones, hours, trip_count = _publish(
+                spark, settings, database_url, window, written.window_rows
+            )
+        stats = {
+            "run_id": run_id, "mode": mode, "source": source,
+            "window_start": window.start.isoformat() if window is not None else None,
+            "window_end": window.end.isoformat() if window is not None else None,
+            "window_hours": window.hours if window is not None else None,
+            "hours_processed": hours, "zones_affected": zones, "kpi_rows": mart.rows_copied,
+            "trips": trip_count, **delta,
+            "mart_rows_deleted": mart.rows_deleted, "mart_rows_copied": mart.rows_copied,
+            "table_version": written.version, "kpi_table": str(settings.tables.kpis),
             "backfill_run_id": backfill_run_id,
             "duration_sec": round(time.monotonic() - started, 3),
-        }
-        record.succeeded(stats, rows_read=published.trips, rows_written=published.mart.rows_copied)
+        }  # fmt: skip
+        record.succeeded(stats, rows_read=trip_count, rows_written=mart.rows_copied)
         log.info("aggregate.finished", **stats)
         return stats
 
 
 def _pinned_inputs(
-    spark: SparkSession,
-    settings: Settings,
-    conf: AggregateSettings,
-    database_url: DatabaseUrl,
-    source: str,
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, source: str,
     window: HourWindow | None,
-) -> tuple[DataFrame, DataFrame | None]:
+) -> tuple[DataFrame, DataFrame | None]:  # fmt: skip
     """The trips and the quarantined rows, their Delta versions pinned between curate runs.
 
     Quarantined stray pickups of other months' files are read at the same pinned version; their
-    slices are not locked, since the curated rows of those files are outside the window.
+    slices are not locked, since the curated rows of those files are outside the window. They
+    are not pruned by month: they live in their file's month partition.
     """
     with reading_slices(
         settings.tables.curated,
@@ -224,100 +147,51 @@ def _pinned_inputs(
         window.months() if window is not None else None,
         what=f"reading the curated slices of {window.label() if window else 'every month'}",
     ):
-        trips = _read_trips(spark, settings, conf, database_url, source, window)
-        return trips, _read_quarantined(spark, settings, window)
-
-
-def _read_trips(
-    spark: SparkSession,
-    settings: Settings,
-    conf: AggregateSettings,
-    database_url: DatabaseUrl,
-    source: str,
-    window: HourWindow | None,
-) -> DataFrame:
-    if source == "postgres":
-        return read_complete_trips(
-            spark,
-            database_url,
-            window,
-            partitions=conf.jdbc_partitions,
-            fetch_size=conf.jdbc_fetch_size,
-            bounds=pickup_range(database_url) if window is None else None,
-        )
-    path = settings.tables.curated
-    version = table_version(spark, path)
-    if version is None:
-        raise ConfigError(
-            f"--source curated: no curated Delta table at {path}; run `chillflow curate month` "
-            "first or aggregate from postgres"
-        )
-    trips = read_table(spark, path, version)
-    if window is not None:
-        trips = trips.where(window.sql_range("pickup_ts"))
-        if _pickups_inside_month_partition(settings):
+        quarantined = _read_window(spark, settings.tables.quarantine, window)
+        if quarantined is not None:
+            quarantined = quarantined.select("pickup_ts", "pu_zone_id")
+        if source == "postgres":
+            conf = settings.aggregate
+            trips = read_complete_trips(
+                spark, database_url, window, partitions=conf.jdbc_partitions,
+                fetch_size=conf.jdbc_fetch_size,
+                bounds=pickup_range(database_url) if window is None else None,
+            )  # fmt: skip
+            return trips, quarantined
+        trips = _read_window(spark, settings.tables.curated, window)
+        if trips is None:
+            raise ConfigError(
+                f"--source curated: no curated Delta table at {settings.tables.curated}; run "
+                "`chillflow curate month` first or aggregate from postgres"
+            )
+        # Without the month rule a January file's stray December pickup sits in the January
+        # partition, where a December window pruned by month would miss it.
+        if window is not None and any(
+            rule.name == _MONTH_RULE and rule.action == "quarantine"
+            for rule in settings.curate.rules
+        ):
             trips = trips.where(F.col("month").isin(window.months()))
-    return with_trip_keys(trips, salt_frame(spark, settings.hash_salt))
+        return with_trip_keys(trips, salt_frame(spark, settings.hash_salt)), quarantined
 
 
-def _pickups_inside_month_partition(settings: Settings) -> bool:
-    """Whether curation keeps each pickup in its file's month partition, so months may prune.
-
-    Without that rule a January file's stray December pickup would sit in the January
-    partition, where a December window pruned by month would miss it.
-    """
-    return any(
-        rule.name == _MONTH_RULE and rule.action == "quarantine" for rule in settings.curate.rules
-    )
-
-
-def _read_quarantined(
-    spark: SparkSession, settings: Settings, window: HourWindow | None
-) -> DataFrame | None:
-    """Quarantined rows for outlier rates, or None when no quarantine table exists.
-
-    Not pruned by month: quarantined stray pickups live in their file's month partition.
-    """
-    path = settings.tables.quarantine
+def _read_window(spark: SparkSession, path: Any, window: HourWindow | None) -> DataFrame | None:
+    """A lake table's rows of the window at its current version, or None with no table."""
     version = table_version(spark, path)
     if version is None:
         return None
     rows = read_table(spark, path, version)
-    if window is not None:
-        rows = rows.where(window.sql_range("pickup_ts"))
-    return rows.select("pickup_ts", "pu_zone_id")
-
-
-def _write(
-    spark: SparkSession, settings: Settings, kpis: DataFrame, window: HourWindow | None
-) -> WriteResult:
-    if window is None:
-        return overwrite_hourly_kpis(spark, settings.tables.kpis, kpis)
-    return merge_hourly_kpis(spark, settings.tables.kpis, kpis, window)
-
-
-@dataclass(frozen=True)
-class Published:
-    """What publishing a window to the mart did, and what the window holds."""
-
-    mart: MartReplace
-    zones: int
-    hours: int
-    trips: int
+    return rows.where(window.sql_range("pickup_ts")) if window is not None else rows
 
 
 def _publish(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    window: HourWindow | None,
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, window: HourWindow | None,
     window_rows: DataFrame | None,
-) -> Published:
+) -> tuple[MartReplace, int, int, int]:  # fmt: skip
     """Replace the window's mart rows with the Delta table's, in one PostgreSQL transaction.
 
-    ``window_rows`` are the window's rows as the MERGE left them, computed with it; without
-    them (a full refresh) the table is read. The distinct zones and hours and the trips are
-    counted from the same stream, sparing a Spark job.
+    ``window_rows`` are the window's rows as the MERGE left them; without them (a full refresh)
+    the table is read. Returns the replacement and the window's distinct zones, distinct hours
+    and trips, counted from the same stream to spare a Spark job.
     """
     if window_rows is None:
         window_rows = read_hourly_kpis(spark, settings.tables.kpis, window)
@@ -344,4 +218,4 @@ def _publish(
 
     with connect(database_url) as conn:
         replaced = replace_mart_rows(conn, lines(), window)
-    return Published(replaced, len(zones), len(hours), trips[0])
+    return replaced, len(zones), len(hours), trips[0]

@@ -18,13 +18,8 @@ from chillflow.database_url import DatabaseUrl
 from chillflow.failpoints import failpoint
 from chillflow.hour_window import HourWindow, month_chunks
 from chillflow.logs import bound_run, new_run_id
-from chillflow.sections import check_source
 from chillflow.settings import Settings
-from chillflow.stages.aggregate import (
-    AGGREGATE_JOB,
-    BACKFILL_JOB,
-    aggregate_window,
-)
+from chillflow.stages.aggregate import AGGREGATE_JOB, BACKFILL_JOB, aggregate_window
 from chillflow.stages.curate import CURATE_JOB
 from chillflow.stages.trips import PROCESS_TRIPS_JOB
 from chillflow.storage import ledger
@@ -39,15 +34,9 @@ _SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_
 
 
 def aggregate_backfill(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    start: date,
-    end: date,
-    *,
-    source: str | None = None,
-    restart: bool = False,
-) -> dict[str, Any]:
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, start: date, end: date, *,
+    source: str | None = None, restart: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Refresh the days ``start..end`` (inclusive) one calendar month at a time.
 
     A backfill of the same range that did not finish is resumed: its completed chunks are
@@ -64,8 +53,7 @@ def aggregate_backfill(
         BusyError: A backfill of the same range is running.
     """
     chunks = month_chunks(start, end)
-    conf = settings.aggregate
-    source = check_source(source or conf.default_source)
+    source = source or settings.aggregate.default_source
     period = f"{start.isoformat()}/{end.isoformat()}"
     started = time.monotonic()
     store = AdvisoryLocks(database_url, holder(BACKFILL_JOB, f"of {period}"))
@@ -98,26 +86,20 @@ def aggregate_backfill(
                         source=source,
                         mode="backfill",
                         backfill_run_id=backfill_id,
-                    )
+                    )  # fmt: skip
                 )
                 failpoint("aggregate_backfill.after_chunk")
             whole = HourWindow(chunks[0].start, chunks[-1].end)
             summary = summarize_hourly_kpis(spark, settings.tables.kpis, whole)
             stats = {
-                "run_id": backfill_id,
-                "mode": "backfill",
-                "source": source,
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "attempt": record.attempt,
-                "chunks": len(chunks),
-                "chunks_skipped": len(chunks) - len(runs),
-                "hours_processed": summary["hours"],
-                "zones_affected": summary["zones"],
+                "run_id": backfill_id, "mode": "backfill", "source": source,
+                "start": start.isoformat(), "end": end.isoformat(), "attempt": record.attempt,
+                "chunks": len(chunks), "chunks_skipped": len(chunks) - len(runs),
+                "hours_processed": summary["hours"], "zones_affected": summary["zones"],
                 "kpi_rows": summary["rows"],
                 **{key: sum(run[key] for run in runs) for key in _SUMMED},
                 "duration_sec": round(time.monotonic() - started, 3),
-            }
+            }  # fmt: skip
             record.succeeded(
                 stats, rows_read=stats["trips"], rows_written=stats["mart_rows_copied"]
             )

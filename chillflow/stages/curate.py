@@ -64,31 +64,18 @@ class CurateTargets:
 
 
 def curate(
-    spark: SparkSession,
-    settings: Settings,
-    raw_location: str | Path | Sequence[RawFile],
-    *,
-    month: str | None = None,
-    targets: CurateTargets | None = None,
-    run_id: str | None = None,
+    spark: SparkSession, settings: Settings, raw_location: str | Path | Sequence[RawFile], *,
+    month: str | None = None, targets: CurateTargets | None = None, run_id: str | None = None,
     database_url: DatabaseUrl | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Curate one or more raw monthly files into the Delta tables.
 
     Each (service, month) slice of the curated, quarantine and DQ-metrics tables is replaced
     under the slice's exclusive lock, so a rerun converges to the same rows and a concurrent
     curate of the same slice refuses. When the run fails after a first commit, the slices it
-    replaced are put back as they were.
-
-    Args:
-        spark: The session.
-        settings: Validated settings (rules, table locations).
-        raw_location: A raw Parquet file, a directory of them or a glob; or the files already
-            found by ``find_raw_files``.
-        month: Month of every file of a location; by default from the file names.
-        targets: Table locations; default from settings.
-        run_id: Run id; a new one by default.
-        database_url: PostgreSQL of the run ledger (``ops.job_run``); None records nothing.
+    replaced are put back as they were. ``raw_location`` is a file, directory or glob (files
+    of ``month``, by default the one in their names) or the files ``find_raw_files`` found;
+    ``database_url`` holds the run ledger (None records nothing).
 
     Returns:
         Run statistics: input_rows, output_rows, quarantined_rows, retention_rate (percent),
@@ -107,10 +94,8 @@ def curate(
         settings.tables.curated, settings.tables.quarantine, settings.tables.dq_metrics
     )
     rules = settings.curate.rules
-    if isinstance(raw_location, (str, Path)):
-        files = find_raw_files(raw_location, month)
-    else:
-        files = list(raw_location)
+    located = isinstance(raw_location, (str, Path))
+    files = find_raw_files(raw_location, month) if located else list(raw_location)
     months = sorted({f.month for f in files})
     with bound_run(CURATE_JOB, run_id, month=",".join(months)) as log, ExitStack() as run:
         log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
@@ -176,19 +161,15 @@ def curate(
             raise
 
         stats = {
-            "run_id": run_id,
-            "files": [str(f.path) for f in files],
-            "slices": slices,
-            "input_rows": input_rows,
-            "output_rows": output_rows,
+            "run_id": run_id, "files": [str(f.path) for f in files], "slices": slices,
+            "input_rows": input_rows, "output_rows": output_rows,
             "quarantined_rows": quarantined_rows,
             "retention_rate": round(100.0 * output_rows / input_rows, 4) if input_rows else 100.0,
             "rejections": _failures_by_rule(outcomes, lambda rule: rule.action != "warn"),
             "warnings": _failures_by_rule(outcomes, lambda rule: rule.action == "warn"),
-            "curated_path": str(targets.curated),
-            "quarantine_path": str(targets.quarantine),
+            "curated_path": str(targets.curated), "quarantine_path": str(targets.quarantine),
             "duration_sec": round(time.monotonic() - started, 3),
-        }
+        }  # fmt: skip
         record.succeeded(stats, rows_read=input_rows, rows_written=output_rows + quarantined_rows)
         log.info("curate.finished", **{k: v for k, v in stats.items() if k != "files"})
         return stats
@@ -196,11 +177,9 @@ def curate(
 
 @contextmanager
 def _locked_run(
-    targets: CurateTargets,
-    database_url: DatabaseUrl | None,
-    slices: list[dict[str, str]],
+    targets: CurateTargets, database_url: DatabaseUrl | None, slices: list[dict[str, str]],
     run_id: str,
-) -> Iterator[RunRecord]:
+) -> Iterator[RunRecord]:  # fmt: skip
     """Hold the slices' locks (and the table's, shared) and record the run in the ledger."""
     names = sorted(slice_lock(s["service"], s["month"]) for s in slices)
     period = ",".join(names)
@@ -214,35 +193,25 @@ def _locked_run(
 
 
 def _put_back(
-    spark: SparkSession,
-    replaced: list[Path],
-    before: dict[Path, int | None],
-    slices: list[dict[str, str]],
-    log: structlog.BoundLogger,
-) -> None:
-    """After a failure, restore the slices of the tables the run already committed to.
-
-    A restore that fails is logged, not raised: the run's own error is the one to report, and
-    a rerun of the slices converges anyway.
-    """
+    spark: SparkSession, replaced: list[Path], before: dict[Path, int | None],
+    slices: list[dict[str, str]], log: structlog.BoundLogger,
+) -> None:  # fmt: skip
+    """Restore the slices the failed run committed; a failed restore is logged, not raised."""
     for path in reversed(replaced):
         try:
             restore_slices(spark, path, before[path], slices, MONTH_PARTITION, CLUSTER_BY)
             log.warning("curate.slices_restored", table=str(path), version=before[path])
         except Exception as exc:  # noqa: BLE001 - the run's error is raised by the caller
             log.error(
-                "curate.restore_failed",
-                table=str(path),
-                error=type(exc).__name__,
+                "curate.restore_failed", table=str(path), error=type(exc).__name__,
                 message=error_summary(exc),
-            )
+            )  # fmt: skip
 
 
 def _flagged_trips(
     spark: SparkSession, files: list[RawFile], settings: CurateSettings
 ) -> tuple[DataFrame, list[dict[str, str]]]:
-    staged = []
-    slices = []
+    staged, slices = [], []
     for raw in files:
         rows, schema = read_raw_file(spark, raw)
         layout = plan_layout(schema, str(raw.path))
@@ -295,11 +264,9 @@ def _failures_by_rule(
 
 
 def _metrics_rows(
-    spark: SparkSession,
-    run_id: str,
-    outcomes: dict[tuple[str, str], list[RuleOutcome]],
+    spark: SparkSession, run_id: str, outcomes: dict[tuple[str, str], list[RuleOutcome]],
     totals: tuple[int, int, int, datetime, datetime],
-) -> DataFrame:
+) -> DataFrame:  # fmt: skip
     """One row per slice and rule; the run totals are repeated on each row."""
     rows = [
         (

@@ -34,18 +34,13 @@ _CLUSTERED = ("curated", "quarantine")
 
 
 def maintain(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    retain_hours: float = DEFAULT_RETENTION_HOURS,
-    *,
-    run_id: str | None = None,
-) -> dict[str, Any]:
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl,
+    retain_hours: float = DEFAULT_RETENTION_HOURS, *, run_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Compact, re-cluster and VACUUM the curated, quarantine, DQ-metrics and KPI tables.
 
-    Holds the curated tables' lock exclusive and the KPI lock for the whole run, recorded in
-    the ledger (job ``maintain``). VACUUM deletes files no version of the last
-    ``retain_hours`` needs.
+    Holds the curated tables' lock and the KPI lock for the whole run, recorded in the ledger.
+    VACUUM deletes files no version of the last ``retain_hours`` needs.
 
     Returns:
         run_id, retain_hours, duration_sec and per table (``tables``): path, before and after
@@ -57,13 +52,11 @@ def maintain(
     """
     run_id = run_id or new_run_id()
     started = time.monotonic()
-    tables = {
-        "curated": settings.tables.curated,
-        "quarantine": settings.tables.quarantine,
-        "dq_metrics": settings.tables.dq_metrics,
-        "kpis": settings.tables.kpis,
+    present = {
+        name: path
+        for name in ("curated", "quarantine", "dq_metrics", "kpis")
+        if table_exists(spark, path := getattr(settings.tables, name))
     }
-    present = {name: path for name, path in tables.items() if table_exists(spark, path)}
     for name, path in present.items():
         floor = retention_floor_hours(spark, path)
         if retain_hours < floor:
@@ -92,20 +85,15 @@ def maintain(
             else:
                 compacted = compact(spark, path)
             vacuum(spark, path, retain_hours)
+            after = table_usage(spark, path)
             results[name] = {
-                "path": str(path),
-                "before": before,
-                "after": table_usage(spark, path),
-                "files_compacted": compacted,
-                "clustered_slices": clustered,
-            }
+                "path": str(path), "before": before, "after": after,
+                "files_compacted": compacted, "clustered_slices": clustered,
+            }  # fmt: skip
             log.info("maintain.table", table=name, **results[name])
-        stats = {
-            "run_id": run_id,
-            "retain_hours": retain_hours,
-            "tables": results,
-            "duration_sec": round(time.monotonic() - started, 3),
-        }
+        duration = round(time.monotonic() - started, 3)
+        stats = {"run_id": run_id, "retain_hours": retain_hours, "tables": results,
+                 "duration_sec": duration}  # fmt: skip
         record.succeeded(stats, rows_read=None, rows_written=None)
         log.info("maintain.finished", duration_sec=stats["duration_sec"])
         return stats

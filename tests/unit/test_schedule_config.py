@@ -99,7 +99,11 @@ def test_a_job_may_have_its_own_time_zone():
         ({"spark_submit": "/nonexistent/spark-submit.sh"}, {}, "is not an executable file"),
         ({"shutdown_grace_sec": -1}, {}, "shutdown_grace_sec must be a non-negative number"),
         ({"lanidng_dir": "x"}, {}, "unknown keys lanidng_dir"),
-        ({"data_timezone": "EST5"}, {}, "data_timezone 'EST5' is not an IANA time zone"),
+        (
+            {"data_timezone": "America/New_York"},
+            {},
+            "data_timezone is not a schedule setting: .* data_time_zone in the \\[curate\\]",
+        ),
         ({}, {"watch_months": 3}, "watch_months applies to the monthly pipeline only"),
     ],
 )
