@@ -15,6 +15,7 @@ import tomllib
 
 from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import ConfigError
+from chillflow.schemas import SERVICES
 from chillflow.sections import AggregateSettings, DownloadSettings, TripLoadSettings, check_keys
 
 DEV_HASH_SALT = "chillflow-dev-salt-2025"
@@ -119,6 +120,13 @@ def parse_month(value: str) -> str:
     """Return ``value`` if it is a ``YYYY-MM`` month; ConfigError otherwise."""
     if not isinstance(value, str) or not _MONTH.match(value):
         raise ConfigError(f"invalid month {value!r}: expected YYYY-MM, for example 2025-01")
+    return value
+
+
+def parse_service(value: str, name: str = "service") -> str:
+    """Return ``value`` if it is a TLC service; ConfigError naming ``name`` otherwise."""
+    if value not in SERVICES:
+        raise ConfigError(f"{name} {value!r}: expected one of {', '.join(SERVICES)}")
     return value
 
 

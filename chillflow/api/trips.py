@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from chillflow.api.resources import StageResources
+from chillflow.settings import parse_month, parse_service
 from chillflow.stages.trips import prepare_database, process_trips
 
 
@@ -26,6 +27,10 @@ class BatchTripProducer(StageResources):
             Statistics with rows_read, inserted, updated, unchanged, deleted, skipped,
             duration_sec, run_id and more.
         """
+        if month is not None:
+            parse_month(month)
+        if service is not None:
+            parse_service(service)
         database_url = self.database_url
         # Before the SparkSession: a bad DATABASE_URL fails in a second, not after the JVM.
         prepared = prepare_database(database_url)

@@ -66,11 +66,7 @@ def process_trips(
 ) -> None:
     """Load one month of curated trips into stg.complete_trip (insert new, update changed)."""
     from chillflow.batch import BatchTripProducer
-    from chillflow.settings import parse_month
 
-    if month is not None:
-        parse_month(month)
-    _check_services([service] if service is not None else [])
     stats = BatchTripProducer().process_month(curated_path, month=month, service=service)
     emit(stats, as_json)
 
@@ -237,9 +233,10 @@ def download(
     from chillflow.errors import ChillflowError, NotPublishedError
     from chillflow.logs import bound_run, new_run_id
     from chillflow.schemas import SERVICES
+    from chillflow.settings import parse_service
     from chillflow.storage import tlc_download as tlc
 
-    services = _check_services(services or list(SERVICES))
+    services = [parse_service(service, "--service") for service in services or SERVICES]
     months = _months(month, start, end)
     settings = runtime.settings()
     conf = settings.download
@@ -265,16 +262,6 @@ def download(
     failed = [e for e in errors if not isinstance(e, NotPublishedError)]
     if errors:
         raise typer.Exit((failed or errors)[0].exit_code)
-
-
-def _check_services(services: list[str]) -> list[str]:
-    from chillflow.errors import ConfigError
-    from chillflow.schemas import SERVICES
-
-    for service in services:
-        if service not in SERVICES:
-            raise ConfigError(f"--service {service!r}: expected one of {', '.join(SERVICES)}")
-    return services
 
 
 def _months(month: str | None, start: str | None, end: str | None) -> list[str]:
