@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +28,7 @@ import shutil
 import socket
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import reference_pipeline as ref
@@ -71,6 +73,21 @@ def admin(server: DatabaseUrl, statement: sql.Composable) -> None:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(statement)
+
+
+@contextlib.contextmanager
+def database_server(name: str) -> Iterator[DatabaseUrl]:
+    """DATABASE_URL's server, else an embedded PostgreSQL under bench/out/NAME, stopped after."""
+    if os.environ.get("DATABASE_URL"):
+        yield parse_database_url(os.environ["DATABASE_URL"])
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        yield ensure_local_postgres(OUT / name, port=port)
+    finally:
+        stop_local_postgres(OUT / name)
 
 
 def measured(name: str, command: list[str], env: dict[str, str]) -> Run:
@@ -233,19 +250,8 @@ def main() -> int:
             parser.error(f"{raw} does not exist")
         generate_month(raw, rows=args.rows, month="2025-01", seed=2025)
     month = ref.month_of(raw, args.month)
-    server, embedded = os.environ.get("DATABASE_URL"), OUT / "pipeline-postgres"
-    if server:
-        server = parse_database_url(server)
-    else:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = ensure_local_postgres(embedded, port=port)
-    try:
+    with database_server("pipeline-postgres") as server:
         reps = [repetition(args, raw, month, server, i) for i in range(args.repeat)]
-    finally:
-        if not os.environ.get("DATABASE_URL"):
-            stop_local_postgres(embedded)
     report(reps, raw)
     problems = [p for rep in reps for p in rep["problems"]]
     if problems:

@@ -19,15 +19,12 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 
-from bench_pipeline import OUT, admin, measured
+from bench_pipeline import OUT, admin, database_server, measured
 from psycopg2 import sql
 
-from chillflow.database_url import parse_database_url
 from chillflow.generator import generate_month
-from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
 
 
 def year(rows: int, months: int, server) -> list[tuple[str, int, object]]:
@@ -84,21 +81,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=3_000_000, help="rows of each generated month")
     parser.add_argument("--months", type=int, default=12, choices=range(2, 13), metavar="2..12")
     args = parser.parse_args()
-    server, embedded = os.environ.get("DATABASE_URL"), OUT / "year-postgres"
-    if server:
-        server = parse_database_url(server)
-    else:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            server = ensure_local_postgres(embedded, port=probe.getsockname()[1])
     print(f"cores={os.cpu_count()}, {args.months} months × {args.rows:,} raw rows\n")
     print("| run | wall s | rows/s | peak RSS MiB (process tree) | load average after |")
     print("|---|---:|---:|---:|---:|")
-    try:
+    with database_server("year-postgres") as server:
         results = year(args.rows, args.months, server)
-    finally:
-        if not os.environ.get("DATABASE_URL"):
-            stop_local_postgres(embedded)
     months = [run for name, _, run in results if name.startswith("pipeline")]
     first, last = months[0], months[-1]
     print(

@@ -36,8 +36,17 @@ def run_chillflow(
     *args: str, env: Mapping[str, str], timeout: float = 120, **options: Any
 ) -> subprocess.CompletedProcess:
     """Run ``python -m chillflow ARGS`` from the checkout; output captured, exit code unchecked."""
+    return run_command(
+        [sys.executable, "-m", "chillflow", *args], env=env, timeout=timeout, **options
+    )
+
+
+def run_command(
+    argv: list[str], *, env: Mapping[str, str], timeout: float = 120, **options: Any
+) -> subprocess.CompletedProcess:
+    """Run ``argv`` from the checkout; output captured, exit code unchecked."""
     return subprocess.run(
-        [sys.executable, "-m", "chillflow", *args],
+        argv,
         cwd=REPO_ROOT,
         env=dict(env),
         capture_output=True,

@@ -9,8 +9,6 @@ meet at a chosen point by events, or a lock held by the test itself; never timed
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from datetime import date, datetime
 
@@ -28,7 +26,7 @@ from chillflow.storage.delta import read_table
 from chillflow.storage.ledger import finish_run, insert_run
 from chillflow.storage.locks import AdvisoryLocks, FileLocks
 from chillflow.storage.postgres import connect
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_chillflow
 from tests.integration.rawfiles import trip, write_yellow
 from tests.integration.test_aggregate_job import insert_trips, random_trips, stg_trip
 
@@ -130,15 +128,7 @@ def test_a_second_curate_of_a_slice_exits_10_naming_the_holder(pg, tmp_path):
     other = slice_locks(pg)
     assert other.try_lock("yellow/2025-01")
     try:
-        busy = subprocess.run(
-            [sys.executable, "-m", "chillflow", "curate", "month", str(raw)],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        busy = run_chillflow("curate", "month", str(raw), env=env, timeout=300)
     finally:
         other.close()
 

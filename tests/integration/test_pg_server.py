@@ -14,7 +14,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from chillflow.storage.pg_server import (
     stop_local_postgres,
 )
 from chillflow.storage.postgres import connect
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_chillflow
 
 pytestmark = pytest.mark.postgres
 
@@ -97,15 +96,7 @@ def test_two_data_dirs_get_two_servers_that_keep_their_ports(tmp_path, servers, 
 def _db_stop(data_root: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(CHILLFLOW_DATA_DIR=str(data_root), LOG_LEVEL="INFO")
-    return subprocess.run(
-        [sys.executable, "-m", "chillflow", "db", "stop", "--json"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_chillflow("db", "stop", "--json", env=env, timeout=60)
 
 
 def test_db_stop_stops_the_embedded_server_and_is_idempotent(tmp_path, servers):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_command
 
 # A session from conf/chillflow.toml, with the database URL and the salt passed to executors
 # the way a cluster deployment would, and an event log.
@@ -37,14 +36,8 @@ def test_database_url_and_salt_are_redacted_in_the_event_log(tmp_path):
     events.mkdir()
     env = {**os.environ, "SPARK_MASTER": "local[1]", "CHILLFLOW_DATA_DIR": str(tmp_path)}
 
-    done = subprocess.run(
-        [sys.executable, "-c", SESSION, url, salt, str(events)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = run_command(
+        [sys.executable, "-c", SESSION, url, salt, str(events)], env=env, timeout=300
     )
 
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_command
 
 PROBE = """
 import json
@@ -44,14 +43,8 @@ def test_spark_submit_settings_win_over_conf_defaults(tmp_path):
         }
     )
 
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "spark-submit.sh"), str(probe)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = run_command(
+        ["bash", str(REPO_ROOT / "spark-submit.sh"), str(probe)], env=env, timeout=300
     )
 
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_command
 
 SCRIPT = REPO_ROOT / "spark-submit.sh"
 PACKAGES = "io.delta:delta-spark_4.2_2.13:4.4.0,org.postgresql:postgresql:42.7.8"
@@ -35,15 +34,7 @@ def submit(*args, **env_extra):
         if not key.startswith(("SPARK_", "CHILLFLOW_", "EXECUTOR_", "DRIVER_", "NUM_EXEC"))
     }
     env.update({"PYTHON": sys.executable, "LOG_LEVEL": "WARNING", **env_extra})
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_command(["bash", str(SCRIPT), *args], env=env)
 
 
 def dry_run(*args, **env_extra) -> tuple[dict[str, str], list[str]]:
