@@ -80,9 +80,14 @@ SOURCE_ROW_COL = "_cf_source_row"
 _TIMESTAMP_PREFIX = {"yellow": "tpep", "green": "lpep"}
 
 #: TLC names (matched case-insensitively) of the standard columns named differently.
-_TLC_NAMES = {"vendor_id": "VendorID", "pickup_ts": "{prefix}_pickup_datetime",
-              "dropoff_ts": "{prefix}_dropoff_datetime", "rate_code": "RatecodeID",
-              "pu_zone_id": "PULocationID", "do_zone_id": "DOLocationID"}  # fmt: skip
+_TLC_NAMES = {
+    "vendor_id": "VendorID",
+    "pickup_ts": "{prefix}_pickup_datetime",
+    "dropoff_ts": "{prefix}_dropoff_datetime",
+    "rate_code": "RatecodeID",
+    "pu_zone_id": "PULocationID",
+    "do_zone_id": "DOLocationID",
+}
 #: Columns older files lack.
 _OPTIONAL = ("congestion_surcharge", "airport_fee", "cbd_congestion_fee", "ehail_fee", "trip_type")
 #: standard name -> (TLC column name; Spark type; required), in TRIP_DDL's order.

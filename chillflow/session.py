@@ -43,8 +43,12 @@ def build_spark(settings: SparkSettings, *, app_name: str | None = None) -> Spar
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         # Python workers need this interpreter's packages, not the first `python3` on PATH's.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    options = {"spark.master": settings.master, "spark.app.name": settings.app_name,
-               **settings.conf, **_DELTA_CONF}  # fmt: skip
+    options = {
+        "spark.master": settings.master,
+        "spark.app.name": settings.app_name,
+        **settings.conf,
+        **_DELTA_CONF,
+    }
     if settings.log4j_config is not None and settings.log4j_config.is_file():
         log4j = f"-Dlog4j2.configurationFile={settings.log4j_config}"
         options[_JAVA_OPTIONS] = f"{options.get(_JAVA_OPTIONS, '')} {log4j}".strip()

@@ -27,17 +27,30 @@ _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 #: The lake tables and their default locations inside the lake.
-_TABLES = {"curated": "curated/trips", "quarantine": "curated/quarantine",
-           "dq_metrics": "curated/dq_metrics", "kpis": "marts/zone_hourly_kpis"}  # fmt: skip
+_TABLES = {
+    "curated": "curated/trips",
+    "quarantine": "curated/quarantine",
+    "dq_metrics": "curated/dq_metrics",
+    "kpis": "marts/zone_hourly_kpis",
+}
 #: The keys of chillflow.toml ("") and of its sections parsed here.
 _KEYS = {
-    "": ("environment", "log_level", "paths", "tables", "spark", "curate", "trips", "aggregate",
-         "download"),
+    "": (
+        "environment",
+        "log_level",
+        "paths",
+        "tables",
+        "spark",
+        "curate",
+        "trips",
+        "aggregate",
+        "download",
+    ),
     "paths": ("data_dir", "lake_dir", "zone_lookup"),
     "tables": tuple(_TABLES),
     "spark": ("master", "app_name", "conf", "packages", "jars_dir", "ivy_dir"),
     "curate": ("data_time_zone",),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -145,8 +158,10 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
 
     environment = env.get("CHILLFLOW_ENV", str(main.get("environment", "development")))
     log_level = env.get("LOG_LEVEL", str(main.get("log_level", "INFO"))).upper()
-    for name, value, allowed in (("CHILLFLOW_ENV", environment, ENVIRONMENTS),
-                                 ("LOG_LEVEL", log_level, LOG_LEVELS)):  # fmt: skip
+    for name, value, allowed in (
+        ("CHILLFLOW_ENV", environment, ENVIRONMENTS),
+        ("LOG_LEVEL", log_level, LOG_LEVELS),
+    ):
         if value not in allowed:
             raise ConfigError(f"{name}={value!r}: expected one of {allowed}")
 
@@ -156,10 +171,12 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
         env.get("CHILLFLOW_LAKE_DIR") or paths.get("lake_dir") or data_dir / "lake"
     )
     tables_conf = main.get("tables", {})
-    tables = TablePaths(**{
-        name: _in_lake(lake_dir, _relative(tables_conf.get(name, default), f"tables.{name}"))
-        for name, default in _TABLES.items()
-    })  # fmt: skip
+    tables = TablePaths(
+        **{
+            name: _in_lake(lake_dir, _relative(tables_conf.get(name, default), f"tables.{name}"))
+            for name, default in _TABLES.items()
+        }
+    )
     zone_lookup = env.get("CHILLFLOW_ZONE_LOOKUP") or paths.get("zone_lookup")
 
     hash_salt = env.get("HASH_SALT") or DEV_HASH_SALT

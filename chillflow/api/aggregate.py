@@ -29,9 +29,12 @@ class BatchAggregator(StageResources):
     """
 
     def aggregate_incremental(
-        self, target: datetime | date | None = None, lookback_hours: int | None = None, *,
+        self,
+        target: datetime | date | None = None,
+        lookback_hours: int | None = None,
+        *,
         source: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """Refresh the hours ``[day after target - lookback_hours, day after target)``.
 
         ``target`` is a UTC day (a datetime's UTC date), yesterday by default; the lookback
@@ -68,9 +71,14 @@ class BatchAggregator(StageResources):
         """
         first, last, source = _utc_date(start), _utc_date(end), self._source(source)
         return aggregate_backfill(
-            self.spark, self.settings, self.database_url, first, last, source=source,
+            self.spark,
+            self.settings,
+            self.database_url,
+            first,
+            last,
+            source=source,
             restart=restart,
-        )  # fmt: skip
+        )
 
     def get_kpi_count(self) -> int:
         """Rows in the KPI Delta table (0 when it does not exist yet)."""

@@ -18,9 +18,13 @@ class MonthlyLoader(StageResources):
     """
 
     def curate_month(
-        self, raw_path: str | Path, curated_path: str | Path | None = None, *,
-        month: str | None = None, run_id: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        raw_path: str | Path,
+        curated_path: str | Path | None = None,
+        *,
+        month: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
         """Curate a raw TLC Parquet file, directory or glob of monthly files.
 
         ``curated_path`` (default: the configured tables) gets its quarantine and DQ-metrics

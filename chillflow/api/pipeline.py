@@ -76,14 +76,20 @@ class MonthlyPipeline(StageResources):
         services = sorted({s["service"] for s in curated["slices"]})
         results["services"] = services
         service = services[0] if len(services) == 1 else None
-        run("process_trips", lambda: process_trips(
-            spark, settings, database_url, month=month, service=service, prepared=prepared
-        ))  # fmt: skip
+        run(
+            "process_trips",
+            lambda: process_trips(
+                spark, settings, database_url, month=month, service=service, prepared=prepared
+            ),
+        )
         first = datetime.strptime(month, "%Y-%m")
         window = HourWindow(first, (first + timedelta(days=32)).replace(day=1))
-        run("aggregate", lambda: aggregate_window(
-            spark, settings, database_url, window, source="curated", mode="month"
-        ))  # fmt: skip
+        run(
+            "aggregate",
+            lambda: aggregate_window(
+                spark, settings, database_url, window, source="curated", mode="month"
+            ),
+        )
         timings["total"] = round(time.time() - min(called, _jvm_started(spark)), 3)
         log.info("pipeline.finished", month=month, **{f"{k}_sec": v for k, v in timings.items()})
         return results

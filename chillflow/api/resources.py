@@ -17,9 +17,11 @@ class StageResources:
     """
 
     def __init__(
-        self, settings: Settings | None = None, spark: SparkSession | None = None,
+        self,
+        settings: Settings | None = None,
+        spark: SparkSession | None = None,
         database_url: DatabaseUrl | str | None = None,
-    ):  # fmt: skip
+    ):
         self._settings = settings
         self._spark = spark
         if isinstance(database_url, str):

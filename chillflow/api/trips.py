@@ -14,9 +14,13 @@ class BatchTripProducer(StageResources):
     """Load curated trips into PostgreSQL's ``stg.complete_trip``, one month per call."""
 
     def process_month(
-        self, path: str | Path | None = None, month: str | None = None, service: str | None = None,
-        *, run_id: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        path: str | Path | None = None,
+        month: str | None = None,
+        service: str | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
         """Load one month of curated trips; a rerun converges to the same rows.
 
         ``path`` is a curated Delta table or Parquet in the curated schema (by default the
@@ -35,6 +39,12 @@ class BatchTripProducer(StageResources):
         # Before the SparkSession: a bad DATABASE_URL fails in a second, not after the JVM.
         prepared = prepare_database(database_url)
         return process_trips(
-            self.spark, self.settings, database_url, path, month=month, service=service,
-            run_id=run_id, prepared=prepared,
-        )  # fmt: skip
+            self.spark,
+            self.settings,
+            database_url,
+            path,
+            month=month,
+            service=service,
+            run_id=run_id,
+            prepared=prepared,
+        )

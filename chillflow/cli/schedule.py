@@ -32,15 +32,21 @@ def runs(
     with connect(runtime.database_url(runtime.settings())) as conn:
         init_schema(conn)
         history = [run.as_dict() for run in list_runs(conn, job=job, limit=limit)]
-    emit({"runs": history}, as_json, table=[
-        {key: run[key] for key in ("id", "job", "period", "attempt", "status")}
-        | {"started": f"{run['started_at'][:19]}Z" if run["started_at"] else "-",
-           "finished": f"{run['finished_at'][:19]}Z" if run["finished_at"] else "-",
-           "read": "-" if run["rows_read"] is None else str(run["rows_read"]),
-           "written": "-" if run["rows_written"] is None else str(run["rows_written"]),
-           "error": (run["error"] or "")[:80]}
-        for run in history
-    ])  # fmt: skip
+    emit(
+        {"runs": history},
+        as_json,
+        table=[
+            {key: run[key] for key in ("id", "job", "period", "attempt", "status")}
+            | {
+                "started": f"{run['started_at'][:19]}Z" if run["started_at"] else "-",
+                "finished": f"{run['finished_at'][:19]}Z" if run["finished_at"] else "-",
+                "read": "-" if run["rows_read"] is None else str(run["rows_read"]),
+                "written": "-" if run["rows_written"] is None else str(run["rows_written"]),
+                "error": (run["error"] or "")[:80],
+            }
+            for run in history
+        ],
+    )
 
 
 @app.command("start")
@@ -63,14 +69,22 @@ def jobs(as_json: bool = JSON_OPTION) -> None:
     from chillflow.scheduler.scheduler import BatchScheduler
 
     listed = BatchScheduler(runtime.settings()).jobs()
-    emit({"jobs": listed}, as_json, table=[
-        {"job": job["name"], "cron": job["cron"], "timezone": job["timezone"],
-         "next_run": job["next_run"],
-         "last_period": (job["last_run"] or {}).get("period", "-"),
-         "last_status": (job["last_run"] or {}).get("status", "-"),
-         "awaiting": ",".join(job["awaiting"]) or "-"}
-        for job in listed
-    ])  # fmt: skip
+    emit(
+        {"jobs": listed},
+        as_json,
+        table=[
+            {
+                "job": job["name"],
+                "cron": job["cron"],
+                "timezone": job["timezone"],
+                "next_run": job["next_run"],
+                "last_period": (job["last_run"] or {}).get("period", "-"),
+                "last_status": (job["last_run"] or {}).get("status", "-"),
+                "awaiting": ",".join(job["awaiting"]) or "-",
+            }
+            for job in listed
+        ],
+    )
 
 
 @app.command("plan")

@@ -11,10 +11,15 @@ from chillflow.generator.nyc import AIRPORTS, BOROUGH, CORE, JFK, Month, Profile
 
 #: Kinds of dirty rows and their relative frequency.
 DIRT_WEIGHTS = {
-    "dropoff_not_after_pickup": 0.20, "absurd_speed": 0.10, "negative_amount": 0.20,
-    "null_pickup_zone": 0.10, "null_pickup_time": 0.05, "zone_out_of_range": 0.10,
-    "pickup_outside_month": 0.15, "very_long": 0.10,
-}  # fmt: skip
+    "dropoff_not_after_pickup": 0.20,
+    "absurd_speed": 0.10,
+    "negative_amount": 0.20,
+    "null_pickup_zone": 0.10,
+    "null_pickup_time": 0.05,
+    "zone_out_of_range": 0.10,
+    "pickup_outside_month": 0.15,
+    "very_long": 0.10,
+}
 FEES = ("congestion_surcharge", "airport_fee", "cbd_congestion_fee")
 AMOUNTS = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
            "improvement_surcharge", *FEES)  # fmt: skip

@@ -73,9 +73,12 @@ _JOB_KEYS = {f.name for f in dataclasses.fields(JobSchedule)} - {"data_timezone"
 
 
 def load_schedule(
-    conf_dir: Path | None = None, *, data_dir: Path, data_time_zone: str = "America/New_York",
+    conf_dir: Path | None = None,
+    *,
+    data_dir: Path,
+    data_time_zone: str = "America/New_York",
     env: Mapping[str, str] | None = None,
-) -> ScheduleConfig:  # fmt: skip
+) -> ScheduleConfig:
     """Read and validate ``schedules.toml``; periods follow ``[curate] data_time_zone``.
 
     ``CHILLFLOW_LANDING_DIR`` overrides ``landing_dir``.
@@ -91,9 +94,12 @@ def load_schedule(
 
 
 def parse_schedule(
-    doc: Mapping[str, Any], *, source: str, landing_dir: Path,
+    doc: Mapping[str, Any],
+    *,
+    source: str,
+    landing_dir: Path,
     data_timezone: str = "America/New_York",
-) -> ScheduleConfig:  # fmt: skip
+) -> ScheduleConfig:
     """Validate a parsed schedule document; a ConfigError names the file and the key."""
     if "data_timezone" in doc:
         raise ConfigError(
@@ -138,12 +144,15 @@ def parse_schedule(
     if duplicates:
         raise ConfigError(f"{source}: duplicate job names {', '.join(duplicates)}")
     return ScheduleConfig(
-        jobs=jobs, missed_run_policy=policy,
+        jobs=jobs,
+        missed_run_policy=policy,
         misfire_grace_sec=_number(doc, "misfire_grace_sec", 300, source),
         shutdown_grace_sec=_number(doc, "shutdown_grace_sec", 600, source),
-        landing_dir=landing_dir, services=tuple(services), monthly_steps=tuple(steps),
+        landing_dir=landing_dir,
+        services=tuple(services),
+        monthly_steps=tuple(steps),
         spark_submit=spark_submit,
-    )  # fmt: skip
+    )
 
 
 def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSchedule:
@@ -187,13 +196,17 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
         default = _DEFAULT_LOOKBACK_HOURS[kind]
         lookback = _number(raw, "lookback_hours", default, where, integer=True, positive=True)
     return JobSchedule(
-        name=name, kind=kind, cron=" ".join(cron.split()),
+        name=name,
+        kind=kind,
+        cron=" ".join(cron.split()),
         timezone=_zone(raw["timezone"], f"{where}: timezone") if "timezone" in raw else default_tz,
-        data_timezone=data_tz, lookback_hours=lookback, watch_months=watch,
+        data_timezone=data_tz,
+        lookback_hours=lookback,
+        watch_months=watch,
         retries=_number(raw, "retries", 0, where, integer=True),
         retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
         timeout_sec=_number(raw, "timeout_sec", None, where, positive=True),
-    )  # fmt: skip
+    )
 
 
 def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
@@ -205,8 +218,12 @@ def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> No
 
 
 def _distinct_subset(values: Any, allowed: tuple[str, ...]) -> bool:
-    return (isinstance(values, list) and bool(values) and all(v in allowed for v in values)
-            and len(set(values)) == len(values))  # fmt: skip
+    return (
+        isinstance(values, list)
+        and bool(values)
+        and all(v in allowed for v in values)
+        and len(set(values)) == len(values)
+    )
 
 
 def _zone(name: Any, where: str) -> ZoneInfo:
@@ -217,9 +234,14 @@ def _zone(name: Any, where: str) -> ZoneInfo:
 
 
 def _number(
-    table: Mapping[str, Any], key: str, default: float | None, where: str, *,
-    integer: bool = False, positive: bool = False,
-) -> Any:  # fmt: skip
+    table: Mapping[str, Any],
+    key: str,
+    default: float | None,
+    where: str,
+    *,
+    integer: bool = False,
+    positive: bool = False,
+) -> Any:
     """The value of ``key`` (``default`` when absent): a whole number or seconds."""
     value = table.get(key, default)
     if value is None:

@@ -62,9 +62,15 @@ Runner = Callable[..., ProcessOutcome]
 
 
 def run_steps(
-    steps: Sequence[Step], runner: Runner, *, env: Mapping[str, str], log_path: Path,
-    cancel: threading.Event, timeout_sec: float | None, done: set[str],
-) -> AttemptResult:  # fmt: skip
+    steps: Sequence[Step],
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    cancel: threading.Event,
+    timeout_sec: float | None,
+    done: set[str],
+) -> AttemptResult:
     """Run the steps not ``done`` (by an earlier attempt) in order until one does not succeed.
 
     The steps that succeed are added to ``done``; ``cancel`` terminates the running step.
@@ -144,9 +150,14 @@ class SubprocessRunner:
         self._kill_after_sec = kill_after_sec
 
     def __call__(
-        self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path,
-        cancel: threading.Event, timeout_sec: float | None,
-    ) -> ProcessOutcome:  # fmt: skip
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        cancel: threading.Event,
+        timeout_sec: float | None,
+    ) -> ProcessOutcome:
         """Run ``argv`` to its end, or terminate it on ``cancel`` or after ``timeout_sec``."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()

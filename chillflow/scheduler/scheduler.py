@@ -62,9 +62,13 @@ class BatchScheduler:
     """
 
     def __init__(
-        self, settings: Settings, clock: Any = None, runner: Runner | None = None, *,
+        self,
+        settings: Settings,
+        clock: Any = None,
+        runner: Runner | None = None,
+        *,
         schedule: ScheduleConfig | None = None,
-    ):  # fmt: skip
+    ):
         self.settings = settings
         self.schedule = schedule or load_schedule(
             data_dir=settings.data_dir, data_time_zone=settings.curate.data_time_zone
@@ -82,15 +86,22 @@ class BatchScheduler:
         with connect(self._url()) as conn:
             latest = ledger.latest_runs(conn)
         return [
-            {"name": job.name, "kind": job.kind, "cron": job.cron, "timezone": job.timezone.key,
-             "next_run": next_fire(job, now).astimezone(job.timezone).isoformat(),
-             "last_run": latest[job.name].as_dict() if job.name in latest else None,
-             "awaiting": [
-                 period for period in self._periods(job, now)
-                 if job.kind == "monthly_pipeline" and not raw_path(self.schedule, period).is_file()
-             ]}
+            {
+                "name": job.name,
+                "kind": job.kind,
+                "cron": job.cron,
+                "timezone": job.timezone.key,
+                "next_run": next_fire(job, now).astimezone(job.timezone).isoformat(),
+                "last_run": latest[job.name].as_dict() if job.name in latest else None,
+                "awaiting": [
+                    period
+                    for period in self._periods(job, now)
+                    if job.kind == "monthly_pipeline"
+                    and not raw_path(self.schedule, period).is_file()
+                ],
+            }
             for job in self.schedule.jobs
-        ]  # fmt: skip
+        ]
 
     def plan(self, at: datetime) -> dict[str, Any]:
         """Say what the jobs firing in the minute of ``at`` would run (:func:`plan_at`)."""

@@ -45,9 +45,15 @@ _CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
 
 
 def aggregate_until(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, end: datetime,
-    lookback_hours: int | None = None, *, source: str | None = None, run_id: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    end: datetime,
+    lookback_hours: int | None = None,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
     """Refresh the window ``[end - lookback_hours, end)``; ``end`` is naive, as ``hour_ts``."""
     hours = settings.aggregate.default_lookback_hours if lookback_hours is None else lookback_hours
     window = hours_until(end, hours)
@@ -55,9 +61,13 @@ def aggregate_until(
 
 
 def aggregate_full_refresh(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, *,
-    source: str | None = None, run_id: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
     """Recompute every KPI and replace the Delta table and the mart, each atomically."""
     return aggregate_window(
         spark, settings, database_url, None, source=source, run_id=run_id, mode="full"
@@ -65,10 +75,16 @@ def aggregate_full_refresh(
 
 
 def aggregate_window(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, window: HourWindow | None,
-    *, source: str | None = None, run_id: str | None = None, mode: str = "incremental",
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    window: HourWindow | None,
+    *,
+    source: str | None = None,
+    run_id: str | None = None,
+    mode: str = "incremental",
     backfill_run_id: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Recompute one window (None: everything) from the source, write it to Delta and the mart.
 
     Returns:
@@ -90,10 +106,14 @@ def aggregate_window(
         bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log,
         hold(store, [(KPI_LOCK, False)], what="the KPI table and mart", writer=True),
         ledger.recorded_run(
-            database_url, AGGREGATE_JOB, period, run_id, abandon_all=True,
+            database_url,
+            AGGREGATE_JOB,
+            period,
+            run_id,
+            abandon_all=True,
             stats={"mode": mode, "source": source, "backfill_run_id": backfill_run_id},
         ) as record,
-    ):  # fmt: skip
+    ):
         log.info("aggregate.started")
         trips, quarantined = _pinned_inputs(spark, settings, database_url, source, window)
         kpis = hourly_zone_kpis(trips, quarantined).withColumn("computed_at", F.lit(computed_at))
@@ -114,26 +134,36 @@ def aggregate_window(
                 spark, settings, database_url, window, written.window_rows
             )
         stats = {
-            "run_id": run_id, "mode": mode, "source": source,
+            "run_id": run_id,
+            "mode": mode,
+            "source": source,
             "window_start": window.start.isoformat() if window is not None else None,
             "window_end": window.end.isoformat() if window is not None else None,
             "window_hours": window.hours if window is not None else None,
-            "hours_processed": hours, "zones_affected": zones, "kpi_rows": mart.rows_copied,
-            "trips": trip_count, **delta,
-            "mart_rows_deleted": mart.rows_deleted, "mart_rows_copied": mart.rows_copied,
-            "table_version": written.version, "kpi_table": str(settings.tables.kpis),
+            "hours_processed": hours,
+            "zones_affected": zones,
+            "kpi_rows": mart.rows_copied,
+            "trips": trip_count,
+            **delta,
+            "mart_rows_deleted": mart.rows_deleted,
+            "mart_rows_copied": mart.rows_copied,
+            "table_version": written.version,
+            "kpi_table": str(settings.tables.kpis),
             "backfill_run_id": backfill_run_id,
             "duration_sec": round(time.monotonic() - started, 3),
-        }  # fmt: skip
+        }
         record.succeeded(stats, rows_read=trip_count, rows_written=mart.rows_copied)
         log.info("aggregate.finished", **stats)
         return stats
 
 
 def _pinned_inputs(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, source: str,
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    source: str,
     window: HourWindow | None,
-) -> tuple[DataFrame, DataFrame | None]:  # fmt: skip
+) -> tuple[DataFrame, DataFrame | None]:
     """The trips and the quarantined rows, their Delta versions pinned between curate runs.
 
     Quarantined stray pickups of other months' files are read at the same pinned version; their
@@ -153,10 +183,13 @@ def _pinned_inputs(
         if source == "postgres":
             conf = settings.aggregate
             trips = read_complete_trips(
-                spark, database_url, window, partitions=conf.jdbc_partitions,
+                spark,
+                database_url,
+                window,
+                partitions=conf.jdbc_partitions,
                 fetch_size=conf.jdbc_fetch_size,
                 bounds=pickup_range(database_url) if window is None else None,
-            )  # fmt: skip
+            )
             return trips, quarantined
         trips = _read_window(spark, settings.tables.curated, window)
         if trips is None:
@@ -184,9 +217,12 @@ def _read_window(spark: SparkSession, path: Any, window: HourWindow | None) -> D
 
 
 def _publish(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, window: HourWindow | None,
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    window: HourWindow | None,
     window_rows: DataFrame | None,
-) -> tuple[MartReplace, int, int, int]:  # fmt: skip
+) -> tuple[MartReplace, int, int, int]:
     """Replace the window's mart rows with the Delta table's, in one PostgreSQL transaction.
 
     ``window_rows`` are the window's rows as the MERGE left them; without them (a full refresh)

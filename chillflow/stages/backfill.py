@@ -34,9 +34,15 @@ _SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_
 
 
 def aggregate_backfill(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, start: date, end: date, *,
-    source: str | None = None, restart: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    start: date,
+    end: date,
+    *,
+    source: str | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
     """Refresh the days ``start..end`` (inclusive) one calendar month at a time.
 
     A backfill of the same range that did not finish is resumed: its completed chunks are
@@ -67,10 +73,14 @@ def aggregate_backfill(
         with (
             bound_run(BACKFILL_JOB, backfill_id, period=period, source=source) as log,
             ledger.recorded_run(
-                database_url, BACKFILL_JOB, period, backfill_id, stats={"source": source},
+                database_url,
+                BACKFILL_JOB,
+                period,
+                backfill_id,
+                stats={"source": source},
                 resume=resume,
             ) as record,
-        ):  # fmt: skip
+        ):
             log.info("aggregate.backfill_started", chunks=len(chunks), done=len(done))
             runs: list[dict[str, Any]] = []
             for chunk in chunks:
@@ -86,20 +96,26 @@ def aggregate_backfill(
                         source=source,
                         mode="backfill",
                         backfill_run_id=backfill_id,
-                    )  # fmt: skip
+                    )
                 )
                 failpoint("aggregate_backfill.after_chunk")
             whole = HourWindow(chunks[0].start, chunks[-1].end)
             summary = summarize_hourly_kpis(spark, settings.tables.kpis, whole)
             stats = {
-                "run_id": backfill_id, "mode": "backfill", "source": source,
-                "start": start.isoformat(), "end": end.isoformat(), "attempt": record.attempt,
-                "chunks": len(chunks), "chunks_skipped": len(chunks) - len(runs),
-                "hours_processed": summary["hours"], "zones_affected": summary["zones"],
+                "run_id": backfill_id,
+                "mode": "backfill",
+                "source": source,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "attempt": record.attempt,
+                "chunks": len(chunks),
+                "chunks_skipped": len(chunks) - len(runs),
+                "hours_processed": summary["hours"],
+                "zones_affected": summary["zones"],
                 "kpi_rows": summary["rows"],
                 **{key: sum(run[key] for run in runs) for key in _SUMMED},
                 "duration_sec": round(time.monotonic() - started, 3),
-            }  # fmt: skip
+            }
             record.succeeded(
                 stats, rows_read=stats["trips"], rows_written=stats["mart_rows_copied"]
             )

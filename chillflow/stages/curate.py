@@ -64,10 +64,15 @@ class CurateTargets:
 
 
 def curate(
-    spark: SparkSession, settings: Settings, raw_location: str | Path | Sequence[RawFile], *,
-    month: str | None = None, targets: CurateTargets | None = None, run_id: str | None = None,
+    spark: SparkSession,
+    settings: Settings,
+    raw_location: str | Path | Sequence[RawFile],
+    *,
+    month: str | None = None,
+    targets: CurateTargets | None = None,
+    run_id: str | None = None,
     database_url: DatabaseUrl | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Curate one or more raw monthly files into the Delta tables.
 
     Each (service, month) slice of the curated, quarantine and DQ-metrics tables is replaced
@@ -161,15 +166,19 @@ def curate(
             raise
 
         stats = {
-            "run_id": run_id, "files": [str(f.path) for f in files], "slices": slices,
-            "input_rows": input_rows, "output_rows": output_rows,
+            "run_id": run_id,
+            "files": [str(f.path) for f in files],
+            "slices": slices,
+            "input_rows": input_rows,
+            "output_rows": output_rows,
             "quarantined_rows": quarantined_rows,
             "retention_rate": round(100.0 * output_rows / input_rows, 4) if input_rows else 100.0,
             "rejections": _failures_by_rule(outcomes, lambda rule: rule.action != "warn"),
             "warnings": _failures_by_rule(outcomes, lambda rule: rule.action == "warn"),
-            "curated_path": str(targets.curated), "quarantine_path": str(targets.quarantine),
+            "curated_path": str(targets.curated),
+            "quarantine_path": str(targets.quarantine),
             "duration_sec": round(time.monotonic() - started, 3),
-        }  # fmt: skip
+        }
         record.succeeded(stats, rows_read=input_rows, rows_written=output_rows + quarantined_rows)
         log.info("curate.finished", **{k: v for k, v in stats.items() if k != "files"})
         return stats
@@ -177,9 +186,11 @@ def curate(
 
 @contextmanager
 def _locked_run(
-    targets: CurateTargets, database_url: DatabaseUrl | None, slices: list[dict[str, str]],
+    targets: CurateTargets,
+    database_url: DatabaseUrl | None,
+    slices: list[dict[str, str]],
     run_id: str,
-) -> Iterator[RunRecord]:  # fmt: skip
+) -> Iterator[RunRecord]:
     """Hold the slices' locks (and the table's, shared) and record the run in the ledger."""
     names = sorted(slice_lock(s["service"], s["month"]) for s in slices)
     period = ",".join(names)
@@ -193,9 +204,12 @@ def _locked_run(
 
 
 def _put_back(
-    spark: SparkSession, replaced: list[Path], before: dict[Path, int | None],
-    slices: list[dict[str, str]], log: structlog.BoundLogger,
-) -> None:  # fmt: skip
+    spark: SparkSession,
+    replaced: list[Path],
+    before: dict[Path, int | None],
+    slices: list[dict[str, str]],
+    log: structlog.BoundLogger,
+) -> None:
     """Restore the slices the failed run committed; a failed restore is logged, not raised."""
     for path in reversed(replaced):
         try:
@@ -203,9 +217,11 @@ def _put_back(
             log.warning("curate.slices_restored", table=str(path), version=before[path])
         except Exception as exc:  # noqa: BLE001 - the run's error is raised by the caller
             log.error(
-                "curate.restore_failed", table=str(path), error=type(exc).__name__,
+                "curate.restore_failed",
+                table=str(path),
+                error=type(exc).__name__,
                 message=error_summary(exc),
-            )  # fmt: skip
+            )
 
 
 def _flagged_trips(
@@ -264,9 +280,11 @@ def _failures_by_rule(
 
 
 def _metrics_rows(
-    spark: SparkSession, run_id: str, outcomes: dict[tuple[str, str], list[RuleOutcome]],
+    spark: SparkSession,
+    run_id: str,
+    outcomes: dict[tuple[str, str], list[RuleOutcome]],
     totals: tuple[int, int, int, datetime, datetime],
-) -> DataFrame:  # fmt: skip
+) -> DataFrame:
     """One row per slice and rule; the run totals are repeated on each row."""
     rows = [
         (

@@ -34,9 +34,13 @@ _CLUSTERED = ("curated", "quarantine")
 
 
 def maintain(
-    spark: SparkSession, settings: Settings, database_url: DatabaseUrl,
-    retain_hours: float = DEFAULT_RETENTION_HOURS, *, run_id: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    retain_hours: float = DEFAULT_RETENTION_HOURS,
+    *,
+    run_id: str | None = None,
+) -> dict[str, Any]:
     """Compact, re-cluster and VACUUM the curated, quarantine, DQ-metrics and KPI tables.
 
     Holds the curated tables' lock and the KPI lock for the whole run, recorded in the ledger.
@@ -70,10 +74,14 @@ def maintain(
     with (
         bound_run(MAINTAIN_JOB, run_id, retain_hours=retain_hours) as log,
         hold(lake, [(TABLE_LOCK, False)], what="the curated tables", writer=True),
-        hold(AdvisoryLocks(database_url, name_run), [(KPI_LOCK, False)], what="the KPI table",
-             writer=True),
+        hold(
+            AdvisoryLocks(database_url, name_run),
+            [(KPI_LOCK, False)],
+            what="the KPI table",
+            writer=True,
+        ),
         ledger.recorded_run(database_url, MAINTAIN_JOB, "lake", run_id) as record,
-    ):  # fmt: skip
+    ):
         results = {}
         for name, path in present.items():
             before = table_usage(spark, path)
@@ -87,13 +95,20 @@ def maintain(
             vacuum(spark, path, retain_hours)
             after = table_usage(spark, path)
             results[name] = {
-                "path": str(path), "before": before, "after": after,
-                "files_compacted": compacted, "clustered_slices": clustered,
-            }  # fmt: skip
+                "path": str(path),
+                "before": before,
+                "after": after,
+                "files_compacted": compacted,
+                "clustered_slices": clustered,
+            }
             log.info("maintain.table", table=name, **results[name])
         duration = round(time.monotonic() - started, 3)
-        stats = {"run_id": run_id, "retain_hours": retain_hours, "tables": results,
-                 "duration_sec": duration}  # fmt: skip
+        stats = {
+            "run_id": run_id,
+            "retain_hours": retain_hours,
+            "tables": results,
+            "duration_sec": duration,
+        }
         record.succeeded(stats, rows_read=None, rows_written=None)
         log.info("maintain.finished", duration_sec=stats["duration_sec"])
         return stats

@@ -137,6 +137,10 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
 
 def _wall_clock_as_timestamp(schema: StructType) -> StructType:
     ntz = TimestampNTZType
-    fields = [StructField(f.name, TimestampType(), f.nullable, f.metadata)
-              if isinstance(f.dataType, ntz) else f for f in schema.fields]  # fmt: skip
+    fields = [
+        StructField(f.name, TimestampType(), f.nullable, f.metadata)
+        if isinstance(f.dataType, ntz)
+        else f
+        for f in schema.fields
+    ]
     return StructType(fields)
