@@ -81,9 +81,10 @@ def insert_run(
         f" %s, %s) RETURNING {_COLUMNS}"
     )
     values = (job, period, run_id, attempt, status, started_at, finished_at)
-    return _runs(conn, statement, (*values, os.getpid(), os.uname().nodename, _json(stats), error))[
-        0
-    ]
+    (run,) = _runs(
+        conn, statement, (*values, os.getpid(), os.uname().nodename, _json(stats), error)
+    )
+    return run
 
 
 def finish_run(

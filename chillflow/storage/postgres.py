@@ -29,64 +29,96 @@ _SEVERITY = re.compile(r"^(?:ERROR|FATAL|PANIC):\s*")
 _LOST = re.compile(r"terminating connection|closed the connection|I/O error|refused", re.I)
 _SCHEMA_LOCK_KEY = 0x43484C46  # "CHLF": any 64-bit number every ChillFlow process shares
 
-# Each table is created with its key alone and gains every other column through ADD COLUMN IF
-# NOT EXISTS, so the statements that build a new database also upgrade one created earlier.
-_TABLES = {
-    "dim.zone": ("zone_id integer PRIMARY KEY", "borough text, zone text, service_zone text"),
-    "stg.complete_trip": (
-        "trip_key char(64) PRIMARY KEY",
-        "vehicle_id_h text NOT NULL, service text NOT NULL, vendor_id integer,"
-        " pickup_ts timestamp NOT NULL, dropoff_ts timestamp, pickup_month text NOT NULL,"
-        " passenger_count integer, pu_zone_id integer, do_zone_id integer, payment_type integer,"
-        " rate_code integer, trip_distance double precision, distance_km double precision,"
-        " duration_min double precision, avg_speed_kmh double precision,"
-        " fare_amount double precision, tip_amount double precision,"
-        " tolls_amount double precision, total_amount double precision,"
-        " congestion_surcharge double precision, airport_fee double precision,"
-        " source_file text, source_row bigint, curated_run_id text,"
-        " created_at timestamptz NOT NULL DEFAULT now(),"
-        " updated_at timestamptz NOT NULL DEFAULT now()",
-    ),
-    "mart.zone_hourly_kpis": (
-        "zone_id integer, hour_ts timestamp, PRIMARY KEY (zone_id, hour_ts)",
-        "trips bigint, avg_fare double precision, avg_tip double precision,"
-        " avg_speed_kmh double precision, avg_distance_km double precision,"
-        " avg_duration_min double precision, pct_card double precision, unique_vehicles bigint,"
-        " total_revenue double precision, outlier_rate double precision, computed_at timestamptz",
-    ),
-    "ops.job_run": (
-        "id bigserial PRIMARY KEY",
-        "job text NOT NULL, period text NOT NULL, run_id text NOT NULL UNIQUE,"
-        " attempt integer NOT NULL DEFAULT 1, status text NOT NULL CHECK (status IN"
-        " ('running', 'succeeded', 'failed', 'skipped', 'cancelled')),"
-        " started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz, pid integer,"
-        " host text, stats jsonb, error text, rows_read bigint, rows_written bigint",
-    ),
-}
-# A comma between columns, not one inside parentheses.
-_COLUMN_SEPARATOR = re.compile(r",\s*(?![^()]*\))")
-SCHEMA_SQL = "".join(
-    [
-        "CREATE SCHEMA IF NOT EXISTS dim; CREATE SCHEMA IF NOT EXISTS stg;",
-        " CREATE SCHEMA IF NOT EXISTS mart; CREATE SCHEMA IF NOT EXISTS ops;",
-        " CREATE TABLE IF NOT EXISTS ops.schema_version",
-        " (version integer PRIMARY KEY, applied_at timestamptz DEFAULT now());",
-    ]
-    + [
-        f" CREATE TABLE IF NOT EXISTS {table} ({key}); ALTER TABLE {table} "
-        + ", ".join(f"ADD COLUMN IF NOT EXISTS {c}" for c in _COLUMN_SEPARATOR.split(columns))
-        + ";"
-        for table, (key, columns) in _TABLES.items()
-    ]
-    + [
-        " COMMENT ON COLUMN stg.complete_trip.pickup_month IS 'YYYY-MM of pickup_ts';",
-        " CREATE INDEX IF NOT EXISTS complete_trip_pickup_ts_idx ON stg.complete_trip (pickup_ts);",
-        " CREATE INDEX IF NOT EXISTS complete_trip_service_month_idx",
-        " ON stg.complete_trip (service, pickup_month);",
-        " CREATE INDEX IF NOT EXISTS job_run_job_period_started_idx",
-        " ON ops.job_run (job, period, started_at DESC);",
-    ]
-)
+SCHEMA_SQL = """
+-- Each table is created with its key alone and gains every other column through
+-- ADD COLUMN IF NOT EXISTS, so the statements that build a new database also upgrade one
+-- created by an earlier version.
+CREATE SCHEMA IF NOT EXISTS dim;
+CREATE SCHEMA IF NOT EXISTS stg;
+CREATE SCHEMA IF NOT EXISTS mart;
+CREATE SCHEMA IF NOT EXISTS ops;
+
+CREATE TABLE IF NOT EXISTS ops.schema_version (
+    version integer PRIMARY KEY,
+    applied_at timestamptz DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS dim.zone (zone_id integer PRIMARY KEY);
+ALTER TABLE dim.zone
+    ADD COLUMN IF NOT EXISTS borough text,
+    ADD COLUMN IF NOT EXISTS zone text,
+    ADD COLUMN IF NOT EXISTS service_zone text;
+
+CREATE TABLE IF NOT EXISTS stg.complete_trip (trip_key char(64) PRIMARY KEY);
+ALTER TABLE stg.complete_trip
+    ADD COLUMN IF NOT EXISTS vehicle_id_h text NOT NULL,
+    ADD COLUMN IF NOT EXISTS service text NOT NULL,
+    ADD COLUMN IF NOT EXISTS vendor_id integer,
+    ADD COLUMN IF NOT EXISTS pickup_ts timestamp NOT NULL,
+    ADD COLUMN IF NOT EXISTS dropoff_ts timestamp,
+    ADD COLUMN IF NOT EXISTS pickup_month text NOT NULL,
+    ADD COLUMN IF NOT EXISTS passenger_count integer,
+    ADD COLUMN IF NOT EXISTS pu_zone_id integer,
+    ADD COLUMN IF NOT EXISTS do_zone_id integer,
+    ADD COLUMN IF NOT EXISTS payment_type integer,
+    ADD COLUMN IF NOT EXISTS rate_code integer,
+    ADD COLUMN IF NOT EXISTS trip_distance double precision,
+    ADD COLUMN IF NOT EXISTS distance_km double precision,
+    ADD COLUMN IF NOT EXISTS duration_min double precision,
+    ADD COLUMN IF NOT EXISTS avg_speed_kmh double precision,
+    ADD COLUMN IF NOT EXISTS fare_amount double precision,
+    ADD COLUMN IF NOT EXISTS tip_amount double precision,
+    ADD COLUMN IF NOT EXISTS tolls_amount double precision,
+    ADD COLUMN IF NOT EXISTS total_amount double precision,
+    ADD COLUMN IF NOT EXISTS congestion_surcharge double precision,
+    ADD COLUMN IF NOT EXISTS airport_fee double precision,
+    ADD COLUMN IF NOT EXISTS source_file text,
+    ADD COLUMN IF NOT EXISTS source_row bigint,
+    ADD COLUMN IF NOT EXISTS curated_run_id text,
+    ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+COMMENT ON COLUMN stg.complete_trip.pickup_month IS 'YYYY-MM of pickup_ts';
+CREATE INDEX IF NOT EXISTS complete_trip_pickup_ts_idx ON stg.complete_trip (pickup_ts);
+CREATE INDEX IF NOT EXISTS complete_trip_service_month_idx
+    ON stg.complete_trip (service, pickup_month);
+
+CREATE TABLE IF NOT EXISTS mart.zone_hourly_kpis (
+    zone_id integer,
+    hour_ts timestamp,
+    PRIMARY KEY (zone_id, hour_ts)
+);
+ALTER TABLE mart.zone_hourly_kpis
+    ADD COLUMN IF NOT EXISTS trips bigint,
+    ADD COLUMN IF NOT EXISTS avg_fare double precision,
+    ADD COLUMN IF NOT EXISTS avg_tip double precision,
+    ADD COLUMN IF NOT EXISTS avg_speed_kmh double precision,
+    ADD COLUMN IF NOT EXISTS avg_distance_km double precision,
+    ADD COLUMN IF NOT EXISTS avg_duration_min double precision,
+    ADD COLUMN IF NOT EXISTS pct_card double precision,
+    ADD COLUMN IF NOT EXISTS unique_vehicles bigint,
+    ADD COLUMN IF NOT EXISTS total_revenue double precision,
+    ADD COLUMN IF NOT EXISTS outlier_rate double precision,
+    ADD COLUMN IF NOT EXISTS computed_at timestamptz;
+
+CREATE TABLE IF NOT EXISTS ops.job_run (id bigserial PRIMARY KEY);
+ALTER TABLE ops.job_run
+    ADD COLUMN IF NOT EXISTS job text NOT NULL,
+    ADD COLUMN IF NOT EXISTS period text NOT NULL,
+    ADD COLUMN IF NOT EXISTS run_id text NOT NULL UNIQUE,
+    ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 1,
+    ADD COLUMN IF NOT EXISTS status text NOT NULL
+        CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'cancelled')),
+    ADD COLUMN IF NOT EXISTS started_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN IF NOT EXISTS finished_at timestamptz,
+    ADD COLUMN IF NOT EXISTS pid integer,
+    ADD COLUMN IF NOT EXISTS host text,
+    ADD COLUMN IF NOT EXISTS stats jsonb,
+    ADD COLUMN IF NOT EXISTS error text,
+    ADD COLUMN IF NOT EXISTS rows_read bigint,
+    ADD COLUMN IF NOT EXISTS rows_written bigint;
+CREATE INDEX IF NOT EXISTS job_run_job_period_started_idx
+    ON ops.job_run (job, period, started_at DESC);
+"""
 
 _UPSERT_ZONES_SQL = """
 INSERT INTO dim.zone AS z (zone_id, borough, zone, service_zone)
