@@ -14,6 +14,7 @@ from chillflow.generator import generate_month
 from chillflow.stages.aggregate import KPI_LOCK
 from chillflow.stages.curate import curate
 from chillflow.stages.maintain import maintain
+from chillflow.storage import delta, maintenance
 from chillflow.storage.delta import read_table, replace_slices, table_version
 from chillflow.storage.ledger import list_runs
 from chillflow.storage.locks import TABLE_LOCK, AdvisoryLocks, hold, lake_locks
@@ -25,6 +26,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 PARTITION = ("service", "month")
 JAN = {"service": "yellow", "month": "2025-01"}
 FEB = {"service": "yellow", "month": "2025-02"}
+#: Rows per clustered file in these tests: a tenth of the product's, with a tenth of the rows,
+#: gives the same files per month, each spanning the same hours.
+ROWS_PER_FILE = 10_000
+
+
+@pytest.fixture(autouse=True)
+def small_files(monkeypatch):
+    """Cluster files of ``ROWS_PER_FILE`` rows, wherever the curate and maintain read the size."""
+    for module in (delta, maintenance):
+        monkeypatch.setattr(module, "CLUSTER_ROWS_PER_FILE", ROWS_PER_FILE)
 
 
 def trips(spark, rows: int, month: str, tasks: int):
@@ -63,20 +74,20 @@ def file_ranges(spark, path, slice_=JAN):
 
 
 def test_curate_writes_a_month_as_files_of_a_few_days_each(spark, settings, tmp_path):
-    raw = generate_month(tmp_path / "yellow_tripdata_2025-01.parquet", rows=250_000, seed=3)
+    raw = generate_month(tmp_path / "yellow_tripdata_2025-01.parquet", rows=25_000, seed=3)
 
     stats = curate(spark, settings, raw)
 
     ranges = file_ranges(spark, settings.tables.curated)
     assert sum(rows for rows, _ in ranges.values()) == stats["output_rows"]
-    assert len(ranges) == 3  # 243,813 rows, 100,000 per file, each file a third of the month
-    assert all(rows <= 100_000 and hours < 14 * 24 for rows, hours in ranges.values()), ranges
+    assert len(ranges) == 3  # ~24,400 curated rows, 10,000 per file: a third of the month each
+    assert all(rows <= ROWS_PER_FILE and hours < 14 * 24 for rows, hours in ranges.values()), ranges
     assert sum(hours for _, hours in ranges.values()) < 31 * 24
 
 
 def test_maintain_compacts_clusters_and_keeps_every_row(spark, pg_settings):
     tables = pg_settings.tables
-    replace_slices(trips(spark, 250_000, "2025-01", 2), tables.curated, [JAN], PARTITION)
+    replace_slices(trips(spark, 25_000, "2025-01", 2), tables.curated, [JAN], PARTITION)
     clustered = trips(spark, 1_000, "2025-02", 1)
     replace_slices(clustered, tables.curated, [FEB], PARTITION, "pickup_ts")
     kpis = spark.range(40).select(F.col("id"), F.lit("2025-01-15").alias("hour_date"))
@@ -97,7 +108,7 @@ def test_maintain_compacts_clusters_and_keeps_every_row(spark, pg_settings):
     assert curated_stats["before"]["files"] == 3
     jan = file_ranges(spark, tables.curated)
     assert len(jan) >= 3
-    assert all(rows <= 100_000 and hours < 12 * 24 for rows, hours in jan.values()), jan
+    assert all(rows <= ROWS_PER_FILE and hours < 12 * 24 for rows, hours in jan.values()), jan
     assert set(file_ranges(spark, tables.curated, FEB)) == feb_files
     assert read_table(spark, tables.curated).orderBy("id").collect() == curated_before
     assert read_table(spark, tables.kpis).orderBy("id").collect() == kpis_before
