@@ -27,11 +27,10 @@ from chillflow.progress import spark_progress
 from chillflow.settings import Settings
 from chillflow.storage import ledger
 from chillflow.storage.delta import read_table, table_version
-from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
-from chillflow.storage.kpi_mart import MART_COLUMNS, MartReplace, replace_mart_rows
+from chillflow.storage.jdbc import read_complete_trips
+from chillflow.storage.kpi_mart import MART_COLUMNS, replace_mart_rows
 from chillflow.storage.kpi_store import merge_hourly_kpis, overwrite_hourly_kpis, read_hourly_kpis
 from chillflow.storage.locks import AdvisoryLocks, hold, holder, reading_slices
-from chillflow.storage.postgres import connect
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
@@ -130,9 +129,7 @@ def aggregate_window(
         log.info("aggregate.written", **delta, table_version=written.version)
         failpoint("aggregate.after_merge")
         with spark_progress(spark, "aggregate.publish"):
-            mart, zones, hours, trip_count = _publish(
-                spark, settings, database_url, window, written.window_rows
-            )
+            published = _publish(spark, settings, database_url, window, written.window_rows)
         stats = {
             "run_id": run_id,
             "mode": mode,
@@ -140,19 +137,14 @@ def aggregate_window(
             "window_start": window.start.isoformat() if window is not None else None,
             "window_end": window.end.isoformat() if window is not None else None,
             "window_hours": window.hours if window is not None else None,
-            "hours_processed": hours,
-            "zones_affected": zones,
-            "kpi_rows": mart.rows_copied,
-            "trips": trip_count,
+            **published,
             **delta,
-            "mart_rows_deleted": mart.rows_deleted,
-            "mart_rows_copied": mart.rows_copied,
             "table_version": written.version,
             "kpi_table": str(settings.tables.kpis),
             "backfill_run_id": backfill_run_id,
             "duration_sec": round(time.monotonic() - started, 3),
         }
-        record.succeeded(stats, rows_read=trip_count, rows_written=mart.rows_copied)
+        record.succeeded(stats, rows_read=stats["trips"], rows_written=stats["kpi_rows"])
         log.info("aggregate.finished", **stats)
         return stats
 
@@ -188,7 +180,6 @@ def _pinned_inputs(
                 window,
                 partitions=conf.jdbc_partitions,
                 fetch_size=conf.jdbc_fetch_size,
-                bounds=pickup_range(database_url) if window is None else None,
             )
             return trips, quarantined
         trips = _read_window(spark, settings.tables.curated, window)
@@ -222,12 +213,12 @@ def _publish(
     database_url: DatabaseUrl,
     window: HourWindow | None,
     window_rows: DataFrame | None,
-) -> tuple[MartReplace, int, int, int]:
+) -> dict[str, int]:
     """Replace the window's mart rows with the Delta table's, in one PostgreSQL transaction.
 
     ``window_rows`` are the window's rows as the MERGE left them; without them (a full refresh)
-    the table is read. Returns the replacement and the window's distinct zones, distinct hours
-    and trips, counted from the same stream to spare a Spark job.
+    the table is read. The window's distinct hours and zones and its trips are counted from the
+    same stream, to spare a Spark job.
     """
     if window_rows is None:
         window_rows = read_hourly_kpis(spark, settings.tables.kpis, window)
@@ -252,6 +243,12 @@ def _publish(
             trips[0] += row["trips"]
             yield row["line"]
 
-    with connect(database_url) as conn:
-        replaced = replace_mart_rows(conn, lines(), window)
-    return replaced, len(zones), len(hours), trips[0]
+    deleted, copied = replace_mart_rows(database_url, lines(), window)
+    return {
+        "hours_processed": len(hours),
+        "zones_affected": len(zones),
+        "kpi_rows": copied,
+        "trips": trips[0],
+        "mart_rows_deleted": deleted,
+        "mart_rows_copied": copied,
+    }
