@@ -11,10 +11,10 @@ from chillflow.sections import check_source
 from chillflow.stages.aggregate import (
     AGGREGATE_JOB,
     BACKFILL_JOB,
+    aggregate_backfill,
     aggregate_full_refresh,
     aggregate_until,
 )
-from chillflow.stages.backfill import aggregate_backfill
 from chillflow.storage.kpi_mart import mart_status
 from chillflow.storage.kpi_store import summarize_hourly_kpis
 

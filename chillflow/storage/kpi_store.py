@@ -157,15 +157,6 @@ def summarize_hourly_kpis(
 
     A missing table summarises as empty, with version None.
     """
-    if not table_exists(spark, path):
-        return {
-            "rows": 0,
-            "first_hour": None,
-            "last_hour": None,
-            "zones": 0,
-            "hours": 0,
-            "version": None,
-        }
     row = (
         read_hourly_kpis(spark, path, window)
         .agg(
