@@ -159,7 +159,7 @@ def aggregate_window(
             "backfill_run_id": backfill_run_id,
             "duration_sec": round(time.monotonic() - started, 3),
         }
-        record.succeeded(stats, rows_read=stats["trips"], rows_written=stats["kpi_rows"])
+        record.succeeded(stats, rows_read=stats["trips"], rows_written=stats["mart_rows_copied"])
         log.info("aggregate.finished", **stats)
         return stats
 

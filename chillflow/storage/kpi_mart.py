@@ -55,5 +55,6 @@ def mart_status(target: DatabaseUrl, jobs: Sequence[str]) -> dict[str, Any]:
     with connect(target) as conn, conn.cursor() as cur:
         init_schema(conn)
         cur.execute(f"SELECT count(*) FROM {MART_TABLE}")
+        (rows,) = cur.fetchone()
         last = ledger.latest_run(conn, jobs)
-        return {"mart_rows": cur.fetchone()[0], "last_run": last.as_dict() if last else None}
+    return {"mart_rows": rows, "last_run": last.as_dict() if last else None}
