@@ -112,8 +112,7 @@ def month_range(first: str, last: str) -> list[str]:
 
 def yesterday_utc(now: datetime | None = None) -> date:
     """The UTC date before today (or before ``now``)."""
-    now = to_utc_naive(now) if now is not None else datetime.now(timezone.utc).replace(tzinfo=None)
-    return now.date() - _DAY
+    return utc_date(now or datetime.now(timezone.utc)) - _DAY
 
 
 def parse_date(value: str, what: str = "date") -> date:
