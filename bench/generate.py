@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chillflow.errors import ChillflowError  # noqa: E402
-from chillflow.generator import SERVICES, generate_month  # noqa: E402
+from chillflow.generator import generate_month  # noqa: E402
+from chillflow.schemas import SERVICES  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

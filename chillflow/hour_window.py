@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from chillflow.errors import ConfigError
+from chillflow.sections import check_number
 
 _HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
@@ -33,16 +34,11 @@ class HourWindow:
             if not isinstance(value, datetime):
                 raise ConfigError(f"window {name} must be a datetime, not {type(value).__name__}")
             if value.tzinfo is not None:
-                raise ConfigError(f"window {name} {value} must be naive UTC; use HourWindow.of")
+                raise ConfigError(f"window {name} {value} must be naive UTC")
             if value != value.replace(minute=0, second=0, microsecond=0):
                 raise ConfigError(f"window {name} {value} is not on a full hour")
         if self.start >= self.end:
             raise ConfigError(f"empty window: start {self.start} is not before end {self.end}")
-
-    @classmethod
-    def of(cls, start: datetime, end: datetime) -> HourWindow:
-        """Build a window from naive-UTC or time-zone-aware datetimes."""
-        return cls(to_utc_naive(start), to_utc_naive(end))
 
     @property
     def hours(self) -> int:
@@ -81,28 +77,28 @@ class HourWindow:
         return f"{column} BETWEEN DATE '{self.first_date}' AND DATE '{self.last_date}'"
 
 
-def day_window(target: date, lookback_hours: int) -> HourWindow:
-    """The window of an incremental run: ``[target + 1 day - lookback, target + 1 day)``."""
-    if isinstance(target, datetime):
-        target = to_utc_naive(target).date()
-    return hours_until(datetime.combine(target, datetime.min.time()) + _DAY, lookback_hours)
+def utc_date(value: date) -> date:
+    """A date itself, or a datetime's UTC date (naive datetimes are taken to be UTC already)."""
+    return to_utc_naive(value).date() if isinstance(value, datetime) else value
+
+
+def day_end(day: date | None = None) -> datetime:
+    """The midnight that ends the UTC day ``day`` (see :func:`utc_date`), yesterday by default."""
+    return datetime.combine(yesterday_utc() if day is None else utc_date(day), time()) + _DAY
 
 
 def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
     """The ``lookback_hours`` hours before the hour ``end``: ``[end - lookback, end)``."""
-    if isinstance(lookback_hours, bool) or not isinstance(lookback_hours, int):
-        raise ConfigError(f"lookback_hours must be a whole number of hours, not {lookback_hours!r}")
-    if lookback_hours < 1:
-        raise ConfigError(f"lookback_hours must be at least 1, not {lookback_hours}")
-    return HourWindow(end - timedelta(hours=lookback_hours), end)
+    hours = check_number("lookback_hours", lookback_hours, integer=True, positive=True)
+    return HourWindow(end - timedelta(hours=hours), end)
 
 
 def month_chunks(start: date, end: date) -> list[HourWindow]:
     """Split the inclusive date range ``start..end`` into windows of at most one calendar month."""
     if end < start:
         raise ConfigError(f"backfill end {end} is before its start {start}")
-    stop = datetime.combine(end, datetime.min.time()) + _DAY
-    bounds = [datetime.combine(start, datetime.min.time())]
+    stop = datetime.combine(end, time()) + _DAY
+    bounds = [datetime.combine(start, time())]
     for month in month_range(f"{start:%Y-%m}", f"{end:%Y-%m}")[1:]:
         bounds.append(datetime.strptime(month, "%Y-%m"))
     return [HourWindow(a, b) for a, b in zip(bounds, [*bounds[1:], stop], strict=True)]
@@ -116,8 +112,7 @@ def month_range(first: str, last: str) -> list[str]:
 
 def yesterday_utc(now: datetime | None = None) -> date:
     """The UTC date before today (or before ``now``)."""
-    now = to_utc_naive(now) if now is not None else datetime.now(timezone.utc).replace(tzinfo=None)
-    return now.date() - _DAY
+    return utc_date(now or datetime.now(timezone.utc)) - _DAY
 
 
 def parse_date(value: str, what: str = "date") -> date:

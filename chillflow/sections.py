@@ -1,22 +1,49 @@
-"""The stage sections of ``conf/chillflow.toml`` ([trips], [aggregate], [download]), validated."""
+"""The checks every configuration file shares, and the stage sections of ``chillflow.toml``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chillflow.errors import ConfigError
 
 SOURCES = ("postgres", "curated")
 
 
-def check_keys(name: str, section: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Raise ConfigError naming the keys of ``section`` not in ``known`` (a misspelling)."""
-    unknown = sorted(set(section) - set(known))
+def check_keys(where: str, table: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise ConfigError naming the keys of ``table`` not in ``known`` (a misspelling)."""
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        where = f"[{name}]" if name else "chillflow.toml"
         raise ConfigError(f"{where}: unknown keys {unknown}; expected {sorted(known)}")
+
+
+def check_number(what: str, value: Any, *, integer: bool = False, positive: bool = False) -> Any:
+    """Return ``value`` if it is a whole number (``integer``) or seconds, > 0 or >= 0.
+
+    Raises:
+        ConfigError: Naming ``what`` (where the key is, and the key), the value and the bound.
+    """
+    valid = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if valid and (value > 0 or (value == 0 and not positive)):
+        return value if integer else float(value)
+    if integer:
+        expected = "a positive integer" if positive else "an integer >= 0"
+    else:
+        expected = "seconds > 0" if positive else "seconds >= 0"
+    raise ConfigError(f"{what}={value!r}: expected {expected}")
+
+
+def check_time_zone(value: Any, what: str) -> str:
+    """Return ``value`` if it names an IANA time zone; ConfigError naming ``what`` otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(
+            f"{what} = {value!r}: expected an IANA time zone such as 'America/New_York'"
+        ) from None
+    return value
 
 
 def section_values(
@@ -29,17 +56,18 @@ def section_values(
             a value is not true/false, a positive integer or seconds >= 0 (> 0 in ``positive``)
             like its default.
     """
-    check_keys(name, section, defaults.__dataclass_fields__)
+    check_keys(f"[{name}]", section, defaults.__dataclass_fields__)
+    values = {**defaults.__dict__, **section}
     for key, value in section.items():
-        kind, number = type(getattr(defaults, key)), type(value) in (int, float)
+        kind = type(getattr(defaults, key))
         if kind is bool and not isinstance(value, bool):
             raise ConfigError(f"[{name}] {key}: expected true or false")
-        if kind is int and (type(value) is not int or value < 1):
-            raise ConfigError(f"[{name}] {key}={value!r}: expected a positive integer")
-        if kind is float and not (number and (value > 0 or value == 0 and key not in positive)):
-            bound = "> 0" if key in positive else ">= 0"
-            raise ConfigError(f"[{name}] {key}={value!r}: expected seconds {bound}")
-    return {**defaults.__dict__, **section}
+        if kind in (int, float):
+            strict = kind is int or key in positive
+            values[key] = check_number(
+                f"[{name}] {key}", value, integer=kind is int, positive=strict
+            )
+    return values
 
 
 @dataclass(frozen=True)

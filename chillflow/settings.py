@@ -9,14 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomllib
 
 from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import ConfigError
 from chillflow.schemas import SERVICES
-from chillflow.sections import AggregateSettings, DownloadSettings, TripLoadSettings, check_keys
+from chillflow.sections import (
+    AggregateSettings,
+    DownloadSettings,
+    TripLoadSettings,
+    check_keys,
+    check_time_zone,
+)
 
 DEV_HASH_SALT = "chillflow-dev-salt-2025"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -154,7 +159,8 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     main = read_toml(conf_dir / "chillflow.toml")
     rules_doc = read_toml(conf_dir / "quality_rules.toml")
     for name, keys in _KEYS.items():
-        check_keys(name, main.get(name, {}) if name else main, keys)
+        where = f"[{name}]" if name else "chillflow.toml"
+        check_keys(where, main.get(name, {}) if name else main, keys)
 
     environment = env.get("CHILLFLOW_ENV", str(main.get("environment", "development")))
     log_level = env.get("LOG_LEVEL", str(main.get("log_level", "INFO"))).upper()
@@ -201,7 +207,10 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
         spark=_spark_settings(main.get("spark", {}), env, conf_dir),
         curate=CurateSettings(
             rules=_quality_rules(rules_doc, conf_dir / "quality_rules.toml"),
-            data_time_zone=_time_zone(main.get("curate", {}).get("data_time_zone")),
+            data_time_zone=check_time_zone(
+                main.get("curate", {}).get("data_time_zone", CurateSettings.data_time_zone),
+                "[curate] data_time_zone",
+            ),
         ),
         trips=TripLoadSettings.from_section(main.get("trips", {})),
         aggregate=AggregateSettings.from_section(main.get("aggregate", {})),
@@ -255,19 +264,6 @@ def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, .
     if not rules:
         raise ConfigError(f"{source}: no [[rules]] defined")
     return tuple(rules)
-
-
-def _time_zone(value: Any) -> str:
-    if value is None:
-        return CurateSettings.data_time_zone
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ConfigError(
-            f"[curate] data_time_zone = {value!r}: expected an IANA time zone such as "
-            "'America/New_York'"
-        ) from None
-    return value
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from chillflow.api.resources import StageResources
-from chillflow.hour_window import to_utc_naive, yesterday_utc
+from chillflow.hour_window import day_end, utc_date
 from chillflow.sections import check_source
 from chillflow.stages.aggregate import (
     AGGREGATE_JOB,
     BACKFILL_JOB,
+    aggregate_backfill,
     aggregate_full_refresh,
     aggregate_until,
 )
-from chillflow.stages.backfill import aggregate_backfill
-from chillflow.storage import ledger
-from chillflow.storage.kpi_mart import mart_row_count
+from chillflow.storage.kpi_mart import mart_status
 from chillflow.storage.kpi_store import summarize_hourly_kpis
-from chillflow.storage.postgres import connect, init_schema
 
 
 class BatchAggregator(StageResources):
@@ -44,9 +42,7 @@ class BatchAggregator(StageResources):
             Statistics: hours_processed, zones_affected, rows_inserted, rows_updated,
             rows_deleted, mart_rows_copied, duration_sec, run_id and more.
         """
-        day = yesterday_utc() if target is None else _utc_date(target)
-        end = datetime.combine(day, time()) + timedelta(days=1)
-        return self.aggregate_until(end, lookback_hours, source=source)
+        return self.aggregate_until(day_end(target), lookback_hours, source=source)
 
     def aggregate_until(
         self, end: datetime, lookback_hours: int | None = None, *, source: str | None = None
@@ -69,14 +65,13 @@ class BatchAggregator(StageResources):
 
         ``restart`` ignores the chunks an unfinished earlier backfill of this range completed.
         """
-        first, last, source = _utc_date(start), _utc_date(end), self._source(source)
         return aggregate_backfill(
             self.spark,
             self.settings,
             self.database_url,
-            first,
-            last,
-            source=source,
+            utc_date(start),
+            utc_date(end),
+            source=self._source(source),
             restart=restart,
         )
 
@@ -95,22 +90,13 @@ class BatchAggregator(StageResources):
     def status(self) -> dict[str, Any]:
         """Rows, hour range and zones of the KPI table, mart rows and the last run's outcome."""
         summary = summarize_hourly_kpis(self.spark, self.settings.tables.kpis)
-        with connect(self.database_url) as conn:
-            init_schema(conn)
-            mart_rows = mart_row_count(conn)
-            last = ledger.latest_run(conn, [AGGREGATE_JOB, BACKFILL_JOB])
-        keys = ("rows", "first_hour", "last_hour", "zones", "hours")
+        version = summary.pop("version")
         return {
             "kpi_table": str(self.settings.tables.kpis),
-            **{key: summary[key] for key in keys},
-            "table_version": summary["version"],
-            "mart_rows": mart_rows,
-            "last_run": last.as_dict() if last is not None else None,
+            **summary,
+            "table_version": version,
+            **mart_status(self.database_url, [AGGREGATE_JOB, BACKFILL_JOB]),
         }
 
     def _source(self, source: str | None) -> str:
         return check_source(source or self.settings.aggregate.default_source)
-
-
-def _utc_date(value: date) -> date:
-    return to_utc_naive(value).date() if isinstance(value, datetime) else value

@@ -12,7 +12,7 @@ import typer
 from chillflow import runtime
 from chillflow.cli.aggregate import app as aggregate_app
 from chillflow.cli.db import app as db_app
-from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+from chillflow.cli.output import JSON_OPTION, Commands, emit
 from chillflow.cli.schedule import app as schedule_app
 from chillflow.cli.schedule import runs
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     help="ChillFlow Batch: curate, load and aggregate NYC TLC taxi trips with Spark + Delta.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=Commands,
 )
 curate_app = typer.Typer(help="Curate raw TLC Parquet into Delta tables.", no_args_is_help=True)
 process_app = typer.Typer(help="Load curated data into PostgreSQL.", no_args_is_help=True)
@@ -35,7 +36,6 @@ SEP_OPTION = typer.Option("\n", "--sep", help="Separator between items (',' for 
 
 
 @curate_app.command("month")
-@handle_errors
 def curate_month(
     raw_path: str = RAW_PATH_ARGUMENT,
     curated_path: Path | None = typer.Argument(
@@ -51,7 +51,6 @@ def curate_month(
 
 
 @process_app.command("trips")
-@handle_errors
 def process_trips(
     curated_path: str | None = typer.Argument(
         None, help="Curated Delta table, or Parquet in the curated schema (default from conf)."
@@ -72,7 +71,6 @@ def process_trips(
 
 
 @pipeline_app.command("month")
-@handle_errors
 def pipeline_month(
     raw_path: str = RAW_PATH_ARGUMENT, month: str | None = MONTH_OPTION, as_json: bool = JSON_OPTION
 ) -> None:
@@ -82,7 +80,6 @@ def pipeline_month(
     emit(MonthlyPipeline().run_month(raw_path, month=month), as_json)
 
 
-@handle_errors
 def maintain(
     retain_hours: float = typer.Option(
         168.0,
@@ -101,7 +98,6 @@ def maintain(
     emit(stats, as_json)
 
 
-@handle_errors
 def report(
     months: list[str] | None = typer.Option(
         None,
@@ -130,14 +126,10 @@ def report(
     path, figures = write_report(
         runtime.spark(settings), settings, runtime.database_url(settings), months, out
     )
-    if as_json:
-        emit({"path": str(path), **figures}, as_json=True)
-    else:
-        typer.echo(str(path))
+    emit({"path": str(path), **figures}, as_json, lines=[str(path)])
 
 
 @jars_app.command("path")
-@handle_errors
 def jars_path(sep: str = SEP_OPTION) -> None:
     """Download the jars if needed and print their local paths (for ``--jars``)."""
     from chillflow.session import jar_paths
@@ -146,7 +138,6 @@ def jars_path(sep: str = SEP_OPTION) -> None:
 
 
 @jars_app.command("packages")
-@handle_errors
 def jars_packages(sep: str = SEP_OPTION) -> None:
     """Print the configured Maven coordinates (for ``--packages``); resolves nothing."""
     typer.echo(sep.join(runtime.settings().spark.packages))
@@ -160,7 +151,6 @@ _SHOWN = {
 }
 
 
-@handle_errors
 def demo(
     rows: int = typer.Option(200_000, "--rows", min=1, help="Rows in the generated month."),
     month: str = typer.Option("2025-01", "--month", help="Month to generate (YYYY-MM)."),
@@ -215,7 +205,6 @@ def _pick(stats: dict, keys: str) -> dict:
     return {key: stats.get(key) for key in [*keys.split(), "duration_sec"]}
 
 
-@handle_errors
 def download(
     services: list[str] | None = typer.Option(
         None, "--service", help="yellow or green; repeat for both (default: both)."
@@ -255,10 +244,10 @@ def download(
                 )
                 typer.echo(f"error: {exc}", err=True)
                 errors.append(exc)
-    if as_json:
-        emit({"files": files}, as_json=True)
-    for f in [] if as_json else files:
-        typer.echo(f"{f['status']:<10}  {f['service']:<6}  {f['month']}  {f['path'] or '-'}")
+    lines = [
+        f"{f['status']:<10}  {f['service']:<6}  {f['month']}  {f['path'] or '-'}" for f in files
+    ]
+    emit({"files": files}, as_json, lines=lines)
     failed = [e for e in errors if not isinstance(e, NotPublishedError)]
     if errors:
         raise typer.Exit((failed or errors)[0].exit_code)

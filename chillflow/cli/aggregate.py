@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+from chillflow.cli.output import JSON_OPTION, emit
 
 app = typer.Typer(
     help="Hourly pickup-zone KPIs: Delta MERGE refreshes published to mart.zone_hourly_kpis.",
@@ -19,7 +19,6 @@ SOURCE_OPTION = typer.Option(
 
 
 @app.command("run")
-@handle_errors
 def run(
     full_refresh: bool = typer.Option(
         False, "--full-refresh", help="Recompute everything and replace both stores."
@@ -65,7 +64,6 @@ def run(
 
 
 @app.command("backfill")
-@handle_errors
 def backfill(
     start: str = typer.Option(..., "--start", help="First UTC day, YYYY-MM-DD."),
     end: str = typer.Option(..., "--end", help="Last UTC day (inclusive), YYYY-MM-DD."),
@@ -85,7 +83,6 @@ def backfill(
 
 
 @app.command("status")
-@handle_errors
 def status(as_json: bool = JSON_OPTION) -> None:
     """Rows, hour range and zones of the KPI table, mart rows, last run time and outcome."""
     from chillflow.batch import BatchAggregator

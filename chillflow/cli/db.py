@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from chillflow import runtime
-from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+from chillflow.cli.output import JSON_OPTION, emit
 from chillflow.database_url import DatabaseUrl
 from chillflow.settings import Settings
 
@@ -58,7 +58,6 @@ def init_database(
 
 
 @app.command("init")
-@handle_errors
 def init(
     zones: Path | None = typer.Option(
         None,
@@ -74,7 +73,6 @@ def init(
 
 
 @app.command("stop")
-@handle_errors
 def stop(as_json: bool = JSON_OPTION) -> None:
     """Stop the embedded PostgreSQL of the data directory if it runs (not DATABASE_URL's)."""
     from chillflow.storage.pg_server import stop_local_postgres

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 import typer
+from typer.core import TyperGroup
 
 from chillflow.errors import ChillflowError, DatabaseError, error_summary, is_spark_error
 from chillflow.logs import configure_logging
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as one JSON object on stdout.")
 
 
-def handle_errors(command: F) -> F:
-    """Turn expected failures into one clear line on stderr and a non-zero exit code.
+class Commands(TyperGroup):
+    """The command group: a command's expected failure is one clear line and an exit code.
 
     ChillflowError subclasses carry their own exit code; any PostgreSQL failure that no storage
     function reported is a DatabaseError too. Other errors raised inside Spark's JVM are
@@ -28,13 +25,12 @@ def handle_errors(command: F) -> F:
     stderr from the start, before the settings configure them: stdout carries only the result.
     """
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # noqa: D102
         if not structlog.is_configured():
             configure_logging("INFO")  # until the settings give the level
         log = structlog.get_logger("chillflow.cli")
         try:
-            return command(*args, **kwargs)
+            return super().invoke(ctx)
         except Exception as exc:
             failure = _as_chillflow_error(exc)
             if failure is not None:
@@ -52,8 +48,6 @@ def handle_errors(command: F) -> F:
             )
             raise typer.Exit(1) from None
 
-    return wrapper  # type: ignore[return-value]
-
 
 def _as_chillflow_error(exc: Exception) -> ChillflowError | None:
     if isinstance(exc, ChillflowError):
@@ -64,23 +58,26 @@ def _as_chillflow_error(exc: Exception) -> ChillflowError | None:
     return None if reason is None else DatabaseError(f"PostgreSQL failed: {reason}")
 
 
-def emit(result: dict[str, Any], as_json: bool, table: list[dict[str, Any]] | None = None) -> None:
-    """Print a command's result: JSON on request, else ``table`` or aligned ``key: value`` lines.
-
-    ``table`` rows are printed as aligned columns under their keys, ``(none)`` when empty.
-    """
+def emit(result: dict[str, Any], as_json: bool, lines: list[str] | None = None) -> None:
+    """Print a command's result: JSON on request, else ``lines`` or aligned ``key: value`` lines."""
     if as_json:
         sys.stdout.write(json.dumps(result, default=str, sort_keys=True) + "\n")
         return
-    if table == []:
-        typer.echo("(none)")
-    elif table is not None:
-        cells = [list(table[0]), *([str(value) for value in row.values()] for row in table)]
-        widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
-        for line in cells:
-            typer.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    else:
-        width = max((len(k) for k in result), default=0)
-        for key, value in result.items():
-            shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
-            typer.echo(f"{key:<{width}}  {shown}")
+    if lines is not None:
+        typer.echo("\n".join(lines))
+        return
+    width = max((len(key) for key in result), default=0)
+    for key, value in result.items():
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        typer.echo(f"{key:<{width}}  {shown}")
+
+
+def aligned(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows as columns aligned under their keys; ``(none)`` when there is no row."""
+    if not rows:
+        return ["(none)"]
+    cells = [list(rows[0]), *([str(value) for value in row.values()] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]

@@ -7,7 +7,7 @@ import shlex
 import typer
 
 from chillflow import runtime
-from chillflow.cli.output import JSON_OPTION, emit, handle_errors
+from chillflow.cli.output import JSON_OPTION, aligned, emit
 
 app = typer.Typer(
     help="Run the batch jobs on their schedules (conf/schedules.toml) and show their history.",
@@ -17,7 +17,6 @@ app = typer.Typer(
 _FAILED_STATUSES = ("failed", "cancelled")
 
 
-@handle_errors
 def runs(
     job: str | None = typer.Option(
         None, "--job", help="Only this job's runs (curate, aggregate, …)."
@@ -32,25 +31,21 @@ def runs(
     with connect(runtime.database_url(runtime.settings())) as conn:
         init_schema(conn)
         history = [run.as_dict() for run in list_runs(conn, job=job, limit=limit)]
-    emit(
-        {"runs": history},
-        as_json,
-        table=[
-            {key: run[key] for key in ("id", "job", "period", "attempt", "status")}
-            | {
-                "started": f"{run['started_at'][:19]}Z" if run["started_at"] else "-",
-                "finished": f"{run['finished_at'][:19]}Z" if run["finished_at"] else "-",
-                "read": "-" if run["rows_read"] is None else str(run["rows_read"]),
-                "written": "-" if run["rows_written"] is None else str(run["rows_written"]),
-                "error": (run["error"] or "")[:80],
-            }
-            for run in history
-        ],
-    )
+    rows = [
+        {key: run[key] for key in ("id", "job", "period", "attempt", "status")}
+        | {
+            "started": f"{run['started_at'][:19]}Z" if run["started_at"] else "-",
+            "finished": f"{run['finished_at'][:19]}Z" if run["finished_at"] else "-",
+            "read": "-" if run["rows_read"] is None else str(run["rows_read"]),
+            "written": "-" if run["rows_written"] is None else str(run["rows_written"]),
+            "error": (run["error"] or "")[:80],
+        }
+        for run in history
+    ]
+    emit({"runs": history}, as_json, aligned(rows))
 
 
 @app.command("start")
-@handle_errors
 def start() -> None:
     """Run the schedule in the foreground until SIGINT or SIGTERM.
 
@@ -63,32 +58,27 @@ def start() -> None:
 
 
 @app.command("jobs")
-@handle_errors
 def jobs(as_json: bool = JSON_OPTION) -> None:
     """List the jobs with their cron, next run and last outcome."""
     from chillflow.scheduler.scheduler import BatchScheduler
 
     listed = BatchScheduler(runtime.settings()).jobs()
-    emit(
-        {"jobs": listed},
-        as_json,
-        table=[
-            {
-                "job": job["name"],
-                "cron": job["cron"],
-                "timezone": job["timezone"],
-                "next_run": job["next_run"],
-                "last_period": (job["last_run"] or {}).get("period", "-"),
-                "last_status": (job["last_run"] or {}).get("status", "-"),
-                "awaiting": ",".join(job["awaiting"]) or "-",
-            }
-            for job in listed
-        ],
-    )
+    rows = [
+        {
+            "job": job["name"],
+            "cron": job["cron"],
+            "timezone": job["timezone"],
+            "next_run": job["next_run"],
+            "last_period": (job["last_run"] or {}).get("period", "-"),
+            "last_status": (job["last_run"] or {}).get("status", "-"),
+            "awaiting": ",".join(job["awaiting"]) or "-",
+        }
+        for job in listed
+    ]
+    emit({"jobs": listed}, as_json, aligned(rows))
 
 
 @app.command("plan")
-@handle_errors
 def plan(
     at: str = typer.Option(
         ..., "--at", help="An instant with its UTC offset, e.g. 2025-03-10T10:05:00-04:00."
@@ -114,23 +104,19 @@ def plan(
             "e.g. 2025-03-10T10:05:00-04:00"
         )
     planned = BatchScheduler(runtime.settings()).plan(instant)
-    if as_json:
-        emit(planned, as_json=True)
-        return
-    typer.echo(f"at {planned['at']}: {len(planned['jobs'])} job(s) due")
+    lines = [f"at {planned['at']}: {len(planned['jobs'])} job(s) due"]
     for job in planned["jobs"]:
-        typer.echo(f"{job['job']} (fires {job['fire_time']})")
+        lines.append(f"{job['job']} (fires {job['fire_time']})")
         for run in job["runs"]:
             waiting = "" if run.get("arrived", True) else f": awaiting {run['raw_file']}"
-            typer.echo(f"  period {run['period']}{waiting}")
-            for command in run["commands"]:
-                typer.echo(f"    $ {shlex.join(command)}")
+            lines.append(f"  period {run['period']}{waiting}")
+            lines += [f"    $ {shlex.join(command)}" for command in run["commands"]]
     if planned["note"]:
-        typer.echo(f"note: {planned['note']}")
+        lines.append(f"note: {planned['note']}")
+    emit(planned, as_json, lines)
 
 
 @app.command("run")
-@handle_errors
 def run(
     job: str = typer.Argument(..., help="Job name, as listed by `schedule jobs`."),
     period: str | None = typer.Option(
@@ -148,12 +134,9 @@ def run(
     scheduler = BatchScheduler(runtime.settings())
     with scheduler.stop_on_signals():
         outcome = scheduler.run_job(job, period)
-    if as_json:
-        emit(outcome, as_json=True)
-    else:
-        summary = {key: value for key, value in outcome.items() if value is not None}
-        summary["runs"] = ", ".join(f"{run['run_id']} {run['status']}" for run in outcome["runs"])
-        emit(summary, as_json=False)
+    summary = {key: value for key, value in outcome.items() if value is not None}
+    summary["runs"] = ", ".join(f"{run['run_id']} {run['status']}" for run in outcome["runs"])
+    emit(outcome if as_json else summary, as_json)
     if outcome["status"] in _FAILED_STATUSES:
         raise typer.Exit(1)
 

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 from chillflow.errors import ConfigError
 from chillflow.generator import draws
 from chillflow.generator.nyc import PROFILES, calendar
-from chillflow.settings import parse_month
+from chillflow.sections import check_number
+from chillflow.settings import parse_month, parse_service
 
-SERVICES = ("yellow", "green")
 _BLOCK_ROWS = 500_000
 _TYPES = {"f64": pa.float64(), "i64": pa.int64(), "i32": pa.int32(), "str": pa.string(),
           "us": pa.timestamp("us"), "null": pa.null()}  # fmt: skip
@@ -49,8 +49,7 @@ _LAYOUTS = {
 
 def tlc_file_name(service: str, month: str) -> str:
     """Return the TLC file name of a service's month, e.g. ``yellow_tripdata_2025-01.parquet``."""
-    _check_service(service)
-    return f"{service}_tripdata_{parse_month(month)}.parquet"
+    return f"{parse_service(service)}_tripdata_{parse_month(month)}.parquet"
 
 
 def generate_trips_table(
@@ -85,8 +84,7 @@ def generate_month(
         ConfigError: If an argument is invalid.
     """
     spec = _make_spec(service, month, rows, seed, dirty_rate)
-    if not isinstance(row_group_rows, int) or row_group_rows < 1:
-        raise ConfigError(f"row_group_rows must be a positive integer, got {row_group_rows!r}")
+    check_number("row_group_rows", row_group_rows, integer=True, positive=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -108,16 +106,10 @@ def generate_month(
     return path
 
 
-def _check_service(service: str) -> None:
-    if service not in SERVICES:
-        raise ConfigError(f"unknown service {service!r}: expected one of {', '.join(SERVICES)}")
-
-
 def _make_spec(service: str, month: str, rows: int, seed: int, dirty_rate: float) -> draws.Spec:
-    _check_service(service)
-    for name, value in (("rows", rows), ("seed", seed)):
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+    parse_service(service)
+    check_number("rows", rows, integer=True)
+    check_number("seed", seed, integer=True)
     if not 0.0 <= dirty_rate <= 1.0:
         raise ConfigError(f"dirty_rate must be between 0 and 1, got {dirty_rate!r}")
     fields = frozenset(field for _, field, _ in _LAYOUTS[service])

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
 from chillflow.errors import ConfigError
 from chillflow.schemas import SERVICES
-from chillflow.settings import default_conf_dir, read_toml
+from chillflow.sections import check_keys, check_number, check_time_zone
+from chillflow.settings import CurateSettings, default_conf_dir, read_toml
 
 JOB_KINDS = ("aggregate_hourly", "aggregate_daily", "monthly_pipeline", "maintain")
 MISSED_RUN_POLICIES = ("skip", "run_latest")
@@ -31,13 +32,13 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class JobSchedule:
-    """One scheduled job; ``cron`` is read in ``timezone``, periods in ``data_timezone``."""
+    """One scheduled job; ``cron`` is read in ``timezone``, periods in ``data_time_zone``."""
 
     name: str
     kind: str
     cron: str
     timezone: ZoneInfo
-    data_timezone: ZoneInfo
+    data_time_zone: ZoneInfo
     lookback_hours: int | None
     watch_months: int | None
     retries: int
@@ -69,14 +70,14 @@ class ScheduleConfig:
 
 # A misspelt key (``retry`` for ``retries``) would otherwise fall back to a default silently.
 _TOP_KEYS = {f.name for f in dataclasses.fields(ScheduleConfig)} | {"timezone"}
-_JOB_KEYS = {f.name for f in dataclasses.fields(JobSchedule)} - {"data_timezone"}
+_JOB_KEYS = {f.name for f in dataclasses.fields(JobSchedule)} - {"data_time_zone"}
 
 
 def load_schedule(
     conf_dir: Path | None = None,
     *,
     data_dir: Path,
-    data_time_zone: str = "America/New_York",
+    data_time_zone: str = CurateSettings.data_time_zone,
     env: Mapping[str, str] | None = None,
 ) -> ScheduleConfig:
     """Read and validate ``schedules.toml``; periods follow ``[curate] data_time_zone``.
@@ -89,7 +90,7 @@ def load_schedule(
     landing = env.get("CHILLFLOW_LANDING_DIR") or doc.get("landing_dir")
     landing_dir = _path(landing, "landing_dir") if landing else data_dir / "landing"
     return parse_schedule(
-        doc, source=str(path), landing_dir=landing_dir, data_timezone=data_time_zone
+        doc, source=str(path), landing_dir=landing_dir, data_time_zone=data_time_zone
     )
 
 
@@ -98,7 +99,7 @@ def parse_schedule(
     *,
     source: str,
     landing_dir: Path,
-    data_timezone: str = "America/New_York",
+    data_time_zone: str = CurateSettings.data_time_zone,
 ) -> ScheduleConfig:
     """Validate a parsed schedule document; a ConfigError names the file and the key."""
     if "data_timezone" in doc:
@@ -106,8 +107,8 @@ def parse_schedule(
             f"{source}: data_timezone is not a schedule setting: the data's wall clock is "
             "data_time_zone in the [curate] table of chillflow.toml"
         )
-    _reject_unknown(doc, _TOP_KEYS, source)
-    default_tz = _zone(doc.get("timezone", "UTC"), f"{source}: timezone")
+    check_keys(source, doc, _TOP_KEYS)
+    default_tz = check_time_zone(doc.get("timezone", "UTC"), f"{source}: timezone")
     policy = doc.get("missed_run_policy", "run_latest")
     if policy not in MISSED_RUN_POLICIES:
         raise ConfigError(
@@ -134,7 +135,7 @@ def parse_schedule(
     raw_jobs = doc.get("jobs", [])
     if not isinstance(raw_jobs, list) or not raw_jobs:
         raise ConfigError(f"{source}: no [[jobs]] defined")
-    data_tz = ZoneInfo(data_timezone)
+    data_tz = ZoneInfo(data_time_zone)
     jobs = tuple(
         _job(raw, f"{source} job #{index}", default_tz, data_tz)
         for index, raw in enumerate(raw_jobs, start=1)
@@ -155,10 +156,10 @@ def parse_schedule(
     )
 
 
-def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSchedule:
+def _job(raw: Any, where: str, default_tz: str, data_tz: ZoneInfo) -> JobSchedule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table")
-    _reject_unknown(raw, _JOB_KEYS, where)
+    check_keys(where, raw, _JOB_KEYS)
     name = raw.get("name", "")
     if not isinstance(name, str) or not _JOB_NAME.match(name):
         raise ConfigError(f"{where}: name {name!r} must match {_JOB_NAME.pattern}")
@@ -199,22 +200,14 @@ def _job(raw: Any, where: str, default_tz: ZoneInfo, data_tz: ZoneInfo) -> JobSc
         name=name,
         kind=kind,
         cron=" ".join(cron.split()),
-        timezone=_zone(raw["timezone"], f"{where}: timezone") if "timezone" in raw else default_tz,
-        data_timezone=data_tz,
+        timezone=ZoneInfo(check_time_zone(raw.get("timezone", default_tz), f"{where}: timezone")),
+        data_time_zone=data_tz,
         lookback_hours=lookback,
         watch_months=watch,
         retries=_number(raw, "retries", 0, where, integer=True),
         retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
         timeout_sec=_number(raw, "timeout_sec", None, where, positive=True),
     )
-
-
-def _reject_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown keys {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-        )
 
 
 def _distinct_subset(values: Any, allowed: tuple[str, ...]) -> bool:
@@ -226,32 +219,10 @@ def _distinct_subset(values: Any, allowed: tuple[str, ...]) -> bool:
     )
 
 
-def _zone(name: Any, where: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ConfigError(f"{where} {name!r} is not an IANA time zone such as UTC") from None
-
-
-def _number(
-    table: Mapping[str, Any],
-    key: str,
-    default: float | None,
-    where: str,
-    *,
-    integer: bool = False,
-    positive: bool = False,
-) -> Any:
-    """The value of ``key`` (``default`` when absent): a whole number or seconds."""
+def _number(table: Mapping[str, Any], key: str, default: Any, where: str, **kind: bool) -> Any:
+    """The value of ``key``, ``default`` when absent (None stays None), checked as ``kind``."""
     value = table.get(key, default)
-    if value is None:
-        return None
-    valid = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if not valid or value < 0 or (positive and value == 0):
-        sign = "positive" if positive else "non-negative"
-        what = "integer" if integer else "number of seconds"
-        raise ConfigError(f"{where}: {key} must be a {sign} {what}")
-    return value if integer else float(value)
+    return None if value is None else check_number(f"{where}: {key}", value, **kind)
 
 
 def _path(value: Any, key: str) -> Path:

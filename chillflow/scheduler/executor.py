@@ -138,63 +138,58 @@ def json_result(stdout: str) -> dict[str, Any] | None:
     return None
 
 
-class SubprocessRunner:
-    """Run a command as a child process in a session of its own, its output appended to a log.
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    cancel: threading.Event,
+    timeout_sec: float | None,
+    poll_sec: float = 0.2,
+    kill_after_sec: float = 30.0,
+) -> ProcessOutcome:
+    """Run ``argv`` as a child process in a session of its own, its output appended to a log.
 
-    It checks for cancellation and timeouts every ``poll_sec``; a terminated process has
-    ``kill_after_sec`` to exit before it is killed.
+    It is terminated on ``cancel`` or after ``timeout_sec`` (both checked every ``poll_sec``),
+    and killed when it has not exited ``kill_after_sec`` later.
     """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with log_path.open("ab") as log, tempfile.TemporaryFile() as stdout:
+        log.write(f"$ {shlex.join(argv)}\n".encode())
+        log.flush()
+        step_start = log.tell()
+        # A session of its own: the terminal's Ctrl-C reaches the scheduler only, which gives
+        # the job its grace period, and killpg reaches every process the job started.
+        process = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, env=dict(env),
+            start_new_session=True,
+        )  # fmt: skip
+        cancelled = timed_out = False
+        while process.poll() is None:
+            cancelled = cancel.wait(poll_sec)
+            timed_out = timeout_sec is not None and time.monotonic() - started > timeout_sec
+            if cancelled or timed_out:
+                _terminate(process, kill_after_sec)
+        stdout.seek(0)
+        output = stdout.read().decode(errors="replace")
+        with log_path.open("rb") as written:
+            end = written.seek(0, os.SEEK_END)
+            written.seek(max(step_start, end - _STDERR_TAIL_BYTES))
+            stderr_tail = written.read().decode(errors="replace")
+        if output:
+            log.write(b"--- stdout ---\n" + output.encode())
+    code, duration = process.returncode, time.monotonic() - started
+    timed_out = timed_out and not cancelled
+    return ProcessOutcome(code, output, stderr_tail, duration, cancelled, timed_out)
 
-    def __init__(self, *, poll_sec: float = 0.2, kill_after_sec: float = 30.0):
-        self._poll_sec = poll_sec
-        self._kill_after_sec = kill_after_sec
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        log_path: Path,
-        cancel: threading.Event,
-        timeout_sec: float | None,
-    ) -> ProcessOutcome:
-        """Run ``argv`` to its end, or terminate it on ``cancel`` or after ``timeout_sec``."""
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        with log_path.open("ab") as log, tempfile.TemporaryFile() as stdout:
-            log.write(f"$ {shlex.join(argv)}\n".encode())
-            log.flush()
-            step_start = log.tell()
-            # A session of its own: the terminal's Ctrl-C reaches the scheduler only, which gives
-            # the job its grace period, and killpg reaches every process the job started.
-            process = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, env=dict(env),
-                start_new_session=True,
-            )  # fmt: skip
-            cancelled = timed_out = False
-            while process.poll() is None:
-                cancelled = cancel.wait(self._poll_sec)
-                timed_out = timeout_sec is not None and time.monotonic() - started > timeout_sec
-                if cancelled or timed_out:
-                    self._terminate(process)
-            stdout.seek(0)
-            output = stdout.read().decode(errors="replace")
-            with log_path.open("rb") as written:
-                end = written.seek(0, os.SEEK_END)
-                written.seek(max(step_start, end - _STDERR_TAIL_BYTES))
-                stderr_tail = written.read().decode(errors="replace")
-            if output:
-                log.write(b"--- stdout ---\n" + output.encode())
-        code, duration = process.returncode, time.monotonic() - started
-        timed_out = timed_out and not cancelled
-        return ProcessOutcome(code, output, stderr_tail, duration, cancelled, timed_out)
-
-    def _terminate(self, process: subprocess.Popen) -> None:
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signum)
-            try:
-                process.wait(timeout=self._kill_after_sec)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+def _terminate(process: subprocess.Popen, kill_after_sec: float) -> None:
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+        try:
+            process.wait(timeout=kill_after_sec)
+            return
+        except subprocess.TimeoutExpired:
+            continue

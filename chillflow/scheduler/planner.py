@@ -80,10 +80,10 @@ def select_due(
 
 def periods_of(job: JobSchedule, fire: datetime, services: Sequence[str] = ()) -> list[str]:
     """Return the periods the job's run at ``fire`` covers, oldest first."""
-    local = fire.astimezone(job.data_timezone)
+    local = fire.astimezone(job.data_time_zone)
     if job.kind == "aggregate_hourly":
         hour = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
-        return [(hour - _HOUR).astimezone(job.data_timezone).isoformat(timespec="minutes")]
+        return [(hour - _HOUR).astimezone(job.data_time_zone).isoformat(timespec="minutes")]
     if job.kind == "aggregate_daily":
         return [(local.date() - timedelta(days=1)).isoformat()]
     if job.kind == "maintain":
@@ -120,7 +120,7 @@ def parse_periods(job: JobSchedule, text: str, services: Sequence[str] = ()) -> 
 
 
 def _parse_hour(job: JobSchedule, text: str) -> str:
-    zone = job.data_timezone
+    zone = job.data_time_zone
     invalid = (
         f"invalid period {text!r} for hourly job {job.name}: expected an hour such as "
         f"2025-03-10T09:00-04:00 ({zone.key} wall clock unless an offset is given)"

@@ -19,7 +19,7 @@ from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError
 from chillflow.logs import bound_run, new_run_id
 from chillflow.scheduler.config import JobSchedule, ScheduleConfig, load_schedule
-from chillflow.scheduler.executor import Runner, SubprocessRunner, run_steps
+from chillflow.scheduler.executor import run_process, run_steps
 from chillflow.scheduler.planner import (
     JobPlan,
     latest_fire,
@@ -62,19 +62,13 @@ class BatchScheduler:
     """
 
     def __init__(
-        self,
-        settings: Settings,
-        clock: Any = None,
-        runner: Runner | None = None,
-        *,
-        schedule: ScheduleConfig | None = None,
+        self, settings: Settings, clock: Any = None, *, schedule: ScheduleConfig | None = None
     ):
         self.settings = settings
         self.schedule = schedule or load_schedule(
             data_dir=settings.data_dir, data_time_zone=settings.curate.data_time_zone
         )
         self.clock = clock or SystemClock()
-        self.runner = runner or SubprocessRunner()
         self._database_url: DatabaseUrl | None = None
         self._stopping, self._cancel, self._idle = (threading.Event() for _ in range(3))
         self._idle.set()
@@ -261,9 +255,8 @@ class BatchScheduler:
                 holder = f"run {last.run_id} on {last.host} (pid {last.pid})" if last else None
                 holder = holder or "another scheduler"
                 message = f"{job.name} {period} is already running: {holder} holds its lock"
-                row = self._record_skipped(conn, job, period, message, {"skip_reason": "locked"})
                 self._log.warning("schedule.locked", job=job.name, period=period, holder=holder)
-                return _outcome(job, period, "skipped", message, [row])
+                return self._skipped(conn, job, period, "skipped", message, skip_reason="locked")
         finally:
             self._idle.set()
 
@@ -290,8 +283,7 @@ class BatchScheduler:
                 return _outcome(job, period, "awaited", message, [])
             log.warning("schedule.awaiting", reason=message)
             stats = {"skip_reason": "raw_file_missing", "missing": [str(plan.missing[0])]}
-            row = self._record_skipped(conn, job, period, message, stats)
-            return _outcome(job, period, "awaited", message, [row])
+            return self._skipped(conn, job, period, "awaited", message, **stats)
         done_before = None if force else ledger.latest_run(conn, [job.name], period, "succeeded")
         if done_before is not None and (done_before.stats or {}).get("raw_file") == plan.raw_file:
             log.info("schedule.already_done", run_id=done_before.run_id)
@@ -333,7 +325,7 @@ class BatchScheduler:
             if self.settings.database_url:
                 env["DATABASE_URL"] = self.settings.database_url.url()
             result = run_steps(
-                plan.steps, self.runner, env=env, log_path=log_path, cancel=self._cancel,
+                plan.steps, run_process, env=env, log_path=log_path, cancel=self._cancel,
                 timeout_sec=job.timeout_sec, done=done,
             )  # fmt: skip
             stats: dict[str, Any] = {"steps": list(result.steps), "log_file": str(log_path)}
@@ -346,14 +338,22 @@ class BatchScheduler:
             log.info("schedule.run_finished", status=row.status, error=row.error)
         return row, result.retryable
 
-    def _record_skipped(
-        self, conn: Connection, job: JobSchedule, period: str, message: str, stats: dict[str, Any]
-    ) -> ledger.JobRun:
+    def _skipped(
+        self,
+        conn: Connection,
+        job: JobSchedule,
+        period: str,
+        status: str,
+        message: str,
+        **stats: Any,
+    ) -> dict[str, Any]:
+        """Record a run that did not start (``stats`` say why) and return the ``status`` outcome."""
         now = self.clock.now()
-        return ledger.insert_run(
+        row = ledger.insert_run(
             conn, job=job.name, period=period, run_id=new_run_id(), attempt=1, status="skipped",
             started_at=now, finished_at=now, stats=stats, error=message,
         )  # fmt: skip
+        return _outcome(job, period, status, message, [row])
 
     def _wind_down(self) -> None:
         grace = self.schedule.shutdown_grace_sec

@@ -2,36 +2,46 @@
 
 The KPI Delta table is the source of truth; the mart is published from it. An incremental run
 recomputes one window (a day and its lookback) from the source, MERGEs it into the Delta table
-and replaces the same window of the mart; a full refresh replaces both stores atomically (for
-backfills see :mod:`chillflow.stages.backfill`). Since every run makes its window equal to a
-fresh aggregation of the source, any sequence of runs leaves the table a full refresh would
-build. One advisory lock is held from computing to publishing: runs publish in compute order.
+and replaces the same window of the mart; a full refresh replaces both stores atomically; a
+backfill runs one window per calendar month of its range, resumably. Since every run makes its
+window equal to a fresh aggregation of the source, any sequence of runs leaves the table a full
+refresh would build. One advisory lock is held from computing to publishing: runs publish in
+compute order.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
+import structlog
+from psycopg2.extensions import connection as Connection
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError
 from chillflow.failpoints import failpoint
-from chillflow.hour_window import HourWindow, hours_until
+from chillflow.hour_window import HourWindow, hours_until, month_chunks
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.settings import Settings
+from chillflow.stages.curate import CURATE_JOB
+from chillflow.stages.trips import PROCESS_TRIPS_JOB
 from chillflow.storage import ledger
 from chillflow.storage.delta import read_table, table_version
-from chillflow.storage.kpi_jdbc import pickup_range, read_complete_trips
-from chillflow.storage.kpi_mart import MART_COLUMNS, MartReplace, replace_mart_rows
-from chillflow.storage.kpi_store import merge_hourly_kpis, overwrite_hourly_kpis, read_hourly_kpis
+from chillflow.storage.jdbc import read_complete_trips
+from chillflow.storage.kpi_mart import MART_COLUMNS, replace_mart_rows
+from chillflow.storage.kpi_store import (
+    merge_hourly_kpis,
+    overwrite_hourly_kpis,
+    read_hourly_kpis,
+    summarize_hourly_kpis,
+)
 from chillflow.storage.locks import AdvisoryLocks, hold, holder, reading_slices
-from chillflow.storage.postgres import connect
+from chillflow.storage.postgres import connect, init_schema
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
@@ -42,6 +52,10 @@ KPI_LOCK = "aggregate"
 _MONTH_RULE = "pickup_in_file_month"
 # Both timestamp columns of the mart accept this text; PostgreSQL ignores the zone for hour_ts.
 _CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
+#: The jobs whose runs change what a source gives for a month: the trips, or the quarantined
+#: rows behind the outlier rates.
+_SOURCE_JOBS = {"postgres": (PROCESS_TRIPS_JOB, CURATE_JOB), "curated": (CURATE_JOB,)}
+_SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
 
 
 def aggregate_until(
@@ -130,9 +144,7 @@ def aggregate_window(
         log.info("aggregate.written", **delta, table_version=written.version)
         failpoint("aggregate.after_merge")
         with spark_progress(spark, "aggregate.publish"):
-            mart, zones, hours, trip_count = _publish(
-                spark, settings, database_url, window, written.window_rows
-            )
+            published = _publish(spark, settings, database_url, window, written.window_rows)
         stats = {
             "run_id": run_id,
             "mode": mode,
@@ -140,21 +152,106 @@ def aggregate_window(
             "window_start": window.start.isoformat() if window is not None else None,
             "window_end": window.end.isoformat() if window is not None else None,
             "window_hours": window.hours if window is not None else None,
-            "hours_processed": hours,
-            "zones_affected": zones,
-            "kpi_rows": mart.rows_copied,
-            "trips": trip_count,
+            **published,
             **delta,
-            "mart_rows_deleted": mart.rows_deleted,
-            "mart_rows_copied": mart.rows_copied,
             "table_version": written.version,
             "kpi_table": str(settings.tables.kpis),
             "backfill_run_id": backfill_run_id,
             "duration_sec": round(time.monotonic() - started, 3),
         }
-        record.succeeded(stats, rows_read=trip_count, rows_written=mart.rows_copied)
+        record.succeeded(stats, rows_read=stats["trips"], rows_written=stats["mart_rows_copied"])
         log.info("aggregate.finished", **stats)
         return stats
+
+
+def aggregate_backfill(
+    spark: SparkSession,
+    settings: Settings,
+    database_url: DatabaseUrl,
+    start: date,
+    end: date,
+    *,
+    source: str | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Refresh the days ``start..end`` (inclusive) one calendar month at a time.
+
+    A backfill of the same range that did not finish is resumed: its completed chunks are
+    skipped, except those whose month a process-trips or curate run changed after the chunk
+    finished (in ``ops.job_run``). ``restart`` starts over instead. A backfill of a range that
+    is still running refuses.
+
+    Returns:
+        run_id (of the backfill), start, end, chunks, chunks_skipped, attempt; summed
+        rows_inserted, rows_updated, rows_deleted, mart_rows_copied; hours_processed and
+        zones_affected over the whole range; duration_sec; and per-chunk statistics in runs.
+
+    Raises:
+        BusyError: A backfill of the same range is running.
+    """
+    chunks = month_chunks(start, end)
+    source = source or settings.aggregate.default_source
+    period = f"{start.isoformat()}/{end.isoformat()}"
+    started = time.monotonic()
+    store = AdvisoryLocks(database_url, holder(BACKFILL_JOB, f"of {period}"))
+    with hold(store, [(f"{BACKFILL_JOB}|{period}", False)], what=f"backfill {period}", writer=True):
+        with connect(database_url) as conn:
+            init_schema(conn)
+            previous = None if restart else ledger.latest_run(conn, [BACKFILL_JOB], period)
+            resume = previous is not None and previous.status != "succeeded"
+            backfill_id = previous.run_id if resume else new_run_id()
+            done = _current_chunks(conn, backfill_id, source, chunks) if resume else set()
+        with (
+            bound_run(BACKFILL_JOB, backfill_id, period=period, source=source) as log,
+            ledger.recorded_run(
+                database_url,
+                BACKFILL_JOB,
+                period,
+                backfill_id,
+                stats={"source": source},
+                resume=resume,
+            ) as record,
+        ):
+            log.info("aggregate.backfill_started", chunks=len(chunks), done=len(done))
+            runs: list[dict[str, Any]] = []
+            for chunk in chunks:
+                if chunk.label() in done:
+                    log.info("aggregate.chunk_skipped", window=chunk.label())
+                    continue
+                runs.append(
+                    aggregate_window(
+                        spark,
+                        settings,
+                        database_url,
+                        chunk,
+                        source=source,
+                        mode="backfill",
+                        backfill_run_id=backfill_id,
+                    )
+                )
+                failpoint("aggregate_backfill.after_chunk")
+            whole = HourWindow(chunks[0].start, chunks[-1].end)
+            summary = summarize_hourly_kpis(spark, settings.tables.kpis, whole)
+            stats = {
+                "run_id": backfill_id,
+                "mode": "backfill",
+                "source": source,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "attempt": record.attempt,
+                "chunks": len(chunks),
+                "chunks_skipped": len(chunks) - len(runs),
+                "hours_processed": summary["hours"],
+                "zones_affected": summary["zones"],
+                "kpi_rows": summary["rows"],
+                **{key: sum(run[key] for run in runs) for key in _SUMMED},
+                "duration_sec": round(time.monotonic() - started, 3),
+            }
+            record.succeeded(
+                stats, rows_read=stats["trips"], rows_written=stats["mart_rows_copied"]
+            )
+            log.info("aggregate.backfill_finished", **stats)
+        return {**stats, "runs": runs}
 
 
 def _pinned_inputs(
@@ -188,7 +285,6 @@ def _pinned_inputs(
                 window,
                 partitions=conf.jdbc_partitions,
                 fetch_size=conf.jdbc_fetch_size,
-                bounds=pickup_range(database_url) if window is None else None,
             )
             return trips, quarantined
         trips = _read_window(spark, settings.tables.curated, window)
@@ -222,12 +318,12 @@ def _publish(
     database_url: DatabaseUrl,
     window: HourWindow | None,
     window_rows: DataFrame | None,
-) -> tuple[MartReplace, int, int, int]:
+) -> dict[str, int]:
     """Replace the window's mart rows with the Delta table's, in one PostgreSQL transaction.
 
     ``window_rows`` are the window's rows as the MERGE left them; without them (a full refresh)
-    the table is read. Returns the replacement and the window's distinct zones, distinct hours
-    and trips, counted from the same stream to spare a Spark job.
+    the table is read. The window's distinct hours and zones and its trips are counted from the
+    same stream, to spare a Spark job.
     """
     if window_rows is None:
         window_rows = read_hourly_kpis(spark, settings.tables.kpis, window)
@@ -252,6 +348,32 @@ def _publish(
             trips[0] += row["trips"]
             yield row["line"]
 
-    with connect(database_url) as conn:
-        replaced = replace_mart_rows(conn, lines(), window)
-    return replaced, len(zones), len(hours), trips[0]
+    deleted, copied = replace_mart_rows(database_url, lines(), window)
+    return {
+        "hours_processed": len(hours),
+        "zones_affected": len(zones),
+        "kpi_rows": copied,
+        "trips": trips[0],
+        "mart_rows_deleted": deleted,
+        "mart_rows_copied": copied,
+    }
+
+
+def _current_chunks(
+    conn: Connection, backfill_id: str, source: str, chunks: list[HourWindow]
+) -> set[str]:
+    """Chunks a backfill completed whose months no later run of the source's jobs changed."""
+    finished = ledger.finished_chunks(conn, AGGREGATE_JOB, backfill_id)
+    current = set()
+    for chunk in chunks:
+        if chunk.label() not in finished:
+            continue
+        jobs = _SOURCE_JOBS[source]
+        changed = ledger.slices_changed_since(conn, jobs, chunk.months(), finished[chunk.label()])
+        if changed:
+            structlog.get_logger("chillflow").info(
+                "aggregate.chunk_source_changed", window=chunk.label(), runs=changed
+            )
+        else:
+            current.add(chunk.label())
+    return current

@@ -9,14 +9,15 @@ every reader until the commit, and is not MVCC-safe for transactions that starte
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from itertools import islice
+from typing import Any
 
-from psycopg2.extensions import connection as Connection
-
+from chillflow.database_url import DatabaseUrl
 from chillflow.hour_window import HourWindow
 from chillflow.schemas import HOURLY_KPIS_DDL, columns
+from chillflow.storage import ledger
+from chillflow.storage.postgres import connect, init_schema
 
 MART_TABLE = "mart.zone_hourly_kpis"
 MART_COLUMNS = tuple(columns(HOURLY_KPIS_DDL))
@@ -24,24 +25,16 @@ _COPY_SQL = f"COPY {MART_TABLE} ({', '.join(MART_COLUMNS)}) FROM STDIN WITH (FOR
 _COPY_BATCH_LINES = 50_000
 
 
-@dataclass(frozen=True)
-class MartReplace:
-    """Rows a mart replacement removed and copied in."""
-
-    rows_deleted: int
-    rows_copied: int
-
-
 def replace_mart_rows(
-    conn: Connection, csv_lines: Iterable[str], window: HourWindow | None
-) -> MartReplace:
+    target: DatabaseUrl, csv_lines: Iterable[str], window: HourWindow | None
+) -> tuple[int, int]:
     """Replace the mart's rows inside ``window`` (all rows when None) with ``csv_lines``.
 
-    Runs in the caller's transaction. ``csv_lines`` holds one CSV record per row in
-    :data:`MART_COLUMNS` order, without line ending; an empty field is NULL.
+    One transaction; ``csv_lines`` holds one CSV record per row in :data:`MART_COLUMNS` order,
+    without line ending; an empty field is NULL. Returns the rows deleted and copied.
     """
     lines = iter(csv_lines)
-    with conn.cursor() as cur:
+    with connect(target) as conn, conn.cursor() as cur:
         if window is None:
             cur.execute(f"DELETE FROM {MART_TABLE}")
         else:
@@ -54,11 +47,14 @@ def replace_mart_rows(
         while batch := list(islice(lines, _COPY_BATCH_LINES)):
             cur.copy_expert(_COPY_SQL, io.StringIO("\n".join(batch) + "\n"))
             copied += len(batch)
-    return MartReplace(rows_deleted=deleted, rows_copied=copied)
+    return deleted, copied
 
 
-def mart_row_count(conn: Connection) -> int:
-    """Rows in the mart table."""
-    with conn.cursor() as cur:
+def mart_status(target: DatabaseUrl, jobs: Sequence[str]) -> dict[str, Any]:
+    """The mart's rows (``mart_rows``) and the latest run of ``jobs`` (``last_run``, or None)."""
+    with connect(target) as conn, conn.cursor() as cur:
+        init_schema(conn)
         cur.execute(f"SELECT count(*) FROM {MART_TABLE}")
-        return cur.fetchone()[0]
+        (rows,) = cur.fetchone()
+        last = ledger.latest_run(conn, jobs)
+    return {"mart_rows": rows, "last_run": last.as_dict() if last else None}

@@ -76,7 +76,7 @@ def merge_hourly_kpis(
     """
     ensure_kpi_table(spark, path)
     table = DeltaTable.forPath(spark, str(path))
-    current = read_table(spark, path).where(window.sql_range("hour_ts")).select(*KPI_COLUMNS)
+    current = read_hourly_kpis(spark, path, window)
     fresh = kpis.where(window.sql_range("hour_ts")).select(*KPI_COLUMNS)
     # Computed once: the MERGE source, which MERGE to run and the rows after it derive from it,
     # so the inputs are scanned once, and an unchanged window (a rerun) commits nothing.
@@ -157,15 +157,6 @@ def summarize_hourly_kpis(
 
     A missing table summarises as empty, with version None.
     """
-    if not table_exists(spark, path):
-        return {
-            "rows": 0,
-            "first_hour": None,
-            "last_hour": None,
-            "zones": 0,
-            "hours": 0,
-            "version": None,
-        }
     row = (
         read_hourly_kpis(spark, path, window)
         .agg(

@@ -27,8 +27,7 @@ from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import DatabaseError
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
-from chillflow.storage.jdbc import append_jdbc
-from chillflow.storage.kpi_jdbc import read_complete_trips
+from chillflow.storage.jdbc import append_jdbc, read_complete_trips
 from chillflow.storage.pg_server import cluster_dir, ensure_local_postgres, stop_local_postgres
 from chillflow.storage.postgres import connect, failure_reason, init_schema
 from tests.conftest import REPO_ROOT

@@ -35,8 +35,7 @@ from chillflow.database_url import DatabaseUrl
 from chillflow.failpoints import ENV as FAILPOINT_ENV
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, TablePaths
-from chillflow.stages.aggregate import aggregate_until
-from chillflow.stages.backfill import aggregate_backfill
+from chillflow.stages.aggregate import aggregate_backfill, aggregate_until
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
 from chillflow.storage.delta import read_table

@@ -1,4 +1,4 @@
-"""SubprocessRunner with real child processes: output capture, timeouts and cancellation."""
+"""run_process with real child processes: output capture, timeouts and cancellation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chillflow.scheduler.executor import SubprocessRunner
+from chillflow.scheduler.executor import run_process
 
 # A job that starts a grandchild (as spark-submit starts a JVM that starts the Python driver),
 # reports both pids, and then waits far longer than any test.
@@ -44,7 +44,7 @@ def test_captures_stdout_and_appends_all_output_to_the_log(tmp_path):
     log = tmp_path / "logs" / "run.log"
     script = "import json, sys; print('warming up', file=sys.stderr); print(json.dumps({'n': 1}))"
 
-    outcome = SubprocessRunner()(
+    outcome = run_process(
         [sys.executable, "-c", script],
         env=dict(os.environ),
         log_path=log,
@@ -65,18 +65,19 @@ def test_captures_stdout_and_appends_all_output_to_the_log(tmp_path):
 def test_a_stopped_job_takes_its_whole_process_group_with_it(tmp_path, how):
     pids_file = tmp_path / "pids"
     cancel = threading.Event()
-    runner = SubprocessRunner(poll_sec=0.05, kill_after_sec=5)
     if how == "cancel":
         threading.Thread(target=lambda: (wait_for_pids(pids_file), cancel.set())).start()
 
     started = time.monotonic()
-    outcome = runner(
+    outcome = run_process(
         [sys.executable, "-c", FAMILY, str(pids_file)],
         env=dict(os.environ),
         log_path=tmp_path / "run.log",
         cancel=cancel,
         # Long enough for the job to start its grandchild on a loaded machine.
         timeout_sec=8.0 if how == "timeout" else None,
+        poll_sec=0.05,
+        kill_after_sec=5,
     )
 
     assert time.monotonic() - started < 30

@@ -512,11 +512,11 @@ def test_tlc_file_name():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"service": "fhv"}, "unknown service 'fhv'"),
-        ({"service": "limo"}, "unknown service 'limo'"),
+        ({"service": "fhv"}, "service 'fhv': expected one of yellow, green"),
+        ({"service": "limo"}, "service 'limo': expected one of yellow, green"),
         ({"month": "2025-13"}, "invalid month '2025-13'"),
-        ({"rows": -1}, "rows must be a non-negative integer"),
-        ({"seed": -3}, "seed must be a non-negative integer"),
+        ({"rows": -1}, "rows=-1: expected an integer >= 0"),
+        ({"seed": -3}, "seed=-3: expected an integer >= 0"),
         ({"dirty_rate": 1.5}, "dirty_rate must be between 0 and 1"),
     ],
 )
@@ -526,10 +526,10 @@ def test_invalid_arguments_are_config_errors(kwargs, message):
 
 
 def test_row_group_size_must_be_positive(tmp_path):
-    with pytest.raises(ConfigError, match="row_group_rows must be a positive integer"):
+    with pytest.raises(ConfigError, match="row_group_rows=0: expected a positive integer"):
         generate_month(tmp_path / "f.parquet", rows=10, row_group_rows=0)
 
 
 def test_tlc_file_name_rejects_unknown_service():
-    with pytest.raises(ConfigError, match="unknown service 'taxi'"):
+    with pytest.raises(ConfigError, match="service 'taxi': expected one of yellow, green"):
         tlc_file_name("taxi", "2025-01")

@@ -5,38 +5,37 @@ import pytest
 from chillflow.errors import ConfigError
 from chillflow.hour_window import (
     HourWindow,
-    day_window,
+    day_end,
     hours_until,
     month_chunks,
     parse_date,
     parse_hour,
+    to_utc_naive,
     yesterday_utc,
 )
 from chillflow.storage.kpi_store import merge_condition
 
 
-def test_day_window_counts_lookback_back_from_the_end_of_the_day():
-    assert day_window(date(2025, 3, 10), 24) == HourWindow(
-        datetime(2025, 3, 10), datetime(2025, 3, 11)
-    )
-    assert day_window(date(2025, 3, 10), 48) == HourWindow(
-        datetime(2025, 3, 9), datetime(2025, 3, 11)
-    )
-    assert day_window(date(2025, 3, 10), 6).start == datetime(2025, 3, 10, 18)
-    assert day_window(date(2025, 3, 10), 48).hours == 48
+def test_a_day_window_counts_lookback_back_from_the_end_of_the_day():
+    end = day_end(date(2025, 3, 10))
+
+    assert hours_until(end, 24) == HourWindow(datetime(2025, 3, 10), datetime(2025, 3, 11))
+    assert hours_until(end, 48) == HourWindow(datetime(2025, 3, 9), datetime(2025, 3, 11))
+    assert hours_until(end, 6).start == datetime(2025, 3, 10, 18)
+    assert hours_until(end, 48).hours == 48
 
 
-def test_day_window_takes_the_utc_date_of_an_aware_datetime():
+def test_day_end_takes_the_utc_date_of_an_aware_datetime():
     new_york = timezone(timedelta(hours=-5))
     late_evening = datetime(2025, 3, 10, 22, 30, tzinfo=new_york)  # 03:30 UTC on the 11th
 
-    assert day_window(late_evening, 24).start == datetime(2025, 3, 11)
+    assert hours_until(day_end(late_evening), 24).start == datetime(2025, 3, 11)
 
 
 @pytest.mark.parametrize("lookback", [0, -1, 1.5, True, "24"])
-def test_day_window_rejects_bad_lookbacks(lookback):
+def test_hours_until_rejects_bad_lookbacks(lookback):
     with pytest.raises(ConfigError, match="lookback_hours"):
-        day_window(date(2025, 3, 10), lookback)
+        hours_until(day_end(date(2025, 3, 10)), lookback)
 
 
 def test_hours_until_ends_at_the_given_hour():
@@ -44,7 +43,7 @@ def test_hours_until_ends_at_the_given_hour():
         datetime(2025, 3, 10, 8), datetime(2025, 3, 10, 10)
     )
     assert hours_until(datetime(2025, 3, 1, 1), 3).start == datetime(2025, 2, 28, 22)
-    with pytest.raises(ConfigError, match="lookback_hours must be at least 1, not 0"):
+    with pytest.raises(ConfigError, match="lookback_hours=0: expected a positive integer"):
         hours_until(datetime(2025, 3, 10, 10), 0)
     with pytest.raises(ConfigError, match="not on a full hour"):
         hours_until(datetime(2025, 3, 10, 10, 30), 2)
@@ -69,11 +68,10 @@ def test_window_bounds_must_be_naive_whole_hours_in_order():
         HourWindow("2025-01-01 00:00:00' OR 1=1 --", datetime(2025, 1, 2))
 
 
-def test_of_converts_aware_bounds_to_naive_utc():
+def test_aware_bounds_convert_to_naive_utc():
     plus_two = timezone(timedelta(hours=2))
-    window = HourWindow.of(datetime(2025, 1, 1, 2, tzinfo=plus_two), datetime(2025, 1, 2))
 
-    assert window.start == datetime(2025, 1, 1, 0)
+    assert to_utc_naive(datetime(2025, 1, 1, 2, tzinfo=plus_two)) == datetime(2025, 1, 1, 0)
 
 
 def test_month_chunks_split_inclusive_ranges_at_calendar_months():

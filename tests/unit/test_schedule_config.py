@@ -32,7 +32,7 @@ def test_shipped_schedule_matches_the_issue(tmp_path):
         ("maintain", "0 4 * * 0", None, None),
     ]
     assert {job.timezone for job in schedule.jobs} == {ZoneInfo("America/New_York")}
-    assert {job.data_timezone for job in schedule.jobs} == {ZoneInfo("America/New_York")}
+    assert {job.data_time_zone for job in schedule.jobs} == {ZoneInfo("America/New_York")}
     assert schedule.missed_run_policy == "run_latest"
     assert schedule.monthly_steps == ("curate", "process-trips", "aggregate")
     assert schedule.services == ("yellow", "green")
@@ -54,7 +54,7 @@ def test_defaults_of_a_minimal_schedule():
 
     (daily,) = schedule.jobs
     assert daily.timezone == ZoneInfo("UTC")
-    assert daily.data_timezone == ZoneInfo("America/New_York")
+    assert daily.data_time_zone == ZoneInfo("America/New_York")
     assert (daily.lookback_hours, daily.retries, daily.retry_backoff_sec) == (24, 0, 60.0)
     assert daily.timeout_sec is None
     assert schedule.job("daily") is daily
@@ -80,13 +80,13 @@ def test_a_job_may_have_its_own_time_zone():
         ({}, {"kind": "vacuum"}, "kind 'vacuum' not in aggregate_hourly, aggregate_daily"),
         ({}, {"name": "Daily Job"}, "name 'Daily Job' must match"),
         ({}, {"name": "aggregate"}, "'aggregate' is taken by a stage's own run records"),
-        ({}, {"timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not an IANA time zone"),
-        ({}, {"retries": -1}, "retries must be a non-negative integer"),
-        ({}, {"retries": 1.5}, "retries must be a non-negative integer"),
-        ({}, {"retry_backoff_sec": "soon"}, "retry_backoff_sec must be a non-negative number"),
-        ({}, {"lookback_hours": 0}, "lookback_hours must be a positive integer"),
-        ({}, {"timeout_sec": 0}, "timeout_sec must be a positive number"),
-        ({}, {"retry": 3}, "unknown keys retry; known keys: cron, kind"),
+        ({}, {"timezone": "Mars/Olympus"}, "timezone = 'Mars/Olympus': expected an IANA time zone"),
+        ({}, {"retries": -1}, "retries=-1: expected an integer >= 0"),
+        ({}, {"retries": 1.5}, "retries=1.5: expected an integer >= 0"),
+        ({}, {"retry_backoff_sec": "soon"}, "retry_backoff_sec='soon': expected seconds >= 0"),
+        ({}, {"lookback_hours": 0}, "lookback_hours=0: expected a positive integer"),
+        ({}, {"timeout_sec": 0}, "timeout_sec=0: expected seconds > 0"),
+        ({}, {"retry": 3}, r"unknown keys \['retry'\]; expected \['cron', 'kind'"),
         ({"missed_run_policy": "catch_up"}, {}, "missed_run_policy 'catch_up' not in skip"),
         (
             {"services": ["yellow", "yellow"]},
@@ -97,8 +97,8 @@ def test_a_job_may_have_its_own_time_zone():
         ({"monthly_steps": ["aggregate", "curate"]}, {}, "once each, in that order"),
         ({"monthly_steps": []}, {}, "monthly_steps \\[\\] must list steps"),
         ({"spark_submit": "/nonexistent/spark-submit.sh"}, {}, "is not an executable file"),
-        ({"shutdown_grace_sec": -1}, {}, "shutdown_grace_sec must be a non-negative number"),
-        ({"lanidng_dir": "x"}, {}, "unknown keys lanidng_dir"),
+        ({"shutdown_grace_sec": -1}, {}, "shutdown_grace_sec=-1: expected seconds >= 0"),
+        ({"lanidng_dir": "x"}, {}, r"unknown keys \['lanidng_dir'\]"),
         (
             {"data_timezone": "America/New_York"},
             {},
@@ -119,7 +119,7 @@ def test_lookback_hours_is_for_aggregate_jobs_only_and_watch_months_for_the_mont
 
     with pytest.raises(ConfigError, match=r"job #1 \(monthly\): lookback_hours applies to aggre"):
         parse(jobs=[{**monthly, "lookback_hours": 24}])
-    with pytest.raises(ConfigError, match=r"\(monthly\): watch_months must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"\(monthly\): watch_months=0: expected a positive"):
         parse(jobs=[{**monthly, "watch_months": 0}])
     assert parse(jobs=[monthly]).jobs[0].watch_months == 3
 

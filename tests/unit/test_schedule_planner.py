@@ -40,7 +40,7 @@ def job(kind: str, cron: str, tz: ZoneInfo = NEW_YORK) -> JobSchedule:
         kind=kind,
         cron=cron,
         timezone=tz,
-        data_timezone=NEW_YORK,
+        data_time_zone=NEW_YORK,
         lookback_hours=lookback,
         watch_months=3 if kind == "monthly_pipeline" else None,
         retries=0,
