@@ -160,11 +160,35 @@ def database_url() -> Iterator[DatabaseUrl]:
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(server, name)
     if data_dir is not None:
         stop_local_postgres(data_dir)
         for path in {cluster_dir(data_dir).parent, data_dir.parent}:  # relocated as root
             shutil.rmtree(path, ignore_errors=True)
+
+
+def drop_database(server: DatabaseUrl, name: str) -> None:
+    """Drop the test database ``name`` on ``server``, ending the sessions still in it.
+
+    ``WITH (FORCE)`` ends the sessions this role may end; an autovacuum worker that happens to
+    be in the database is not one of them for a role that is not a superuser, and makes FORCE
+    fail with InsufficientPrivilege. A plain DROP DATABASE then asks the worker to exit and
+    waits for it.
+    """
+    import psycopg2
+    from psycopg2 import errors, sql
+
+    drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
+    conn = psycopg2.connect(**server.dsn_kwargs())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(drop + sql.SQL(" WITH (FORCE)"))
+            except errors.InsufficientPrivilege:
+                cur.execute(drop)
+    finally:
+        conn.close()
 
 
 @pytest.fixture

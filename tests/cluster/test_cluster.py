@@ -40,7 +40,7 @@ from chillflow.stages.aggregate import aggregate_full_refresh
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
 from tests.cluster.standalone_cluster import StandaloneCluster
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, drop_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -158,10 +158,7 @@ def runs(
     finally:
         for name in databases.values():
             with contextlib.suppress(psycopg2.Error):
-                _admin(
-                    server_url,
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-                )
+                drop_database(server_url, name)
 
 
 def test_every_step_ran_on_the_cluster_with_both_workers(runs, cluster):

@@ -16,6 +16,7 @@ from chillflow.generator import generate_month, tlc_file_name
 from chillflow.settings import Settings, TablePaths
 from chillflow.stages.curate import curate
 from chillflow.storage.postgres import connect, init_schema, seed_zones
+from tests.conftest import drop_database
 from tests.tlc_server import TlcServer
 
 #: Raw rows of the report lake's generated yellow months.
@@ -59,10 +60,7 @@ def report_lake(spark, base_settings, database_url, tmp_path_factory) -> Iterato
     curate(spark, settings, root / "landing")
     BatchAggregator(settings, spark, url).aggregate_full_refresh(source="curated")
     yield settings
-    _admin(
-        database_url,
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-    )
+    drop_database(database_url, name)
 
 
 def _admin(url: DatabaseUrl, statement: sql.Composable) -> None:

@@ -11,7 +11,7 @@ import pytest
 from psycopg2 import sql
 
 from chillflow.storage.postgres import connect
-from tests.conftest import run_chillflow
+from tests.conftest import drop_database, run_chillflow
 
 pytestmark = pytest.mark.postgres
 
@@ -28,10 +28,7 @@ def empty_db(database_url):
     name = f"chillflow_dbcli_{secrets.token_hex(4)}"
     _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield dataclasses.replace(database_url, dbname=name)
-    _admin(
-        database_url,
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-    )
+    drop_database(database_url, name)
 
 
 def _admin(url, statement):

@@ -42,7 +42,7 @@ from chillflow.storage.delta import read_table
 from chillflow.storage.kpi_mart import MART_COLUMNS
 from chillflow.storage.locks import FileLocks
 from chillflow.storage.postgres import connect, init_schema
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, drop_database
 
 pytestmark = pytest.mark.postgres
 
@@ -86,15 +86,6 @@ def new_database(server: DatabaseUrl) -> DatabaseUrl:
     return url
 
 
-def drop_database(server: DatabaseUrl, url: DatabaseUrl) -> None:
-    name = url.dbname
-    with connect(server) as conn:
-        conn.autocommit = True
-        conn.cursor().execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory) -> Path:
     landing = tmp_path_factory.mktemp("landing")
@@ -110,7 +101,7 @@ def reference(spark, base_settings, database_url, raw, tmp_path_factory):
     process_trips(spark, ref, url, month=MONTH)
     aggregate_backfill(spark, ref, url, date(2025, 2, 1), date(2025, 3, 10))
     yield Pipeline(ref, url)
-    drop_database(database_url, url)
+    drop_database(database_url, url.dbname)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +110,7 @@ def faulty(base_settings, database_url, tmp_path_factory):
     url = new_database(database_url)
     root = tmp_path_factory.mktemp("faulty")
     yield Pipeline(pipeline_settings(base_settings, root / "lake", url), url)
-    drop_database(database_url, url)
+    drop_database(database_url, url.dbname)
 
 
 def environment(pipeline: Pipeline, failpoint: str | None = None) -> dict[str, str]:

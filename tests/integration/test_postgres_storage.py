@@ -28,6 +28,7 @@ from chillflow.storage.pg_server import (
     stop_local_postgres,
 )
 from chillflow.storage.postgres import connect, init_schema, seed_zones
+from tests.conftest import drop_database
 
 pytestmark = pytest.mark.postgres
 
@@ -137,7 +138,7 @@ def db_url(pg_url: DatabaseUrl):
     name = f"chillflow_test_{secrets.token_hex(6)}"
     _admin(pg_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield dataclasses.replace(pg_url, dbname=name)
-    _admin(pg_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(pg_url, name)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from chillflow.storage.postgres import connect, init_schema
 from chillflow.storage.raw import RawFile, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
 from chillflow.transforms.staging import plan_layout, stage_trips
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, drop_database
 from tests.layouts import write_layout
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -52,7 +52,7 @@ def module_db(database_url):
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    _admin(database_url, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(database_url, name)
 
 
 def _query(url, statement, params=()):

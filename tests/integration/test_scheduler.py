@@ -30,7 +30,7 @@ from chillflow.scheduler import scheduler as scheduler_module
 from chillflow.scheduler.config import parse_schedule
 from chillflow.sections import DownloadSettings
 from chillflow.storage.postgres import connect, init_schema
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, drop_database
 from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.postgres
@@ -83,7 +83,7 @@ def scheduler_db(database_url):
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(database_url, name)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from chillflow.storage.trips_pg import (
     load_staged,
     staging_table,
 )
-from tests.conftest import run_chillflow
+from tests.conftest import drop_database, run_chillflow
 from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = pytest.mark.postgres
@@ -57,10 +57,7 @@ def trips_db(database_url):
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    _admin(
-        database_url,
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-    )
+    drop_database(database_url, name)
 
 
 @pytest.fixture
