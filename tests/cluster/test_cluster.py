@@ -158,7 +158,7 @@ def runs(
     finally:
         for name in databases.values():
             with contextlib.suppress(psycopg2.Error):
-                drop_database(server_url, name)
+                drop_database(parse_database_url(server_url), name)
 
 
 def test_every_step_ran_on_the_cluster_with_both_workers(runs, cluster):
