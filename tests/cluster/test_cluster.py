@@ -33,7 +33,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
-from chillflow.database_url import parse_database_url
+from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, load_settings
 from chillflow.stages.aggregate import aggregate_full_refresh
@@ -109,14 +109,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 
 
 @pytest.fixture(scope="module")
-def server_url(request: pytest.FixtureRequest) -> str | None:
+def server_url(request: pytest.FixtureRequest) -> DatabaseUrl | None:
     """A PostgreSQL server for the steps that need one: the suite's ``database_url``'s.
 
     Each mode gets a database of its own on that server.
     """
     if not any(step.needs_database for step in available_steps()):
         return None
-    return request.getfixturevalue("database_url").url()
+    return request.getfixturevalue("database_url")
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def raw_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runs(
     spark: SparkSession,
     cluster: StandaloneCluster,
-    server_url: str | None,
+    server_url: DatabaseUrl | None,
     raw_month: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, PipelineRun]]:
@@ -158,7 +158,7 @@ def runs(
     finally:
         for name in databases.values():
             with contextlib.suppress(psycopg2.Error):
-                drop_database(parse_database_url(server_url), name)
+                drop_database(server_url, name)
 
 
 def test_every_step_ran_on_the_cluster_with_both_workers(runs, cluster):
@@ -330,8 +330,8 @@ def _submit(job: str, args: list[str], env: dict[str, str], cluster: StandaloneC
     return json.loads(objects[-1]) if objects else {}
 
 
-def _admin(server_url: str, statement: sql.Composable) -> None:
-    conn = psycopg2.connect(**parse_database_url(server_url).dsn_kwargs())
+def _admin(server_url: DatabaseUrl, statement: sql.Composable) -> None:
+    conn = psycopg2.connect(**server_url.dsn_kwargs())
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -340,8 +340,8 @@ def _admin(server_url: str, statement: sql.Composable) -> None:
         conn.close()
 
 
-def _with_database(server_url: str, name: str) -> str:
-    return dataclasses.replace(parse_database_url(server_url), dbname=name).url()
+def _with_database(server_url: DatabaseUrl, name: str) -> str:
+    return dataclasses.replace(server_url, dbname=name).url()
 
 
 def _read_delta(spark: SparkSession, path: Path) -> DataFrame:
