@@ -1,13 +1,13 @@
 """``stg.complete_trip`` through psycopg2: per-run staging tables, the upsert and reconciliation.
 
 A load stages the month's trips in a table of its own, ``stg.load_<utc time>_<run id>``,
-partitioned like ``stg.complete_trip`` with one partition per slice, then in one transaction
+partitioned by service (one partition per slice of the month), then in one transaction
 (:func:`load_staged`) that also drops the staging table makes each staged slice the slice's
 partition (a new month, :mod:`chillflow.storage.trip_partitions`) or upserts it into the
 partition there is. Readers therefore see a month's trips before or after a run, never half
-of them. While the load lives, a session of its own holds an advisory lock named
-after the staging table (:func:`claim_staging_table`); a staging table whose lock nobody holds
-belongs to a dead run, and the next load or ``db init`` drops it. Identifiers are composed with
+of them. While the load lives, a session of its own holds an advisory lock named after the
+staging table (:func:`claim_staging_table`); a staging table whose lock nobody holds belongs
+to a dead run, and the next load or ``db init`` drops it. Identifiers are composed with
 :mod:`psycopg2.sql` only.
 """
 
