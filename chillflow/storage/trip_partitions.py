@@ -152,27 +152,30 @@ def move_into_partitions(cur: Cursor, old: tuple[str, str]) -> int:
     Raises:
         SchemaError: A row's service or pickup month cannot name a partition.
     """
-    cur.execute(
-        sql.SQL("SELECT DISTINCT service, pickup_month FROM {} ORDER BY 1, 2").format(
-            sql.Identifier(*old)
+    table = sql.Identifier(*old)
+    moved = 0
+    # A table of a version older still may lack the partition columns, but then holds no row.
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(table))
+    if cur.fetchone()[0]:
+        cur.execute(
+            sql.SQL("SELECT DISTINCT service, pickup_month FROM {} ORDER BY 1, 2").format(table)
         )
-    )
-    for service, month in cur.fetchall():
-        create_partition(cur, service, month)
-    cur.execute(
-        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
-        " AND a.attnum > 0 AND NOT a.attisdropped AND a.attname IN (SELECT attname"
-        " FROM pg_attribute WHERE attrelid = to_regclass(%s)) ORDER BY a.attnum",
-        (sql.Identifier(*old).as_string(cur), f"{SCHEMA}.{PARENT}"),
-    )
-    shared = sql.SQL(", ").join(sql.Identifier(row[0]) for row in cur.fetchall())
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY service, pickup_month, trip_key"
-        ).format(sql.Identifier(SCHEMA, PARENT), shared, shared, sql.Identifier(*old))
-    )
-    moved = cur.rowcount
-    cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(*old)))
+        for service, month in cur.fetchall():
+            create_partition(cur, service, month)
+        cur.execute(
+            "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(%s)"
+            " AND a.attnum > 0 AND NOT a.attisdropped AND a.attname IN (SELECT attname"
+            " FROM pg_attribute WHERE attrelid = to_regclass(%s)) ORDER BY a.attnum",
+            (table.as_string(cur), f"{SCHEMA}.{PARENT}"),
+        )
+        shared = sql.SQL(", ").join(sql.Identifier(row[0]) for row in cur.fetchall())
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY service, pickup_month, trip_key"
+            ).format(sql.Identifier(SCHEMA, PARENT), shared, shared, table)
+        )
+        moved = cur.rowcount
+    cur.execute(sql.SQL("DROP TABLE {}").format(table))
     return moved
 
 
