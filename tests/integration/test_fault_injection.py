@@ -307,4 +307,5 @@ def test_no_lock_running_run_or_duplicate_is_left(spark, faulty):
 
 
 def test_no_staging_table_is_left(faulty):
-    assert count(faulty.url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'load\\_%'") == 0
+    staging = "tablename LIKE 'load\\_%' OR tablename LIKE 'staged\\_%'"
+    assert count(faulty.url, f"SELECT count(*) FROM pg_tables WHERE {staging}") == 0
