@@ -151,8 +151,10 @@ def load_day_into_stg(spark, settings, url, day: date) -> int:
     from pyspark.sql import functions as F
 
     from chillflow.hour_window import HourWindow
+    from chillflow.schemas import SERVICES
     from chillflow.storage.delta import read_table
     from chillflow.storage.postgres import connect
+    from chillflow.storage.trip_partitions import create_partition
     from chillflow.transforms.keys import salt_frame, with_trip_keys
 
     window = HourWindow(datetime.combine(day, datetime.min.time()), datetime.combine(
@@ -169,6 +171,8 @@ def load_day_into_stg(spark, settings, url, day: date) -> int:
     ).collect()
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE stg.complete_trip")
+        for service in SERVICES:
+            create_partition(cur, service, f"{day:%Y-%m}")
         cur.copy_expert(
             f"COPY stg.complete_trip ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)",
             io.StringIO("".join(row[0] + "\n" for row in lines)),

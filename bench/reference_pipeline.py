@@ -84,8 +84,9 @@ _CALL = re.compile(r"'(?:[^']|'')*'|\b([A-Za-z_]\w*)\s*\(")
 
 # PostgreSQL: the columns and key of stg.complete_trip and mart.zone_hourly_kpis.
 _DOUBLE = "double precision"
+TRIP_KEY = "(trip_key, service, pickup_month)"
 TRIP_COLUMNS = {
-    "trip_key": "char(64) PRIMARY KEY",
+    "trip_key": "char(64)",
     "vehicle_id_h": "text NOT NULL",
     "service": "text NOT NULL",
     "vendor_id": "integer",
@@ -465,7 +466,9 @@ def load_trips(
     with pg.cursor() as cur:
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for table, columns in (("complete_trip", TRIP_COLUMNS), ("zone_hourly_kpis", KPI_COLUMNS)):
-            key = ", PRIMARY KEY (zone_id, hour_ts)" if table == "zone_hourly_kpis" else ""
+            key = ", PRIMARY KEY " + (
+                "(zone_id, hour_ts)" if table == "zone_hourly_kpis" else TRIP_KEY
+            )
             ddl = ", ".join(f"{c} {t}" for c, t in columns.items())
             cur.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{table} ({ddl}{key})")
         cur.execute(

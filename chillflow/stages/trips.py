@@ -1,10 +1,11 @@
 """The process-trips stage: curated trips of a month -> PostgreSQL's ``stg.complete_trip``.
 
 One run: read the month (and service) from the curated table, key the trips, append them to a
-staging table of the run's own with Spark's JDBC writer, then in one transaction delete the
-slice's trips that vanished from the curated month, upsert the staged trips and drop the staging
-table. After the commit the slice in PostgreSQL must hold as many trips as the curated month
-minus declared skips, or the run fails.
+staging table of the run's own with Spark's JDBC writer, then in one transaction attach a new
+month's staged trips as its partition, or delete the slice's trips that vanished from the
+curated month and upsert the staged ones, and drop the staging table. After the commit the
+slice in PostgreSQL must hold as many trips as the curated month minus declared skips, or the
+run fails.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def process_trips(
         service: Every service of the month by default.
         run_id: Run id (names the staging table); a new one by default.
         prepared: What :func:`prepare_database` returned when the caller ran it already.
-        _before_commit: Test hook, called inside the upsert transaction before its commit.
+        _before_commit: Test hook, called inside the load transaction before its commit.
 
     Returns:
         Run statistics: rows_read, skipped (with skip_reasons), staged, inserted, updated,
@@ -125,7 +126,7 @@ def process_trips(
         if stale:
             log.info("process_trips.orphaned_staging_dropped", tables=stale)
         staging = staging_table(run_id, started_at)
-        lease = claim_staging_table(database_url, staging)
+        lease = claim_staging_table(database_url, staging, loaded)
         try:
             rows = (
                 selected.trips.where(is_loadable())
@@ -156,7 +157,7 @@ def process_trips(
             failpoint("process_trips.staged")
 
             upsert_started = time.monotonic()
-            with connect(database_url, action="upserting the staged trips") as conn:
+            with connect(database_url, action="loading the staged trips") as conn:
                 counts = load_staged(conn, staging, loaded, work_mem=options.work_mem)
                 if _before_commit is not None:
                     _before_commit(conn)

@@ -112,8 +112,9 @@ def jdbc_write_options(
         # NONE: every batch commits on its own (autocommit), so the rows staged so far show in
         # PostgreSQL's statistics while the load runs (the progress lines), not only when a
         # whole partition commits. A failed task may leave some batches behind for its retry to
-        # append again: the staging table is the run's own and the upsert collapses duplicate
-        # keys with DISTINCT ON, so nothing reaches stg.complete_trip twice.
+        # append again: the staging table is the run's own and the load keeps one row per key
+        # (DISTINCT ON, or before a new month is attached), so nothing reaches
+        # stg.complete_trip twice.
         "isolationLevel": "NONE",
     }
 

@@ -18,8 +18,9 @@ from psycopg2.extensions import connection as Connection
 
 from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError, ConfigError, DatabaseError, error_summary
+from chillflow.storage.trip_partitions import move_into_partitions, set_aside_plain_table
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ZONE_LOOKUP_HEADER = ("LocationID", "Borough", "Zone", "service_zone")
 
 # A PostgreSQL failure inside a Spark error: pgJDBC's, or psycopg2's in a Python worker.
@@ -49,7 +50,18 @@ ALTER TABLE dim.zone
     ADD COLUMN IF NOT EXISTS zone text,
     ADD COLUMN IF NOT EXISTS service_zone text;
 
-CREATE TABLE IF NOT EXISTS stg.complete_trip (trip_key char(64) PRIMARY KEY);
+-- Partitioned by service, then by pickup month (storage/trip_partitions.py): a new month is
+-- loaded as a partition of its own. PostgreSQL wants the partition columns in the key.
+CREATE TABLE IF NOT EXISTS stg.complete_trip (
+    trip_key char(64),
+    vehicle_id_h text NOT NULL,
+    service text NOT NULL,
+    vendor_id integer,
+    pickup_ts timestamp NOT NULL,
+    dropoff_ts timestamp,
+    pickup_month text NOT NULL,
+    PRIMARY KEY (trip_key, service, pickup_month)
+) PARTITION BY LIST (service);
 ALTER TABLE stg.complete_trip
     ADD COLUMN IF NOT EXISTS vehicle_id_h text NOT NULL,
     ADD COLUMN IF NOT EXISTS service text NOT NULL,
@@ -79,8 +91,6 @@ ALTER TABLE stg.complete_trip
     ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
 COMMENT ON COLUMN stg.complete_trip.pickup_month IS 'YYYY-MM of pickup_ts';
 CREATE INDEX IF NOT EXISTS complete_trip_pickup_ts_idx ON stg.complete_trip (pickup_ts);
-CREATE INDEX IF NOT EXISTS complete_trip_service_month_idx
-    ON stg.complete_trip (service, pickup_month);
 
 CREATE TABLE IF NOT EXISTS mart.zone_hourly_kpis (
     zone_id integer,
@@ -235,8 +245,10 @@ def _redact(text: str, password: str | None) -> str:
 def init_schema(conn: Connection) -> None:
     """Create or upgrade the ChillFlow tables; a no-op once this schema version is recorded.
 
-    Lock, DDL and version row go to the server as one multi-statement query, which PostgreSQL
-    runs as one transaction, so concurrent jobs wait for each other's DDL.
+    Lock, DDL and version row run in one transaction (an explicit one on an autocommit
+    connection), so concurrent jobs wait for each other's DDL. An unpartitioned
+    stg.complete_trip of an earlier version is converted in it, its trips moved into
+    partitions with their created_at and updated_at.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('ops.schema_version') IS NOT NULL")
@@ -245,13 +257,27 @@ def init_schema(conn: Connection) -> None:
             # Skipping the DDL once done spares every job run ALTER TABLE's exclusive locks.
             if cur.fetchone() is not None:
                 return
-        cur.execute(
-            "SELECT pg_advisory_xact_lock(%(lock)s);"
-            + SCHEMA_SQL
-            + "INSERT INTO ops.schema_version (version) VALUES (%(version)s)"
-            " ON CONFLICT (version) DO NOTHING;",
-            {"lock": _SCHEMA_LOCK_KEY, "version": SCHEMA_VERSION},
-        )
+        explicit = conn.autocommit
+        if explicit:
+            cur.execute("BEGIN")
+        try:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            plain = set_aside_plain_table(cur)
+            cur.execute(SCHEMA_SQL)
+            if plain is not None:
+                move_into_partitions(cur, plain)
+            cur.execute(
+                "INSERT INTO ops.schema_version (version) VALUES (%s)"
+                " ON CONFLICT (version) DO NOTHING",
+                (SCHEMA_VERSION,),
+            )
+        except BaseException:
+            if explicit:
+                with contextlib.suppress(psycopg2.Error):
+                    cur.execute("ROLLBACK")
+            raise
+        if explicit:
+            cur.execute("COMMIT")
 
 
 def seed_zones(conn: Connection, csv_path: Path) -> int:

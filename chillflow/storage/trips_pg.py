@@ -1,20 +1,23 @@
 """``stg.complete_trip`` through psycopg2: per-run staging tables, the upsert and reconciliation.
 
-A load stages the month's trips in an UNLOGGED table of its own, ``stg.load_<utc time>_<run
-id>``, then moves them into ``stg.complete_trip`` in one transaction (:func:`load_staged`) that
-also drops the staging table. Readers therefore see a month's trips before or after a run,
-never half of them. While the load lives, a session of its own holds an advisory lock named
-after the staging table (:func:`claim_staging_table`); a staging table whose lock nobody holds
-belongs to a dead run, and the next load or ``db init`` drops it. Identifiers are composed with
+A load stages the month's trips in a table of its own, ``stg.load_<utc time>_<run id>``,
+partitioned by service (one partition per slice of the month), then in one transaction
+(:func:`load_staged`) that also drops the staging table makes each staged slice the slice's
+partition (a new month, :mod:`chillflow.storage.trip_partitions`) or upserts it into the
+partition there is. Readers therefore see a month's trips before or after a run, never half
+of them. While the load lives, a session of its own holds an advisory lock named after the
+staging table (:func:`claim_staging_table`); a staging table whose lock nobody holds belongs
+to a dead run, and the next load or ``db init`` drops it. Identifiers are composed with
 :mod:`psycopg2.sql` only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from datetime import datetime
 
 import psycopg2
@@ -27,6 +30,14 @@ from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ChillflowError, ConfigError
 from chillflow.schemas import COMPLETE_TRIP_DDL, columns
 from chillflow.storage.postgres import connect, init_schema, open_connection, reported
+from chillflow.storage.trip_partitions import (
+    attach_staged,
+    create_partition,
+    create_service_partition,
+    partition_rows,
+    partition_table,
+    slice_check,
+)
 
 STAGING_SCHEMA = "stg"
 #: Columns a load writes, in table order; created_at and updated_at are the database's.
@@ -34,6 +45,8 @@ LOAD_COLUMNS = tuple(columns(COMPLETE_TRIP_DDL))
 #: Columns whose change makes an update. curated_run_id is lineage that changes whenever a
 #: month is curated again, even when its trips did not: comparing it would rewrite every row.
 COMPARED_COLUMNS = tuple(c for c in LOAD_COLUMNS if c not in ("trip_key", "curated_run_id"))
+#: The primary key of stg.complete_trip: PostgreSQL wants the partition columns in it.
+KEY_COLUMNS = ("trip_key", "service", "pickup_month")
 
 _RUN_ID = re.compile(r"^[a-z0-9_]{1,40}$")
 _STAMP = "%Y%m%dt%H%M%S"
@@ -42,6 +55,10 @@ _STAMP = "%Y%m%dt%H%M%S"
 _LOCK_CLASS = 0x54524950  # "TRIP"
 _STAGING_LOCK_CLASS = 0x53544147  # "STAG"
 _SLICE = "FROM stg.complete_trip t WHERE t.service = %(service)s AND t.pickup_month = %(month)s"
+_STAGED_ROWS = (
+    "SELECT coalesce(sum(s.n_tup_ins), 0) FROM pg_inherits i"
+    " JOIN pg_stat_user_tables s ON s.relid = i.inhrelid WHERE i.inhparent = %s::regclass"
+)
 _DISTINCT_STAGED = "SELECT DISTINCT ON (trip_key) {columns} FROM {staging} ORDER BY trip_key"
 
 _log = structlog.get_logger(__name__)
@@ -80,20 +97,55 @@ def staging_table(run_id: str, created: datetime) -> tuple[str, str]:
     return STAGING_SCHEMA, f"load_{created.strftime(_STAMP)}_{check_run_id(run_id)}"
 
 
-def create_staging_table(conn: Connection, table: tuple[str, str]) -> None:
-    """Create an empty UNLOGGED staging table with the load columns of stg.complete_trip.
+def staged_slice_table(staging: tuple[str, str], service: str) -> tuple[str, str]:
+    """Return ``(schema, name)`` of the partition of ``staging`` holding one service's trips.
 
-    No constraints and no indexes, so appending is as cheap as PostgreSQL allows; retried Spark
-    tasks may append duplicates, which :func:`load_staged` discards. Autovacuum is off: the
-    table lives for one run and its statistics would only cost CPU the load needs.
+    Not ``load_...``: only the staging table itself is claimed and cleaned up by that name.
     """
+    digest = hashlib.sha256(staging[1].encode()).hexdigest()[:16]
+    return STAGING_SCHEMA, f"staged_{digest}_{service}"
+
+
+def create_staging_table(
+    conn: Connection, table: tuple[str, str], slices: Iterable[TripSlice]
+) -> None:
+    """Create an empty staging table shaped as stg.complete_trip, one partition per slice.
+
+    A slice whose partition holds trips is upserted, so its staged rows go to an UNLOGGED
+    table; the others may become the slice's partition, so theirs are logged (and their
+    service's partition is created here, outside the load transaction). Each partition
+    carries the CHECK that confines it to its slice, and neither keys nor indexes, so appending
+    is as cheap as PostgreSQL allows; retried Spark tasks may append duplicates, which
+    :func:`load_staged` discards. Autovacuum is off while the rows are staged.
+
+    Raises:
+        ValueError: Two slices of one service (a load covers one month).
+    """
+    slices = sorted(set(slices))
+    if len({s.service for s in slices}) != len(slices):
+        raise ValueError(f"one month per load: {slices}")
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
-                "CREATE UNLOGGED TABLE {} WITH (autovacuum_enabled = false) AS "
-                "SELECT {} FROM stg.complete_trip WITH NO DATA"
-            ).format(sql.Identifier(*table), _column_list(LOAD_COLUMNS))
+                "CREATE TABLE {} (LIKE stg.complete_trip INCLUDING DEFAULTS)"
+                " PARTITION BY LIST (service)"
+            ).format(sql.Identifier(*table))
         )
+        for trip_slice in slices:
+            create_service_partition(cur, trip_slice.service)
+            filled = partition_rows(cur, trip_slice.service, trip_slice.month)
+            cur.execute(
+                sql.SQL(
+                    "CREATE {}TABLE {} PARTITION OF {} ({}) FOR VALUES IN ({})"
+                    " WITH (autovacuum_enabled = false)"
+                ).format(
+                    sql.SQL("UNLOGGED " if filled else ""),
+                    sql.Identifier(*staged_slice_table(table, trip_slice.service)),
+                    sql.Identifier(*table),
+                    slice_check(trip_slice.service, trip_slice.month),
+                    sql.Literal(trip_slice.service),
+                )
+            )
 
 
 def drop_staging_table(conn: Connection, table: tuple[str, str]) -> None:
@@ -102,7 +154,9 @@ def drop_staging_table(conn: Connection, table: tuple[str, str]) -> None:
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*table)))
 
 
-def claim_staging_table(database_url: DatabaseUrl, table: tuple[str, str]) -> Connection:
+def claim_staging_table(
+    database_url: DatabaseUrl, table: tuple[str, str], slices: Iterable[TripSlice]
+) -> Connection:
     """Create a staging table under its advisory lock, held by the connection returned.
 
     The lock is taken before the table exists, so no cleanup ever sees the table unclaimed;
@@ -113,7 +167,7 @@ def claim_staging_table(database_url: DatabaseUrl, table: tuple[str, str]) -> Co
         try:
             with conn.cursor() as cur:
                 _staging_lock(cur, "pg_advisory_lock", table[1])
-            create_staging_table(conn, table)
+            create_staging_table(conn, table, slices)
         except BaseException:
             conn.close()
             raise
@@ -144,7 +198,8 @@ def drop_orphaned_staging_tables(conn: Connection) -> list[str]:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE 'load\\_%%'",
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+            " AND c.relname LIKE 'load\\_%%'",
             (STAGING_SCHEMA,),
         )
         names = [row[0] for row in cur.fetchall()]
@@ -188,47 +243,71 @@ def load_staged(
 ) -> LoadCounts:
     """Make the given slices of stg.complete_trip hold exactly the staged trips.
 
-    In the caller's transaction: waits for concurrent loads of the same slices (advisory locks),
-    deletes the slices' trips whose key is not staged (they vanished from the curated month),
-    then inserts new trips and updates changed ones. A row whose compared columns are all equal
-    is not written, so its ``updated_at`` keeps the time of its last real change. Duplicate
-    staged keys (a retried Spark task) are collapsed with DISTINCT ON, which also sorts the rows
-    by key: inserting in index order is faster than in arrival order.
-
-    When none of the slices has a trip yet (a new month), a plain INSERT does the same faster:
-    a trip key contains the pickup time and, but for yellow, the service, so a key can only
-    exist in its own slice; should one exist anyway, the unique violation aborts the load.
+    In the caller's transaction, after waiting for concurrent loads of the same slices
+    (advisory locks), slice by slice: a slice with no trips yet whose staged rows are logged
+    becomes its partition as staged (:func:`~chillflow.storage.trip_partitions.attach_staged`
+    builds its key and indexes). Otherwise the slice's trips whose key is not staged are
+    deleted (they vanished from the curated month), new trips inserted and changed ones
+    updated; a row whose compared columns are all equal is not written, so its ``updated_at``
+    keeps the time of its last real change. Duplicate staged keys (a retried Spark task) are
+    collapsed either way.
 
     Args:
         conn: Open connection; the caller commits (or rolls back).
-        staging: The staging table; every staged row must belong to one of ``slices``.
+        staging: The staging table of :func:`create_staging_table` for ``slices``.
         slices: The (service, month) slices the staging table covers.
-        work_mem: PostgreSQL ``work_mem`` for this transaction's sort and hash (e.g. ``256MB``).
+        work_mem: PostgreSQL ``work_mem`` and ``maintenance_work_mem`` for this transaction's
+            sorts, hashes and index builds (e.g. ``256MB``).
     """
     slices = sorted(set(slices))
-    staged = sql.SQL(_DISTINCT_STAGED).format(
-        columns=_column_list(LOAD_COLUMNS), staging=sql.Identifier(*staging)
-    )
+    done = []
     with conn.cursor() as cur:
-        cur.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
+        cur.execute(
+            "SELECT set_config('work_mem', %(m)s, true),"
+            " set_config('maintenance_work_mem', %(m)s, true)",
+            {"m": work_mem},
+        )
         for trip_slice in slices:
             cur.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                 (_LOCK_CLASS, f"{trip_slice.service}|{trip_slice.month}"),
             )
-        if not any(_in_slice(cur, "SELECT EXISTS (SELECT 1 {})", s) for s in slices):
-            insert = sql.SQL("INSERT INTO stg.complete_trip ({}) {}")
-            cur.execute(insert.format(_column_list(LOAD_COLUMNS), staged))
-            return LoadCounts(inserted=cur.rowcount, updated=0, deleted=0)
-        vanished = sql.SQL(
-            "DELETE {} AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE s.trip_key = t.trip_key)"
-        ).format(sql.SQL(_SLICE), sql.Identifier(*staging))
-        deleted = 0
         for trip_slice in slices:
-            cur.execute(vanished, asdict(trip_slice))
-            deleted += cur.rowcount
-        cur.execute(_UPSERT.format(**_upsert_parts(staged)))
-        inserted, updated = cur.fetchone()
+            staged = staged_slice_table(staging, trip_slice.service)
+            cur.execute(
+                "SELECT relpersistence = 'p' FROM pg_class WHERE oid = %s::regclass",
+                (sql.Identifier(*staged).as_string(cur),),
+            )
+            logged = cur.fetchone()[0]
+            if logged and not partition_rows(cur, trip_slice.service, trip_slice.month):
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                        sql.Identifier(*staging), sql.Identifier(*staged)
+                    )
+                )
+                rows = attach_staged(cur, staged, trip_slice.service, trip_slice.month)
+                done.append(LoadCounts(inserted=rows, updated=0, deleted=0))
+            else:
+                create_partition(cur, trip_slice.service, trip_slice.month)
+                done.append(_upsert(cur, staged, trip_slice))
+    return LoadCounts(*(sum(c) for c in zip((0, 0, 0), *map(astuple, done), strict=True)))
+
+
+def _upsert(cur: Cursor, staged: tuple[str, str], trip_slice: TripSlice) -> LoadCounts:
+    """Delete the slice's trips not staged, insert and update the staged ones; the counts."""
+    target = sql.Identifier(*partition_table(trip_slice.service, trip_slice.month))
+    cur.execute(
+        sql.SQL(
+            "DELETE FROM {} AS t WHERE NOT EXISTS"
+            " (SELECT 1 FROM {} AS s WHERE s.trip_key = t.trip_key)"
+        ).format(target, sql.Identifier(*staged))
+    )
+    deleted = cur.rowcount
+    rows = sql.SQL(_DISTINCT_STAGED).format(
+        columns=_column_list(LOAD_COLUMNS), staging=sql.Identifier(*staged)
+    )
+    cur.execute(_UPSERT.format(target=target, **_upsert_parts(rows)))
+    inserted, updated = cur.fetchone()
     return LoadCounts(inserted=inserted, updated=updated, deleted=deleted)
 
 
@@ -256,11 +335,7 @@ def staging_progress(
                 opened.append(open_connection(database_url, autocommit=True))
             with opened[0].cursor() as cur:
                 name = sql.Identifier(*staging).as_string(cur)
-                cur.execute(
-                    "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables"
-                    " WHERE relid = %s::regclass), 0)",
-                    (name,),
-                )
+                cur.execute(_STAGED_ROWS, (name,))
                 return int(cur.fetchone()[0])
         except (psycopg2.Error, ChillflowError):
             return None
@@ -275,8 +350,8 @@ def staging_progress(
 _UPSERT = sql.SQL(
     """
     WITH upserted AS (
-        INSERT INTO stg.complete_trip AS t ({columns}) {staged}
-        ON CONFLICT (trip_key) DO UPDATE SET {assignments}, updated_at = now()
+        INSERT INTO {target} AS t ({columns}) {staged}
+        ON CONFLICT ({key}) DO UPDATE SET {assignments}, updated_at = now()
         WHERE ({current}) IS DISTINCT FROM ({incoming})
         -- A row this statement inserted has no xmax; an updated one has its locker's.
         RETURNING t.xmax = 0 AS inserted
@@ -287,9 +362,10 @@ _UPSERT = sql.SQL(
 
 
 def _upsert_parts(staged: sql.Composed) -> dict[str, sql.Composable]:
-    updated = [c for c in LOAD_COLUMNS if c != "trip_key"]
+    updated = [c for c in LOAD_COLUMNS if c not in KEY_COLUMNS]
     return {
         "columns": _column_list(LOAD_COLUMNS),
+        "key": _column_list(KEY_COLUMNS),
         "staged": staged,
         "assignments": sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated

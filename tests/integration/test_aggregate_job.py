@@ -30,6 +30,7 @@ from chillflow.storage.kpi_store import (
     read_hourly_kpis,
 )
 from chillflow.storage.postgres import connect
+from chillflow.storage.trip_partitions import create_partition
 from tests.conftest import REPO_ROOT
 from tests.integration.rawfiles import trip as raw_trip
 from tests.integration.rawfiles import write_yellow
@@ -99,6 +100,8 @@ def hour_of(ts):
 
 def insert_trips(url, rows):
     with connect(url) as conn, conn.cursor() as cur:
+        for service, month in {(row[2], row[4]) for row in rows}:
+            create_partition(cur, service, month)
         execute_values(
             cur, f"INSERT INTO stg.complete_trip ({', '.join(STG_COLUMNS)}) VALUES %s", rows
         )

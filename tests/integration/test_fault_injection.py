@@ -216,6 +216,14 @@ def test_kill_between_the_curate_commits(spark, reference, faulty, raw, point):
         assert_same_delta(spark, table, faulty, reference)
 
 
+def test_kill_before_a_new_month_is_attached(faulty):
+    killed(faulty, "process", "trips", "--month", MONTH, at="process_trips.before_commit")
+
+    assert count(faulty.url, "SELECT count(*) FROM stg.complete_trip") == 0
+    partition = f"complete_trip_yellow_{MONTH.replace('-', '_')}"
+    assert count(faulty.url, f"SELECT count(*) FROM pg_class WHERE relname = '{partition}'") == 0
+
+
 def test_kill_after_staging_the_trips(spark, reference, faulty):
     killed(faulty, "process", "trips", "--month", MONTH, at="process_trips.staged")
     assert count(faulty.url, "SELECT count(*) FROM stg.complete_trip") == 0
@@ -278,7 +286,7 @@ def test_no_lock_running_run_or_duplicate_is_left(spark, faulty):
             " FROM ops.job_run WHERE status = 'failed' GROUP BY job ORDER BY job"
         )
         assert cur.fetchall() == [("aggregate", 1, True), ("curate", 3, True),
-                                  ("process_trips", 2, True)]  # fmt: skip
+                                  ("process_trips", 3, True)]  # fmt: skip
     assert (
         count(
             url,
@@ -299,4 +307,5 @@ def test_no_lock_running_run_or_duplicate_is_left(spark, faulty):
 
 
 def test_no_staging_table_is_left(faulty):
-    assert count(faulty.url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'load\\_%'") == 0
+    staging = "tablename LIKE 'load\\_%' OR tablename LIKE 'staged\\_%'"
+    assert count(faulty.url, f"SELECT count(*) FROM pg_tables WHERE {staging}") == 0

@@ -253,7 +253,7 @@ def test_init_schema_creates_tables(empty_db: str) -> None:
     assert _columns(empty_db) == EXPECTED_COLUMNS
     with connect(empty_db) as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM ops.schema_version")
-        assert cur.fetchall() == [(2,)]
+        assert cur.fetchall() == [(3,)]
 
 
 def test_init_schema_is_idempotent(schema_db: str) -> None:

@@ -357,7 +357,7 @@ def _staged_row(key, fare):
 def _stage(url, run_id, rows):
     table = staging_table(run_id, datetime(2025, 2, 1))
     with connect(url) as conn:
-        create_staging_table(conn, table)
+        create_staging_table(conn, table, [JANUARY])
         with conn.cursor() as cur:
             cur.executemany(
                 sql.SQL("INSERT INTO {} VALUES ({})").format(
@@ -390,8 +390,8 @@ def test_duplicates_from_retried_tasks_never_reach_the_target(db):
 def test_only_staging_tables_of_dead_runs_are_dropped_whatever_their_age(db):
     live = staging_table("live", datetime(2024, 1, 1))
     dead = staging_table("dead", datetime.now())
-    lease = claim_staging_table(db, live)
-    claim_staging_table(db, dead).close()  # its run died: the lock went with its session
+    lease = claim_staging_table(db, live, [JANUARY])
+    claim_staging_table(db, dead, [JANUARY]).close()  # its run died: the lock went with its session
 
     try:
         with connect(db) as conn:
