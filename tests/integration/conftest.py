@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from chillflow.api.aggregate import BatchAggregator
-from chillflow.generator import generate_month, tlc_file_name
-from chillflow.settings import Settings, TablePaths
+from chillflow.generator import generate_month
+from chillflow.settings import Settings, TablePaths, tlc_file_name
 from chillflow.stages.curate import curate
 from chillflow.storage.postgres import connect, init_schema, seed_zones
 from tests.conftest import create_database, drop_database

@@ -20,7 +20,8 @@ import pytest
 from chillflow.api.aggregate import BatchAggregator
 from chillflow.api.curate import MonthlyLoader
 from chillflow.api.trips import BatchTripProducer
-from chillflow.generator import generate_month, tlc_file_name
+from chillflow.generator import generate_month
+from chillflow.settings import tlc_file_name
 from chillflow.storage.postgres import connect, init_schema
 from chillflow.storage.raw import RawFile, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
