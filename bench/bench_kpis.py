@@ -116,7 +116,8 @@ def timed(action, repeat=REPEAT, before=None):
 
 
 def prepare_months(spark, settings, out: Path, months: list[str], rows: int) -> None:
-    from chillflow.generator import generate_month, tlc_file_name
+    from chillflow.generator import generate_month
+    from chillflow.settings import tlc_file_name
     from chillflow.stages.curate import curate
 
     for index, month in enumerate(months):

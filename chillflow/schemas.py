@@ -49,6 +49,9 @@ DQ_METRICS_DDL = """
 
 #: Partition columns shared by the curate tables: a rerun replaces one (service, month) slice.
 MONTH_PARTITION = ("service", "month")
+#: Curated and quarantine files are clustered by pickup time within a month: a day's reads skip
+#: the month's other files.
+CLUSTER_BY = "pickup_ts"
 
 #: Trips as loaded into stg.complete_trip; timestamps are naive wall-clock times, as in the table.
 COMPLETE_TRIP_DDL = """

@@ -148,6 +148,11 @@ def parse_service(value: str, name: str = "service") -> str:
     return value
 
 
+def tlc_file_name(service: str, month: str) -> str:
+    """Return the TLC file name of a service's month, e.g. ``yellow_tripdata_2025-01.parquet``."""
+    return f"{parse_service(service)}_tripdata_{parse_month(month)}.parquet"
+
+
 def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load ``chillflow.toml`` and ``quality_rules.toml`` and overlay environment variables.
 

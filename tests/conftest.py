@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -12,12 +13,14 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from psycopg2 import errors, sql
 from pyspark.sql import SparkSession
 
 from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.logs import configure_logging
 from chillflow.session import build_spark
 from chillflow.settings import Settings, TablePaths, load_settings
+from chillflow.storage.postgres import open_connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Test tiers, one folder each; every test gets its folder's marker.
@@ -132,11 +135,8 @@ def database_url() -> Iterator[DatabaseUrl]:
     temporary directory (and stopped at the end). That directory lives outside pytest's
     numbered base directories: a concurrent pytest session may prune those while this one runs.
     """
-    import secrets
     import shutil
     import tempfile
-
-    from psycopg2 import sql
 
     from chillflow.storage.pg_server import cluster_dir, ensure_local_postgres, stop_local_postgres
     from chillflow.storage.postgres import connect, init_schema
@@ -147,24 +147,32 @@ def database_url() -> Iterator[DatabaseUrl]:
     if server is None:
         data_dir = Path(tempfile.mkdtemp(prefix="chillflow-test-pg-")) / "postgres"
         server = ensure_local_postgres(data_dir, port=_free_port())
-    name = f"chillflow_test_{secrets.token_hex(6)}"
-
-    def admin(statement: sql.Composable) -> None:
-        with connect(server) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(statement)
-
-    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(server, dbname=name)
+    url = create_database(server, "chillflow_test")
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    drop_database(server, name)
+    drop_database(server, url.dbname)
     if data_dir is not None:
         stop_local_postgres(data_dir)
         for path in {cluster_dir(data_dir).parent, data_dir.parent}:  # relocated as root
             shutil.rmtree(path, ignore_errors=True)
+
+
+def admin_execute(server: DatabaseUrl, statement: sql.Composable, *args: object) -> None:
+    """Execute one statement on ``server`` outside a transaction, with ``args`` as parameters."""
+    conn = open_connection(server, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args or None)
+    finally:
+        conn.close()
+
+
+def create_database(server: DatabaseUrl, name_prefix: str) -> DatabaseUrl:
+    """Create an empty database named ``name_prefix`` and a random suffix; return its URL."""
+    name = f"{name_prefix}_{secrets.token_hex(4)}"
+    admin_execute(server, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return dataclasses.replace(server, dbname=name)
 
 
 def drop_database(server: DatabaseUrl, name: str) -> None:
@@ -175,20 +183,11 @@ def drop_database(server: DatabaseUrl, name: str) -> None:
     fail with InsufficientPrivilege. A plain DROP DATABASE then asks the worker to exit and
     waits for it.
     """
-    import psycopg2
-    from psycopg2 import errors, sql
-
     drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
-    conn = psycopg2.connect(**server.dsn_kwargs())
-    conn.autocommit = True
     try:
-        with conn.cursor() as cur:
-            try:
-                cur.execute(drop + sql.SQL(" WITH (FORCE)"))
-            except errors.InsufficientPrivilege:
-                cur.execute(drop)
-    finally:
-        conn.close()
+        admin_execute(server, drop + sql.SQL(" WITH (FORCE)"))
+    except errors.InsufficientPrivilege:
+        admin_execute(server, drop)
 
 
 @pytest.fixture

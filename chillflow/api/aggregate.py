@@ -8,15 +8,10 @@ from typing import Any
 from chillflow.api.resources import StageResources
 from chillflow.hour_window import day_end, utc_date
 from chillflow.sections import check_source
-from chillflow.stages.aggregate import (
-    AGGREGATE_JOB,
-    BACKFILL_JOB,
-    aggregate_backfill,
-    aggregate_full_refresh,
-    aggregate_until,
-)
+from chillflow.stages.aggregate import aggregate_backfill, aggregate_full_refresh, aggregate_until
 from chillflow.storage.kpi_mart import mart_status
 from chillflow.storage.kpi_store import summarize_hourly_kpis
+from chillflow.storage.ledger import AGGREGATE_JOB, BACKFILL_JOB
 
 
 class BatchAggregator(StageResources):

@@ -168,9 +168,9 @@ def demo(
     from chillflow.api.pipeline import STAGES
     from chillflow.batch import BatchAggregator, MonthlyPipeline
     from chillflow.cli.db import init_database
-    from chillflow.generator import generate_month, tlc_file_name
+    from chillflow.generator import generate_month
     from chillflow.report import write_report
-    from chillflow.settings import parse_month
+    from chillflow.settings import parse_month, tlc_file_name
 
     parse_month(month)
     settings = runtime.settings()

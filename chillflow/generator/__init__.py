@@ -47,11 +47,6 @@ _LAYOUTS = {
 }
 
 
-def tlc_file_name(service: str, month: str) -> str:
-    """Return the TLC file name of a service's month, e.g. ``yellow_tripdata_2025-01.parquet``."""
-    return f"{parse_service(service)}_tripdata_{parse_month(month)}.parquet"
-
-
 def generate_trips_table(
     *,
     service: str = "yellow",

@@ -20,7 +20,7 @@ from croniter import croniter
 
 from chillflow.errors import ConfigError
 from chillflow.scheduler.config import PIPELINE_STEPS, JobSchedule, ScheduleConfig
-from chillflow.settings import parse_month
+from chillflow.settings import parse_month, tlc_file_name
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HOUR = timedelta(hours=1)
@@ -162,7 +162,7 @@ def month_days(month: str) -> tuple[date, date]:
 def raw_path(schedule: ScheduleConfig, period: str) -> Path:
     """Where the raw file of a monthly period (``2025-02/green``) arrives."""
     month, _, service = period.partition("/")
-    return schedule.landing_dir / f"{service}_tripdata_{month}.parquet"
+    return schedule.landing_dir / tlc_file_name(service, month)
 
 
 def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan:

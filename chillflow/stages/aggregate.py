@@ -28,8 +28,6 @@ from chillflow.hour_window import HourWindow, hours_until, month_chunks
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.settings import Settings
-from chillflow.stages.curate import CURATE_JOB
-from chillflow.stages.trips import PROCESS_TRIPS_JOB
 from chillflow.storage import ledger
 from chillflow.storage.delta import read_table, table_version
 from chillflow.storage.jdbc import read_complete_trips
@@ -40,14 +38,12 @@ from chillflow.storage.kpi_store import (
     read_hourly_kpis,
     summarize_hourly_kpis,
 )
-from chillflow.storage.locks import AdvisoryLocks, hold, holder, reading_slices
+from chillflow.storage.ledger import AGGREGATE_JOB, BACKFILL_JOB, CURATE_JOB, PROCESS_TRIPS_JOB
+from chillflow.storage.locks import KPI_LOCK, AdvisoryLocks, hold, holder, reading_slices
 from chillflow.storage.postgres import connect, init_schema
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
-AGGREGATE_JOB = "aggregate"
-BACKFILL_JOB = "aggregate_backfill"
-KPI_LOCK = "aggregate"
 #: The curate rule that keeps every curated pickup inside its file's month partition.
 _MONTH_RULE = "pickup_in_file_month"
 # Both timestamp columns of the mart accept this text; PostgreSQL ignores the zone for hour_ts.

@@ -22,6 +22,7 @@ from chillflow.failpoints import failpoint
 from chillflow.logs import bound_run, new_run_id
 from chillflow.progress import spark_progress
 from chillflow.schemas import (
+    CLUSTER_BY,
     CURATED_DDL,
     DERIVED_DDL,
     DQ_METRICS_DDL,
@@ -35,7 +36,7 @@ from chillflow.schemas import (
 from chillflow.settings import CurateSettings, QualityRule, Settings
 from chillflow.stages.rule_outcomes import RuleOutcome, assess_rules, raise_on_failed_rules
 from chillflow.storage.delta import replace_slices, restore_slices, table_version
-from chillflow.storage.ledger import RunRecord, recorded_run
+from chillflow.storage.ledger import CURATE_JOB, RunRecord, recorded_run
 from chillflow.storage.locks import TABLE_LOCK, hold, holder, lake_locks, slice_lock
 from chillflow.storage.raw import RawFile, find_raw_files, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
@@ -47,11 +48,6 @@ from chillflow.transforms.quality import (
     with_rule_results,
 )
 from chillflow.transforms.staging import plan_layout, stage_trips
-
-CURATE_JOB = "curate"
-#: Curated and quarantine files are clustered by pickup time within a month: a day's reads skip
-#: the month's other files.
-CLUSTER_BY = "pickup_ts"
 
 
 @dataclass(frozen=True)

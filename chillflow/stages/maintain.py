@@ -10,13 +10,12 @@ from pyspark.sql import SparkSession
 from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError
 from chillflow.logs import bound_run, new_run_id
-from chillflow.schemas import MONTH_PARTITION
+from chillflow.schemas import CLUSTER_BY, MONTH_PARTITION
 from chillflow.settings import Settings
-from chillflow.stages.aggregate import KPI_LOCK
-from chillflow.stages.curate import CLUSTER_BY
 from chillflow.storage import ledger
 from chillflow.storage.delta import table_exists
-from chillflow.storage.locks import TABLE_LOCK, AdvisoryLocks, hold, holder, lake_locks
+from chillflow.storage.ledger import MAINTAIN_JOB
+from chillflow.storage.locks import KPI_LOCK, TABLE_LOCK, AdvisoryLocks, hold, holder, lake_locks
 from chillflow.storage.maintenance import (
     DEFAULT_RETENTION_HOURS,
     cluster_slice,
@@ -27,7 +26,6 @@ from chillflow.storage.maintenance import (
     vacuum,
 )
 
-MAINTAIN_JOB = "maintain"
 #: Tables whose slices the curate lays out by pickup time: a plain compaction would merge a
 #: month's day files into one, so only slices that lack the layout are rewritten, clustered.
 _CLUSTERED = ("curated", "quarantine")

@@ -30,7 +30,7 @@ from chillflow.schemas import SERVICES
 from chillflow.settings import Settings
 from chillflow.storage.curated import CuratedSource, read_curated
 from chillflow.storage.jdbc import append_jdbc
-from chillflow.storage.ledger import recorded_run
+from chillflow.storage.ledger import PROCESS_TRIPS_JOB, recorded_run
 from chillflow.storage.locks import AdvisoryLocks, hold, holder
 from chillflow.storage.postgres import connect
 from chillflow.storage.trips_pg import (
@@ -53,8 +53,6 @@ from chillflow.transforms.complete_trips import (
     with_skip_reason,
 )
 from chillflow.transforms.keys import salt_frame, with_trip_keys
-
-PROCESS_TRIPS_JOB = "process_trips"
 
 
 def process_trips(

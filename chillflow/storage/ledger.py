@@ -25,6 +25,12 @@ from chillflow.pids import pid_alive
 from chillflow.storage.locks import LOCK_NAMESPACE, try_lock, unlock
 from chillflow.storage.postgres import connect, init_schema
 
+#: The jobs the stages record their runs under.
+CURATE_JOB = "curate"
+PROCESS_TRIPS_JOB = "process_trips"
+AGGREGATE_JOB = "aggregate"
+BACKFILL_JOB = "aggregate_backfill"
+MAINTAIN_JOB = "maintain"
 _COLUMNS = (
     "id, job, period, run_id, attempt, status, started_at, finished_at, pid, host,"
     " rows_read, rows_written, stats, error"

@@ -33,6 +33,8 @@ from chillflow.storage.postgres import open_connection
 #: How long a writer waits for readers, which hold a lock only while they pin table versions.
 READER_WAIT_SEC = 30.0
 TABLE_LOCK = "table"
+#: The lock of the KPI table and mart: one writer from computing to publishing.
+KPI_LOCK = "aggregate"
 _POLL_SEC = 0.05
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 

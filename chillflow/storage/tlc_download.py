@@ -18,7 +18,7 @@ import structlog
 from chillflow.errors import BusyError, DependencyError, NotPublishedError, SchemaError
 from chillflow.schemas import trip_service
 from chillflow.sections import DownloadSettings
-from chillflow.settings import parse_month
+from chillflow.settings import tlc_file_name
 
 
 def landing_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Path:
@@ -46,7 +46,7 @@ def download_month(
         SchemaError: The body is not a Parquet file of the service's layout; nothing is kept.
         BusyError: Another process is downloading the same file.
     """
-    name = f"{service}_tripdata_{parse_month(month)}.parquet"
+    name = tlc_file_name(service, month)
     url = f"{conf.base_url}/{name}"
     target = landing / name
     partial = landing / f"{name}.part"

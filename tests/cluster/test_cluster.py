@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -28,7 +27,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 from chispa import assert_df_equality
-from psycopg2 import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
@@ -40,7 +38,7 @@ from chillflow.stages.aggregate import aggregate_full_refresh
 from chillflow.stages.curate import curate
 from chillflow.stages.trips import process_trips
 from tests.cluster.standalone_cluster import StandaloneCluster
-from tests.conftest import REPO_ROOT, drop_database
+from tests.conftest import REPO_ROOT, create_database, drop_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -141,12 +139,9 @@ def runs(
         for mode, master in masters.items():
             database_url = None
             if server_url is not None:
-                databases[mode] = f"chillflow_cluster_test_{mode}_{secrets.token_hex(4)}"
-                _admin(
-                    server_url,
-                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(databases[mode])),
-                )
-                database_url = _with_database(server_url, databases[mode])
+                created = create_database(server_url, f"chillflow_cluster_test_{mode}")
+                databases[mode] = created.dbname
+                database_url = created.url()
             root = tmp_path_factory.mktemp(f"run-{mode}")
             if mode == "cluster":
                 run = _run_pipeline(mode, master, root, raw_month, database_url, cluster)
@@ -328,20 +323,6 @@ def _submit(job: str, args: list[str], env: dict[str, str], cluster: StandaloneC
         pytest.fail("\n".join(details), pytrace=False)
     objects = [line for line in stdout.splitlines() if line.startswith("{")]
     return json.loads(objects[-1]) if objects else {}
-
-
-def _admin(server_url: DatabaseUrl, statement: sql.Composable) -> None:
-    conn = psycopg2.connect(**server_url.dsn_kwargs())
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
-
-
-def _with_database(server_url: DatabaseUrl, name: str) -> str:
-    return dataclasses.replace(server_url, dbname=name).url()
 
 
 def _read_delta(spark: SparkSession, path: Path) -> DataFrame:

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import threading
 from collections.abc import Iterator
 
 import pytest
-from psycopg2 import sql
 
 from chillflow.api.aggregate import BatchAggregator
-from chillflow.database_url import DatabaseUrl
-from chillflow.generator import generate_month, tlc_file_name
-from chillflow.settings import Settings, TablePaths
+from chillflow.generator import generate_month
+from chillflow.settings import Settings, TablePaths, tlc_file_name
 from chillflow.stages.curate import curate
 from chillflow.storage.postgres import connect, init_schema, seed_zones
-from tests.conftest import drop_database
+from tests.conftest import create_database, drop_database
 from tests.tlc_server import TlcServer
 
 #: Raw rows of the report lake's generated yellow months.
@@ -32,9 +29,7 @@ def report_lake(spark, base_settings, database_url, tmp_path_factory) -> Iterato
     and a failed run in ops.job_run besides the aggregate's.
     """
     root = tmp_path_factory.mktemp("report")
-    name = f"chillflow_report_{secrets.token_hex(4)}"
-    _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(database_url, dbname=name)
+    url = create_database(database_url, "chillflow_report")
     lookup = root / "taxi_zone_lookup.csv"
     rows = [f"{i},Borough {i % 4},Zone {i} <&>,Yellow Zone" for i in range(1, 266)]
     lookup.write_text("LocationID,Borough,Zone,service_zone\n" + "\n".join(rows) + "\n")
@@ -60,14 +55,7 @@ def report_lake(spark, base_settings, database_url, tmp_path_factory) -> Iterato
     curate(spark, settings, root / "landing")
     BatchAggregator(settings, spark, url).aggregate_full_refresh(source="curated")
     yield settings
-    drop_database(database_url, name)
-
-
-def _admin(url: DatabaseUrl, statement: sql.Composable) -> None:
-    with connect(url) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
+    drop_database(database_url, url.dbname)
 
 
 @pytest.fixture

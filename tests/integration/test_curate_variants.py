@@ -9,8 +9,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampType
 
 from chillflow.errors import SchemaError
-from chillflow.generator import generate_month, tlc_file_name
+from chillflow.generator import generate_month
 from chillflow.schemas import CURATED_DDL, struct
+from chillflow.settings import tlc_file_name
 from chillflow.stages.curate import curate
 from chillflow.storage.delta import read_table
 from chillflow.storage.raw import RawFile, read_raw_file

@@ -30,7 +30,7 @@ from chillflow.stages.trips import process_trips
 from chillflow.storage.jdbc import append_jdbc, read_complete_trips
 from chillflow.storage.pg_server import cluster_dir, ensure_local_postgres, stop_local_postgres
 from chillflow.storage.postgres import connect, failure_reason, init_schema
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, admin_execute, create_database
 from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = pytest.mark.postgres
@@ -56,17 +56,8 @@ def server(tmp_path_factory) -> Iterator[tuple[Path, DatabaseUrl]]:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _admin(url: DatabaseUrl, statement: sql.Composable, *args: object) -> None:
-    with connect(url) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement, args or None)
-
-
 def _new_database(server_url: DatabaseUrl, *, schema: bool = True) -> DatabaseUrl:
-    name = f"errors_{secrets.token_hex(4)}"
-    _admin(server_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(server_url, dbname=name)
+    url = create_database(server_url, "errors")
     if schema:
         with connect(url) as conn:
             init_schema(conn)
@@ -129,7 +120,8 @@ def test_login_failures_exit_6_with_the_server_named(server, tmp_path):
 def test_a_role_without_create_privilege_exits_6(server, tmp_path):
     _, url = server
     role, password = f"limited_{secrets.token_hex(3)}", "Pw-" + secrets.token_hex(6)
-    _admin(url, sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), password)
+    create_role = sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role))
+    admin_execute(url, create_role, password)
     database = _new_database(url, schema=False)
     limited = dataclasses.replace(database, user=role, password=password)
     target = database
@@ -156,7 +148,7 @@ def test_a_connection_dropped_inside_a_block_names_the_action_and_the_server(ser
         conn.cursor() as cur,
     ):
         cur.execute("SELECT pg_backend_pid()")
-        _admin(url, sql.SQL("SELECT pg_terminate_backend(%s)"), cur.fetchone()[0])
+        admin_execute(url, sql.SQL("SELECT pg_terminate_backend(%s)"), cur.fetchone()[0])
         cur.execute("SELECT 1")
 
     message = str(dropped.value)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import secrets
 
 import pytest
-from psycopg2 import sql
 
 from chillflow.storage.postgres import connect
-from tests.conftest import drop_database, run_chillflow
+from tests.conftest import create_database, drop_database, run_chillflow
 
 pytestmark = pytest.mark.postgres
 
@@ -25,17 +22,9 @@ ZONES = (
 @pytest.fixture
 def empty_db(database_url):
     """A database without any ChillFlow schema."""
-    name = f"chillflow_dbcli_{secrets.token_hex(4)}"
-    _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield dataclasses.replace(database_url, dbname=name)
-    drop_database(database_url, name)
-
-
-def _admin(url, statement):
-    with connect(url) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
+    url = create_database(database_url, "chillflow_dbcli")
+    yield url
+    drop_database(database_url, url.dbname)
 
 
 def _db_init(url, tmp_path, *args, env_extra=None):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from chillflow.storage.delta import read_table
 from chillflow.storage.kpi_mart import MART_COLUMNS
 from chillflow.storage.locks import FileLocks
 from chillflow.storage.postgres import connect, init_schema
-from tests.conftest import REPO_ROOT, drop_database
+from tests.conftest import REPO_ROOT, create_database, drop_database
 
 pytestmark = pytest.mark.postgres
 
@@ -76,11 +75,7 @@ def pipeline_settings(base: Settings, lake: Path, url: DatabaseUrl) -> Settings:
 
 
 def new_database(server: DatabaseUrl) -> DatabaseUrl:
-    name = f"chillflow_faults_{secrets.token_hex(4)}"
-    with connect(server) as conn:
-        conn.autocommit = True
-        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(server, dbname=name)
+    url = create_database(server, "chillflow_faults")
     with connect(url) as conn:
         init_schema(conn)
     return url

@@ -11,13 +11,12 @@ from pyspark.sql import functions as F
 
 from chillflow.errors import BusyError, ConfigError
 from chillflow.generator import generate_month
-from chillflow.stages.aggregate import KPI_LOCK
 from chillflow.stages.curate import curate
 from chillflow.stages.maintain import maintain
 from chillflow.storage import delta, maintenance
 from chillflow.storage.delta import read_table, replace_slices, table_version
 from chillflow.storage.ledger import list_runs
-from chillflow.storage.locks import TABLE_LOCK, AdvisoryLocks, hold, lake_locks
+from chillflow.storage.locks import KPI_LOCK, TABLE_LOCK, AdvisoryLocks, hold, lake_locks
 from chillflow.storage.postgres import connect
 from tests.conftest import run_chillflow
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from psycopg2 import sql
 
 from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import ConfigError, DatabaseError, DependencyError
@@ -28,7 +27,7 @@ from chillflow.storage.pg_server import (
     stop_local_postgres,
 )
 from chillflow.storage.postgres import connect, init_schema, seed_zones
-from tests.conftest import drop_database
+from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.postgres
 
@@ -107,13 +106,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _admin(url: DatabaseUrl, statement: sql.Composable) -> None:
-    with connect(url) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
-
-
 @pytest.fixture(scope="session")
 def pg_url(tmp_path_factory: pytest.TempPathFactory):
     env_url = os.environ.get("DATABASE_URL")
@@ -135,10 +127,9 @@ def _remove_local_postgres(data_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def db_url(pg_url: DatabaseUrl):
-    name = f"chillflow_test_{secrets.token_hex(6)}"
-    _admin(pg_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield dataclasses.replace(pg_url, dbname=name)
-    drop_database(pg_url, name)
+    url = create_database(pg_url, "chillflow_test")
+    yield url
+    drop_database(pg_url, url.dbname)
 
 
 @pytest.fixture

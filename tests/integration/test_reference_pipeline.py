@@ -8,7 +8,6 @@ itself must name what differs, and the rules must translate or fail loudly.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import sys
 from calendar import monthrange
 from datetime import date
@@ -17,17 +16,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from psycopg2 import sql
 
 from chillflow.api.aggregate import BatchAggregator
 from chillflow.api.curate import MonthlyLoader
 from chillflow.api.trips import BatchTripProducer
-from chillflow.generator import generate_month, tlc_file_name
+from chillflow.generator import generate_month
+from chillflow.settings import tlc_file_name
 from chillflow.storage.postgres import connect, init_schema
 from chillflow.storage.raw import RawFile, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
 from chillflow.transforms.staging import plan_layout, stage_trips
-from tests.conftest import REPO_ROOT, drop_database
+from tests.conftest import REPO_ROOT, create_database, drop_database
 from tests.layouts import write_layout
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -36,23 +35,14 @@ import reference_pipeline as ref  # noqa: E402
 SCHEMA = "reference_test"
 
 
-def _admin(url, statement):
-    with connect(url) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
-
-
 @pytest.fixture(scope="module")
 def module_db(database_url):
     """A database of this module's own: no other test's trips in stg.complete_trip."""
-    name = f"chillflow_reference_{secrets.token_hex(4)}"
-    _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(database_url, dbname=name)
+    url = create_database(database_url, "chillflow_reference")
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    drop_database(database_url, name)
+    drop_database(database_url, url.dbname)
 
 
 def _query(url, statement, params=()):

@@ -22,7 +22,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from psycopg2 import sql
 
 from chillflow.batch import BatchScheduler
 from chillflow.generator import generate_month
@@ -30,7 +29,7 @@ from chillflow.scheduler import scheduler as scheduler_module
 from chillflow.scheduler.config import parse_schedule
 from chillflow.sections import DownloadSettings
 from chillflow.storage.postgres import connect, init_schema
-from tests.conftest import REPO_ROOT, drop_database
+from tests.conftest import REPO_ROOT, create_database, drop_database
 from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.postgres
@@ -70,20 +69,11 @@ def utc(text: str) -> datetime:
 @pytest.fixture(scope="module")
 def scheduler_db(database_url):
     """A database of this module's own, so no other test's ops.job_run rows get in the way."""
-    name = f"chillflow_sched_{secrets.token_hex(4)}"
-
-    def admin(statement: sql.Composable) -> None:
-        with connect(database_url) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(statement)
-
-    admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(database_url, dbname=name)
+    url = create_database(database_url, "chillflow_sched")
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    drop_database(database_url, name)
+    drop_database(database_url, url.dbname)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import threading
 from datetime import datetime, timezone
 
@@ -21,7 +20,7 @@ from chillflow.storage.trips_pg import (
     load_staged,
     staging_table,
 )
-from tests.conftest import drop_database
+from tests.conftest import create_database, drop_database
 from tests.integration.rawfiles import GREEN_2025, as_green, trip, write_rows, write_yellow
 
 pytestmark = pytest.mark.postgres
@@ -34,15 +33,11 @@ GREEN = [as_green(trip(datetime(2025, 1, 16, h, 10), pu=42)) for h in range(3)]
 
 @pytest.fixture(scope="module")
 def partitions_db(database_url):
-    name = f"chillflow_partitions_{secrets.token_hex(4)}"
-    with connect(database_url) as conn:
-        conn.autocommit = True
-        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(database_url, dbname=name)
+    url = create_database(database_url, "chillflow_partitions")
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    drop_database(database_url, name)
+    drop_database(database_url, url.dbname)
 
 
 @pytest.fixture
@@ -247,11 +242,7 @@ CREATE INDEX complete_trip_service_month_idx ON stg.complete_trip (service, pick
 
 
 def test_db_init_moves_the_trips_of_an_unpartitioned_table_into_partitions(database_url):
-    name = f"chillflow_old_{secrets.token_hex(4)}"
-    with connect(database_url) as conn:
-        conn.autocommit = True
-        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(database_url, dbname=name)
+    url = create_database(database_url, "chillflow_old")
     created = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
     updated = datetime(2024, 6, 1, 8, tzinfo=timezone.utc)
     old = [
@@ -289,4 +280,4 @@ def test_db_init_moves_the_trips_of_an_unpartitioned_table_into_partitions(datab
         ]
         assert _query(url, "SELECT to_regclass('stg.complete_trip_unpartitioned')") == [(None,)]
     finally:
-        drop_database(database_url, name)
+        drop_database(database_url, url.dbname)

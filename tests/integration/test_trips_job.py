@@ -33,7 +33,7 @@ from chillflow.storage.trips_pg import (
     load_staged,
     staging_table,
 )
-from tests.conftest import drop_database, run_chillflow
+from tests.conftest import create_database, drop_database, run_chillflow
 from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = pytest.mark.postgres
@@ -51,13 +51,11 @@ JANUARY = TripSlice("yellow", "2025-01")
 @pytest.fixture(scope="module")
 def trips_db(database_url):
     """A database of this module's own, on the session's server."""
-    name = f"chillflow_trips_{secrets.token_hex(4)}"
-    _admin(database_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = dataclasses.replace(database_url, dbname=name)
+    url = create_database(database_url, "chillflow_trips")
     with connect(url) as conn:
         init_schema(conn)
     yield url
-    drop_database(database_url, name)
+    drop_database(database_url, url.dbname)
 
 
 @pytest.fixture
@@ -88,13 +86,6 @@ def info_logging():
         yield
     finally:
         structlog.configure(**saved)
-
-
-def _admin(url, statement):
-    with connect(url) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
 
 
 def _curate(spark, settings, tmp_path, rows):

@@ -14,7 +14,8 @@ import pytest
 
 from chillflow import generator
 from chillflow.errors import ConfigError
-from chillflow.generator import generate_month, generate_trips_table, tlc_file_name
+from chillflow.generator import generate_month, generate_trips_table
+from chillflow.settings import tlc_file_name
 from tests.layouts import LAYOUTS, tlc_layout
 
 REAL_TLC_DIR = Path(
@@ -504,11 +505,6 @@ def test_zero_rows_give_an_empty_table_and_file(tmp_path):
     assert pq.read_metadata(path).num_rows == 0
 
 
-def test_tlc_file_name():
-    assert tlc_file_name("yellow", "2025-01") == "yellow_tripdata_2025-01.parquet"
-    assert tlc_file_name("green", "2021-01") == "green_tripdata_2021-01.parquet"
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -528,8 +524,3 @@ def test_invalid_arguments_are_config_errors(kwargs, message):
 def test_row_group_size_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match="row_group_rows=0: expected a positive integer"):
         generate_month(tmp_path / "f.parquet", rows=10, row_group_rows=0)
-
-
-def test_tlc_file_name_rejects_unknown_service():
-    with pytest.raises(ConfigError, match="service 'taxi': expected one of yellow, green"):
-        tlc_file_name("taxi", "2025-01")

@@ -1,4 +1,7 @@
-"""Imports go downward: storage never imports transforms, and batch jobs load no scheduler."""
+"""Imports go downward: storage imports no transform nor stage, no stage imports another stage.
+
+The batch API and the CLI load no scheduler code.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +43,17 @@ def test_storage_imports_no_transforms_and_no_stage():
         if name.startswith(("chillflow.transforms", "chillflow.stages", "chillflow.api"))
     }
     assert upward == set()
+
+
+def test_a_stage_imports_no_other_stage():
+    stages = {name for name in MODULES if name.startswith("chillflow.stages.")}
+    helpers = {"chillflow.stages.rule_outcomes"}  # a part of curate, not a stage
+    sideways = {
+        f"{name} imports {imported}"
+        for name in stages - helpers
+        for imported in _imports(MODULES[name]) & stages - helpers - {name}
+    }
+    assert sideways == set()
 
 
 def test_no_import_circle():

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from chillflow.errors import ConfigError
-from chillflow.settings import DEV_HASH_SALT, load_settings, parse_month
+from chillflow.settings import DEV_HASH_SALT, load_settings, parse_month, tlc_file_name
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -86,6 +86,16 @@ def test_missing_conf_dir_says_how_to_fix(tmp_path):
 def test_parse_month_rejects(value):
     with pytest.raises(ConfigError, match="expected YYYY-MM"):
         parse_month(value)
+
+
+def test_tlc_file_name():
+    assert tlc_file_name("yellow", "2025-01") == "yellow_tripdata_2025-01.parquet"
+    assert tlc_file_name("green", "2021-01") == "green_tripdata_2021-01.parquet"
+
+
+def test_tlc_file_name_rejects_unknown_service():
+    with pytest.raises(ConfigError, match="service 'taxi': expected one of yellow, green"):
+        tlc_file_name("taxi", "2025-01")
 
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", "../../etc/passwd", 5])
