@@ -9,6 +9,8 @@ PY     := $(VENV)/bin/python
 ROWS   ?= 200000
 MONTH  ?= 2025-01
 PYTEST_ARGS ?=
+# Test processes for make test: each runs whole modules, with its own Spark session and database.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-unit lint bench clean
 
@@ -24,8 +26,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m chillflow demo --rows $(ROWS) --month $(MONTH)
 
+# The jars are resolved once before the workers start, so two JVMs never resolve them at once.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m chillflow jars path >/dev/null
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

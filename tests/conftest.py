@@ -35,6 +35,11 @@ _TEST_SPARK_CONF = {
 }
 
 
+# Test JVMs (the session's and every CLI or spark-submit run's) live seconds to minutes on small
+# data, where C2's compilations cost more CPU than they repay: C1 alone, unless set otherwise.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1")
+
+
 def run_chillflow(
     *args: str, env: Mapping[str, str], timeout: float = 120, **options: Any
 ) -> subprocess.CompletedProcess:
