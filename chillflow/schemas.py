@@ -1,11 +1,12 @@
 """Declared schemas (Spark DDL) of every dataset, and the TLC layouts since 2016-07."""
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import ArrayType, StructType
 
 from chillflow.errors import SchemaError
 
@@ -160,14 +161,12 @@ KPI_VALUES = tuple(columns(HOURLY_KPIS_DDL)[len(KPI_KEY) : -1])
 
 
 def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any]], ddl: str) -> DataFrame:
-    """Return driver-side tuples as a DataFrame of ``ddl``, as literals: no Python worker start."""
-    fields = struct(ddl).fields
-    records = [
-        F.struct(
-            *[F.lit(v).cast(f.dataType).alias(f.name) for v, f in zip(row, fields, strict=True)]
-        )
-        for row in rows
-    ]
-    if not records:
-        return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in fields])
-    return spark.range(1).select(F.inline(F.array(*records)))
+    """Return driver-side tuples as a DataFrame of ``ddl``, parsed in the JVM from one JSON text.
+
+    One literal, not a typed literal per value: those cost a Py4J call each and a plan whose
+    analysis grew with the rows. No Python worker starts either. Timestamps go as ISO 8601.
+    """
+    schema = struct(ddl)
+    records = [dict(zip(schema.names, row, strict=True)) for row in rows]
+    text = json.dumps(records, default=lambda value: value.isoformat())
+    return spark.range(1).select(F.inline(F.from_json(F.lit(text), ArrayType(schema))))

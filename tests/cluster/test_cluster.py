@@ -2,12 +2,12 @@
 
 A master and two one-core workers start on 127.0.0.1 from the pyspark installation's own
 ``spark-class`` (tests/cluster/standalone_cluster.py); one small generated month then goes through
-curate → process trips → aggregate via ``./spark-submit.sh`` against the cluster, into one lake
-and one database, and through the stage functions in this session's local Spark, into another
-lake and database (``./spark-submit.sh`` in local mode has tests of its own). Every table both
-runs wrote must hold the same rows, apart from lineage columns (run ids and timestamps).
+the monthly pipeline (curate → process trips → the month's KPIs) as one ``./spark-submit.sh
+pipeline`` application against the cluster, into one lake and one database, and through the same
+``MonthlyPipeline`` in this session's local Spark, into another lake and database
+(``./spark-submit.sh`` in local mode has tests of its own). Every table both runs wrote must hold
+the same rows, apart from lineage columns (run ids and timestamps).
 
-A step runs when its job script exists under ``jobs/``, so the test grows with the pipeline.
 The cluster is stopped at module teardown whatever happened, leftover executors included.
 """
 
@@ -31,12 +31,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
+from chillflow.api.pipeline import STAGES, MonthlyPipeline
 from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.generator import generate_month
 from chillflow.settings import Settings, load_settings
-from chillflow.stages.aggregate import aggregate_full_refresh
-from chillflow.stages.curate import curate
-from chillflow.stages.trips import process_trips
 from tests.cluster.standalone_cluster import StandaloneCluster
 from tests.conftest import REPO_ROOT, create_database, drop_database
 
@@ -44,36 +42,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 MONTH = "2025-01"
 ROWS = 4000
-STEP_TIMEOUT_SEC = 900
+RUN_TIMEOUT_SEC = 900
 SERVICE = "yellow"
+JOB = "pipeline"
 MODES = ("cluster", "local")  # what each comparison unpacks, in this order
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    job: str
-    script: str
-    args: tuple[str, ...]
-    needs_database: bool
-
-    @property
-    def available(self) -> bool:
-        return (REPO_ROOT / self.script).is_file()
-
-
-# The raw file's path is put before curate's arguments.
-STEPS = (
-    Step("curate", "jobs/curate.py", ("--month", MONTH, "--json"), needs_database=False),
-    Step(
-        "process-trips",
-        "jobs/process_trips.py",
-        ("--month", MONTH, "--service", SERVICE, "--json"),
-        needs_database=True,
-    ),
-    Step(
-        "aggregate", "jobs/aggregate.py", ("run", "--full-refresh", "--json"), needs_database=True
-    ),
-)
 
 
 @dataclasses.dataclass
@@ -81,17 +53,9 @@ class PipelineRun:
     mode: str
     master: str
     settings: Settings
-    database_url: str | None
-    stats: dict[str, dict] = dataclasses.field(default_factory=dict)
-    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-def available_steps() -> list[Step]:
-    return [step for step in STEPS if step.available]
-
-
-def step_available(job: str) -> bool:
-    return any(step.job == job and step.available for step in STEPS)
+    database_url: str
+    stats: dict = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
 
 
 @pytest.fixture(scope="module")
@@ -107,17 +71,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 
 
 @pytest.fixture(scope="module")
-def server_url(request: pytest.FixtureRequest) -> DatabaseUrl | None:
-    """A PostgreSQL server for the steps that need one: the suite's ``database_url``'s.
-
-    Each mode gets a database of its own on that server.
-    """
-    if not any(step.needs_database for step in available_steps()):
-        return None
-    return request.getfixturevalue("database_url")
-
-
-@pytest.fixture(scope="module")
 def raw_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("landing") / f"{SERVICE}_tripdata_{MONTH}.parquet"
     return generate_month(path, service=SERVICE, month=MONTH, rows=ROWS, seed=2025)
@@ -127,44 +80,43 @@ def raw_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runs(
     spark: SparkSession,
     cluster: StandaloneCluster,
-    server_url: DatabaseUrl | None,
+    database_url: DatabaseUrl,
     raw_month: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, PipelineRun]]:
-    """Run every available step on the cluster, then in this session; yield both runs."""
-    masters = {"cluster": cluster.master_url, "local": "local[2]"}
+    """Run the pipeline on the cluster, then in this session; yield both runs.
+
+    Each mode gets a database of its own on the suite's PostgreSQL server.
+    """
     databases = {}
     try:
         pipeline_runs = {}
-        for mode, master in masters.items():
-            database_url = None
-            if server_url is not None:
-                created = create_database(server_url, f"chillflow_cluster_test_{mode}")
-                databases[mode] = created.dbname
-                database_url = created.url()
+        for mode in MODES:
+            created = create_database(database_url, f"chillflow_cluster_test_{mode}")
+            databases[mode] = created.dbname
             root = tmp_path_factory.mktemp(f"run-{mode}")
             if mode == "cluster":
-                run = _run_pipeline(mode, master, root, raw_month, database_url, cluster)
+                run = _run_on_cluster(root, raw_month, created.url(), cluster)
             else:
-                run = _run_in_session(spark, root, raw_month, database_url)
+                run = _run_in_session(spark, root, raw_month, created.url())
             pipeline_runs[mode] = run
         print(_summary(pipeline_runs))
         yield pipeline_runs
     finally:
         for name in databases.values():
             with contextlib.suppress(psycopg2.Error):
-                drop_database(server_url, name)
+                drop_database(database_url, name)
 
 
-def test_every_step_ran_on_the_cluster_with_both_workers(runs, cluster):
+def test_every_stage_ran_in_one_cluster_application_with_both_workers(runs, cluster):
     finished = {app["name"]: app for app in cluster.applications() if app["state"] == "FINISHED"}
 
-    assert set(runs["cluster"].stats) == {step.job for step in available_steps()}
-    for step in available_steps():
-        app = finished.get(f"chillflow-{step.job}")
-        assert app is not None, f"no finished application for {step.job}: {sorted(finished)}"
-        workers = {path.parent.parent.name for path in cluster.executor_dirs(app["id"])}
-        assert workers == {"worker-1", "worker-2"}, f"{step.job} executors ran on {workers}"
+    assert set(STAGES) <= set(runs["cluster"].stats)
+    assert runs["cluster"].stats["month"] == MONTH
+    app = finished.get(f"chillflow-{JOB}")
+    assert app is not None, f"no finished application for {JOB}: {sorted(finished)}"
+    workers = {path.parent.parent.name for path in cluster.executor_dirs(app["id"])}
+    assert workers == {"worker-1", "worker-2"}, f"{JOB} executors ran on {workers}"
 
 
 @pytest.mark.parametrize("table", ["curated", "quarantine", "dq_metrics"])
@@ -192,7 +144,6 @@ def test_curate_results_match_the_raw_month(runs):
 
 
 def test_trips_in_postgres_equal_local_mode(runs, spark):
-    _require("process-trips")
     cluster_rows, local_rows = (
         _read_table(spark, runs[mode], "stg.complete_trip") for mode in MODES
     )
@@ -203,7 +154,6 @@ def test_trips_in_postgres_equal_local_mode(runs, spark):
 
 
 def test_kpis_equal_local_mode(runs, spark):
-    _require("aggregate")
     delta_rows = [_read_delta(spark, runs[mode].settings.tables.kpis) for mode in MODES]
     mart_rows = [_read_table(spark, runs[mode], "mart.zone_hourly_kpis") for mode in MODES]
 
@@ -214,12 +164,7 @@ def test_kpis_equal_local_mode(runs, spark):
 # ---------------------------------------------------------------------------------------------
 
 
-def _require(job: str) -> None:
-    if not step_available(job):
-        pytest.skip(f"the {job} job does not exist yet")
-
-
-def _environment(master: str, root: Path, database_url: str | None) -> dict[str, str]:
+def _environment(master: str, root: Path, database_url: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -236,61 +181,40 @@ def _environment(master: str, root: Path, database_url: str | None) -> dict[str,
             "DRIVER_MEMORY": "1g",
             "EXECUTOR_MEMORY": "1g",
             "SPARK_SUBMIT_EXTRA": "--conf spark.ui.enabled=false",
+            "DATABASE_URL": database_url,
         }
     )
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
     return env
 
 
-def _run_pipeline(
-    mode: str,
-    master: str,
-    root: Path,
-    raw: Path,
-    database_url: str | None,
-    cluster: StandaloneCluster | None,
+def _run_on_cluster(
+    root: Path, raw: Path, database_url: str, cluster: StandaloneCluster
 ) -> PipelineRun:
-    env = _environment(master, root, database_url)
-    run = PipelineRun(mode, master, load_settings(REPO_ROOT / "conf", env), database_url)
-    for step in available_steps():
-        args = list(step.args)
-        if step.job == "curate":
-            args.insert(0, str(raw))
-        if step.job == "aggregate" and not step_available("process-trips"):
-            args += ["--source", "curated"]  # no trips in PostgreSQL without process-trips
-        started = time.monotonic()
-        run.stats[step.job] = _submit(step.job, args, env, cluster)
-        run.seconds[step.job] = time.monotonic() - started
+    """The pipeline as one spark-submit application on the cluster."""
+    env = _environment(cluster.master_url, root, database_url)
+    run = PipelineRun(
+        "cluster", cluster.master_url, load_settings(REPO_ROOT / "conf", env), database_url
+    )
+    started = time.monotonic()
+    run.stats = _submit([str(raw), "--month", MONTH, "--json"], env, cluster)
+    run.seconds = time.monotonic() - started
     return run
 
 
-def _run_in_session(
-    spark: SparkSession, root: Path, raw: Path, database_url: str | None
-) -> PipelineRun:
-    """The same steps in this test session's local Spark, through the stage functions."""
+def _run_in_session(spark: SparkSession, root: Path, raw: Path, database_url: str) -> PipelineRun:
+    """The same pipeline in this test session's local Spark."""
     settings = load_settings(REPO_ROOT / "conf", _environment("local[2]", root, database_url))
     run = PipelineRun("local", "local[2] (the test session)", settings, database_url)
-    source = None if step_available("process-trips") else "curated"
-    stages = {
-        "curate": lambda: curate(spark, settings, raw, database_url=settings.database_url),
-        "process-trips": lambda: process_trips(
-            spark, settings, settings.database_url, month=MONTH, service=SERVICE
-        ),
-        "aggregate": lambda: aggregate_full_refresh(
-            spark, settings, settings.database_url, source=source
-        ),
-    }
-    for step in available_steps():
-        started = time.monotonic()
-        run.stats[step.job] = stages[step.job]()
-        run.seconds[step.job] = time.monotonic() - started
+    pipeline = MonthlyPipeline(settings=settings, spark=spark, database_url=database_url)
+    started = time.monotonic()
+    run.stats = pipeline.run_month(raw, month=MONTH)
+    run.seconds = time.monotonic() - started
     return run
 
 
-def _submit(job: str, args: list[str], env: dict[str, str], cluster: StandaloneCluster | None):
-    """Run one step through spark-submit.sh; fail with its stderr and the cluster's logs."""
-    command = ["bash", str(REPO_ROOT / "spark-submit.sh"), job, *args]
+def _submit(args: list[str], env: dict[str, str], cluster: StandaloneCluster) -> dict:
+    """Run the pipeline through spark-submit.sh; fail with its stderr and the cluster's logs."""
+    command = ["bash", str(REPO_ROOT / "spark-submit.sh"), JOB, *args]
     started = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -302,24 +226,24 @@ def _submit(job: str, args: list[str], env: dict[str, str], cluster: StandaloneC
         start_new_session=True,
     )
     try:
-        stdout, stderr = process.communicate(timeout=STEP_TIMEOUT_SEC)
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_SEC)
         problem = None if process.returncode == 0 else f"exited with code {process.returncode}"
     except subprocess.TimeoutExpired:
         # spark-submit's JVM starts the Python driver: end the whole process group.
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        problem = f"timed out after {STEP_TIMEOUT_SEC} s"
+        problem = f"timed out after {RUN_TIMEOUT_SEC} s"
     if problem is not None:
         details = [
-            f"{job} on {env['SPARK_MASTER']} {problem} after {time.monotonic() - started:.0f} s",
+            f"{JOB} on {env['SPARK_MASTER']} {problem} after {time.monotonic() - started:.0f} s",
             f"command: {' '.join(command)}",
             "--- stdout (last 20 lines)",
             "\n".join(stdout.splitlines()[-20:]),
             "--- stderr (last 60 lines)",
             "\n".join(stderr.splitlines()[-60:]),
+            "--- cluster logs",
+            cluster.log_tails(),
         ]
-        if cluster is not None:
-            details += ["--- cluster logs", cluster.log_tails()]
         pytest.fail("\n".join(details), pytrace=False)
     objects = [line for line in stdout.splitlines() if line.startswith("{")]
     return json.loads(objects[-1]) if objects else {}
@@ -363,11 +287,7 @@ def _assert_same_rows(cluster_rows: DataFrame, local_rows: DataFrame, what: str)
 
 
 def _summary(pipeline_runs: dict[str, PipelineRun]) -> str:
-    lines = ["cluster test steps (seconds):"]
+    lines = ["cluster test pipeline runs (seconds):"]
     for mode, run in pipeline_runs.items():
-        timings = ", ".join(f"{job} {sec:.0f}" for job, sec in run.seconds.items())
-        lines.append(f"  {mode} ({run.master}): {timings}")
-    skipped = [step.job for step in STEPS if not step.available]
-    if skipped:
-        lines.append(f"  not run (no job script yet): {', '.join(skipped)}")
+        lines.append(f"  {mode} ({run.master}): {run.seconds:.0f}")
     return "\n".join(lines)

@@ -409,37 +409,7 @@ def _run_cli(args, env_extra, timeout=300):
     return run_chillflow(*args, env=env, timeout=timeout, start_new_session=True)
 
 
-def test_cli_loads_a_month_as_json(spark, pg, tmp_path):
-    _curate(spark, pg, tmp_path, CLEAN)
-    env = {
-        "DATABASE_URL": pg.database_url.url(),
-        "HASH_SALT": SALT,
-        "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
-        "SPARK_MASTER": "local[2]",
-    }
-
-    done = _run_cli(
-        ["process", "trips", str(pg.tables.curated), "--month", "2025-01", "--json"], env
-    )
-
-    assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = done.stdout.splitlines()  # logs go to stderr
-    stats = json.loads(line)
-    assert _counts(stats) == {
-        "rows_read": 6,
-        "inserted": 6,
-        "updated": 0,
-        "unchanged": 0,
-        "deleted": 0,
-        "skipped": 0,
-    }
-    assert set(stats) >= {"duration_sec", "run_id", "postgres_rows"}
-    assert pg.database_url.password not in done.stdout + done.stderr
-    assert SALT not in done.stdout + done.stderr
-    assert len(_trips(pg.database_url)) == 6
-
-
-def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, pg, tmp_path):
+def test_a_killed_load_is_cleaned_up_by_a_rerun_that_prints_its_result_as_json(spark, pg, tmp_path):
     _curate(spark, pg, tmp_path, CLEAN)
     _load(spark, pg)
     clean = _trips(pg.database_url)
@@ -451,7 +421,7 @@ def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, 
         "CHILLFLOW_DATA_DIR": str(tmp_path / "data"),
         "SPARK_MASTER": "local[2]",
     }
-    args = ["process", "trips", str(pg.tables.curated), "--month", "2025-01"]
+    args = ["process", "trips", str(pg.tables.curated), "--month", "2025-01", "--json"]
 
     killed = _run_cli(args, {**env, "CHILLFLOW_FAILPOINT": "process_trips.staged"})
     left = _staging_tables(pg.database_url)
@@ -466,6 +436,20 @@ def test_a_load_killed_with_its_staging_table_is_cleaned_up_by_the_rerun(spark, 
         k: {c: v for c, v in r.items() if c not in unstamped}
         for k, r in _trips(pg.database_url).items()
     }
+    (line,) = rerun.stdout.splitlines()  # logs go to stderr
+    stats = json.loads(line)
+    assert _counts(stats) == {
+        "rows_read": 6,
+        "inserted": 6,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "skipped": 0,
+    }
+    assert set(stats) >= {"duration_sec", "run_id", "postgres_rows"}
+    for done in (killed, rerun):
+        assert pg.database_url.password not in done.stdout + done.stderr
+        assert SALT not in done.stdout + done.stderr
 
 
 def test_cli_refuses_a_bad_month_or_service_before_it_starts(tmp_path):
