@@ -31,8 +31,6 @@ _TEST_SPARK_CONF = {
     "spark.default.parallelism": "2",
     "spark.ui.enabled": "false",
     "spark.databricks.delta.snapshotPartitions": "1",
-    # VACUUM lists a table's directories in this many tasks (10,000 by default): 50 s on 3 files.
-    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
     "spark.driver.memory": "2g",
 }
 

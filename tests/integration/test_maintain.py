@@ -140,6 +140,27 @@ def test_vacuum_deletes_files_past_the_table_retention(spark, pg_settings):
         read_table(spark, kpis, version=2).collect()
 
 
+def test_vacuum_lists_a_table_in_a_few_tasks(spark, pg_settings):
+    kpis = str(pg_settings.tables.kpis)
+    for part in range(2):
+        spark.range(part, part + 1).write.format("delta").mode("append").save(kpis)
+    context, group = spark.sparkContext, "test-vacuum-tasks"
+    context.setJobGroup(group, "VACUUM of a two-file table")
+    try:
+        maintenance.vacuum(spark, kpis, 168)
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    tracker = context.statusTracker()
+    stages = [
+        tracker.getStageInfo(stage)
+        for job in tracker.getJobIdsForGroup(group)
+        for stage in tracker.getJobInfo(job).stageIds
+    ]
+    tasks = [stage.numTasks for stage in stages if stage is not None]
+    # Spark's default lists in 10,000 tasks: 50 s of scheduling on two cores for three files.
+    assert tasks and max(tasks) <= 16, tasks
+
+
 def test_a_retention_below_the_tables_is_refused_before_any_change(spark, pg_settings):
     kpis = str(pg_settings.tables.kpis)
     for part in range(2):
