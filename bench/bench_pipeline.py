@@ -36,6 +36,7 @@ from measure import Run, run_measured
 from psycopg2 import sql
 
 from chillflow.database_url import DatabaseUrl, parse_database_url
+from chillflow.errors import DatabaseError
 from chillflow.generator import generate_month
 from chillflow.settings import load_settings
 from chillflow.storage.pg_server import ensure_local_postgres, stop_local_postgres
@@ -73,6 +74,15 @@ def admin(server: DatabaseUrl, statement: sql.Composable) -> None:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(statement)
+
+
+def drop_database(server: DatabaseUrl, name: str) -> None:
+    """Drop a benchmark database; a plain DROP when FORCE may not end an autovacuum worker."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
+    try:
+        admin(server, drop + sql.SQL(" WITH (FORCE)"))
+    except DatabaseError:
+        admin(server, drop)
 
 
 @contextlib.contextmanager
@@ -142,10 +152,7 @@ def repetition(
         if args.keep:
             print(f"kept database {name}", file=sys.stderr)
         else:
-            admin(
-                server,
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-            )
+            drop_database(server, name)
     chillflow = sum(run.seconds for step, run in runs.items() if step != "reference")
     loads = (load_before, os.getloadavg()[0])
     timings = json.loads(runs["pipeline"].stdout)["timings_sec"] if "pipeline" in runs else {}

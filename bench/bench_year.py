@@ -21,7 +21,7 @@ import secrets
 import shutil
 import sys
 
-from bench_pipeline import OUT, admin, database_server, measured
+from bench_pipeline import OUT, admin, database_server, drop_database, measured
 from psycopg2 import sql
 
 from chillflow.generator import generate_month
@@ -61,9 +61,7 @@ def year(rows: int, months: int, server) -> list[tuple[str, int, object]]:
         )
         report_line(*results[-1])
     finally:
-        admin(
-            server, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        drop_database(server, name)
     return results
 
 
