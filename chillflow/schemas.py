@@ -163,8 +163,8 @@ KPI_VALUES = tuple(columns(HOURLY_KPIS_DDL)[len(KPI_KEY) : -1])
 def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any]], ddl: str) -> DataFrame:
     """Return driver-side tuples as a DataFrame of ``ddl``, parsed in the JVM from one JSON text.
 
-    One literal, not a typed literal per value: those cost a Py4J call each and a plan whose
-    analysis grew with the rows. No Python worker starts either. Timestamps go as ISO 8601.
+    One literal for all rows: a typed literal per value would cost a Py4J call each and a plan
+    whose analysis grows with the rows. No Python worker starts. Timestamps go as ISO 8601.
     """
     schema = struct(ddl)
     records = [dict(zip(schema.names, row, strict=True)) for row in rows]
