@@ -1,9 +1,7 @@
 """Run locks: one writer per slice, and readers that pin table versions between writes.
 
-Two backends with one behaviour: fcntl locks on files under a local lake, and PostgreSQL
-advisory locks for a lake on object storage, where no file lock reaches every writer; both
-sides of a lake pick the backend from its location (:func:`lake_locks`). The kernel or the
-server releases either kind when its process dies: a kill -9 leaves none behind.
+fcntl locks on files for a local lake, PostgreSQL advisory locks otherwise (:func:`lake_locks`);
+the kernel or the server releases either kind when its process dies.
 
 A curated table has one lock per (service, month) slice and one for the whole table. A curate
 holds the table lock shared and its slices' locks exclusive; a reader pins the versions of the
@@ -126,8 +124,16 @@ class AdvisoryLocks:
         unlock(self._connection(), self._prefix + name, shared=shared)
 
     def holders(self, name: str) -> list[str]:
-        """The names of the sessions holding the lock."""
-        return lock_holders(self._connection(), self._prefix + name)
+        """The ``application_name`` of each other session holding the lock."""
+        with self._connection().cursor() as cur:
+            cur.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = %s"
+                " AND l.objid = hashtext(%s)::oid AND a.pid <> pg_backend_pid() AND l.database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())",
+                (LOCK_NAMESPACE, self._prefix + name),
+            )
+            return [holder for (holder,) in cur.fetchall()]
 
     def close(self) -> None:
         """Release every lock, before closing the session: its end frees them only later."""
@@ -260,16 +266,3 @@ def _advisory(conn: Connection, function: str, name: str, shared: bool) -> bool:
         suffix = "_shared" if shared else ""
         cur.execute(f"SELECT {function}{suffix}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
         return cur.fetchone()[0]
-
-
-def lock_holders(conn: Connection, name: str) -> list[str]:
-    """The ``application_name`` of each session that holds the advisory lock ``name``."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-            " AND l.classid = %s AND l.objid = hashtext(%s)::oid AND a.pid <> pg_backend_pid()"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (LOCK_NAMESPACE, name),
-        )
-        return [holder for (holder,) in cur.fetchall()]

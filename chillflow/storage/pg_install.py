@@ -1,11 +1,8 @@
 """PostgreSQL server binaries for the embedded server: finding them, and running them as root.
 
-initdb and postgres refuse to run as root. As root the server runs as an existing unprivileged
-account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created and no
-mode changes outside ChillFlow's own directories, since both would change the machine beyond the
-project. A cluster or binaries out of that account's reach go to a private directory,
-``/var/tmp/chillflow-pg-<hash of the data directory>``, created by root with mode 0711 (the
-account may pass through it, nobody may list it).
+initdb and postgres refuse to run as root: the server then runs as an existing account (the
+cluster's owner, else ``postgres``, else ``nobody``). No OS user is created and no mode changed
+outside ChillFlow's own directories, which would change the machine beyond the project.
 """
 
 from __future__ import annotations
@@ -38,7 +35,10 @@ _log = structlog.get_logger("chillflow.storage.pg_server")
 
 
 def private_dir(data_dir: Path) -> Path:
-    """Create (or check) the 0711 root-owned directory of a relocated cluster."""
+    """Create (or check) the 0711 root-owned directory of a relocated cluster or binaries.
+
+    The server's account may pass through it; nobody may list it.
+    """
     # /var/tmp survives reboots; the name is checked below, as in any world-writable directory.
     base = Path("/var/tmp")  # noqa: S108
     base = base if base.is_dir() else Path(tempfile.gettempdir())
