@@ -1,12 +1,8 @@
 """Run locks: one writer per slice, and readers that pin table versions between writes.
 
 fcntl locks on files for a local lake, PostgreSQL advisory locks otherwise (:func:`lake_locks`);
-the kernel or the server releases either kind when its process dies.
-
-A curated table has one lock per (service, month) slice and one for the whole table. A curate
-holds the table lock shared and its slices' locks exclusive; a reader pins the versions of the
-tables it combines while holding the slices it reads shared, or the table lock exclusive when
-it reads every slice.
+the kernel or the server releases either kind when its process dies. A curated table has one
+lock per (service, month) slice and one for the whole table (README, "One writer per slice").
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ def cluster_slice(
 def vacuum(spark: SparkSession, path: Path | str, retain_hours: float) -> None:
     """Delete the files no version newer than ``retain_hours`` ago references (VACUUM).
 
-    Delta 4 ignores a retention other than 0 for the table's own unless told not to; its check
-    refusing a retention below the table's stays on (ConfigError).
+    Raises:
+        ConfigError: The retention is below the table's (docs/decisions.md, "Delta upkeep").
     """
     try:
         with _session_conf(

@@ -241,8 +241,7 @@ def init_schema(conn: Connection) -> None:
 
     Lock, DDL and version row run in one transaction (an explicit one on an autocommit
     connection), so concurrent jobs wait for each other's DDL. An unpartitioned
-    stg.complete_trip of an earlier version is converted in it, its trips moved into
-    partitions with their created_at and updated_at.
+    stg.complete_trip of an earlier version is converted in it.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('ops.schema_version') IS NOT NULL")

@@ -174,11 +174,7 @@ def move_into_partitions(cur: Cursor, old: tuple[str, str]) -> int:
 
 
 def create_service_partition(cur: Cursor, service: str) -> None:
-    """Create a service's partition of stg.complete_trip where missing.
-
-    Creating a partition locks out readers of stg.complete_trip until its transaction ends:
-    a load does it on its autocommit connection before staging, not in its load transaction.
-    """
+    """Create a service's partition of stg.complete_trip where missing (readers wait for it)."""
     table = partition_table(service)
     cur.execute("SELECT to_regclass(%s)", (sql.Identifier(*table).as_string(cur),))
     if cur.fetchone()[0] is not None:

@@ -78,7 +78,7 @@ def check_run_id(run_id: str) -> str:
     """Return ``run_id`` if it can be part of a table name (``[a-z0-9_]``, at most 40).
 
     Raises:
-        ConfigError: Otherwise.
+        ConfigError: It cannot.
     """
     if not _RUN_ID.match(run_id):
         raise ConfigError(f"run id {run_id!r}: expected 1-40 characters of a-z, 0-9 and _")
@@ -104,9 +104,8 @@ def create_staging_table(
 ) -> None:
     """Create an empty staging table shaped as stg.complete_trip, one partition per slice.
 
-    A slice whose partition holds trips is upserted, so its staged rows go to an UNLOGGED
-    table; the others may become the slice's partition, so theirs are logged (and their
-    service's partition is created here, outside the load transaction). Each partition has the
+    A slice whose partition holds trips gets an UNLOGGED partition; the others a logged one
+    that may become the slice's partition, their service's partition created here. Each has the
     CHECK confining it to its slice, no key and no index; autovacuum is off while rows are staged.
 
     Raises:
@@ -182,8 +181,7 @@ def drop_orphaned_staging_tables(conn: Connection) -> list[str]:
     """Drop the staging tables whose advisory lock nobody holds (their runs died); return names.
 
     A live load holds its table's lock from before the table exists until it ends, so its
-    table is never dropped here, whatever its age. ``conn`` is in autocommit mode, so each
-    table is dropped on its own.
+    table is never dropped here, whatever its age. ``conn`` is in autocommit mode.
     """
     dropped = []
     with conn.cursor() as cur:
@@ -239,10 +237,10 @@ def load_staged(
     (:func:`~chillflow.storage.trip_partitions.attach_staged`); any other is upserted, its
     trips no longer staged deleted, and a row whose compared columns are all equal not written,
     so its ``updated_at`` keeps the time of its last real change. Duplicate staged keys (a
-    retried Spark task) are collapsed either way.
+    retried Spark task) are collapsed either way. The caller commits (or rolls back).
 
     Args:
-        conn: Open connection; the caller commits (or rolls back).
+        conn: Open connection.
         staging: The staging table of :func:`create_staging_table` for ``slices``.
         slices: The (service, month) slices the staging table covers.
         work_mem: PostgreSQL ``work_mem`` and ``maintenance_work_mem`` for this transaction's
