@@ -1,9 +1,8 @@
 """``ops.job_run``, the one run ledger, and the advisory locks of runs (psycopg2).
 
 Every run of a stage or a scheduled job is one row; its period is a slice (``yellow/2025-02``),
-several joined by commas, or a window. Each record is a transaction of its own, so it survives
-the run's failure. Runs hold session-level advisory locks, which PostgreSQL drops with the
-session: a ``running`` row whose lock is free belongs to a dead process.
+several joined by commas, or a window. A ``running`` row whose advisory lock is free belongs to
+a dead process (docs/decisions.md, "One run ledger and one writer per slice").
 """
 
 from __future__ import annotations

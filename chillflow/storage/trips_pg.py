@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 
 import psycopg2
@@ -254,12 +254,10 @@ def load_staged(
             " set_config('maintenance_work_mem', %(m)s, true)",
             {"m": work_mem},
         )
-        for trip_slice in slices:
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                (_LOCK_CLASS, f"{trip_slice.service}|{trip_slice.month}"),
-            )
-        for service, month in ((s.service, s.month) for s in slices):
+        for service, month in map(astuple, slices):
+            lock = f"{service}|{month}"
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, lock))
+        for service, month in map(astuple, slices):
             staged = staged_slice_table(staging, service)
             cur.execute(
                 "SELECT relpersistence = 'p' FROM pg_class WHERE oid = %s::regclass",
