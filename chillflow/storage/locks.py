@@ -181,10 +181,9 @@ def hold(
 ) -> Iterator[None]:
     """Hold the ``(name, shared)`` locks for the block, taken in order, released at its end.
 
-    A writer never waits for another writer: it refuses at once. Readers hold a lock only while
-    they pin table versions, so a writer waits up to :data:`READER_WAIT_SEC` for them (a
-    writer's shared lock, the table lock, only ever conflicts with a reader). A reader waits
-    ``wait_sec`` for the writers (none by default).
+    A writer refuses at once when another writer holds a lock, and waits up to
+    :data:`READER_WAIT_SEC` for readers (its shared locks only ever conflict with readers). A
+    reader waits ``wait_sec`` for writers.
 
     Raises:
         BusyError: A lock is held by another run, named in the message.
