@@ -21,7 +21,7 @@ from psycopg2.extensions import connection as Connection
 from chillflow.database_url import DatabaseUrl, mask_url
 from chillflow.errors import ChillflowError, error_summary
 from chillflow.pids import pid_alive
-from chillflow.storage.locks import LOCK_NAMESPACE, try_lock, unlock
+from chillflow.storage.locks import HELD_RUN_LOCK, try_lock, unlock
 from chillflow.storage.postgres import connect, init_schema
 
 #: The jobs the stages record their runs under.
@@ -178,13 +178,9 @@ def orphaned_runs(conn: Connection, jobs: Sequence[str]) -> list[JobRun]:
     """Return the ``running`` rows of scheduled ``jobs`` whose (job, period) lock nobody holds."""
     return _select(
         conn,
-        "r WHERE r.status = 'running' AND r.job = ANY(%(jobs)s) AND NOT EXISTS ("
-        " SELECT 1 FROM pg_locks l"
-        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND l.classid = %(namespace)s AND l.objid = hashtext(r.job || '|' || r.period)::oid"
-        ") ORDER BY r.id",
-        namespace=LOCK_NAMESPACE,
+        "r WHERE r.status = 'running' AND r.job = ANY(%(jobs)s) AND NOT EXISTS (SELECT 1"
+        f" FROM pg_locks l WHERE {HELD_RUN_LOCK}"
+        " AND l.objid = hashtext(r.job || '|' || r.period)::oid) ORDER BY r.id",
         jobs=list(jobs),
     )
 

@@ -124,10 +124,9 @@ class AdvisoryLocks:
         with self._connection().cursor() as cur:
             cur.execute(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = %s"
-                " AND l.objid = hashtext(%s)::oid AND a.pid <> pg_backend_pid() AND l.database ="
-                " (SELECT oid FROM pg_database WHERE datname = current_database())",
-                (LOCK_NAMESPACE, self._prefix + name),
+                f" WHERE {HELD_RUN_LOCK} AND l.objid = hashtext(%s)::oid"
+                " AND a.pid <> pg_backend_pid()",
+                (self._prefix + name,),
             )
             return [holder for (holder,) in cur.fetchall()]
 
@@ -244,6 +243,11 @@ def reading_slices(
 # Two-key advisory locks live apart from single-bigint ones such as the schema lock; the first
 # key ("CFJB") marks a ChillFlow run lock, the second is hashtext of the lock's name.
 LOCK_NAMESPACE = 0x43464A42
+#: A run lock of this database someone holds, as a predicate on ``pg_locks l`` (add its objid).
+HELD_RUN_LOCK = (
+    f"l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = {LOCK_NAMESPACE}"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 def try_lock(conn: Connection, name: str, *, shared: bool = False) -> bool:

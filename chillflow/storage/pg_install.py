@@ -131,12 +131,8 @@ def _candidate_bindirs() -> list[Path]:
     debian = Path("/usr/lib/postgresql").glob("*/bin")
     version = lambda path: int(path.parent.name) if path.parent.name.isdigit() else -1  # noqa: E731
     candidates.extend(sorted(debian, key=version, reverse=True))
-    found: list[Path] = []
-    for candidate in candidates:
-        complete = all(os.access(candidate / name, os.X_OK) for name in _BINARIES)
-        if complete and candidate.resolve() not in found:
-            found.append(candidate.resolve())
-    return found
+    complete = (c for c in candidates if all(os.access(c / n, os.X_OK) for n in _BINARIES))
+    return list(dict.fromkeys(candidate.resolve() for candidate in complete))
 
 
 def _major_version(bindir: Path) -> str:
