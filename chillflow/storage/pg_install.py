@@ -187,10 +187,10 @@ def run_program(
     raise DatabaseError(message)
 
 
-def log_tail(server_log: Path, lines: int = 20) -> str:
-    """The last ``lines`` of the server log, for an error message."""
+def log_tail(server_log: Path) -> str:
+    """The last 20 lines of the server log, for an error message."""
     try:
         text = server_log.read_text(errors="replace")
     except OSError:
         return f"(no server log at {server_log})"
-    return "server log (last lines):\n" + "\n".join(text.splitlines()[-lines:])
+    return "server log (last lines):\n" + "\n".join(text.splitlines()[-20:])
