@@ -2,7 +2,8 @@
 
 fcntl locks on files for a local lake, PostgreSQL advisory locks otherwise (:func:`lake_locks`);
 the kernel or the server releases either kind when its process dies. A curated table has one
-lock per (service, month) slice and one for the whole table (README, "One writer per slice").
+lock per (service, month) slice and one for the whole table (README, "Runs, locks and the
+ledger").
 """
 
 from __future__ import annotations

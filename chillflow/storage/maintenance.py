@@ -99,9 +99,10 @@ def vacuum(spark: SparkSession, path: Path | str, retain_hours: float) -> None:
     """Delete the files no version newer than ``retain_hours`` ago references (VACUUM).
 
     Raises:
-        ConfigError: The retention is below the table's (docs/decisions.md, "Delta upkeep").
+        ConfigError: The retention is below the table's ``deletedFileRetentionDuration``.
     """
     try:
+        # Otherwise Delta 4 ignores a retention other than 0 in favour of the table's own.
         with _session_conf(
             spark, {"spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false"}
         ):
