@@ -7,6 +7,7 @@ The password travels only as a JDBC property, which Spark redacts from plans and
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -97,7 +98,7 @@ def jdbc_write_options(
 
     Args:
         target: The database.
-        table: Schema-qualified name of an existing table, e.g. ``stg.load_x``.
+        table: An existing table, schema-qualified, e.g. ``stg.load_x``.
         partitions: Upper bound of parallel connections: Spark coalesces to it.
         batch_size: Rows per JDBC batch round trip.
         rewrite_batched_inserts: Let pgJDBC turn a batch into multi-row INSERTs.
@@ -109,38 +110,19 @@ def jdbc_write_options(
         "numPartitions": str(partitions),
         "batchsize": str(batch_size),
         "reWriteBatchedInserts": str(rewrite_batched_inserts).lower(),
-        # NONE: every batch commits on its own (autocommit), so the rows staged so far show in
-        # PostgreSQL's statistics while the load runs (the progress lines), not only when a
-        # whole partition commits. A failed task may leave some batches behind for its retry to
-        # append again: the staging table is the run's own and the load keeps one row per key
-        # (DISTINCT ON, or before a new month is attached), so nothing reaches
-        # stg.complete_trip twice.
+        # Every batch commits on its own, for the progress lines (docs/decisions.md).
         "isolationLevel": "NONE",
     }
 
 
-def append_jdbc(
-    rows: DataFrame,
-    target: DatabaseUrl,
-    table: str,
-    *,
-    partitions: int,
-    batch_size: int,
-    rewrite_batched_inserts: bool,
-) -> None:
+def append_jdbc(rows: DataFrame, target: DatabaseUrl, table: str, **settings: Any) -> None:
     """Append ``rows`` to an existing table with Spark's JDBC writer (never creates or truncates).
 
-    The options are :func:`jdbc_write_options`'.
+    ``settings`` are the keyword arguments of :func:`jdbc_write_options`.
 
     Raises:
         DatabaseError: PostgreSQL refused or lost a connection (the server is named).
     """
-    options = jdbc_write_options(
-        target,
-        table,
-        partitions=partitions,
-        batch_size=batch_size,
-        rewrite_batched_inserts=rewrite_batched_inserts,
-    )
+    options = jdbc_write_options(target, table, **settings)
     with reported(target, f"appending rows to {table}"):
         rows.write.format("jdbc").mode("append").options(**options).save()

@@ -1,9 +1,6 @@
-"""The KPI mart in PostgreSQL (psycopg2).
+"""The KPI mart ``mart.zone_hourly_kpis`` in PostgreSQL, published from the KPI Delta table.
 
-``mart.zone_hourly_kpis`` is published from the KPI Delta table: a window's rows are deleted
-and copied in again inside one transaction, so BI readers see the old or the new window, never
-a mix. DELETE rather than TRUNCATE: TRUNCATE takes an ACCESS EXCLUSIVE lock that would block
-every reader until the commit, and is not MVCC-safe for transactions that started before it.
+A window's rows are deleted and copied in again in one transaction (docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -44,14 +44,16 @@ class WriteResult:
     window_rows: DataFrame | None = None
 
 
-def ensure_kpi_table(spark: SparkSession, path: Path | str) -> None:
-    """Create the KPI table, partitioned by its generated ``hour_date``, unless it exists."""
+def ensure_kpi_table(spark: SparkSession, path: Path | str) -> DeltaTable:
+    """Return the KPI table, partitioned by its generated ``hour_date``, created if missing."""
     builder = DeltaTable.createIfNotExists(spark).location(str(path))
     for column in struct(HOURLY_KPIS_DDL).fields:
         builder = builder.addColumn(column.name, column.dataType, nullable=column.nullable)
-    builder.addColumn(
-        PARTITION_COLUMN, "DATE", generatedAlwaysAs=PARTITION_EXPRESSION
-    ).partitionedBy(PARTITION_COLUMN).execute()
+    return (
+        builder.addColumn(PARTITION_COLUMN, "DATE", generatedAlwaysAs=PARTITION_EXPRESSION)
+        .partitionedBy(PARTITION_COLUMN)
+        .execute()
+    )
 
 
 def merge_condition(window: HourWindow) -> str:
@@ -74,8 +76,7 @@ def merge_hourly_kpis(
     deletes groups of the window that ``kpis`` no longer has; rows outside the window are
     neither read nor rewritten. Rerunning with the same ``kpis`` changes nothing.
     """
-    ensure_kpi_table(spark, path)
-    table = DeltaTable.forPath(spark, str(path))
+    table = ensure_kpi_table(spark, path)
     current = read_hourly_kpis(spark, path, window)
     fresh = kpis.where(window.sql_range("hour_ts")).select(*KPI_COLUMNS)
     # Computed once: the MERGE source, which MERGE to run and the rows after it derive from it,
@@ -123,8 +124,7 @@ def overwrite_hourly_kpis(spark: SparkSession, path: Path | str, kpis: DataFrame
     Each day's rows are gathered into one task first, so the overwrite writes one file per day;
     rows_inserted counts the rows written, rows_deleted those the table held before.
     """
-    ensure_kpi_table(spark, path)
-    table = DeltaTable.forPath(spark, str(path))
+    table = ensure_kpi_table(spark, path)
     # Delta answers a bare count from the snapshot's file statistics without reading data.
     rows_before = table.toDF().count()
     (

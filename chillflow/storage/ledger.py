@@ -1,9 +1,8 @@
 """``ops.job_run``, the one run ledger, and the advisory locks of runs (psycopg2).
 
 Every run of a stage or a scheduled job is one row; its period is a slice (``yellow/2025-02``),
-several joined by commas, or a window. Each record is a transaction of its own, so it survives
-the run's failure. Runs hold session-level advisory locks, which PostgreSQL drops with the
-session: a ``running`` row whose lock is free belongs to a dead process.
+several joined by commas, or a window. A ``running`` row whose advisory lock is free belongs to
+a dead process (docs/decisions.md, "One run ledger and one writer per slice").
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,7 +21,7 @@ from psycopg2.extensions import connection as Connection
 from chillflow.database_url import DatabaseUrl, mask_url
 from chillflow.errors import ChillflowError, error_summary
 from chillflow.pids import pid_alive
-from chillflow.storage.locks import LOCK_NAMESPACE, try_lock, unlock
+from chillflow.storage.locks import HELD_RUN_LOCK, try_lock, unlock
 from chillflow.storage.postgres import connect, init_schema
 
 #: The jobs the stages record their runs under.
@@ -31,12 +30,6 @@ PROCESS_TRIPS_JOB = "process_trips"
 AGGREGATE_JOB = "aggregate"
 BACKFILL_JOB = "aggregate_backfill"
 MAINTAIN_JOB = "maintain"
-_COLUMNS = (
-    "id, job, period, run_id, attempt, status, started_at, finished_at, pid, host,"
-    " rows_read, rows_written, stats, error"
-)
-# Rows of a job whose period shares a slice with ``parts`` (periods are comma-joined slices).
-_OVERLAPS = "string_to_array(period, ',') && %(parts)s::text[]"
 
 
 @dataclass(frozen=True)
@@ -65,6 +58,9 @@ class JobRun:
             if row[key] is not None:
                 row[key] = row[key].astimezone(timezone.utc).isoformat()
         return row
+
+
+_COLUMNS = ", ".join(field.name for field in fields(JobRun))
 
 
 def insert_run(
@@ -162,11 +158,8 @@ def latest_run(
 
 def period_statuses(conn: Connection, job: str, period: str) -> set[str]:
     """Return the statuses recorded for a job's period."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT DISTINCT status FROM ops.job_run WHERE job = %s AND period = %s", (job, period)
-        )
-        return {status for (status,) in cur.fetchall()}
+    statement = "SELECT DISTINCT status FROM ops.job_run WHERE job = %s AND period = %s"
+    return {status for (status,) in _query(conn, statement, (job, period))}
 
 
 def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]:
@@ -174,8 +167,8 @@ def running_runs(conn: Connection, job: str, period: str | None) -> list[JobRun]
     parts = None if period is None else period.split(",")
     return _select(
         conn,
-        f"WHERE job = %(job)s AND status = 'running' AND (%(parts)s IS NULL OR {_OVERLAPS})"
-        " ORDER BY id",
+        "WHERE job = %(job)s AND status = 'running'"
+        " AND (%(parts)s IS NULL OR string_to_array(period, ',') && %(parts)s::text[]) ORDER BY id",
         job=job,
         parts=parts,
     )
@@ -185,13 +178,9 @@ def orphaned_runs(conn: Connection, jobs: Sequence[str]) -> list[JobRun]:
     """Return the ``running`` rows of scheduled ``jobs`` whose (job, period) lock nobody holds."""
     return _select(
         conn,
-        "r WHERE r.status = 'running' AND r.job = ANY(%(jobs)s) AND NOT EXISTS ("
-        " SELECT 1 FROM pg_locks l"
-        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND l.classid = %(namespace)s AND l.objid = hashtext(r.job || '|' || r.period)::oid"
-        ") ORDER BY r.id",
-        namespace=LOCK_NAMESPACE,
+        "r WHERE r.status = 'running' AND r.job = ANY(%(jobs)s) AND NOT EXISTS (SELECT 1"
+        f" FROM pg_locks l WHERE {HELD_RUN_LOCK}"
+        " AND l.objid = hashtext(r.job || '|' || r.period)::oid) ORDER BY r.id",
         jobs=list(jobs),
     )
 
@@ -219,27 +208,23 @@ def abandoned_reason(run: JobRun) -> str:
 
 def finished_chunks(conn: Connection, job: str, backfill_run_id: str) -> dict[str, datetime]:
     """Periods of the succeeded runs of ``job`` a backfill started, with when they finished."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT period, max(finished_at) FROM ops.job_run WHERE job = %s"
-            " AND status = 'succeeded' AND stats ->> 'backfill_run_id' = %s GROUP BY period",
-            (job, backfill_run_id),
-        )
-        return dict(cur.fetchall())
+    statement = (
+        "SELECT period, max(finished_at) FROM ops.job_run WHERE job = %s"
+        " AND status = 'succeeded' AND stats ->> 'backfill_run_id' = %s GROUP BY period"
+    )
+    return dict(_query(conn, statement, (job, backfill_run_id)))
 
 
 def slices_changed_since(
     conn: Connection, jobs: Sequence[str], months: Sequence[str], since: datetime
 ) -> list[str]:
     """Run ids of ``jobs``' runs that succeeded after ``since`` on a slice of one of ``months``."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT run_id FROM ops.job_run WHERE job = ANY(%s) AND status = 'succeeded'"
-            " AND finished_at > %s AND EXISTS (SELECT 1 FROM unnest(string_to_array(period, ','))"
-            " part WHERE split_part(part, '/', 2) = ANY(%s)) ORDER BY id",
-            (list(jobs), since, list(months)),
-        )
-        return [run_id for (run_id,) in cur.fetchall()]
+    statement = (
+        "SELECT run_id FROM ops.job_run WHERE job = ANY(%s) AND status = 'succeeded'"
+        " AND finished_at > %s AND EXISTS (SELECT 1 FROM unnest(string_to_array(period, ','))"
+        " part WHERE split_part(part, '/', 2) = ANY(%s)) ORDER BY id"
+    )
+    return [run_id for (run_id,) in _query(conn, statement, (list(jobs), since, list(months)))]
 
 
 @contextlib.contextmanager
@@ -310,9 +295,11 @@ def recorded_run(
         yield record
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        # A database that is down must not hide the run's own error.
+        # A database that is down must not hide the run's own error. The error is one line,
+        # passwords masked.
+        error = mask_url(f"{type(exc).__name__}: {error_summary(exc)}")
         with contextlib.suppress(ChillflowError, psycopg2.Error), connect(url) as conn:
-            finish_run(conn, run_id, status=status, error=one_line_error(exc))
+            finish_run(conn, run_id, status=status, error=error)
         raise
     with connect(url) as conn:
         outcome = {"stats": record.stats, "rows_read": record.rows_read}
@@ -321,22 +308,15 @@ def recorded_run(
 
 def recent_runs(conn: Connection, per_job: int) -> list[dict[str, Any]]:
     """The latest ``per_job`` runs of each job, by job, newest first, times as UTC text."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT to_jsonb(r) - 'n' || jsonb_build_object("
-            " 'started_at', to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
-            " 'finished_at', to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
-            " 'duration_sec', round(extract(epoch FROM finished_at - started_at)::numeric, 1))"
-            " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n"
-            " FROM ops.job_run) r WHERE n <= %s ORDER BY job, id DESC",
-            (per_job,),
-        )
-        return [run for (run,) in cur.fetchall()]
-
-
-def one_line_error(exc: BaseException) -> str:
-    """``ErrorType: first line of the message``, with any password in it masked."""
-    return mask_url(f"{type(exc).__name__}: {error_summary(exc)}")
+    statement = (
+        "SELECT to_jsonb(r) - 'n' || jsonb_build_object("
+        " 'started_at', to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+        " 'finished_at', to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+        " 'duration_sec', round(extract(epoch FROM finished_at - started_at)::numeric, 1))"
+        " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n"
+        " FROM ops.job_run) r WHERE n <= %s ORDER BY job, id DESC"
+    )
+    return [run for (run,) in _query(conn, statement, (per_job,))]
 
 
 def _select(conn: Connection, where: str, **params: Any) -> list[JobRun]:
@@ -344,9 +324,13 @@ def _select(conn: Connection, where: str, **params: Any) -> list[JobRun]:
 
 
 def _runs(conn: Connection, statement: str, params: Any) -> list[JobRun]:
+    return [JobRun(*row) for row in _query(conn, statement, params)]
+
+
+def _query(conn: Connection, statement: str, params: Any) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(statement, params)
-        return [JobRun(*row) for row in cur.fetchall()]
+        return cur.fetchall()
 
 
 def _json(stats: dict[str, Any] | None) -> str | None:

@@ -1,14 +1,9 @@
 """Run locks: one writer per slice, and readers that pin table versions between writes.
 
-Two backends with one behaviour: fcntl locks on files under a local lake, and PostgreSQL
-advisory locks for a lake on object storage, where no file lock reaches every writer; both
-sides of a lake pick the backend from its location (:func:`lake_locks`). The kernel or the
-server releases either kind when its process dies: a kill -9 leaves none behind.
-
-A curated table has one lock per (service, month) slice and one for the whole table. A curate
-holds the table lock shared and its slices' locks exclusive; a reader pins the versions of the
-tables it combines while holding the slices it reads shared, or the table lock exclusive when
-it reads every slice.
+fcntl locks on files for a local lake, PostgreSQL advisory locks otherwise (:func:`lake_locks`);
+the kernel or the server releases either kind when its process dies. A curated table has one
+lock per (service, month) slice and one for the whole table (README, "Runs, locks and the
+ledger").
 """
 
 from __future__ import annotations
@@ -126,8 +121,15 @@ class AdvisoryLocks:
         unlock(self._connection(), self._prefix + name, shared=shared)
 
     def holders(self, name: str) -> list[str]:
-        """The names of the sessions holding the lock."""
-        return lock_holders(self._connection(), self._prefix + name)
+        """The ``application_name`` of each other session holding the lock."""
+        with self._connection().cursor() as cur:
+            cur.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                f" WHERE {HELD_RUN_LOCK} AND l.objid = hashtext(%s)::oid"
+                " AND a.pid <> pg_backend_pid()",
+                (self._prefix + name,),
+            )
+            return [holder for (holder,) in cur.fetchall()]
 
     def close(self) -> None:
         """Release every lock, before closing the session: its end frees them only later."""
@@ -179,10 +181,9 @@ def hold(
 ) -> Iterator[None]:
     """Hold the ``(name, shared)`` locks for the block, taken in order, released at its end.
 
-    A writer never waits for another writer: it refuses at once. Readers hold a lock only while
-    they pin table versions, so a writer waits up to :data:`READER_WAIT_SEC` for them (a
-    writer's shared lock, the table lock, only ever conflicts with a reader). A reader waits
-    ``wait_sec`` for the writers (none by default).
+    A writer refuses at once when another writer holds a lock, and waits up to
+    :data:`READER_WAIT_SEC` for readers (its shared locks only ever conflict with readers). A
+    reader waits ``wait_sec`` for writers.
 
     Raises:
         BusyError: A lock is held by another run, named in the message.
@@ -243,6 +244,11 @@ def reading_slices(
 # Two-key advisory locks live apart from single-bigint ones such as the schema lock; the first
 # key ("CFJB") marks a ChillFlow run lock, the second is hashtext of the lock's name.
 LOCK_NAMESPACE = 0x43464A42
+#: A run lock of this database someone holds, as a predicate on ``pg_locks l`` (add its objid).
+HELD_RUN_LOCK = (
+    f"l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = {LOCK_NAMESPACE}"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 def try_lock(conn: Connection, name: str, *, shared: bool = False) -> bool:
@@ -260,16 +266,3 @@ def _advisory(conn: Connection, function: str, name: str, shared: bool) -> bool:
         suffix = "_shared" if shared else ""
         cur.execute(f"SELECT {function}{suffix}(%s, hashtext(%s))", (LOCK_NAMESPACE, name))
         return cur.fetchone()[0]
-
-
-def lock_holders(conn: Connection, name: str) -> list[str]:
-    """The ``application_name`` of each session that holds the advisory lock ``name``."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-            " AND l.classid = %s AND l.objid = hashtext(%s)::oid AND a.pid <> pg_backend_pid()"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (LOCK_NAMESPACE, name),
-        )
-        return [holder for (holder,) in cur.fetchall()]

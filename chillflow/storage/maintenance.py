@@ -98,10 +98,11 @@ def cluster_slice(
 def vacuum(spark: SparkSession, path: Path | str, retain_hours: float) -> None:
     """Delete the files no version newer than ``retain_hours`` ago references (VACUUM).
 
-    Delta 4 ignores a retention other than 0 for the table's own unless told not to; its check
-    refusing a retention below the table's stays on (ConfigError).
+    Raises:
+        ConfigError: The retention is below the table's ``deletedFileRetentionDuration``.
     """
     try:
+        # Otherwise Delta 4 ignores a retention other than 0 in favour of the table's own.
         with _session_conf(
             spark, {"spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false"}
         ):

@@ -1,11 +1,8 @@
 """PostgreSQL server binaries for the embedded server: finding them, and running them as root.
 
-initdb and postgres refuse to run as root. As root the server runs as an existing unprivileged
-account (the cluster's owner, else ``postgres``, else ``nobody``); no OS user is created and no
-mode changes outside ChillFlow's own directories, since both would change the machine beyond the
-project. A cluster or binaries out of that account's reach go to a private directory,
-``/var/tmp/chillflow-pg-<hash of the data directory>``, created by root with mode 0711 (the
-account may pass through it, nobody may list it).
+initdb and postgres refuse to run as root: the server then runs as an existing account (the
+cluster's owner, else ``postgres``, else ``nobody``). No OS user is created and no mode changed
+outside ChillFlow's own directories, which would change the machine beyond the project.
 """
 
 from __future__ import annotations
@@ -38,7 +35,10 @@ _log = structlog.get_logger("chillflow.storage.pg_server")
 
 
 def private_dir(data_dir: Path) -> Path:
-    """Create (or check) the 0711 root-owned directory of a relocated cluster."""
+    """Create (or check) the 0711 root-owned directory of a relocated cluster or binaries.
+
+    The server's account may pass through it; nobody may list it.
+    """
     # /var/tmp survives reboots; the name is checked below, as in any world-writable directory.
     base = Path("/var/tmp")  # noqa: S108
     base = base if base.is_dir() else Path(tempfile.gettempdir())
@@ -131,12 +131,8 @@ def _candidate_bindirs() -> list[Path]:
     debian = Path("/usr/lib/postgresql").glob("*/bin")
     version = lambda path: int(path.parent.name) if path.parent.name.isdigit() else -1  # noqa: E731
     candidates.extend(sorted(debian, key=version, reverse=True))
-    found: list[Path] = []
-    for candidate in candidates:
-        complete = all(os.access(candidate / name, os.X_OK) for name in _BINARIES)
-        if complete and candidate.resolve() not in found:
-            found.append(candidate.resolve())
-    return found
+    complete = (c for c in candidates if all(os.access(c / n, os.X_OK) for n in _BINARIES))
+    return list(dict.fromkeys(candidate.resolve() for candidate in complete))
 
 
 def _major_version(bindir: Path) -> str:
@@ -191,10 +187,10 @@ def run_program(
     raise DatabaseError(message)
 
 
-def log_tail(server_log: Path, lines: int = 20) -> str:
-    """The last ``lines`` of the server log, for an error message."""
+def log_tail(server_log: Path) -> str:
+    """The last 20 lines of the server log, for an error message."""
     try:
         text = server_log.read_text(errors="replace")
     except OSError:
         return f"(no server log at {server_log})"
-    return "server log (last lines):\n" + "\n".join(text.splitlines()[-lines:])
+    return "server log (last lines):\n" + "\n".join(text.splitlines()[-20:])

@@ -1,13 +1,8 @@
-"""Embedded PostgreSQL for local runs when DATABASE_URL is not set.
+"""Embedded PostgreSQL for local runs when DATABASE_URL is not set (README, "Quick start").
 
-The server listens on TCP 127.0.0.1 only (Spark's JDBC driver cannot use Unix sockets, so those
-are off). Its superuser ``chillflow`` logs in with a generated password kept in the cluster
-(``chillflow.password``, mode 0600). It starts on port 54329, or on a free port when another
-program holds that one, and keeps its port in ``chillflow.port``. It outlives the process that
-started it; later calls, from any process, find it through ``postmaster.pid`` and reuse it.
-As root, when the server's account cannot reach the data directory (a checkout under /root),
-the cluster lives in a private directory (:func:`~chillflow.storage.pg_install.private_dir`)
-that ``<data_dir>/relocated`` names, so later runs, ``db stop`` and ``make clean`` find it.
+TCP on 127.0.0.1 only: Spark's JDBC driver cannot use Unix sockets. The server outlives the
+process that started it; later calls, from any process, find it through ``postmaster.pid``.
+A cluster relocated out of the data directory (as root) is named by ``<data_dir>/relocated``.
 """
 
 from __future__ import annotations
@@ -66,8 +61,6 @@ class _Postmaster:
 
 def ensure_local_postgres(data_dir: Path, *, port: int | None = None) -> DatabaseUrl:
     """Start, or reuse, the local PostgreSQL server of ``data_dir``; return its database's URL.
-
-    A new directory gets a fresh cluster (initdb). Reusing a running server costs one connection.
 
     Args:
         data_dir: Its directory, e.g. ``.chillflow/postgres``; the parent is created if missing.
@@ -136,7 +129,7 @@ def cluster_dir(data_dir: Path) -> Path:
 
 
 def _read_postmaster(pgdata: Path) -> _Postmaster | None:
-    """Return the live postmaster of ``pgdata``, or None when no server process owns it."""
+    """The live postmaster of ``pgdata``, or None."""
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
     except (FileNotFoundError, NotADirectoryError):

@@ -31,9 +31,9 @@ _LOST = re.compile(r"terminating connection|closed the connection|I/O error|refu
 _SCHEMA_LOCK_KEY = 0x43484C46  # "CHLF": any 64-bit number every ChillFlow process shares
 
 SCHEMA_SQL = """
--- Each table is created with its key alone and gains every other column through
--- ADD COLUMN IF NOT EXISTS, so the statements that build a new database also upgrade one
--- created by an earlier version.
+-- Each table is created with its key (stg.complete_trip with the columns it has had since it
+-- was partitioned) and gains every other column through ADD COLUMN IF NOT EXISTS, so the
+-- statements that build a new database also upgrade one created by an earlier version.
 CREATE SCHEMA IF NOT EXISTS dim;
 CREATE SCHEMA IF NOT EXISTS stg;
 CREATE SCHEMA IF NOT EXISTS mart;
@@ -63,12 +63,6 @@ CREATE TABLE IF NOT EXISTS stg.complete_trip (
     PRIMARY KEY (trip_key, service, pickup_month)
 ) PARTITION BY LIST (service);
 ALTER TABLE stg.complete_trip
-    ADD COLUMN IF NOT EXISTS vehicle_id_h text NOT NULL,
-    ADD COLUMN IF NOT EXISTS service text NOT NULL,
-    ADD COLUMN IF NOT EXISTS vendor_id integer,
-    ADD COLUMN IF NOT EXISTS pickup_ts timestamp NOT NULL,
-    ADD COLUMN IF NOT EXISTS dropoff_ts timestamp,
-    ADD COLUMN IF NOT EXISTS pickup_month text NOT NULL,
     ADD COLUMN IF NOT EXISTS passenger_count integer,
     ADD COLUMN IF NOT EXISTS pu_zone_id integer,
     ADD COLUMN IF NOT EXISTS do_zone_id integer,
@@ -247,8 +241,7 @@ def init_schema(conn: Connection) -> None:
 
     Lock, DDL and version row run in one transaction (an explicit one on an autocommit
     connection), so concurrent jobs wait for each other's DDL. An unpartitioned
-    stg.complete_trip of an earlier version is converted in it, its trips moved into
-    partitions with their created_at and updated_at.
+    stg.complete_trip of an earlier version is converted in it.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('ops.schema_version') IS NOT NULL")

@@ -1,10 +1,8 @@
-"""The partitions of ``stg.complete_trip``: one per service, each split by pickup month.
+"""The partitions of ``stg.complete_trip``: ``stg.complete_trip_<service>_<yyyy>_<mm>``.
 
-``stg.complete_trip`` is LIST-partitioned by ``service`` into ``stg.complete_trip_<service>``,
-each LIST-partitioned by ``pickup_month`` into ``stg.complete_trip_<service>_<yyyy>_<mm>``.
-A new month's staged trips become its partition (:func:`attach_staged`): the key and indexes
-are built once over the whole month instead of row by row. Names are composed with
-:mod:`psycopg2.sql` from a checked service and month only.
+Each service's partition is LIST-partitioned by ``pickup_month`` (docs/decisions.md, "A new
+month of trips attached as a partition"). Names are composed with :mod:`psycopg2.sql` from a
+checked service and month only.
 """
 
 from __future__ import annotations
@@ -25,21 +23,21 @@ SLICE_CHECK = "staged_slice"
 _SERVICE_LOCK_CLASS = 0x50415254  # "PART"
 
 
-def check_slice(service: str, month: str) -> None:
-    """Raise SchemaError unless ``service`` is known and ``month`` is ``YYYY-MM``."""
+def partition_table(service: str, month: str | None = None) -> tuple[str, str]:
+    """Return ``(schema, name)`` of a service's partition, or of one month of it.
+
+    Raises:
+        SchemaError: The service is unknown or the month not ``YYYY-MM``.
+    """
     if service not in SERVICES:
         raise SchemaError(f"service {service!r}: expected one of {', '.join(SERVICES)}")
+    if month is None:
+        return SCHEMA, f"{PARENT}_{service}"
     try:
         parse_month(month)
     except ConfigError:
         raise SchemaError(f"pickup month {month!r}: expected YYYY-MM") from None
-
-
-def partition_table(service: str, month: str | None = None) -> tuple[str, str]:
-    """Return ``(schema, name)`` of a service's partition, or of one month of it."""
-    check_slice(service, month or "2000-01")
-    suffix = f"_{month.replace('-', '_')}" if month else ""
-    return SCHEMA, f"{PARENT}_{service}{suffix}"
+    return SCHEMA, f"{PARENT}_{service}_{month.replace('-', '_')}"
 
 
 def slice_check(service: str, month: str) -> sql.Composed:
@@ -74,11 +72,9 @@ def create_partition(cur: Cursor, service: str, month: str) -> None:
 def attach_staged(cur: Cursor, staged: tuple[str, str], service: str, month: str) -> int:
     """Make a standalone staged slice the slice's partition, in the caller's transaction; rows.
 
-    The table must have the columns of stg.complete_trip and :data:`SLICE_CHECK`. ATTACH
-    builds the primary key and every index the parent declares; should a retried Spark task
-    have staged a trip twice, one row per key is kept, as DISTINCT ON would, and ATTACH runs
-    again. An empty partition of the slice is dropped first (which, unlike ATTACH, makes
-    readers of stg.complete_trip wait for the commit).
+    The table must have the columns of stg.complete_trip and :data:`SLICE_CHECK`. Should a
+    retried Spark task have staged a trip twice, ATTACH fails on the key and runs again once one
+    row per key is kept. An empty partition of the slice is dropped first.
     """
     table = partition_table(service, month)
     if partition_rows(cur, service, month) is False:
@@ -115,12 +111,10 @@ def attach_staged(cur: Cursor, staged: tuple[str, str], service: str, month: str
 
 
 def set_aside_plain_table(cur: Cursor) -> tuple[str, str] | None:
-    """Rename an unpartitioned stg.complete_trip (an earlier schema) out of the way.
+    """Rename an unpartitioned stg.complete_trip (an earlier schema) out of the way; its name.
 
-    Its key and indexes are dropped, which frees their names for the partitioned table.
-
-    Returns:
-        The renamed table, or None when stg.complete_trip is absent or partitioned already.
+    Its key and indexes are dropped, which frees their names for the partitioned table. None
+    when stg.complete_trip is absent or partitioned already.
     """
     cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f"{SCHEMA}.{PARENT}",))
     found = cur.fetchone()
@@ -146,8 +140,8 @@ def set_aside_plain_table(cur: Cursor) -> tuple[str, str] | None:
 def move_into_partitions(cur: Cursor, old: tuple[str, str]) -> int:
     """Move the trips of a set-aside table into partitions of stg.complete_trip, then drop it.
 
-    Each slice gets its partition; the columns both tables have are copied, created_at and
-    updated_at included. Returns the rows moved.
+    The columns both tables have are copied, created_at and updated_at included; returns the
+    rows moved.
 
     Raises:
         SchemaError: A row's service or pickup month cannot name a partition.
@@ -180,11 +174,7 @@ def move_into_partitions(cur: Cursor, old: tuple[str, str]) -> int:
 
 
 def create_service_partition(cur: Cursor, service: str) -> None:
-    """Create a service's partition of stg.complete_trip where missing.
-
-    Creating a partition locks out readers of stg.complete_trip until its transaction ends:
-    a load does it on its autocommit connection before staging, not in its load transaction.
-    """
+    """Create a service's partition of stg.complete_trip where missing (readers wait for it)."""
     table = partition_table(service)
     cur.execute("SELECT to_regclass(%s)", (sql.Identifier(*table).as_string(cur),))
     if cur.fetchone()[0] is not None:

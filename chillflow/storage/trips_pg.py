@@ -1,14 +1,9 @@
 """``stg.complete_trip`` through psycopg2: per-run staging tables, the upsert and reconciliation.
 
-A load stages the month's trips in a table of its own, ``stg.load_<utc time>_<run id>``,
-partitioned by service (one partition per slice of the month), then in one transaction
-(:func:`load_staged`) that also drops the staging table makes each staged slice the slice's
-partition (a new month, :mod:`chillflow.storage.trip_partitions`) or upserts it into the
-partition there is. Readers therefore see a month's trips before or after a run, never half
-of them. While the load lives, a session of its own holds an advisory lock named after the
-staging table (:func:`claim_staging_table`); a staging table whose lock nobody holds belongs
-to a dead run, and the next load or ``db init`` drops it. Identifiers are composed with
-:mod:`psycopg2.sql` only.
+A load stages the month's trips in ``stg.load_<utc time>_<run id>``, one partition per slice,
+then :func:`load_staged` makes each slice hold exactly them in one transaction (docs/decisions.md,
+"A staging table per run" and "A new month of trips attached as a partition"). Identifiers are
+composed with :mod:`psycopg2.sql` only.
 """
 
 from __future__ import annotations
@@ -17,7 +12,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 
 import psycopg2
@@ -54,12 +49,10 @@ _STAMP = "%Y%m%dt%H%M%S"
 # those a live load holds on its staging table's name.
 _LOCK_CLASS = 0x54524950  # "TRIP"
 _STAGING_LOCK_CLASS = 0x53544147  # "STAG"
-_SLICE = "FROM stg.complete_trip t WHERE t.service = %(service)s AND t.pickup_month = %(month)s"
 _STAGED_ROWS = (
     "SELECT coalesce(sum(s.n_tup_ins), 0) FROM pg_inherits i"
     " JOIN pg_stat_user_tables s ON s.relid = i.inhrelid WHERE i.inhparent = %s::regclass"
 )
-_DISTINCT_STAGED = "SELECT DISTINCT ON (trip_key) {columns} FROM {staging} ORDER BY trip_key"
 
 _log = structlog.get_logger(__name__)
 
@@ -85,7 +78,7 @@ def check_run_id(run_id: str) -> str:
     """Return ``run_id`` if it can be part of a table name (``[a-z0-9_]``, at most 40).
 
     Raises:
-        ConfigError: Otherwise.
+        ConfigError: It cannot.
     """
     if not _RUN_ID.match(run_id):
         raise ConfigError(f"run id {run_id!r}: expected 1-40 characters of a-z, 0-9 and _")
@@ -111,12 +104,9 @@ def create_staging_table(
 ) -> None:
     """Create an empty staging table shaped as stg.complete_trip, one partition per slice.
 
-    A slice whose partition holds trips is upserted, so its staged rows go to an UNLOGGED
-    table; the others may become the slice's partition, so theirs are logged (and their
-    service's partition is created here, outside the load transaction). Each partition
-    carries the CHECK that confines it to its slice, and neither keys nor indexes, so appending
-    is as cheap as PostgreSQL allows; retried Spark tasks may append duplicates, which
-    :func:`load_staged` discards. Autovacuum is off while the rows are staged.
+    A slice whose partition holds trips gets an UNLOGGED partition; the others a logged one
+    that may become the slice's partition, their service's partition created here. Each has the
+    CHECK confining it to its slice, no key and no index; autovacuum is off while rows are staged.
 
     Raises:
         ValueError: Two slices of one service (a load covers one month).
@@ -191,8 +181,7 @@ def drop_orphaned_staging_tables(conn: Connection) -> list[str]:
     """Drop the staging tables whose advisory lock nobody holds (their runs died); return names.
 
     A live load holds its table's lock from before the table exists until it ends, so its
-    table is never dropped here, whatever its age. ``conn`` is in autocommit mode, so each
-    table is dropped on its own.
+    table is never dropped here, whatever its age. ``conn`` is in autocommit mode.
     """
     dropped = []
     with conn.cursor() as cur:
@@ -243,78 +232,106 @@ def load_staged(
 ) -> LoadCounts:
     """Make the given slices of stg.complete_trip hold exactly the staged trips.
 
-    In the caller's transaction, after waiting for concurrent loads of the same slices
-    (advisory locks), slice by slice: a slice with no trips yet whose staged rows are logged
-    becomes its partition as staged (:func:`~chillflow.storage.trip_partitions.attach_staged`
-    builds its key and indexes). Otherwise the slice's trips whose key is not staged are
-    deleted (they vanished from the curated month), new trips inserted and changed ones
-    updated; a row whose compared columns are all equal is not written, so its ``updated_at``
-    keeps the time of its last real change. Duplicate staged keys (a retried Spark task) are
-    collapsed either way.
+    In the caller's transaction, after waiting for concurrent loads of the same slices: a slice
+    with no trips yet whose staged rows are logged becomes its partition as staged
+    (:func:`~chillflow.storage.trip_partitions.attach_staged`); any other is upserted, its
+    trips no longer staged deleted, and a row whose compared columns are all equal not written,
+    so its ``updated_at`` keeps the time of its last real change. Duplicate staged keys (a
+    retried Spark task) are collapsed either way. The caller commits (or rolls back).
 
     Args:
-        conn: Open connection; the caller commits (or rolls back).
+        conn: Open connection.
         staging: The staging table of :func:`create_staging_table` for ``slices``.
         slices: The (service, month) slices the staging table covers.
         work_mem: PostgreSQL ``work_mem`` and ``maintenance_work_mem`` for this transaction's
             sorts, hashes and index builds (e.g. ``256MB``).
     """
     slices = sorted(set(slices))
-    done = []
+    done = [(0, 0, 0)]  # (inserted, updated, deleted) of each slice
     with conn.cursor() as cur:
         cur.execute(
             "SELECT set_config('work_mem', %(m)s, true),"
             " set_config('maintenance_work_mem', %(m)s, true)",
             {"m": work_mem},
         )
-        for trip_slice in slices:
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                (_LOCK_CLASS, f"{trip_slice.service}|{trip_slice.month}"),
-            )
-        for trip_slice in slices:
-            staged = staged_slice_table(staging, trip_slice.service)
+        for service, month in map(astuple, slices):
+            lock = f"{service}|{month}"
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, lock))
+        for service, month in map(astuple, slices):
+            staged = staged_slice_table(staging, service)
             cur.execute(
                 "SELECT relpersistence = 'p' FROM pg_class WHERE oid = %s::regclass",
                 (sql.Identifier(*staged).as_string(cur),),
             )
             logged = cur.fetchone()[0]
-            if logged and not partition_rows(cur, trip_slice.service, trip_slice.month):
+            if logged and not partition_rows(cur, service, month):
                 cur.execute(
                     sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
                         sql.Identifier(*staging), sql.Identifier(*staged)
                     )
                 )
-                rows = attach_staged(cur, staged, trip_slice.service, trip_slice.month)
-                done.append(LoadCounts(inserted=rows, updated=0, deleted=0))
+                done.append((attach_staged(cur, staged, service, month), 0, 0))
             else:
-                create_partition(cur, trip_slice.service, trip_slice.month)
-                done.append(_upsert(cur, staged, trip_slice))
-    return LoadCounts(*(sum(c) for c in zip((0, 0, 0), *map(astuple, done), strict=True)))
+                create_partition(cur, service, month)
+                done.append(_upsert(cur, staged, partition_table(service, month)))
+    return LoadCounts(*(sum(column) for column in zip(*done, strict=True)))
 
 
-def _upsert(cur: Cursor, staged: tuple[str, str], trip_slice: TripSlice) -> LoadCounts:
-    """Delete the slice's trips not staged, insert and update the staged ones; the counts."""
-    target = sql.Identifier(*partition_table(trip_slice.service, trip_slice.month))
+def _upsert(
+    cur: Cursor, staged: tuple[str, str], partition: tuple[str, str]
+) -> tuple[int, int, int]:
+    """Delete the partition's trips not staged, insert and update the staged ones; the counts."""
+    target, source = sql.Identifier(*partition), sql.Identifier(*staged)
     cur.execute(
         sql.SQL(
             "DELETE FROM {} AS t WHERE NOT EXISTS"
             " (SELECT 1 FROM {} AS s WHERE s.trip_key = t.trip_key)"
-        ).format(target, sql.Identifier(*staged))
+        ).format(target, source)
     )
     deleted = cur.rowcount
-    rows = sql.SQL(_DISTINCT_STAGED).format(
-        columns=_column_list(LOAD_COLUMNS), staging=sql.Identifier(*staged)
+    cur.execute(
+        _UPSERT.format(
+            target=target,
+            columns=_column_list(LOAD_COLUMNS),
+            staged=source,
+            key=_column_list(KEY_COLUMNS),
+            assignments=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+                for c in LOAD_COLUMNS
+                if c not in KEY_COLUMNS
+            ),
+            current=sql.SQL(", ").join(sql.Identifier("t", c) for c in COMPARED_COLUMNS),
+            incoming=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in COMPARED_COLUMNS),
+        )
     )
-    cur.execute(_UPSERT.format(target=target, **_upsert_parts(rows)))
     inserted, updated = cur.fetchone()
-    return LoadCounts(inserted=inserted, updated=updated, deleted=deleted)
+    return inserted, updated, deleted
+
+
+_UPSERT = sql.SQL(
+    """
+    WITH upserted AS (
+        INSERT INTO {target} AS t ({columns})
+        SELECT DISTINCT ON (trip_key) {columns} FROM {staged} ORDER BY trip_key
+        ON CONFLICT ({key}) DO UPDATE SET {assignments}, updated_at = now()
+        WHERE ({current}) IS DISTINCT FROM ({incoming})
+        -- A row this statement inserted has no xmax; an updated one has its locker's.
+        RETURNING t.xmax = 0 AS inserted
+    )
+    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
+    """
+)
 
 
 def count_slice(conn: Connection, trip_slice: TripSlice) -> int:
     """Return the number of trips of one slice in stg.complete_trip."""
     with conn.cursor() as cur:
-        return _in_slice(cur, "SELECT count(*) {}", trip_slice)
+        cur.execute(
+            "SELECT count(*) FROM stg.complete_trip"
+            " WHERE service = %(service)s AND pickup_month = %(month)s",
+            {"service": trip_slice.service, "month": trip_slice.month},
+        )
+        return cur.fetchone()[0]
 
 
 @contextlib.contextmanager
@@ -334,8 +351,7 @@ def staging_progress(
             if not opened:
                 opened.append(open_connection(database_url, autocommit=True))
             with opened[0].cursor() as cur:
-                name = sql.Identifier(*staging).as_string(cur)
-                cur.execute(_STAGED_ROWS, (name,))
+                cur.execute(_STAGED_ROWS, (sql.Identifier(*staging).as_string(cur),))
                 return int(cur.fetchone()[0])
         except (psycopg2.Error, ChillflowError):
             return None
@@ -345,39 +361,6 @@ def staging_progress(
     finally:
         for conn in opened:
             conn.close()
-
-
-_UPSERT = sql.SQL(
-    """
-    WITH upserted AS (
-        INSERT INTO {target} AS t ({columns}) {staged}
-        ON CONFLICT ({key}) DO UPDATE SET {assignments}, updated_at = now()
-        WHERE ({current}) IS DISTINCT FROM ({incoming})
-        -- A row this statement inserted has no xmax; an updated one has its locker's.
-        RETURNING t.xmax = 0 AS inserted
-    )
-    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
-    """
-)
-
-
-def _upsert_parts(staged: sql.Composed) -> dict[str, sql.Composable]:
-    updated = [c for c in LOAD_COLUMNS if c not in KEY_COLUMNS]
-    return {
-        "columns": _column_list(LOAD_COLUMNS),
-        "key": _column_list(KEY_COLUMNS),
-        "staged": staged,
-        "assignments": sql.SQL(", ").join(
-            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
-        ),
-        "current": sql.SQL(", ").join(sql.Identifier("t", c) for c in COMPARED_COLUMNS),
-        "incoming": sql.SQL(", ").join(sql.Identifier("excluded", c) for c in COMPARED_COLUMNS),
-    }
-
-
-def _in_slice(cur: Cursor, query: str, trip_slice: TripSlice) -> object:
-    cur.execute(query.format(_SLICE), asdict(trip_slice))
-    return cur.fetchone()[0]
 
 
 def _column_list(names: Iterable[str]) -> sql.Composed:
