@@ -183,18 +183,13 @@ def _job(raw: Any, where: str, default_tz: str, data_tz: ZoneInfo) -> JobSchedul
     except CroniterBadDateError:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
     monthly = kind == "monthly_pipeline"
-    for key, owner, allowed in (
-        ("lookback_hours", "aggregate jobs", kind.startswith("aggregate")),
-        ("watch_months", "the monthly pipeline", monthly),
-    ):
-        if key in raw and not allowed:
-            raise ConfigError(f"{where}: {key} applies to {owner} only")
-    lookback = watch = None
-    if monthly:
-        watch = _number(raw, "watch_months", 3, where, integer=True, positive=True)
-    elif kind != "maintain":
-        default = _DEFAULT_LOOKBACK_HOURS[kind]
-        lookback = _number(raw, "lookback_hours", default, where, integer=True, positive=True)
+    if "lookback_hours" in raw and kind not in _DEFAULT_LOOKBACK_HOURS:
+        raise ConfigError(f"{where}: lookback_hours applies to aggregate jobs only")
+    if "watch_months" in raw and not monthly:
+        raise ConfigError(f"{where}: watch_months applies to the monthly pipeline only")
+    count = {"integer": True, "positive": True}
+    lookback = _number(raw, "lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind), where, **count)
+    watch = _number(raw, "watch_months", 3 if monthly else None, where, **count)
     return JobSchedule(
         name=name,
         kind=kind,
