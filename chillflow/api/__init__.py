@@ -1,4 +1,7 @@
-"""Public API classes; each builds what it is not given (settings, SparkSession) on first use."""
+"""Public API classes; each builds what it is not given (settings, SparkSession) on first use.
+
+``expected_failure`` says which ChillflowError an exception raised under them stands for.
+"""
 
 from __future__ import annotations
 
