@@ -60,14 +60,9 @@ class BatchAggregator(StageResources):
 
         ``restart`` ignores the chunks an unfinished earlier backfill of this range completed.
         """
+        source, days = self._source(source), (utc_date(start), utc_date(end))
         return aggregate_backfill(
-            self.spark,
-            self.settings,
-            self.database_url,
-            utc_date(start),
-            utc_date(end),
-            source=self._source(source),
-            restart=restart,
+            self.spark, self.settings, self.database_url, *days, source=source, restart=restart
         )
 
     def get_kpi_count(self) -> int:

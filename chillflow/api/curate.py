@@ -23,7 +23,6 @@ class MonthlyLoader(StageResources):
         curated_path: str | Path | None = None,
         *,
         month: str | None = None,
-        run_id: str | None = None,
     ) -> dict[str, Any]:
         """Curate a raw TLC Parquet file, directory or glob of monthly files.
 
@@ -37,22 +36,13 @@ class MonthlyLoader(StageResources):
         # An unusable file (missing, corrupt, empty, a second one for a slice) fails here,
         # before a JVM starts (~5 s).
         files = find_raw_files(raw_path, month)
+        targets = None
+        if curated_path:
+            curated = Path(curated_path).resolve()
+            targets = CurateTargets(
+                curated=curated,
+                quarantine=curated.with_name(f"{curated.name}_quarantine"),
+                dq_metrics=curated.with_name(f"{curated.name}_dq_metrics"),
+            )
         database_url = self._database_url or ledger_database_url(self.settings)
-        return curate(
-            self.spark,
-            self.settings,
-            files,
-            targets=targets_beside(Path(curated_path)) if curated_path else None,
-            run_id=run_id,
-            database_url=database_url,
-        )
-
-
-def targets_beside(curated: Path) -> CurateTargets:
-    """Curate tables for an explicit curated path: quarantine and metrics as siblings."""
-    curated = curated.resolve()
-    return CurateTargets(
-        curated=curated,
-        quarantine=curated.with_name(f"{curated.name}_quarantine"),
-        dq_metrics=curated.with_name(f"{curated.name}_dq_metrics"),
-    )
+        return curate(self.spark, self.settings, files, targets=targets, database_url=database_url)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from chillflow.api import expected_failure
 from chillflow.api.resources import StageResources
-from chillflow.errors import (
-    ChillflowError,
-    ConfigError,
-    DatabaseError,
-    error_summary,
-    is_spark_error,
-)
+from chillflow.errors import ConfigError
 from chillflow.hour_window import HourWindow
 from chillflow.settings import parse_month
 from chillflow.stages.aggregate import aggregate_window
@@ -67,8 +61,14 @@ class MonthlyPipeline(StageResources):
 
         def run(stage: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             started = time.monotonic()
-            with _named(stage, log):
+            try:
                 results[stage] = call()
+            except Exception as exc:
+                log.error("pipeline.stage_failed", stage=stage, error=type(exc).__name__)
+                failure = expected_failure(exc)
+                if failure is None:
+                    raise
+                raise type(failure)(f"stage {stage} failed: {failure}") from exc
             timings[stage] = round(time.monotonic() - started, 3)
             return results[stage]
 
@@ -93,26 +93,6 @@ class MonthlyPipeline(StageResources):
         timings["total"] = round(time.time() - min(called, _jvm_started(spark)), 3)
         log.info("pipeline.finished", month=month, **{f"{k}_sec": v for k, v in timings.items()})
         return results
-
-
-@contextmanager
-def _named(stage: str, log: Any) -> Iterator[None]:
-    """Re-raise a stage's expected failure with the stage's name, keeping its exit code."""
-    try:
-        yield
-    except Exception as exc:
-        from chillflow.storage.postgres import failure_reason
-
-        log.error("pipeline.stage_failed", stage=stage, error=type(exc).__name__)
-        if isinstance(exc, ChillflowError):
-            raise type(exc)(f"stage {stage} failed: {exc}") from exc
-        reason = failure_reason(exc)
-        if reason is not None:
-            raise DatabaseError(f"stage {stage} failed: PostgreSQL failed: {reason}") from exc
-        if is_spark_error(exc):
-            summary = error_summary(exc)
-            raise ChillflowError(f"stage {stage} failed: Spark failed: {summary}") from exc
-        raise
 
 
 def _jvm_started(spark: Any) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pyspark.sql import SparkSession
 
 from chillflow import runtime
@@ -22,29 +24,22 @@ class StageResources:
         spark: SparkSession | None = None,
         database_url: DatabaseUrl | str | None = None,
     ):
-        self._settings = settings
-        self._spark = spark
+        self._settings, self._spark = settings, spark
         if isinstance(database_url, str):
             database_url = parse_database_url(database_url)
         self._database_url = database_url
 
-    @property
+    @cached_property
     def settings(self) -> Settings:
         """The settings in use."""
-        if self._settings is None:
-            self._settings = runtime.settings()
-        return self._settings
+        return self._settings or runtime.settings()
 
-    @property
+    @cached_property
     def spark(self) -> SparkSession:
         """The SparkSession in use."""
-        if self._spark is None:
-            self._spark = runtime.spark(self.settings)
-        return self._spark
+        return self._spark or runtime.spark(self.settings)
 
-    @property
+    @cached_property
     def database_url(self) -> DatabaseUrl:
         """The PostgreSQL URL in use (contains the password: never log it)."""
-        if self._database_url is None:
-            self._database_url = runtime.database_url(self.settings)
-        return self._database_url
+        return self._database_url or runtime.database_url(self.settings)

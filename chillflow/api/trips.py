@@ -14,12 +14,7 @@ class BatchTripProducer(StageResources):
     """Load curated trips into PostgreSQL's ``stg.complete_trip``, one month per call."""
 
     def process_month(
-        self,
-        path: str | Path | None = None,
-        month: str | None = None,
-        service: str | None = None,
-        *,
-        run_id: str | None = None,
+        self, path: str | Path | None = None, month: str | None = None, service: str | None = None
     ) -> dict[str, Any]:
         """Load one month of curated trips; a rerun converges to the same rows.
 
@@ -45,6 +40,5 @@ class BatchTripProducer(StageResources):
             path,
             month=month,
             service=service,
-            run_id=run_id,
             prepared=prepared,
         )

@@ -66,8 +66,7 @@ def process_trips(
     """Load one month of curated trips into stg.complete_trip (insert new, update changed)."""
     from chillflow.batch import BatchTripProducer
 
-    stats = BatchTripProducer().process_month(curated_path, month=month, service=service)
-    emit(stats, as_json)
+    emit(BatchTripProducer().process_month(curated_path, month=month, service=service), as_json)
 
 
 @pipeline_app.command("month")
@@ -90,12 +89,11 @@ def maintain(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Compact small files, re-cluster curated months by pickup time, VACUUM old files."""
-    from chillflow.api.resources import StageResources
     from chillflow.stages.maintain import maintain as run_maintain
 
-    resources = StageResources()
-    stats = run_maintain(resources.spark, resources.settings, resources.database_url, retain_hours)
-    emit(stats, as_json)
+    settings = runtime.settings()
+    spark, database_url = runtime.spark(settings), runtime.database_url(settings)
+    emit(run_maintain(spark, settings, database_url, retain_hours), as_json)
 
 
 def report(
@@ -178,7 +176,6 @@ def demo(
     raw = settings.data_dir / "landing" / tlc_file_name("yellow", month)
     if not raw.exists():
         started = time.monotonic()
-        raw.parent.mkdir(parents=True, exist_ok=True)
         generate_month(raw, service="yellow", month=month, rows=rows, seed=seed)
         seconds = round(time.monotonic() - started, 1)
         log.info("demo.generated", path=str(raw), rows=rows, sec=seconds)

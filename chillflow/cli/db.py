@@ -44,10 +44,9 @@ def init_database(
     else:
         reason = "no zone lookup CSV: pass --zones or set CHILLFLOW_ZONE_LOOKUP"
         log.warning("db.zones_skipped", reason=reason)
-    embedded = None if settings.database_url else settings.data_dir / "postgres"
     result = {
         "database": str(database_url),
-        "embedded_server": str(embedded) if embedded else None,
+        "embedded_server": None if settings.database_url else str(settings.data_dir / "postgres"),
         "schema_version": SCHEMA_VERSION,
         "staging_tables_dropped": dropped,
         "zones": zone_rows,

@@ -10,7 +10,8 @@ import structlog
 import typer
 from typer.core import TyperGroup
 
-from chillflow.errors import ChillflowError, DatabaseError, error_summary, is_spark_error
+from chillflow.api import expected_failure
+from chillflow.errors import ChillflowError, is_spark_error
 from chillflow.logs import configure_logging
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as one JSON object on stdout.")
@@ -19,10 +20,9 @@ JSON_OPTION = typer.Option(False, "--json", help="Print the result as one JSON o
 class Commands(TyperGroup):
     """The command group: a command's expected failure is one clear line and an exit code.
 
-    ChillflowError subclasses carry their own exit code; any PostgreSQL failure that no storage
-    function reported is a DatabaseError too. Other errors raised inside Spark's JVM are
-    summarised to their first line (the JVM stack trace is logged at DEBUG level). Logs go to
-    stderr from the start, before the settings configure them: stdout carries only the result.
+    Expected failures are those :func:`chillflow.api.expected_failure` recognises; a Spark
+    error's JVM stack trace is logged at DEBUG level. Logs go to stderr from the start, before
+    the settings configure them: stdout carries only the result.
     """
 
     def invoke(self, ctx: typer.Context) -> Any:  # noqa: D102
@@ -32,30 +32,17 @@ class Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            failure = _as_chillflow_error(exc)
-            if failure is not None:
-                log.error("command.failed", error=type(failure).__name__, message=str(failure))
-                typer.echo(f"error: {failure}", err=True)
-                raise typer.Exit(failure.exit_code) from None
-            if not is_spark_error(exc):
+            failure = expected_failure(exc)
+            if failure is None:
                 raise
-            summary = error_summary(exc)
-            log.debug("command.spark_trace", trace=str(exc))
-            log.error("command.failed", error=type(exc).__name__, message=summary)
-            typer.echo(
-                f"error: Spark failed: {summary}\n(set LOG_LEVEL=DEBUG for the JVM stack trace)",
-                err=True,
-            )
-            raise typer.Exit(1) from None
-
-
-def _as_chillflow_error(exc: Exception) -> ChillflowError | None:
-    if isinstance(exc, ChillflowError):
-        return exc
-    from chillflow.storage.postgres import failure_reason
-
-    reason = failure_reason(exc)
-    return None if reason is None else DatabaseError(f"PostgreSQL failed: {reason}")
+            hint = ""
+            if is_spark_error(exc) and type(failure) is ChillflowError:
+                log.debug("command.spark_trace", trace=str(exc))
+                hint = "\n(set LOG_LEVEL=DEBUG for the JVM stack trace)"
+            error = type(exc if hint else failure).__name__
+            log.error("command.failed", error=error, message=str(failure))
+            typer.echo(f"error: {failure}{hint}", err=True)
+            raise typer.Exit(failure.exit_code) from None
 
 
 def emit(result: dict[str, Any], as_json: bool, lines: list[str] | None = None) -> None:

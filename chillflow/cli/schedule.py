@@ -14,8 +14,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_FAILED_STATUSES = ("failed", "cancelled")
-
 
 def runs(
     job: str | None = typer.Option(
@@ -137,7 +135,7 @@ def run(
     summary = {key: value for key, value in outcome.items() if value is not None}
     summary["runs"] = ", ".join(f"{run['run_id']} {run['status']}" for run in outcome["runs"])
     emit(outcome if as_json else summary, as_json)
-    if outcome["status"] in _FAILED_STATUSES:
+    if outcome["status"] in ("failed", "cancelled"):
         raise typer.Exit(1)
 
 

@@ -115,16 +115,15 @@ def parse_schedule(
             f"{source}: missed_run_policy {policy!r} not in {', '.join(MISSED_RUN_POLICIES)}"
         )
     services = doc.get("services", ["yellow"])
-    if not _distinct_subset(services, SERVICES):
+    known = isinstance(services, list) and all(service in SERVICES for service in services)
+    if not services or not known or len(set(services)) != len(services):
         raise ConfigError(
             f"{source}: services {services!r} must be a non-empty list of distinct names "
             f"from {', '.join(SERVICES)}"
         )
     steps = doc.get("monthly_steps", list(PIPELINE_STEPS))
-    in_order = (
-        steps == sorted(steps, key=PIPELINE_STEPS.index) if isinstance(steps, list) else False
-    )
-    if not _distinct_subset(steps, PIPELINE_STEPS) or not in_order:
+    in_order = [step for step in PIPELINE_STEPS if isinstance(steps, list) and step in steps]
+    if not steps or steps != in_order:
         raise ConfigError(
             f"{source}: monthly_steps {steps!r} must list steps of "
             f"{', '.join(PIPELINE_STEPS)} once each, in that order"
@@ -184,18 +183,13 @@ def _job(raw: Any, where: str, default_tz: str, data_tz: ZoneInfo) -> JobSchedul
     except CroniterBadDateError:
         raise ConfigError(f"{where}: cron {cron!r} never fires") from None
     monthly = kind == "monthly_pipeline"
-    for key, owner, allowed in (
-        ("lookback_hours", "aggregate jobs", kind.startswith("aggregate")),
-        ("watch_months", "the monthly pipeline", monthly),
-    ):
-        if key in raw and not allowed:
-            raise ConfigError(f"{where}: {key} applies to {owner} only")
-    lookback = watch = None
-    if monthly:
-        watch = _number(raw, "watch_months", 3, where, integer=True, positive=True)
-    elif kind != "maintain":
-        default = _DEFAULT_LOOKBACK_HOURS[kind]
-        lookback = _number(raw, "lookback_hours", default, where, integer=True, positive=True)
+    if "lookback_hours" in raw and kind not in _DEFAULT_LOOKBACK_HOURS:
+        raise ConfigError(f"{where}: lookback_hours applies to aggregate jobs only")
+    if "watch_months" in raw and not monthly:
+        raise ConfigError(f"{where}: watch_months applies to the monthly pipeline only")
+    count = {"integer": True, "positive": True}
+    lookback = _number(raw, "lookback_hours", _DEFAULT_LOOKBACK_HOURS.get(kind), where, **count)
+    watch = _number(raw, "watch_months", 3 if monthly else None, where, **count)
     return JobSchedule(
         name=name,
         kind=kind,
@@ -207,15 +201,6 @@ def _job(raw: Any, where: str, default_tz: str, data_tz: ZoneInfo) -> JobSchedul
         retries=_number(raw, "retries", 0, where, integer=True),
         retry_backoff_sec=_number(raw, "retry_backoff_sec", 60, where),
         timeout_sec=_number(raw, "timeout_sec", None, where, positive=True),
-    )
-
-
-def _distinct_subset(values: Any, allowed: tuple[str, ...]) -> bool:
-    return (
-        isinstance(values, list)
-        and bool(values)
-        and all(v in allowed for v in values)
-        and len(set(values)) == len(values)
     )
 
 

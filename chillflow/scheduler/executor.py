@@ -57,13 +57,9 @@ class AttemptResult:
     retryable: bool = False
 
 
-#: Runs one command to its end: ``runner(argv, env=, log_path=, cancel=, timeout_sec=)``.
-Runner = Callable[..., ProcessOutcome]
-
-
 def run_steps(
     steps: Sequence[Step],
-    runner: Runner,
+    runner: Callable[..., ProcessOutcome],
     *,
     env: Mapping[str, str],
     log_path: Path,
@@ -73,7 +69,8 @@ def run_steps(
 ) -> AttemptResult:
     """Run the steps not ``done`` (by an earlier attempt) in order until one does not succeed.
 
-    The steps that succeed are added to ``done``; ``cancel`` terminates the running step.
+    ``runner`` is :func:`run_process` or a stand-in with its signature. The steps that succeed
+    are added to ``done``; ``cancel`` terminates the running step.
     """
     results: list[dict[str, Any]] = []
     for step in (step for step in steps if step.name not in done):

@@ -39,7 +39,7 @@ class JobPlan:
     """The steps of one run; the monthly pipeline's raw file (path, size, mtime_ns) or missing."""
 
     steps: tuple[Step, ...]
-    missing: tuple[Path, ...] = ()
+    missing: Path | None = None
     raw_file: dict[str, Any] | None = None
 
 
@@ -187,7 +187,7 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
     try:
         found = raw.stat()
     except FileNotFoundError:
-        return JobPlan((), missing=(raw,))
+        return JobPlan((), missing=raw)
     raw_file = {"path": str(raw), "size": found.st_size, "mtime_ns": found.st_mtime_ns}
     if schedule.monthly_steps == PIPELINE_STEPS:
         argv = (submit, "pipeline", str(raw), "--month", month, "--json")

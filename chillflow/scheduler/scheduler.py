@@ -269,20 +269,20 @@ class BatchScheduler:
         for run in ledger.mark_abandoned(conn, running, now=self.clock.now()):
             log.warning("schedule.stale_run", run_id=run.run_id, reason=run.error)
         plan = plan_job(job, period, self.schedule)
-        if plan.missing and self.settings.download.before_monthly:
+        if plan.missing is not None and self.settings.download.before_monthly:
             month, _, service = period.partition("/")
             try:
                 download_month(service, month, self.schedule.landing_dir, self.settings.download)
                 plan = plan_job(job, period, self.schedule)
             except ChillflowError as exc:  # not published yet, or the server failed: awaited
                 log.warning("schedule.download_failed", error=type(exc).__name__, message=str(exc))
-        if plan.missing:
-            message = f"raw file {plan.missing[0]} has not arrived"
+        if plan.missing is not None:
+            message = f"raw file {plan.missing} has not arrived"
             # One row when a period is first found awaited, not one per daily check.
             if ledger.period_statuses(conn, job.name, period):
                 return _outcome(job, period, "awaited", message, [])
             log.warning("schedule.awaiting", reason=message)
-            stats = {"skip_reason": "raw_file_missing", "missing": [str(plan.missing[0])]}
+            stats = {"skip_reason": "raw_file_missing", "missing": [str(plan.missing)]}
             return self._skipped(conn, job, period, "awaited", message, **stats)
         done_before = None if force else ledger.latest_run(conn, [job.name], period, "succeeded")
         if done_before is not None and (done_before.stats or {}).get("raw_file") == plan.raw_file:

@@ -399,7 +399,7 @@ def test_monthly_pipeline_runs_the_month_in_one_pipeline_process(tmp_path):
     assert [(step.name, step.argv[1:]) for step in plan.steps] == [
         ("pipeline:green", ("pipeline", str(green), "--month", "2024-02", "--json")),
     ]
-    assert plan.missing == ()
+    assert plan.missing is None
     assert plan.raw_file == {
         "path": str(green),
         "size": 4,
@@ -441,5 +441,5 @@ def test_monthly_pipeline_has_nothing_to_run_before_the_raw_file_arrives(tmp_pat
     plan = plan_job(config.job("monthly"), "2026-02/green", config)
 
     assert plan.steps == ()
-    assert plan.missing == (tmp_path / "green_tripdata_2026-02.parquet",)
+    assert plan.missing == tmp_path / "green_tripdata_2026-02.parquet"
     assert plan.raw_file is None
