@@ -38,19 +38,10 @@ _TABLES = {
     "dq_metrics": "curated/dq_metrics",
     "kpis": "marts/zone_hourly_kpis",
 }
+_SECTIONS = ("paths", "tables", "spark", "curate", "trips", "aggregate", "download")
 #: The keys of chillflow.toml ("") and of its sections parsed here.
 _KEYS = {
-    "": (
-        "environment",
-        "log_level",
-        "paths",
-        "tables",
-        "spark",
-        "curate",
-        "trips",
-        "aggregate",
-        "download",
-    ),
+    "": ("environment", "log_level", *_SECTIONS),
     "paths": ("data_dir", "lake_dir", "zone_lookup"),
     "tables": tuple(_TABLES),
     "spark": ("master", "app_name", "conf", "packages", "jars_dir", "ivy_dir"),

@@ -1,12 +1,8 @@
 """The aggregate stage: trips -> hourly pickup-zone KPIs in Delta -> ``mart.zone_hourly_kpis``.
 
-The KPI Delta table is the source of truth; the mart is published from it. An incremental run
-recomputes one window (a day and its lookback) from the source, MERGEs it into the Delta table
-and replaces the same window of the mart; a full refresh replaces both stores atomically; a
-backfill runs one window per calendar month of its range, resumably. Since every run makes its
-window equal to a fresh aggregation of the source, any sequence of runs leaves the table a full
-refresh would build. One advisory lock is held from computing to publishing: runs publish in
-compute order.
+The KPI Delta table is the source of truth and the mart is published from it; every run makes
+its window equal to a fresh aggregation of the source, so any sequence of runs leaves the table
+a full refresh would build (README, "Aggregate").
 """
 
 from __future__ import annotations
@@ -51,7 +47,8 @@ _CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
 #: The jobs whose runs change what a source gives for a month: the trips, or the quarantined
 #: rows behind the outlier rates.
 _SOURCE_JOBS = {"postgres": (PROCESS_TRIPS_JOB, CURATE_JOB), "curated": (CURATE_JOB,)}
-_SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
+_DELTA_COUNTS = ("rows_inserted", "rows_updated", "rows_deleted")
+_SUMMED = ("trips", *_DELTA_COUNTS, "mart_rows_copied")
 
 
 def aggregate_until(
@@ -62,26 +59,17 @@ def aggregate_until(
     lookback_hours: int | None = None,
     *,
     source: str | None = None,
-    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Refresh the window ``[end - lookback_hours, end)``; ``end`` is naive, as ``hour_ts``."""
     hours = settings.aggregate.default_lookback_hours if lookback_hours is None else lookback_hours
-    window = hours_until(end, hours)
-    return aggregate_window(spark, settings, database_url, window, source=source, run_id=run_id)
+    return aggregate_window(spark, settings, database_url, hours_until(end, hours), source=source)
 
 
 def aggregate_full_refresh(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, *, source: str | None = None
 ) -> dict[str, Any]:
     """Recompute every KPI and replace the Delta table and the mart, each atomically."""
-    return aggregate_window(
-        spark, settings, database_url, None, source=source, run_id=run_id, mode="full"
-    )
+    return aggregate_window(spark, settings, database_url, None, source=source, mode="full")
 
 
 def aggregate_window(
@@ -91,7 +79,6 @@ def aggregate_window(
     window: HourWindow | None,
     *,
     source: str | None = None,
-    run_id: str | None = None,
     mode: str = "incremental",
     backfill_run_id: str | None = None,
 ) -> dict[str, Any]:
@@ -107,7 +94,7 @@ def aggregate_window(
         BusyError: Another aggregate run holds the KPI table, or a curate writes a month read.
     """
     source = source or settings.aggregate.default_source
-    run_id = run_id or new_run_id()
+    run_id = new_run_id()
     period = window.label() if window is not None else "full"
     started = time.monotonic()
     computed_at = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -132,11 +119,7 @@ def aggregate_window(
                 written = overwrite_hourly_kpis(spark, settings.tables.kpis, kpis)
             else:
                 written = merge_hourly_kpis(spark, settings.tables.kpis, kpis, window)
-        delta = {
-            "rows_inserted": written.rows_inserted,
-            "rows_updated": written.rows_updated,
-            "rows_deleted": written.rows_deleted,
-        }
+        delta = {key: getattr(written, key) for key in _DELTA_COUNTS}
         log.info("aggregate.written", **delta, table_version=written.version)
         failpoint("aggregate.after_merge")
         with spark_progress(spark, "aggregate.publish"):
@@ -145,9 +128,9 @@ def aggregate_window(
             "run_id": run_id,
             "mode": mode,
             "source": source,
-            "window_start": window.start.isoformat() if window is not None else None,
-            "window_end": window.end.isoformat() if window is not None else None,
-            "window_hours": window.hours if window is not None else None,
+            "window_start": window and window.start.isoformat(),
+            "window_end": window and window.end.isoformat(),
+            "window_hours": window and window.hours,
             **published,
             **delta,
             "table_version": written.version,
