@@ -98,11 +98,12 @@ def curate(
     located = isinstance(raw_location, (str, Path))
     files = find_raw_files(raw_location, month) if located else list(raw_location)
     months = sorted({f.month for f in files})
+    paths = [str(f.path) for f in files]
     with bound_run(CURATE_JOB, run_id, month=",".join(months)) as log, ExitStack() as run:
-        log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
+        log.info("curate.started", files=paths, rules=len(rules))
         _check_rules(spark, rules)
         trips, slices = _flagged_trips(spark, files, settings.curate)
-        source = ", ".join(str(f.path) for f in files)
+        source = ", ".join(paths)
         record = run.enter_context(_locked_run(targets, database_url, slices, run_id))
 
         with spark_progress(spark, "curate.assess"):
@@ -163,7 +164,7 @@ def curate(
 
         stats = {
             "run_id": run_id,
-            "files": [str(f.path) for f in files],
+            "files": paths,
             "slices": slices,
             "input_rows": input_rows,
             "output_rows": output_rows,
