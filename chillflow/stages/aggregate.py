@@ -99,16 +99,12 @@ def aggregate_window(
     started = time.monotonic()
     computed_at = datetime.now(timezone.utc).replace(tzinfo=None)
     store = AdvisoryLocks(database_url, holder(AGGREGATE_JOB, f"run {run_id}"))
+    params = {"mode": mode, "source": source, "backfill_run_id": backfill_run_id}
     with (
         bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log,
         hold(store, [(KPI_LOCK, False)], what="the KPI table and mart", writer=True),
         ledger.recorded_run(
-            database_url,
-            AGGREGATE_JOB,
-            period,
-            run_id,
-            abandon_all=True,
-            stats={"mode": mode, "source": source, "backfill_run_id": backfill_run_id},
+            database_url, AGGREGATE_JOB, period, run_id, abandon_all=True, stats=params
         ) as record,
     ):
         log.info("aggregate.started")

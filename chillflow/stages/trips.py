@@ -91,9 +91,10 @@ def process_trips(
     month = next(iter(loaded)).month
     staged = sum(loaded.values())
 
-    period = ",".join(f"{s.service}/{s.month}" for s in loaded)
+    slices = [f"{s.service}/{s.month}" for s in loaded]
+    period = ",".join(slices)
     store = AdvisoryLocks(database_url, holder(PROCESS_TRIPS_JOB, f"run {run_id}"))
-    locks = [(f"{PROCESS_TRIPS_JOB}|{name}", False) for name in period.split(",")]
+    locks = [(f"{PROCESS_TRIPS_JOB}|{name}", False) for name in slices]
     with (
         bound_run(PROCESS_TRIPS_JOB, run_id, month=month) as log,
         hold(store, locks, what=f"process-trips of {period}", writer=True),
@@ -103,7 +104,7 @@ def process_trips(
             "process_trips.started",
             source=curated.location,
             delta_version=curated.delta_version,
-            slices=[f"{s.service}/{s.month}" for s in loaded],
+            slices=slices,
             expected_rows=staged,
             skipped=sum(skip_reasons.values()),
             database=str(database_url),
