@@ -339,11 +339,10 @@ def _current_chunks(
 ) -> set[str]:
     """Chunks a backfill completed whose months no later run of the source's jobs changed."""
     finished = ledger.finished_chunks(conn, AGGREGATE_JOB, backfill_id)
-    current = set()
+    current, jobs = set(), _SOURCE_JOBS[source]
     for chunk in chunks:
         if chunk.label() not in finished:
             continue
-        jobs = _SOURCE_JOBS[source]
         changed = ledger.slices_changed_since(conn, jobs, chunk.months(), finished[chunk.label()])
         if changed:
             structlog.get_logger("chillflow").info(

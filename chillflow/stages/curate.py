@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,8 @@ def curate(
             "output_rows": output_rows,
             "quarantined_rows": quarantined_rows,
             "retention_rate": round(100.0 * output_rows / input_rows, 4) if input_rows else 100.0,
-            "rejections": _failures_by_rule(outcomes, lambda rule: rule.action != "warn"),
-            "warnings": _failures_by_rule(outcomes, lambda rule: rule.action == "warn"),
+            "rejections": _failures_by_rule(outcomes, warn=False),
+            "warnings": _failures_by_rule(outcomes, warn=True),
             "curated_path": str(targets.curated),
             "quarantine_path": str(targets.quarantine),
             "duration_sec": round(time.monotonic() - started, 3),
@@ -266,13 +267,13 @@ def _check_conservation(source: str, input_rows: int, output_rows: int, quaranti
 
 
 def _failures_by_rule(
-    outcomes: dict[tuple[str, str], list[RuleOutcome]], include: Callable[[QualityRule], bool]
+    outcomes: dict[tuple[str, str], list[RuleOutcome]], *, warn: bool
 ) -> dict[str, int]:
+    """Failed rows per rule over every slice, of the warn rules or of the rejecting ones."""
     totals: dict[str, int] = {}
-    for slice_outcomes in outcomes.values():
-        for o in slice_outcomes:
-            if include(o.rule) and o.failed:
-                totals[o.rule.name] = totals.get(o.rule.name, 0) + o.failed
+    for o in chain.from_iterable(outcomes.values()):
+        if (o.rule.action == "warn") is warn and o.failed:
+            totals[o.rule.name] = totals.get(o.rule.name, 0) + o.failed
     return totals
 
 
