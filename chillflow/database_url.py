@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from chillflow.errors import ConfigError
 
 JDBC_DRIVER = "org.postgresql.Driver"
+_SCHEMES = ("postgresql", "postgres")
 # Query keys that would contradict the URL's own host, port, database or credentials.
 _RESERVED_PARAMS = frozenset({"host", "hostaddr", "port", "dbname", "user", "password"})
 # libpq parameters with a pgJDBC counterpart; others are not forwarded to JDBC.
@@ -121,10 +122,7 @@ def _url_problem(url: str) -> str | None:
         )
     reserved = _RESERVED_PARAMS & {k for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
     problems = (
-        (
-            parts.scheme not in ("postgresql", "postgres"),
-            "it must start with postgresql:// or postgres://",
-        ),
+        (parts.scheme not in _SCHEMES, "it must start with postgresql:// or postgres://"),
         (not parts.hostname, "it names no host (Unix-socket URLs do not work: JDBC needs TCP)"),
         ("," in parts.netloc.rpartition("@")[2], "multiple hosts are not supported"),
         (port == 0, "port 0 is not a usable port"),

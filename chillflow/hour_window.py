@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from itertools import pairwise
 
 from chillflow.errors import ConfigError
 from chillflow.sections import check_number
@@ -17,9 +18,7 @@ _SQL_TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 
 def to_utc_naive(value: datetime) -> datetime:
     """Return ``value`` as a naive UTC datetime; naive input is taken to be UTC already."""
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value if value.tzinfo is None else value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True, order=True)
@@ -97,11 +96,10 @@ def month_chunks(start: date, end: date) -> list[HourWindow]:
     """Split the inclusive date range ``start..end`` into windows of at most one calendar month."""
     if end < start:
         raise ConfigError(f"backfill end {end} is before its start {start}")
-    stop = datetime.combine(end, time()) + _DAY
-    bounds = [datetime.combine(start, time())]
-    for month in month_range(f"{start:%Y-%m}", f"{end:%Y-%m}")[1:]:
-        bounds.append(datetime.strptime(month, "%Y-%m"))
-    return [HourWindow(a, b) for a, b in zip(bounds, [*bounds[1:], stop], strict=True)]
+    months = month_range(f"{start:%Y-%m}", f"{end:%Y-%m}")[1:]
+    firsts = [datetime.strptime(month, "%Y-%m") for month in months]
+    bounds = [datetime.combine(start, time()), *firsts, datetime.combine(end, time()) + _DAY]
+    return [HourWindow(a, b) for a, b in pairwise(bounds)]
 
 
 def month_range(first: str, last: str) -> list[str]:

@@ -33,12 +33,9 @@ def spark_progress(
                 stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
                 stages = [s for s in stages if s is not None]
                 elapsed = time.monotonic() - started
-                done_now = rows_done() if rows_done is not None else None
-                rows = (
-                    {}
-                    if done_now is None
-                    else {"rows_done": done_now, "rows_per_sec": round(done_now / elapsed)}
-                )
+                rows = {}
+                if rows_done is not None and (done_now := rows_done()) is not None:
+                    rows = {"rows_done": done_now, "rows_per_sec": round(done_now / elapsed)}
                 log.info(
                     f"{stage}.progress",
                     elapsed_sec=round(elapsed, 1),

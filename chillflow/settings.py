@@ -38,19 +38,10 @@ _TABLES = {
     "dq_metrics": "curated/dq_metrics",
     "kpis": "marts/zone_hourly_kpis",
 }
+_SECTIONS = ("paths", "tables", "spark", "curate", "trips", "aggregate", "download")
 #: The keys of chillflow.toml ("") and of its sections parsed here.
 _KEYS = {
-    "": (
-        "environment",
-        "log_level",
-        "paths",
-        "tables",
-        "spark",
-        "curate",
-        "trips",
-        "aggregate",
-        "download",
-    ),
+    "": ("environment", "log_level", *_SECTIONS),
     "paths": ("data_dir", "lake_dir", "zone_lookup"),
     "tables": tuple(_TABLES),
     "spark": ("master", "app_name", "conf", "packages", "jars_dir", "ivy_dir"),
@@ -232,16 +223,15 @@ def _spark_settings(
     spark_conf = conf.get("conf", {})
     if not all(isinstance(v, (str, int, float, bool)) for v in spark_conf.values()):
         raise ConfigError("spark.conf values must be strings, numbers or booleans")
-    packages = tuple(conf.get("packages", ()))
     jars_dir = env.get("CHILLFLOW_JARS_DIR") or conf.get("jars_dir")
-    ivy_dir = _path(env.get("CHILLFLOW_IVY_DIR") or conf.get("ivy_dir") or Path.home() / ".ivy2")
+    ivy_dir = env.get("CHILLFLOW_IVY_DIR") or conf.get("ivy_dir") or Path.home() / ".ivy2"
     return SparkSettings(
         master=env.get("SPARK_MASTER") or conf.get("master", "local[2]"),
         app_name=conf.get("app_name", "chillflow"),
         conf=MappingProxyType({k: _spark_value(v) for k, v in spark_conf.items()}),
-        packages=packages,
+        packages=tuple(conf.get("packages", ())),
         jars_dir=_path(jars_dir) if jars_dir else None,
-        ivy_dir=ivy_dir,
+        ivy_dir=_path(ivy_dir),
         log4j_config=(conf_dir / "log4j2.properties").resolve(),
     )
 

@@ -85,16 +85,15 @@ def generate_month(
     partial = path.with_name(f".{path.name}.partial")
     try:
         with pq.ParquetWriter(partial, _schema(service), compression="snappy") as writer:
-            pending: list[pa.Table] = []
+            pending = _schema(service).empty_table()
             for block in _blocks(spec, service):
-                pending.append(block)
-                table = pa.concat_tables(pending)
-                whole = table.num_rows - table.num_rows % row_group_rows
+                pending = pa.concat_tables([pending, block])
+                whole = pending.num_rows - pending.num_rows % row_group_rows
                 if whole:
-                    writer.write_table(table.slice(0, whole), row_group_size=row_group_rows)
-                pending = [table.slice(whole)]
-            if pending and pending[0].num_rows:
-                writer.write_table(pending[0], row_group_size=row_group_rows)
+                    writer.write_table(pending.slice(0, whole), row_group_size=row_group_rows)
+                pending = pending.slice(whole)
+            if pending.num_rows:
+                writer.write_table(pending, row_group_size=row_group_rows)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

@@ -118,10 +118,9 @@ def _quality(settings: Settings, pinned: dict[str, DataFrame | None]) -> list[di
                 "rules": [],
                 "examples": examples.get(key, []),
             }
-        description = {"description": configured.get(row["rule"], (0, ""))[1]}
-        slices[key]["rules"].append(
-            {"rule": row["rule"]} | description | {k: row[k] for k in _RULE}
-        )
+        description = configured.get(row["rule"], (0, ""))[1]
+        rule = {"rule": row["rule"], "description": description} | {k: row[k] for k in _RULE}
+        slices[key]["rules"].append(rule)
     return list(slices.values())
 
 

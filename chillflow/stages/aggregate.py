@@ -1,12 +1,8 @@
 """The aggregate stage: trips -> hourly pickup-zone KPIs in Delta -> ``mart.zone_hourly_kpis``.
 
-The KPI Delta table is the source of truth; the mart is published from it. An incremental run
-recomputes one window (a day and its lookback) from the source, MERGEs it into the Delta table
-and replaces the same window of the mart; a full refresh replaces both stores atomically; a
-backfill runs one window per calendar month of its range, resumably. Since every run makes its
-window equal to a fresh aggregation of the source, any sequence of runs leaves the table a full
-refresh would build. One advisory lock is held from computing to publishing: runs publish in
-compute order.
+The KPI Delta table is the source of truth and the mart is published from it; every run makes
+its window equal to a fresh aggregation of the source, so any sequence of runs leaves the table
+a full refresh would build (README, "Aggregate").
 """
 
 from __future__ import annotations
@@ -51,7 +47,8 @@ _CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
 #: The jobs whose runs change what a source gives for a month: the trips, or the quarantined
 #: rows behind the outlier rates.
 _SOURCE_JOBS = {"postgres": (PROCESS_TRIPS_JOB, CURATE_JOB), "curated": (CURATE_JOB,)}
-_SUMMED = ("trips", "rows_inserted", "rows_updated", "rows_deleted", "mart_rows_copied")
+_DELTA_COUNTS = ("rows_inserted", "rows_updated", "rows_deleted")
+_SUMMED = ("trips", *_DELTA_COUNTS, "mart_rows_copied")
 
 
 def aggregate_until(
@@ -62,26 +59,17 @@ def aggregate_until(
     lookback_hours: int | None = None,
     *,
     source: str | None = None,
-    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Refresh the window ``[end - lookback_hours, end)``; ``end`` is naive, as ``hour_ts``."""
     hours = settings.aggregate.default_lookback_hours if lookback_hours is None else lookback_hours
-    window = hours_until(end, hours)
-    return aggregate_window(spark, settings, database_url, window, source=source, run_id=run_id)
+    return aggregate_window(spark, settings, database_url, hours_until(end, hours), source=source)
 
 
 def aggregate_full_refresh(
-    spark: SparkSession,
-    settings: Settings,
-    database_url: DatabaseUrl,
-    *,
-    source: str | None = None,
-    run_id: str | None = None,
+    spark: SparkSession, settings: Settings, database_url: DatabaseUrl, *, source: str | None = None
 ) -> dict[str, Any]:
     """Recompute every KPI and replace the Delta table and the mart, each atomically."""
-    return aggregate_window(
-        spark, settings, database_url, None, source=source, run_id=run_id, mode="full"
-    )
+    return aggregate_window(spark, settings, database_url, None, source=source, mode="full")
 
 
 def aggregate_window(
@@ -91,7 +79,6 @@ def aggregate_window(
     window: HourWindow | None,
     *,
     source: str | None = None,
-    run_id: str | None = None,
     mode: str = "incremental",
     backfill_run_id: str | None = None,
 ) -> dict[str, Any]:
@@ -107,21 +94,17 @@ def aggregate_window(
         BusyError: Another aggregate run holds the KPI table, or a curate writes a month read.
     """
     source = source or settings.aggregate.default_source
-    run_id = run_id or new_run_id()
+    run_id = new_run_id()
     period = window.label() if window is not None else "full"
     started = time.monotonic()
     computed_at = datetime.now(timezone.utc).replace(tzinfo=None)
     store = AdvisoryLocks(database_url, holder(AGGREGATE_JOB, f"run {run_id}"))
+    params = {"mode": mode, "source": source, "backfill_run_id": backfill_run_id}
     with (
         bound_run(AGGREGATE_JOB, run_id, mode=mode, window=period, source=source) as log,
         hold(store, [(KPI_LOCK, False)], what="the KPI table and mart", writer=True),
         ledger.recorded_run(
-            database_url,
-            AGGREGATE_JOB,
-            period,
-            run_id,
-            abandon_all=True,
-            stats={"mode": mode, "source": source, "backfill_run_id": backfill_run_id},
+            database_url, AGGREGATE_JOB, period, run_id, abandon_all=True, stats=params
         ) as record,
     ):
         log.info("aggregate.started")
@@ -132,11 +115,7 @@ def aggregate_window(
                 written = overwrite_hourly_kpis(spark, settings.tables.kpis, kpis)
             else:
                 written = merge_hourly_kpis(spark, settings.tables.kpis, kpis, window)
-        delta = {
-            "rows_inserted": written.rows_inserted,
-            "rows_updated": written.rows_updated,
-            "rows_deleted": written.rows_deleted,
-        }
+        delta = {key: getattr(written, key) for key in _DELTA_COUNTS}
         log.info("aggregate.written", **delta, table_version=written.version)
         failpoint("aggregate.after_merge")
         with spark_progress(spark, "aggregate.publish"):
@@ -145,9 +124,9 @@ def aggregate_window(
             "run_id": run_id,
             "mode": mode,
             "source": source,
-            "window_start": window.start.isoformat() if window is not None else None,
-            "window_end": window.end.isoformat() if window is not None else None,
-            "window_hours": window.hours if window is not None else None,
+            "window_start": window and window.start.isoformat(),
+            "window_end": window and window.end.isoformat(),
+            "window_hours": window and window.hours,
             **published,
             **delta,
             "table_version": written.version,
@@ -360,11 +339,10 @@ def _current_chunks(
 ) -> set[str]:
     """Chunks a backfill completed whose months no later run of the source's jobs changed."""
     finished = ledger.finished_chunks(conn, AGGREGATE_JOB, backfill_id)
-    current = set()
+    current, jobs = set(), _SOURCE_JOBS[source]
     for chunk in chunks:
         if chunk.label() not in finished:
             continue
-        jobs = _SOURCE_JOBS[source]
         changed = ledger.slices_changed_since(conn, jobs, chunk.months(), finished[chunk.label()])
         if changed:
             structlog.get_logger("chillflow").info(

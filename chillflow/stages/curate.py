@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +99,12 @@ def curate(
     located = isinstance(raw_location, (str, Path))
     files = find_raw_files(raw_location, month) if located else list(raw_location)
     months = sorted({f.month for f in files})
+    paths = [str(f.path) for f in files]
     with bound_run(CURATE_JOB, run_id, month=",".join(months)) as log, ExitStack() as run:
-        log.info("curate.started", files=[str(f.path) for f in files], rules=len(rules))
+        log.info("curate.started", files=paths, rules=len(rules))
         _check_rules(spark, rules)
         trips, slices = _flagged_trips(spark, files, settings.curate)
-        source = ", ".join(str(f.path) for f in files)
+        source = ", ".join(paths)
         record = run.enter_context(_locked_run(targets, database_url, slices, run_id))
 
         with spark_progress(spark, "curate.assess"):
@@ -163,14 +165,14 @@ def curate(
 
         stats = {
             "run_id": run_id,
-            "files": [str(f.path) for f in files],
+            "files": paths,
             "slices": slices,
             "input_rows": input_rows,
             "output_rows": output_rows,
             "quarantined_rows": quarantined_rows,
             "retention_rate": round(100.0 * output_rows / input_rows, 4) if input_rows else 100.0,
-            "rejections": _failures_by_rule(outcomes, lambda rule: rule.action != "warn"),
-            "warnings": _failures_by_rule(outcomes, lambda rule: rule.action == "warn"),
+            "rejections": _failures_by_rule(outcomes, warn=False),
+            "warnings": _failures_by_rule(outcomes, warn=True),
             "curated_path": str(targets.curated),
             "quarantine_path": str(targets.quarantine),
             "duration_sec": round(time.monotonic() - started, 3),
@@ -265,13 +267,13 @@ def _check_conservation(source: str, input_rows: int, output_rows: int, quaranti
 
 
 def _failures_by_rule(
-    outcomes: dict[tuple[str, str], list[RuleOutcome]], include: Callable[[QualityRule], bool]
+    outcomes: dict[tuple[str, str], list[RuleOutcome]], *, warn: bool
 ) -> dict[str, int]:
+    """Failed rows per rule over every slice, of the warn rules or of the rejecting ones."""
     totals: dict[str, int] = {}
-    for slice_outcomes in outcomes.values():
-        for o in slice_outcomes:
-            if include(o.rule) and o.failed:
-                totals[o.rule.name] = totals.get(o.rule.name, 0) + o.failed
+    for o in chain.from_iterable(outcomes.values()):
+        if (o.rule.action == "warn") is warn and o.failed:
+            totals[o.rule.name] = totals.get(o.rule.name, 0) + o.failed
     return totals
 
 

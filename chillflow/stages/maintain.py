@@ -69,15 +69,11 @@ def maintain(
             )
     name_run = holder(MAINTAIN_JOB, f"run {run_id}")
     lake = lake_locks(settings.tables.curated, database_url, name_run)
+    kpi = AdvisoryLocks(database_url, name_run)
     with (
         bound_run(MAINTAIN_JOB, run_id, retain_hours=retain_hours) as log,
         hold(lake, [(TABLE_LOCK, False)], what="the curated tables", writer=True),
-        hold(
-            AdvisoryLocks(database_url, name_run),
-            [(KPI_LOCK, False)],
-            what="the KPI table",
-            writer=True,
-        ),
+        hold(kpi, [(KPI_LOCK, False)], what="the KPI table", writer=True),
         ledger.recorded_run(database_url, MAINTAIN_JOB, "lake", run_id) as record,
     ):
         results = {}
@@ -108,5 +104,5 @@ def maintain(
             "duration_sec": duration,
         }
         record.succeeded(stats, rows_read=None, rows_written=None)
-        log.info("maintain.finished", duration_sec=stats["duration_sec"])
+        log.info("maintain.finished", duration_sec=duration)
         return stats

@@ -1,18 +1,14 @@
 """The process-trips stage: curated trips of a month -> PostgreSQL's ``stg.complete_trip``.
 
-One run: read the month (and service) from the curated table, key the trips, append them to a
-staging table of the run's own with Spark's JDBC writer, then in one transaction attach a new
-month's staged trips as its partition, or delete the slice's trips that vanished from the
-curated month and upsert the staged ones, and drop the staging table. After the commit the
-slice in PostgreSQL must hold as many trips as the curated month minus declared skips, or the
-run fails.
+Spark's JDBC writer fills a staging table of the run's own; one transaction then attaches or
+upserts it (docs/decisions.md), and the slice's count in PostgreSQL is reconciled with the
+curated month's, declared skips aside.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,7 +44,6 @@ from chillflow.storage.trips_pg import (
 from chillflow.transforms.complete_trips import (
     SKIP_REASON,
     SKIP_REASONS,
-    is_loadable,
     to_complete_trips,
     with_skip_reason,
 )
@@ -69,19 +64,12 @@ def process_trips(
 ) -> dict[str, Any]:
     """Load the curated trips of one month into stg.complete_trip, idempotently.
 
-    The caller validates ``month`` (``YYYY-MM``) and ``service`` (yellow or green).
-
-    Args:
-        spark: The session.
-        settings: Validated settings (hash salt, ``[trips]``, the curated table).
-        database_url: PostgreSQL URL (contains the password: never logged).
-        source: Curated Delta table, or Parquet in the curated schema; the configured curated
-            table by default.
-        month: May be left out when the source holds a single month.
-        service: Every service of the month by default.
-        run_id: Run id (names the staging table); a new one by default.
-        prepared: What :func:`prepare_database` returned when the caller ran it already.
-        _before_commit: Test hook, called inside the load transaction before its commit.
+    ``source`` is a curated Delta table or Parquet in the curated schema (by default the
+    configured curated table); ``month`` may be left out when it holds one month, ``service``
+    means every service of the month. The caller validates both. ``run_id`` names the staging
+    table; ``prepared`` is what :func:`prepare_database` returned when the caller ran it
+    already; ``_before_commit`` is a test hook, called inside the load transaction before its
+    commit.
 
     Returns:
         Run statistics: rows_read, skipped (with skip_reasons), staged, inserted, updated,
@@ -99,14 +87,14 @@ def process_trips(
     options = settings.trips
     stale = prepare_database(database_url) if prepared is None else prepared
     curated = read_curated(spark, source or settings.tables.curated)
-    selected = _select_month(curated, month, service)
-    month = next(iter(selected.loaded)).month
-    loaded, skip_reasons = selected.loaded, selected.skipped
+    trips, loaded, skip_reasons = _select_month(curated, month, service)
+    month = next(iter(loaded)).month
     staged = sum(loaded.values())
 
-    period = ",".join(f"{s.service}/{s.month}" for s in loaded)
+    slices = [f"{s.service}/{s.month}" for s in loaded]
+    period = ",".join(slices)
     store = AdvisoryLocks(database_url, holder(PROCESS_TRIPS_JOB, f"run {run_id}"))
-    locks = [(f"{PROCESS_TRIPS_JOB}|{name}", False) for name in period.split(",")]
+    locks = [(f"{PROCESS_TRIPS_JOB}|{name}", False) for name in slices]
     with (
         bound_run(PROCESS_TRIPS_JOB, run_id, month=month) as log,
         hold(store, locks, what=f"process-trips of {period}", writer=True),
@@ -116,7 +104,7 @@ def process_trips(
             "process_trips.started",
             source=curated.location,
             delta_version=curated.delta_version,
-            slices=[f"{s.service}/{s.month}" for s in loaded],
+            slices=slices,
             expected_rows=staged,
             skipped=sum(skip_reasons.values()),
             database=str(database_url),
@@ -127,7 +115,7 @@ def process_trips(
         lease = claim_staging_table(database_url, staging, loaded)
         try:
             rows = (
-                selected.trips.where(is_loadable())
+                trips.where(F.col(SKIP_REASON).isNull())
                 .transform(with_trip_keys, salt_frame(spark, settings.hash_salt))
                 .transform(to_complete_trips)
             )
@@ -206,17 +194,10 @@ def process_trips(
         return stats
 
 
-@dataclass(frozen=True)
-class _CuratedMonth:
-    """The curated trips of one run, with the counts the load is reconciled against."""
-
-    trips: DataFrame
-    loaded: dict[TripSlice, int]
-    skipped: dict[str, int]
-
-
-def _select_month(curated: CuratedSource, month: str | None, service: str | None) -> _CuratedMonth:
-    """Filter the source to the month and service, and count loadable rows and skips.
+def _select_month(
+    curated: CuratedSource, month: str | None, service: str | None
+) -> tuple[DataFrame, dict[TripSlice, int], dict[str, int]]:
+    """The source's trips of the month and service, their loadable rows per slice, their skips.
 
     The counts read the same Delta version as the load: the reference for the reconciliation.
     A month with no curated trips is an error rather than an instruction to delete that month
@@ -251,7 +232,7 @@ def _select_month(curated: CuratedSource, month: str | None, service: str | None
             loaded[TripSlice(row["service"], row["month"])] += row["count"]
         else:
             skipped[row[SKIP_REASON]] += row["count"]
-    return _CuratedMonth(trips, dict(sorted(loaded.items())), skipped)
+    return trips, dict(sorted(loaded.items())), skipped
 
 
 def _reconcile(

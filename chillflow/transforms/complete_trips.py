@@ -6,7 +6,7 @@ another month's slice would delete it. Rule sets that let such rows through get 
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from chillflow.schemas import COMPLETE_TRIP_DDL, struct
@@ -18,11 +18,6 @@ SKIP_REASONS = (PICKUP_MISSING, PICKUP_OUTSIDE_MONTH)
 
 #: Columns of stg.complete_trip named differently in the curated table.
 _RENAMED = {"pickup_month": "month", "curated_run_id": "run_id"}
-
-
-def is_loadable() -> Column:
-    """True for a row :func:`with_skip_reason` did not mark as skipped."""
-    return F.col(SKIP_REASON).isNull()
 
 
 def with_skip_reason(trips: DataFrame) -> DataFrame:
