@@ -272,7 +272,7 @@ def _failures_by_rule(
     """Failed rows per rule over every slice, of the warn rules or of the rejecting ones."""
     totals: dict[str, int] = {}
     for o in chain.from_iterable(outcomes.values()):
-        if (o.rule.action == "warn") is warn and o.failed:
+        if (o.rule.action == "warn") == warn and o.failed:
             totals[o.rule.name] = totals.get(o.rule.name, 0) + o.failed
     return totals
 
