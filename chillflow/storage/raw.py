@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
 from chillflow.errors import ConfigError, SchemaError, error_summary
-from chillflow.schemas import SOURCE_FILE_COL, SOURCE_ROW_COL, trip_service
+from chillflow.schemas import RAW_COLUMNS, SOURCE_FILE_COL, SOURCE_ROW_COL, raw_name, trip_service
 from chillflow.settings import parse_month
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
@@ -81,7 +81,7 @@ def check_raw_file(path: Path) -> str:
             if handle.read(4) != _PARQUET_MAGIC:
                 raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")
             footer = pq.ParquetFile(handle)
-            rows, names = footer.metadata.num_rows, footer.schema_arrow.names
+            rows, schema = footer.metadata.num_rows, footer.schema_arrow
     except OSError as exc:
         raise SchemaError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     except pa.ArrowException as exc:
@@ -94,7 +94,26 @@ def check_raw_file(path: Path) -> str:
             f"{path}: the file holds no rows; expected a month of trips (an empty file would "
             "replace the month with nothing)"
         )
-    return trip_service(names, str(path))
+    service = trip_service(schema.names, str(path))
+    _check_wall_clock(path, schema, service)
+    return service
+
+
+def _check_wall_clock(path: Path, schema: pa.Schema, service: str) -> None:
+    """Refuse trip timestamps stored as instants of a zone other than UTC.
+
+    Spark reads such a column as UTC instants, so its values would be shifted by the zone's
+    offset without a word; UTC instants (Spark's own files) read unchanged in the UTC session.
+    """
+    wanted = {raw_name(s, service).lower() for s, c in RAW_COLUMNS.items() if c[1] == "timestamp"}
+    for field in schema:
+        zone = getattr(field.type, "tz", None)
+        if field.name.lower() in wanted and zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
+            raise SchemaError(
+                f"{path}: column {field.name} holds instants in time zone {zone}, which Spark "
+                "would read shifted to UTC; expected TLC wall-clock times without a time zone "
+                "(pandas: .dt.tz_localize(None) before writing)"
+            )
 
 
 def month_of(path: Path, month: str | None) -> str:

@@ -514,6 +514,10 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         os.mkfifo(target)
     elif kind == "io-error":
         target.symlink_to("/proc/self/mem")  # opens, but reading offset 0 fails (EIO)
+    elif kind == "zoned-timestamps":
+        zoned = pa.timestamp("us", tz="America/New_York")
+        schema = pa.schema([f.with_type(zoned) if "datetime" in f.name else f for f in YELLOW_2025])
+        write_rows(target, good("2025-02", 2), schema)
     elif kind == "chmod-000":
         write_yellow(target, good("2025-02", 2)).chmod(0)
     return landing
@@ -535,6 +539,8 @@ REFUSED = {
     "fifo": "not a regular file; expected a Parquet file",
     "io-error": "cannot read the file: Input/output error",
     "chmod-000": "cannot read the file: Permission denied",
+    "zoned-timestamps": "column tpep_pickup_datetime holds instants in time zone "
+    "America/New_York, which Spark would read shifted to UTC; expected TLC wall-clock times",
 }
 
 
