@@ -74,6 +74,11 @@ def check_raw_file(path: Path) -> str:
     """
     if ":" in path.name:
         raise SchemaError(f"{path}: Hadoop cannot open a file name containing ':'; rename it")
+    if path.name.startswith((".", "_")):
+        raise SchemaError(
+            f"{path}: Spark reads no file whose name starts with '.' or '_' (hidden); rename "
+            "it, or remove it if it is not a trip file"
+        )
     if path.exists() and not path.is_file():
         raise SchemaError(f"{path}: not a regular file; expected a Parquet file")
     try:

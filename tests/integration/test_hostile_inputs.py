@@ -510,6 +510,9 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         (landing / "yellow_tripdata_2025-02 (1).parquet").write_bytes(data)
     elif kind == "colon-in-name":
         (landing / "yellow_tripdata_2025-02 12:00.parquet").write_bytes(data)
+    elif kind in ("underscore-name", "dot-name"):
+        prefix = "_" if kind == "underscore-name" else "."
+        (landing / f"{prefix}{FEB}").write_bytes(data)
     elif kind == "fifo":
         os.mkfifo(target)
     elif kind == "io-error":
@@ -536,6 +539,8 @@ REFUSED = {
     "duplicate-slice": "both hold yellow trips for 2025-02: curating both would count the "
     "month twice; keep one of them",
     "colon-in-name": "Hadoop cannot open a file name containing ':'; rename it",
+    "underscore-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
+    "dot-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "fifo": "not a regular file; expected a Parquet file",
     "io-error": "cannot read the file: Input/output error",
     "chmod-000": "cannot read the file: Permission denied",
