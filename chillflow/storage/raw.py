@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
-from chillflow.errors import ConfigError, SchemaError, error_summary
+from chillflow.errors import ConfigError, SchemaError, error_summary, is_spark_error
 from chillflow.schemas import RAW_COLUMNS, SOURCE_FILE_COL, SOURCE_ROW_COL, raw_name, trip_service
 from chillflow.settings import parse_month
 
@@ -153,8 +152,15 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
             F.lit(raw.path.name).alias(SOURCE_FILE_COL),
             F.col("_metadata.row_index").alias(SOURCE_ROW_COL),
         )
-    except AnalysisException as exc:
-        reason = error_summary(exc)
+    except Exception as exc:
+        if not is_spark_error(exc):
+            raise
+        # The root cause: a Hadoop ChecksumException hides under "Could not read footer".
+        causes = [line for line in str(exc).splitlines() if line.startswith("Caused by: ")]
+        reason = causes[-1].removeprefix("Caused by: ") if causes else error_summary(exc)
+        crc = raw.path.with_name(f".{raw.path.name}.crc")
+        if "ChecksumException" in reason and crc.exists():
+            reason += f"; if the file was replaced, delete {crc.name}, its stale Hadoop checksum"
         raise SchemaError(f"{raw.path}: Spark cannot read this Parquet file: {reason}") from None
     return with_lineage, schema
 
