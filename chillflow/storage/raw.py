@@ -69,7 +69,7 @@ def check_raw_file(path: Path) -> str:
 
     Raises:
         SchemaError: If the file is unreadable, not Parquet, corrupt or truncated, has no
-            rows, is not a TLC trip layout, or has a name Hadoop cannot open.
+            rows, is not a TLC trip layout, has zoned trip times, or a name Spark cannot open.
     """
     if ":" in path.name:
         raise SchemaError(f"{path}: Hadoop cannot open a file name containing ':'; rename it")
@@ -99,25 +99,17 @@ def check_raw_file(path: Path) -> str:
             "replace the month with nothing)"
         )
     service = trip_service(schema.names, str(path))
-    _check_wall_clock(path, schema, service)
-    return service
-
-
-def _check_wall_clock(path: Path, schema: pa.Schema, service: str) -> None:
-    """Refuse trip timestamps stored as instants of a zone other than UTC.
-
-    Spark reads such a column as UTC instants, so its values would be shifted by the zone's
-    offset without a word; UTC instants (Spark's own files) read unchanged in the UTC session.
-    """
-    wanted = {raw_name(s, service).lower() for s, c in RAW_COLUMNS.items() if c[1] == "timestamp"}
+    # Instants of a zone other than UTC: Spark reads them as UTC, every time shifted silently.
+    times = {raw_name(s, service).lower() for s, c in RAW_COLUMNS.items() if c[1] == "timestamp"}
     for field in schema:
         zone = getattr(field.type, "tz", None)
-        if field.name.lower() in wanted and zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
+        if field.name.lower() in times and zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
             raise SchemaError(
                 f"{path}: column {field.name} holds instants in time zone {zone}, which Spark "
                 "would read shifted to UTC; expected TLC wall-clock times without a time zone "
                 "(pandas: .dt.tz_localize(None) before writing)"
             )
+    return service
 
 
 def month_of(path: Path, month: str | None) -> str:
