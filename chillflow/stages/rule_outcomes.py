@@ -47,9 +47,8 @@ def raise_on_failed_rules(
     """Stop the run if any rule failed it, or if it would keep none of its rows.
 
     Raises:
-        DataQualityError: Naming each failing rule, its failed rows and rate, and its limit;
-            or, when every row is rejected (the month would be replaced with no trips), the
-            rules that rejected them.
+        DataQualityError: Naming each failing rule, its failed rows and rate, and its limit,
+            or, when no row would be kept, the rules that rejected them.
     """
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed and kept_rows == 0:
