@@ -84,8 +84,8 @@ def test_missing_conf_dir_says_how_to_fix(tmp_path):
 
 @pytest.mark.parametrize(
     "value",
-    # Year 0 and the last month of 9999 crashed later stages' date arithmetic; a trailing
-    # newline or non-ASCII digits would have named a month partition of their own.
+    # Year 0 and the last month of 9999 are beyond later stages' date arithmetic; a trailing
+    # newline or non-ASCII digits would name a month partition of their own.
     ["2025-1", "2025-13", "25-01", "2025-01-01", "", "0000-01", "9999-12", "1899-12", "2025-01\n",
      "\uff12\uff10\uff12\uff15-01"],
 )  # fmt: skip
