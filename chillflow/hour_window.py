@@ -89,7 +89,10 @@ def day_end(day: date | None = None) -> datetime:
 def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
     """The ``lookback_hours`` hours before the hour ``end``: ``[end - lookback, end)``."""
     hours = check_number("lookback_hours", lookback_hours, integer=True, positive=True)
-    return HourWindow(end - timedelta(hours=hours), end)
+    try:
+        return HourWindow(end - timedelta(hours=hours), end)
+    except OverflowError:
+        raise ConfigError(f"lookback_hours={hours} before {end:%Y-%m-%dT%H}: too many") from None
 
 
 def month_chunks(start: date, end: date) -> list[HourWindow]:
@@ -125,12 +128,15 @@ def parse_hour(value: str, what: str = "hour") -> datetime:
 
 
 def _parse(value: str, what: str, pattern: str, expected: str) -> datetime:
+    """Years 1900-2999 only, as months: a day or hour later must still be a date."""
     try:
-        if not re.fullmatch(pattern, value):
+        if not re.fullmatch(pattern, value, re.ASCII) or not "1900" <= value[:4] <= "2999":
             raise ValueError(value)
         return datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"invalid {what} {value!r}: expected {expected}") from None
+        raise ConfigError(
+            f"invalid {what} {value!r}: expected {expected}, years 1900-2999"
+        ) from None
 
 
 def _check_column(column: str) -> None:

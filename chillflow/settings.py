@@ -28,7 +28,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENVIRONMENTS = ("development", "production")
 QUALITY_ACTIONS = ("warn", "quarantine", "fail")
 _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 #: The lake tables and their default locations inside the lake.
@@ -126,9 +126,16 @@ def default_conf_dir() -> Path:
 
 
 def parse_month(value: str) -> str:
-    """Return ``value`` if it is a ``YYYY-MM`` month; ConfigError otherwise."""
-    if not isinstance(value, str) or not _MONTH.match(value):
-        raise ConfigError(f"invalid month {value!r}: expected YYYY-MM, for example 2025-01")
+    """Return ``value`` if it is a ``YYYY-MM`` month of the years 1900-2999; ConfigError otherwise.
+
+    ASCII digits only, nothing around them; the year bounds keep a month and the one after it
+    within what Python's and Spark's dates hold.
+    """
+    match = _MONTH.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not 1900 <= int(match[1]) <= 2999:
+        raise ConfigError(
+            f"invalid month {value!r}: expected YYYY-MM from 1900-01 to 2999-12, e.g. 2025-01"
+        )
     return value
 
 

@@ -42,6 +42,7 @@ from chillflow.storage.locks import TABLE_LOCK, hold, holder, lake_locks, slice_
 from chillflow.storage.raw import RawFile, find_raw_files, read_raw_file
 from chillflow.transforms.derived import with_derived_fields
 from chillflow.transforms.quality import (
+    REJECTED_COL,
     rejected_rows,
     rule_failure_counts,
     rule_passes,
@@ -110,7 +111,11 @@ def curate(
         with spark_progress(spark, "curate.assess"):
             per_slice = (
                 trips.groupBy(*MONTH_PARTITION)
-                .agg(F.count(F.lit(1)).alias("input_rows"), *rule_failure_counts(rules))
+                .agg(
+                    F.count(F.lit(1)).alias("input_rows"),
+                    F.count_if(~F.col(REJECTED_COL)).alias("kept_rows"),
+                    *rule_failure_counts(rules),
+                )
                 .collect()
             )
         outcomes = {
@@ -121,8 +126,9 @@ def curate(
         }
         input_rows = sum(row["input_rows"] for row in per_slice)
         log.info("curate.assessed", input_rows=input_rows)
-        for (service, slice_month), slice_outcomes in outcomes.items():
-            raise_on_failed_rules(slice_outcomes, f"{source} ({service} {slice_month})")
+        for row in per_slice:
+            where = f"{source} ({row['service']} {row['month']})"
+            raise_on_failed_rules(outcomes[row["service"], row["month"]], where, row["kept_rows"])
 
         lineage = {"run_id": F.lit(run_id), "curated_at": F.lit(started_at)}
         curated_obs = Observation("curated")

@@ -61,7 +61,7 @@ def maintain(
     }
     for name, path in present.items():
         floor = retention_floor_hours(spark, path)
-        if retain_hours < floor:
+        if not retain_hours >= floor:  # NaN too, which is neither below nor above
             raise ConfigError(
                 f"--retain-hours {retain_hours:g} is below the {floor:g} h the {name} table "
                 f"{path} keeps removed files for (delta.deletedFileRetentionDuration): VACUUM "

@@ -41,13 +41,22 @@ def assess_rules(
     return [RuleOutcome(rule, evaluated, int(failures.get(rule.name) or 0)) for rule in rules]
 
 
-def raise_on_failed_rules(outcomes: list[RuleOutcome], source: str) -> None:
-    """Stop the run if any rule failed it.
+def raise_on_failed_rules(
+    outcomes: list[RuleOutcome], source: str, kept_rows: int | None = None
+) -> None:
+    """Stop the run if any rule failed it, or if it would keep none of its rows.
 
     Raises:
-        DataQualityError: Naming each failing rule, its failed rows and rate, and its limit.
+        DataQualityError: Naming each failing rule, its failed rows and rate, and its limit,
+            or, when no row would be kept, the rules that rejected them.
     """
     failed = [o for o in outcomes if o.status == "failed"]
+    if not failed and kept_rows == 0:
+        rejected = (f"{o.rule.name} {o.failed}" for o in outcomes if o.status == "quarantined")
+        raise DataQualityError(
+            f"{source}: every row failed a rule, nothing written (the month would be replaced "
+            f"with no trips); rows failed: {', '.join(rejected)}"
+        )
     if not failed:
         return
     details = "; ".join(

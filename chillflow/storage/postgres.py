@@ -293,33 +293,33 @@ def seed_zones(conn: Connection, csv_path: Path) -> int:
 def _read_zone_lookup(csv_path: Path) -> list[tuple[int, str | None, str | None, str | None]]:
     expected = ",".join(ZONE_LOOKUP_HEADER)
     try:
-        handle = csv_path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
+        # Decoded up front: a file that is not UTF-8 text (a Parquet file, an Excel export in
+        # cp1252) is a bad argument, not a crash in the middle of the rows.
+        text = csv_path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            f"cannot read zone lookup {csv_path} ({exc.strerror}): expected the TLC "
-            f"taxi_zone_lookup.csv with header {expected}"
+            f"cannot read zone lookup {csv_path} ({getattr(exc, 'strerror', None) or exc}): "
+            f"expected the TLC taxi_zone_lookup.csv with header {expected}"
         ) from None
     zones: dict[int, tuple[int, str | None, str | None, str | None]] = {}
-    with handle:
-        reader = csv.reader(handle)
-        header = [cell.strip() for cell in next(reader, [])]
-        if tuple(header) != ZONE_LOOKUP_HEADER:
-            raise ConfigError(
-                f"zone lookup {csv_path} has header {','.join(header) or '(none)'}; "
-                f"expected {expected}"
-            )
-        for row in reader:
-            if not row:
-                continue
-            where = f"zone lookup {csv_path} line {reader.line_num}"
-            if len(row) != len(ZONE_LOOKUP_HEADER):
-                raise ConfigError(f"{where} has {len(row)} fields; expected 4 ({expected})")
-            try:
-                zone_id = int(row[0])
-            except ValueError:
-                raise ConfigError(f"{where}: LocationID {row[0]!r} is not an integer") from None
-            if zone_id in zones:
-                raise ConfigError(f"{where}: LocationID {zone_id} appears twice")
-            borough, zone, service_zone = (value or None for value in row[1:])
-            zones[zone_id] = (zone_id, borough, zone, service_zone)
+    reader = csv.reader(text.splitlines(keepends=True))
+    header = [cell.strip() for cell in next(reader, [])]
+    if tuple(header) != ZONE_LOOKUP_HEADER:
+        raise ConfigError(
+            f"zone lookup {csv_path} has header {','.join(header) or '(none)'}; expected {expected}"
+        )
+    for row in reader:
+        if not row:
+            continue
+        where = f"zone lookup {csv_path} line {reader.line_num}"
+        if len(row) != len(ZONE_LOOKUP_HEADER):
+            raise ConfigError(f"{where} has {len(row)} fields; expected 4 ({expected})")
+        try:
+            zone_id = int(row[0])
+        except ValueError:
+            raise ConfigError(f"{where}: LocationID {row[0]!r} is not an integer") from None
+        if zone_id in zones:
+            raise ConfigError(f"{where}: LocationID {zone_id} appears twice")
+        borough, zone, service_zone = (value or None for value in row[1:])
+        zones[zone_id] = (zone_id, borough, zone, service_zone)
     return list(zones.values())

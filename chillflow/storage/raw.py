@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
-from chillflow.errors import ConfigError, SchemaError, error_summary
-from chillflow.schemas import SOURCE_FILE_COL, SOURCE_ROW_COL, trip_service
+from chillflow.errors import ConfigError, SchemaError, error_summary, is_spark_error
+from chillflow.schemas import RAW_COLUMNS, SOURCE_FILE_COL, SOURCE_ROW_COL, raw_name, trip_service
 from chillflow.settings import parse_month
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
@@ -70,10 +69,15 @@ def check_raw_file(path: Path) -> str:
 
     Raises:
         SchemaError: If the file is unreadable, not Parquet, corrupt or truncated, has no
-            rows, is not a TLC trip layout, or has a name Hadoop cannot open.
+            rows, is not a TLC trip layout, has zoned trip times, or a name Spark cannot open.
     """
     if ":" in path.name:
         raise SchemaError(f"{path}: Hadoop cannot open a file name containing ':'; rename it")
+    if path.name.startswith((".", "_")):
+        raise SchemaError(
+            f"{path}: Spark reads no file whose name starts with '.' or '_' (hidden); rename "
+            "it, or remove it if it is not a trip file"
+        )
     if path.exists() and not path.is_file():
         raise SchemaError(f"{path}: not a regular file; expected a Parquet file")
     try:
@@ -81,7 +85,7 @@ def check_raw_file(path: Path) -> str:
             if handle.read(4) != _PARQUET_MAGIC:
                 raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")
             footer = pq.ParquetFile(handle)
-            rows, names = footer.metadata.num_rows, footer.schema_arrow.names
+            rows, schema = footer.metadata.num_rows, footer.schema_arrow
     except OSError as exc:
         raise SchemaError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     except pa.ArrowException as exc:
@@ -94,7 +98,18 @@ def check_raw_file(path: Path) -> str:
             f"{path}: the file holds no rows; expected a month of trips (an empty file would "
             "replace the month with nothing)"
         )
-    return trip_service(names, str(path))
+    service = trip_service(schema.names, str(path))
+    # Instants of a zone other than UTC: Spark reads them as UTC, every time shifted silently.
+    times = {raw_name(s, service).lower() for s, c in RAW_COLUMNS.items() if c[1] == "timestamp"}
+    for field in schema:
+        zone = getattr(field.type, "tz", None)
+        if field.name.lower() in times and zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
+            raise SchemaError(
+                f"{path}: column {field.name} holds instants in time zone {zone}, which Spark "
+                "would read shifted to UTC; expected TLC wall-clock times without a time zone "
+                "(pandas: .dt.tz_localize(None) before writing)"
+            )
+    return service
 
 
 def month_of(path: Path, month: str | None) -> str:
@@ -129,8 +144,15 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
             F.lit(raw.path.name).alias(SOURCE_FILE_COL),
             F.col("_metadata.row_index").alias(SOURCE_ROW_COL),
         )
-    except AnalysisException as exc:
-        reason = error_summary(exc)
+    except Exception as exc:
+        if not is_spark_error(exc):
+            raise
+        # The root cause: a Hadoop ChecksumException hides under "Could not read footer".
+        causes = [line for line in str(exc).splitlines() if line.startswith("Caused by: ")]
+        reason = causes[-1].removeprefix("Caused by: ") if causes else error_summary(exc)
+        crc = raw.path.with_name(f".{raw.path.name}.crc")
+        if "ChecksumException" in reason and crc.exists():
+            reason += f"; if the file was replaced, delete {crc.name}, its stale Hadoop checksum"
         raise SchemaError(f"{raw.path}: Spark cannot read this Parquet file: {reason}") from None
     return with_lineage, schema
 

@@ -15,7 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
-from chillflow.errors import BusyError, DependencyError, NotPublishedError, SchemaError
+from chillflow.errors import (
+    BusyError,
+    ConfigError,
+    DependencyError,
+    NotPublishedError,
+    SchemaError,
+)
 from chillflow.schemas import trip_service
 from chillflow.sections import DownloadSettings
 from chillflow.settings import tlc_file_name
@@ -52,12 +58,19 @@ def download_month(
     partial = landing / f"{name}.part"
     log = structlog.get_logger("chillflow.download").bind(service=service, month=month)
     started = time.monotonic()
-    landing.mkdir(parents=True, exist_ok=True)
+    try:
+        landing.mkdir(parents=True, exist_ok=True)
+        handle = partial.open("ab", buffering=0)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write into the landing directory {landing} ({exc.strerror}); expected a "
+            "directory (--to names the directory, not the file)"
+        ) from None
     # identity: a compressed body would not match the file's size nor be Parquet.
     client = httpx.Client(
         timeout=conf.timeout_sec, follow_redirects=True, headers={"Accept-Encoding": "identity"}
     )
-    with client, partial.open("ab", buffering=0) as handle:
+    with client, handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from chillflow.errors import ConfigError, DataQualityError, SchemaError
 from chillflow.settings import CurateSettings, QualityRule
 from chillflow.stages.curate import curate
-from chillflow.storage.delta import read_table
+from chillflow.storage.delta import read_table, table_version
 from tests.integration.rawfiles import trip, write_yellow
 
 JAN = datetime(2025, 1, 15, 8, 30)
@@ -127,6 +127,25 @@ def test_warn_rule_keeps_rows_and_lists_warning(spark, settings, tmp_path):
         for r in read_table(spark, settings.tables.curated).collect()
     }
     assert warnings == {0: [], 1: ["passenger_count_plausible"]}
+
+
+def test_a_month_whose_every_row_is_rejected_is_not_replaced(spark, settings, january, tmp_path):
+    # Zone 0 fails zone_ids_known, a rule without a failure-rate limit: alone it would
+    # replace the curated month with no trips, while PostgreSQL keeps the last load's.
+    curate(spark, settings, january)
+    before = table_version(spark, settings.tables.curated)
+    broken = [trip(datetime(2025, 1, day, 9), pu=0, do=0) for day in (3, 4, 5)]
+    raw = write_yellow(tmp_path / "broken/yellow_tripdata_2025-01.parquet", broken)
+
+    with pytest.raises(DataQualityError) as raised:
+        curate(spark, settings, raw)
+
+    assert str(raised.value) == (
+        f"{raw} (yellow 2025-01): every row failed a rule, nothing written (the month would "
+        "be replaced with no trips); rows failed: zone_ids_known 3"
+    )
+    assert table_version(spark, settings.tables.curated) == before
+    assert read_table(spark, settings.tables.curated).count() == 6
 
 
 def with_rules(settings, *rules):

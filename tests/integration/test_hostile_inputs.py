@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from chillflow.errors import DataQualityError, SchemaError
 from chillflow.settings import TablePaths
 from chillflow.stages.curate import curate
 from chillflow.storage.delta import read_table
-from chillflow.storage.raw import find_raw_files
+from chillflow.storage.raw import find_raw_files, read_raw_file
 from tests.conftest import run_chillflow
 from tests.integration.rawfiles import (
     GREEN_2025,
@@ -510,10 +512,17 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         (landing / "yellow_tripdata_2025-02 (1).parquet").write_bytes(data)
     elif kind == "colon-in-name":
         (landing / "yellow_tripdata_2025-02 12:00.parquet").write_bytes(data)
+    elif kind in ("underscore-name", "dot-name"):
+        prefix = "_" if kind == "underscore-name" else "."
+        (landing / f"{prefix}{FEB}").write_bytes(data)
     elif kind == "fifo":
         os.mkfifo(target)
     elif kind == "io-error":
         target.symlink_to("/proc/self/mem")  # opens, but reading offset 0 fails (EIO)
+    elif kind == "zoned-timestamps":
+        zoned = pa.timestamp("us", tz="America/New_York")
+        schema = pa.schema([f.with_type(zoned) if "datetime" in f.name else f for f in YELLOW_2025])
+        write_rows(target, good("2025-02", 2), schema)
     elif kind == "chmod-000":
         write_yellow(target, good("2025-02", 2)).chmod(0)
     return landing
@@ -532,9 +541,13 @@ REFUSED = {
     "duplicate-slice": "both hold yellow trips for 2025-02: curating both would count the "
     "month twice; keep one of them",
     "colon-in-name": "Hadoop cannot open a file name containing ':'; rename it",
+    "underscore-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
+    "dot-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "fifo": "not a regular file; expected a Parquet file",
     "io-error": "cannot read the file: Input/output error",
     "chmod-000": "cannot read the file: Permission denied",
+    "zoned-timestamps": "column tpep_pickup_datetime holds instants in time zone "
+    "America/New_York, which Spark would read shifted to UTC; expected TLC wall-clock times",
 }
 
 
@@ -607,3 +620,25 @@ def test_rows_of_another_month_fail_the_run_and_leave_the_month_alone(spark, feb
         curate(spark, settings, march_rows)
 
     assert snapshot() == before
+
+
+def test_a_stale_hadoop_checksum_is_named_as_the_cause(spark, tmp_path):
+    raw = write_yellow(tmp_path / FEB, good("2025-02", 3))
+    # Hadoop's local file system checks NAME against .NAME.crc (CRC32 of every 512 bytes);
+    # this one was computed for an earlier version of the file.
+    earlier = raw.read_bytes()
+    chunks = [earlier[i : i + 512] for i in range(0, len(earlier), 512)]
+    crcs = b"".join(struct.pack(">I", zlib.crc32(chunk)) for chunk in chunks)
+    (tmp_path / f".{FEB}.crc").write_bytes(b"crc\0" + struct.pack(">i", 512) + crcs)
+    write_yellow(raw, good("2025-02", 4))
+    (found,) = find_raw_files(raw)
+
+    with pytest.raises(SchemaError) as raised:
+        read_raw_file(spark, found)
+
+    message = str(raised.value)
+    assert message.startswith(f"{raw}: Spark cannot read this Parquet file: ")
+    assert "org.apache.hadoop.fs.ChecksumException: Checksum error: " in message
+    assert message.endswith(
+        f"if the file was replaced, delete .{FEB}.crc, its stale Hadoop checksum"
+    )

@@ -169,6 +169,10 @@ def test_a_retention_below_the_tables_is_refused_before_any_change(spark, pg_set
     with pytest.raises(ConfigError, match=r"--retain-hours 167 is below the 168 h the kpis"):
         maintain(spark, pg_settings, pg_settings.database_url, retain_hours=167)
     assert table_version(spark, kpis) == 1
+    # NaN compares false with every floor: a `<` check would let it through to compaction.
+    with pytest.raises(ConfigError, match=r"--retain-hours nan is below the 168 h the kpis"):
+        maintain(spark, pg_settings, pg_settings.database_url, retain_hours=float("nan"))
+    assert table_version(spark, kpis) == 1
 
     env = {
         **os.environ,

@@ -398,13 +398,19 @@ def test_seed_zones_rejects_missing_file(schema_db: str, tmp_path: Path) -> None
         ("x,EWR,Newark Airport,EWR\n", "line 2: LocationID 'x' is not an integer"),
         ("1,EWR,Newark Airport\n", "line 2 has 3 fields"),
         ("1,EWR,Newark Airport,EWR\n1,EWR,Newark,EWR\n", "line 3: LocationID 1 appears twice"),
+        # An export in cp1252, or another file given by mistake: not UTF-8 text.
+        (
+            "1,EWR,Newark Airport \x96 Terminal B,EWR\n",
+            "zones.csv \\('utf-8' codec can't decode byte 0x96 in position 58: invalid start "
+            "byte\\): expected the TLC taxi_zone_lookup.csv",
+        ),
     ],
 )
 def test_seed_zones_rejects_bad_rows(
     schema_db: str, tmp_path: Path, body: str, reason: str
 ) -> None:
     csv_path = tmp_path / "zones.csv"
-    csv_path.write_text("LocationID,Borough,Zone,service_zone\n" + body)
+    csv_path.write_bytes(("LocationID,Borough,Zone,service_zone\n" + body).encode("latin-1"))
 
     with pytest.raises(ConfigError, match=reason), connect(schema_db) as conn:
         seed_zones(conn, csv_path)

@@ -29,6 +29,7 @@ def test_plan_shows_the_due_jobs_periods_and_commands_without_a_database(tmp_pat
     hourly = plan("--at", "2025-03-10T10:05:00-04:00", "--json")
     monthly = plan("--at", "2025-04-02T07:00:30Z")
     naive = plan("--at", "2025-03-10T10:05")
+    distant = plan("--at", "0001-01-01T00:05:00+00:00")  # New York's time of it is before year 1
     weekly = plan("--at", "2025-03-16T04:00:00-04:00", "--json")
 
     assert weekly.returncode == 0, weekly.stderr[-2000:]
@@ -77,9 +78,10 @@ def test_plan_shows_the_due_jobs_periods_and_commands_without_a_database(tmp_pat
         f"  period 2025-03/green: awaiting {landing / 'green_tripdata_2025-03.parquet'}",
     ]
     assert note.startswith("note: raw files as the landing directory holds them now (")
-    assert naive.returncode == 2
-    assert naive.stderr.strip().endswith(
-        "error: --at '2025-03-10T10:05': expected an ISO 8601 time with its UTC offset, "
-        "e.g. 2025-03-10T10:05:00-04:00"
-    )
+    for refused, at in ((naive, "2025-03-10T10:05"), (distant, "0001-01-01T00:05:00+00:00")):
+        assert refused.returncode == 2
+        assert refused.stderr.strip().endswith(
+            f"error: --at '{at}': expected an ISO 8601 time with its UTC offset in the years "
+            "1900-2999, e.g. 2025-03-10T10:05:00-04:00"
+        )
     assert "secret" not in hourly.stderr + monthly.stderr + naive.stderr

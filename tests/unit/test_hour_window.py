@@ -57,6 +57,20 @@ def test_parse_hour():
             parse_hour(bad, "--until")
 
 
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01", "1899-12-31"])
+def test_dates_and_hours_beyond_the_supported_years_are_refused(value):
+    # The day after 9999-12-31 and the hours before 0001-01-01 overflow Python's dates.
+    with pytest.raises(ConfigError, match=f"invalid --date '{value}': .*, years 1900-2999"):
+        parse_date(value, "--date")
+    with pytest.raises(ConfigError, match="years 1900-2999"):
+        parse_hour(f"{value}T00", "--until")
+
+
+def test_a_lookback_beyond_the_first_date_is_refused():
+    with pytest.raises(ConfigError, match="lookback_hours=1000000000 before 2025-03-10T10"):
+        hours_until(datetime(2025, 3, 10, 10), 10**9)
+
+
 def test_window_bounds_must_be_naive_whole_hours_in_order():
     with pytest.raises(ConfigError, match="not on a full hour"):
         HourWindow(datetime(2025, 1, 1, 0, 30), datetime(2025, 1, 2))

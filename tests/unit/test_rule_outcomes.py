@@ -49,3 +49,21 @@ def test_failed_run_message_names_rule_counts_and_limit():
         r"\(30\.00%\), limit 20\.00%$",
     ):
         raise_on_failed_rules(outcomes, "f.parquet")
+
+
+def test_a_run_that_would_keep_no_row_fails_naming_the_rejecting_rules():
+    rules = (
+        QualityRule("zones", "z > 0", "quarantine"),
+        QualityRule("speed", "s < 9", "quarantine", 0.9),
+        QualityRule("note", "n > 0", "warn"),
+    )
+    outcomes = assess_rules(rules, {"zones": 6, "speed": 2, "note": 6}, 6)
+    raise_on_failed_rules(outcomes, "f.parquet", kept_rows=1)
+
+    with pytest.raises(DataQualityError) as raised:
+        raise_on_failed_rules(outcomes, "f.parquet", kept_rows=0)
+
+    assert str(raised.value) == (
+        "f.parquet: every row failed a rule, nothing written (the month would be replaced with "
+        "no trips); rows failed: zones 6, speed 2"
+    )

@@ -82,10 +82,21 @@ def test_missing_conf_dir_says_how_to_fix(tmp_path):
         load_settings(tmp_path, {})
 
 
-@pytest.mark.parametrize("value", ["2025-1", "2025-13", "25-01", "2025-01-01", ""])
+@pytest.mark.parametrize(
+    "value",
+    # Year 0 and the last month of 9999 are beyond later stages' date arithmetic; a trailing
+    # newline or non-ASCII digits would name a month partition of their own.
+    ["2025-1", "2025-13", "25-01", "2025-01-01", "", "0000-01", "9999-12", "1899-12", "2025-01\n",
+     "\uff12\uff10\uff12\uff15-01"],
+)  # fmt: skip
 def test_parse_month_rejects(value):
-    with pytest.raises(ConfigError, match="expected YYYY-MM"):
+    with pytest.raises(ConfigError, match="expected YYYY-MM from 1900-01 to 2999-12"):
         parse_month(value)
+
+
+@pytest.mark.parametrize("value", ["1900-01", "2009-01", "2999-12"])
+def test_parse_month_accepts(value):
+    assert parse_month(value) == value
 
 
 def test_tlc_file_name():
