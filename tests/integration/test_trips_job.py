@@ -264,6 +264,12 @@ def test_missing_month_and_bad_arguments_fail_clearly(spark, pg, tmp_path):
         _load(spark, pg, month="2025-01", service="green")
     with pytest.raises(ConfigError, match="no curated trips at .*nowhere"):
         _load(spark, pg, source=tmp_path / "nowhere")
+    raw = tmp_path / "raw" / "yellow_tripdata_2025-01.parquet"
+    with pytest.raises(ConfigError, match=r"not curated trips: it lacks .*service.*curate month"):
+        _load(spark, pg, source=raw, month="2025-01")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="cannot read curated trips at .*empty"):
+        _load(spark, pg, source=tmp_path / "empty", month="2025-01")
     assert _trips(pg.database_url) == {}
 
 
