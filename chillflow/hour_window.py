@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
 
 from chillflow.errors import ConfigError
-from chillflow.sections import check_number
+from chillflow.sections import YEARS, check_number
 
 _HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
@@ -128,14 +128,14 @@ def parse_hour(value: str, what: str = "hour") -> datetime:
 
 
 def _parse(value: str, what: str, pattern: str, expected: str) -> datetime:
-    """Years 1900-2999 only, as months: a day or hour later must still be a date."""
+    """Years of :data:`YEARS` only, as months: a day or hour later must still be a date."""
     try:
-        if not re.fullmatch(pattern, value, re.ASCII) or not "1900" <= value[:4] <= "2999":
+        if not re.fullmatch(pattern, value, re.ASCII) or int(value[:4]) not in YEARS:
             raise ValueError(value)
         return datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(
-            f"invalid {what} {value!r}: expected {expected}, years 1900-2999"
+            f"invalid {what} {value!r}: expected {expected}, years {YEARS[0]}-{YEARS[-1]}"
         ) from None
 
 

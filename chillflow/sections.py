@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chillflow.errors import ConfigError
 
 SOURCES = ("postgres", "curated")
+#: The years a month, day or hour may name: no taxi trips lie outside them, and a month, day or
+#: lookback away from any of them is still a date Python and Spark hold.
+YEARS = range(1900, 3000)
 
 
 def check_keys(where: str, table: Mapping[str, Any], known: Iterable[str]) -> None:

@@ -16,6 +16,7 @@ from chillflow.database_url import DatabaseUrl, parse_database_url
 from chillflow.errors import ConfigError
 from chillflow.schemas import SERVICES
 from chillflow.sections import (
+    YEARS,
     AggregateSettings,
     DownloadSettings,
     TripLoadSettings,
@@ -126,15 +127,16 @@ def default_conf_dir() -> Path:
 
 
 def parse_month(value: str) -> str:
-    """Return ``value`` if it is a ``YYYY-MM`` month of the years 1900-2999; ConfigError otherwise.
+    """Return ``value`` if it is a ``YYYY-MM`` month of :data:`YEARS`; ConfigError otherwise.
 
     ASCII digits only, nothing around them; the year bounds keep a month and the one after it
     within what Python's and Spark's dates hold.
     """
     match = _MONTH.fullmatch(value) if isinstance(value, str) else None
-    if match is None or not 1900 <= int(match[1]) <= 2999:
+    if match is None or int(match[1]) not in YEARS:
         raise ConfigError(
-            f"invalid month {value!r}: expected YYYY-MM from 1900-01 to 2999-12, e.g. 2025-01"
+            f"invalid month {value!r}: expected YYYY-MM from {YEARS[0]}-01 to {YEARS[-1]}-12, "
+            "e.g. 2025-01"
         )
     return value
 

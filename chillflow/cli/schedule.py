@@ -8,6 +8,7 @@ import typer
 
 from chillflow import runtime
 from chillflow.cli.output import JSON_OPTION, aligned, emit
+from chillflow.sections import YEARS
 
 app = typer.Typer(
     help="Run the batch jobs on their schedules (conf/schedules.toml) and show their history.",
@@ -96,10 +97,10 @@ def plan(
         instant = datetime.fromisoformat(at[:-1] + "+00:00" if at.endswith("Z") else at)
     except ValueError:
         instant = None
-    if instant is None or instant.tzinfo is None or not 1900 <= instant.year <= 2999:
+    if instant is None or instant.tzinfo is None or instant.year not in YEARS:
         raise ConfigError(
             f"--at {at!r}: expected an ISO 8601 time with its UTC offset in the years "
-            "1900-2999, e.g. 2025-03-10T10:05:00-04:00"
+            f"{YEARS[0]}-{YEARS[-1]}, e.g. 2025-03-10T10:05:00-04:00"
         )
     planned = BatchScheduler(runtime.settings()).plan(instant)
     lines = [f"at {planned['at']}: {len(planned['jobs'])} job(s) due"]

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from chillflow.sections import YEARS
+
 KM_PER_MILE = 1.60934
 _MICROS_PER_MINUTE = 60_000_000.0  # a double: a decimal literal made curate ~1.6x slower
 _MICROS = 1_000_000
@@ -45,7 +47,7 @@ def clock_changes(time_zone: str, months: Iterable[str]) -> list[ClockChange]:
     changes: set[ClockChange] = set()
     for month in set(months):
         first = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
-        if not 1900 <= first.year < 3000:  # no taxi trips; 9999-12 would overflow datetime
+        if first.year not in YEARS:  # 9999-12 would overflow datetime
             continue
         instant = first - timedelta(days=1)
         end = (first + timedelta(days=32)).replace(day=1) + timedelta(days=1)
