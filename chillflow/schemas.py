@@ -110,6 +110,8 @@ def trip_service(names: Iterable[str], path: str) -> str:
     """
     fields: dict[str, str] = {}
     for name in names:
+        if name in fields.values():
+            raise SchemaError(f"{path}: column {name!r} appears twice; expected each column once")
         if name.lower() in fields:
             raise SchemaError(
                 f"{path}: columns {fields[name.lower()]!r} and {name!r} differ only in case; "

@@ -20,6 +20,10 @@ from chillflow.settings import parse_month
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
 _PARQUET_MAGIC = b"PAR1"
 _HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
+# Parquet codecs Spark reads without extra jars (BROTLI and LZO need codecs it lacks).
+_SPARK_CODECS = ("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4", "LZ4_RAW")
+# Names a raw column must not take: Spark's file-metadata column and the lineage columns.
+_RESERVED = ("_metadata", SOURCE_FILE_COL.lower(), SOURCE_ROW_COL.lower())
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def check_raw_file(path: Path) -> str:
             if handle.read(4) != _PARQUET_MAGIC:
                 raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")
             footer = pq.ParquetFile(handle)
-            rows, schema = footer.metadata.num_rows, footer.schema_arrow
+            meta, schema = footer.metadata, footer.schema_arrow
     except OSError as exc:
         raise SchemaError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     except pa.ArrowException as exc:
@@ -93,23 +97,52 @@ def check_raw_file(path: Path) -> str:
             f"{path}: corrupt or truncated Parquet file ({exc}); expected a complete file "
             "with its footer: copy or download it again"
         ) from None
-    if rows == 0:
+    if meta.num_rows == 0:
         raise SchemaError(
             f"{path}: the file holds no rows; expected a month of trips (an empty file would "
             "replace the month with nothing)"
         )
     service = trip_service(schema.names, str(path))
-    # Instants of a zone other than UTC: Spark reads them as UTC, every time shifted silently.
     times = {raw_name(s, service).lower() for s, c in RAW_COLUMNS.items() if c[1] == "timestamp"}
     for field in schema:
-        zone = getattr(field.type, "tz", None)
-        if field.name.lower() in times and zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
+        if field.name.lower() in _RESERVED:
             raise SchemaError(
-                f"{path}: column {field.name} holds instants in time zone {zone}, which Spark "
-                "would read shifted to UTC; expected TLC wall-clock times without a time zone "
-                "(pandas: .dt.tz_localize(None) before writing)"
+                f"{path}: column {field.name!r} has a name Spark and ChillFlow reserve for a "
+                "file's metadata and lineage; expected TLC columns: drop or rename it"
             )
+        if field.name.lower() in times:
+            _check_trip_times(path, field)
+    for group in range(meta.num_row_groups):
+        for index in range(meta.num_columns):
+            chunk = meta.row_group(group).column(index)
+            if chunk.compression not in _SPARK_CODECS:
+                raise SchemaError(
+                    f"{path}: column {chunk.path_in_schema} is compressed with "
+                    f"{chunk.compression}, which Spark cannot read; expected SNAPPY, GZIP, ZSTD, "
+                    "LZ4 or none: rewrite the file (pyarrow: write_table(…, compression='zstd'))"
+                )
     return service
+
+
+def _check_trip_times(path: Path, field: pa.Field) -> None:
+    """Refuse trip times Spark would shift to other wall-clock times, or without a time of day."""
+    kind = field.type
+    zone = getattr(kind, "tz", None)
+    # Instants of a zone other than UTC: Spark reads them as UTC, every time shifted silently.
+    if zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
+        raise SchemaError(
+            f"{path}: column {field.name} holds instants in time zone {zone}, which Spark "
+            "would read shifted to UTC; expected TLC wall-clock times without a time zone "
+            "(pandas: .dt.tz_localize(None) before writing)"
+        )
+    if pa.types.is_date(kind) or pa.types.is_integer(kind):
+        made_up = "a date would put every trip at midnight"
+        if pa.types.is_integer(kind):
+            made_up = "a number has no unit or epoch"
+        raise SchemaError(
+            f"{path}: column {field.name} is of type {kind}; expected timestamps (TLC "
+            f"wall-clock date and time of day): {made_up}"
+        )
 
 
 def month_of(path: Path, month: str | None) -> str:

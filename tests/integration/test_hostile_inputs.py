@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from chillflow.errors import DataQualityError, SchemaError
@@ -129,6 +131,32 @@ def string_typed() -> Case:
             6: [FINITE, AMOUNTS],
             8: [PARSE, ORDER, SPEED, REQUIRED, LONG],
         },
+    )
+
+
+def timestamp_text_without_time_or_with_zone() -> Case:
+    m = "2032-03"
+    base = as_text(trip(day(m)))
+    pickup = [PARSE, ORDER, SPEED, REQUIRED, MONTH, LONG]
+    dropoff = [PARSE, ORDER, SPEED, REQUIRED, LONG]
+    rows = [
+        with_values(base, tpep_pickup_datetime="2032-03-15"),
+        with_values(base, tpep_pickup_datetime="2032-03-15T08:30:00-05:00"),
+        with_values(base, tpep_dropoff_datetime="2032-03-15T08:40:00Z"),
+        with_values(base, tpep_dropoff_datetime="2032-03-15 08:40:00 America/New_York"),
+        with_values(
+            base,
+            tpep_pickup_datetime="2032-03-15T08:30",
+            tpep_dropoff_datetime=" 2032-03-15 08:40:00.5 ",
+        ),
+        *[as_text(row) for row in good(m, 16)],
+    ]
+    return Case(
+        "timestamp text without a time of day or with a zone",
+        f"yellow_tripdata_{m}.parquet",
+        rows,
+        pa.schema([(f.name, pa.string()) for f in YELLOW_2025]),
+        {0: pickup, 1: pickup, 2: dropoff, 3: dropoff},
     )
 
 
@@ -343,6 +371,7 @@ def unicode_and_spaces() -> Case:
 
 CASES = [
     string_typed(),
+    timestamp_text_without_time_or_with_zone(),
     non_finite_measures(),
     zone_ids(),
     zone_ids_beyond_int(),
@@ -446,6 +475,7 @@ def test_no_present_value_becomes_null_silently(batch):
 
 def test_parse_errors_keep_the_raw_text(batch):
     strings, drift = CASES[0].file, "yellow_tripdata_2031-09.parquet"
+    texts = "yellow_tripdata_2032-03.parquet"
 
     assert batch.quarantined[(strings, 1)]["parse_errors"] == ["fare_amount='abc'"]
     assert batch.quarantined[(strings, 2)]["parse_errors"] == ["pickup_ts='2031-13-45 08:30:00'"]
@@ -454,6 +484,8 @@ def test_parse_errors_keep_the_raw_text(batch):
     assert batch.quarantined[(drift, 2)]["parse_errors"] == ["rate_code='NaN'"]
     assert batch.quarantined[(drift, 3)]["parse_errors"] == ["payment_type='1.0E10'"]
     assert batch.quarantined[("yellow_tripdata_2031-02.parquet", 1)]["parse_errors"] is None
+    assert batch.quarantined[(texts, 0)]["parse_errors"] == ["pickup_ts='2032-03-15'"]
+    assert batch.quarantined[(texts, 2)]["parse_errors"] == ["dropoff_ts='2032-03-15T08:40:00Z'"]
 
 
 def test_durations_are_elapsed_time_across_clock_changes(batch):
@@ -525,7 +557,25 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         write_rows(target, good("2025-02", 2), schema)
     elif kind == "chmod-000":
         write_yellow(target, good("2025-02", 2)).chmod(0)
+    elif kind == "date-times":
+        write_yellow(target, good("2025-02", 2), retyped(YELLOW_2025, **{DROPOFF: pa.date32()}))
+    elif kind == "integer-times":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        millis = pc.divide(table[PICKUP].cast(pa.int64()), 1000)
+        pq.write_table(table.set_column(1, PICKUP, millis), target)
+    elif kind == "brotli":
+        pq.write_table(pq.read_table(write_yellow(target, good("2025-02", 2))), target, **BROTLI)
+    elif kind == "duplicate-columns":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        pq.write_table(table.append_column("fare_amount", table["fare_amount"]), target)
+    elif kind == "reserved-column":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        pq.write_table(table.append_column("_metadata", pa.array(["x", "y"])), target)
     return landing
+
+
+PICKUP, DROPOFF = "tpep_pickup_datetime", "tpep_dropoff_datetime"
+BROTLI = {"compression": {"VendorID": "snappy", "fare_amount": "brotli"}}
 
 
 REFUSED = {
@@ -548,6 +598,14 @@ REFUSED = {
     "chmod-000": "cannot read the file: Permission denied",
     "zoned-timestamps": "column tpep_pickup_datetime holds instants in time zone "
     "America/New_York, which Spark would read shifted to UTC; expected TLC wall-clock times",
+    "date-times": "column tpep_dropoff_datetime is of type date32[day]; expected timestamps "
+    "(TLC wall-clock date and time of day): a date would put every trip at midnight",
+    "integer-times": "column tpep_pickup_datetime is of type int64; expected timestamps "
+    "(TLC wall-clock date and time of day): a number has no unit or epoch",
+    "brotli": "column fare_amount is compressed with BROTLI, which Spark cannot read; expected "
+    "SNAPPY, GZIP, ZSTD, LZ4 or none: rewrite the file",
+    "duplicate-columns": "column 'fare_amount' appears twice; expected each column once",
+    "reserved-column": "column '_metadata' has a name Spark and ChillFlow reserve",
 }
 
 
