@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import glob
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +21,9 @@ from chillflow.settings import parse_month
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
 _PARQUET_MAGIC = b"PAR1"
+_FAILED_READ = re.compile(
+    r"\[FAILED_READ_FILE\.\w+\] Encountered error while reading file (\S+)\.\s"
+)
 _HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
 # Parquet codecs Spark reads without extra jars (BROTLI and LZO need codecs it lacks).
 _SPARK_CODECS = ("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4", "LZ4_RAW")
@@ -181,13 +186,34 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
         if not is_spark_error(exc):
             raise
         # The root cause: a Hadoop ChecksumException hides under "Could not read footer".
-        causes = [line for line in str(exc).splitlines() if line.startswith("Caused by: ")]
-        reason = causes[-1].removeprefix("Caused by: ") if causes else error_summary(exc)
+        reason = (_causes(exc) or [error_summary(exc)])[-1]
         crc = raw.path.with_name(f".{raw.path.name}.crc")
         if "ChecksumException" in reason and crc.exists():
             reason += f"; if the file was replaced, delete {crc.name}, its stale Hadoop checksum"
         raise SchemaError(f"{raw.path}: Spark cannot read this Parquet file: {reason}") from None
     return with_lineage, schema
+
+
+def unreadable_raw_file(exc: Exception, files: Sequence[RawFile]) -> SchemaError | None:
+    """The SchemaError for a Spark job that could not read one of ``files``; None otherwise.
+
+    Vetting reads the footer only: a corrupt page shows when a job first reads the rows.
+    """
+    match = _FAILED_READ.search(str(exc)) if is_spark_error(exc) else None
+    failed = Path(unquote(urlsplit(match[1]).path)) if match else None
+    if failed not in {raw.path for raw in files}:
+        return None
+    reason = (_causes(exc) or [error_summary(exc)])[0]
+    return SchemaError(
+        f"{failed}: Spark cannot read this Parquet file: {reason}; expected an intact file: "
+        "copy or download it again"
+    )
+
+
+def _causes(exc: Exception) -> list[str]:
+    """The ``Caused by:`` lines of a Spark error's JVM stack trace, outermost first."""
+    lines = str(exc).splitlines()
+    return [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
 
 
 def _wall_clock_as_timestamp(schema: StructType) -> StructType:

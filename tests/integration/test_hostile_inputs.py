@@ -700,3 +700,23 @@ def test_a_stale_hadoop_checksum_is_named_as_the_cause(spark, tmp_path):
     assert message.endswith(
         f"if the file was replaced, delete .{FEB}.crc, its stale Hadoop checksum"
     )
+
+
+def test_a_file_whose_pages_spark_cannot_decode_is_named_with_the_cause(spark, february, tmp_path):
+    settings, snapshot = february
+    before = snapshot()
+    raw = write_yellow(tmp_path / "odd name [1].parquet", good("2025-02", 3))
+    # The footer stays intact (vetting passes); the header of fare_amount's data page does not.
+    page = pq.ParquetFile(raw).metadata.row_group(0).column(10).data_page_offset
+    data = bytearray(raw.read_bytes())
+    data[page : page + 8] = b"\xff" * 8
+    raw.write_bytes(data)
+
+    with pytest.raises(SchemaError) as raised:
+        curate(spark, settings, raw, month="2025-02")
+
+    message = str(raised.value)
+    assert message.startswith(f"{raw}: Spark cannot read this Parquet file: "), message
+    assert "PageHeader" in message
+    assert message.endswith("expected an intact file: copy or download it again")
+    assert snapshot() == before
