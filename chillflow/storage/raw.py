@@ -67,7 +67,8 @@ def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFi
         if first != path:
             raise SchemaError(
                 f"{first} and {path} both hold {service} trips for {raw.month}: "
-                "curating both would count the month twice; keep one of them"
+                "curating both would count the month twice; keep one if it is a copy, or merge "
+                "them into one file if each holds a part"
             )
         files.append(raw)
     return files
@@ -86,6 +87,11 @@ def check_raw_file(path: Path) -> str:
         raise SchemaError(
             f"{path}: Spark reads no file whose name starts with '.' or '_' (hidden); rename "
             "it, or remove it if it is not a trip file"
+        )
+    if path.is_dir():
+        raise SchemaError(
+            f"{path}: a directory (as Spark writes a dataset, of part files); expected one "
+            "Parquet file per service and month: merge its files into one"
         )
     if path.exists() and not path.is_file():
         raise SchemaError(f"{path}: not a regular file; expected a Parquet file")

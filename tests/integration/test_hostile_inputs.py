@@ -568,6 +568,11 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
     elif kind == "duplicate-columns":
         table = pq.read_table(write_yellow(target, good("2025-02", 2)))
         pq.write_table(table.append_column("fare_amount", table["fare_amount"]), target)
+    elif kind == "spark-dataset":
+        target.mkdir()
+        write_yellow(target / "part-00000-c0.snappy.parquet", good("2025-02", 2))
+        write_yellow(target / "part-00001-c0.snappy.parquet", good("2025-02", 2))
+        (target / "_SUCCESS").write_bytes(b"")
     elif kind == "reserved-column":
         table = pq.read_table(write_yellow(target, good("2025-02", 2)))
         pq.write_table(table.append_column("_metadata", pa.array(["x", "y"])), target)
@@ -589,11 +594,13 @@ REFUSED = {
     "Expected column(s): PULocationID, extra. Found: VendorID,",
     "case-duplicates": "columns 'Airport_fee' and 'AIRPORT_FEE' differ only in case",
     "duplicate-slice": "both hold yellow trips for 2025-02: curating both would count the "
-    "month twice; keep one of them",
+    "month twice; keep one if it is a copy, or merge them into one file if each holds a part",
     "colon-in-name": "Hadoop cannot open a file name containing ':'; rename it",
     "underscore-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "dot-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "fifo": "not a regular file; expected a Parquet file",
+    "spark-dataset": "a directory (as Spark writes a dataset, of part files); expected one "
+    "Parquet file per service and month: merge its files into one",
     "io-error": "cannot read the file: Input/output error",
     "chmod-000": "cannot read the file: Permission denied",
     "zoned-timestamps": "column tpep_pickup_datetime holds instants in time zone "
@@ -627,6 +634,19 @@ def test_unusable_files_are_refused_before_spark_starts(kind, tmp_path):
     assert REFUSED[kind] in message
     if kind == "duplicate-slice":
         assert f"{landing / 'yellow_tripdata_2025-02 (1).parquet'} and {landing / FEB}" in message
+
+
+def test_part_files_of_one_month_are_refused_with_a_way_to_merge_them(tmp_path):
+    dataset = refused_file("spark-dataset", tmp_path) / FEB
+
+    with pytest.raises(SchemaError) as raised:
+        find_raw_files(dataset, month="2025-02")
+
+    assert str(raised.value) == (
+        f"{dataset / 'part-00000-c0.snappy.parquet'} and {dataset / 'part-00001-c0.snappy.parquet'}"
+        " both hold yellow trips for 2025-02: curating both would count the month twice; keep "
+        "one if it is a copy, or merge them into one file if each holds a part"
+    )
 
 
 @pytest.fixture(scope="module")
