@@ -136,7 +136,7 @@ def check_raw_file(path: Path) -> str:
 
 
 def _check_trip_times(path: Path, field: pa.Field) -> None:
-    """Refuse trip times Spark would shift to other wall-clock times, or without a time of day."""
+    """Refuse trip times Spark would shift to other wall-clock times or make up."""
     kind = field.type
     zone = getattr(kind, "tz", None)
     # Instants of a zone other than UTC: Spark reads them as UTC, every time shifted silently.
@@ -146,10 +146,13 @@ def _check_trip_times(path: Path, field: pa.Field) -> None:
             "would read shifted to UTC; expected TLC wall-clock times without a time zone "
             "(pandas: .dt.tz_localize(None) before writing)"
         )
-    if pa.types.is_date(kind) or pa.types.is_integer(kind):
-        made_up = "a date would put every trip at midnight"
-        if pa.types.is_integer(kind):
-            made_up = "a number has no unit or epoch"
+    # Spark reads int64 and durations as the int64 of nanosecond timestamps, dates as midnight.
+    if pa.types.is_integer(kind) or (
+        pa.types.is_temporal(kind) and not pa.types.is_timestamp(kind)
+    ):
+        made_up = "a number or duration has no epoch or unit"
+        if pa.types.is_date(kind):
+            made_up = "a date would put every trip at midnight"
         raise SchemaError(
             f"{path}: column {field.name} is of type {kind}; expected timestamps (TLC "
             f"wall-clock date and time of day): {made_up}"

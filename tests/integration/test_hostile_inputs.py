@@ -563,6 +563,10 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         table = pq.read_table(write_yellow(target, good("2025-02", 2)))
         millis = pc.divide(table[PICKUP].cast(pa.int64()), 1000)
         pq.write_table(table.set_column(1, PICKUP, millis), target)
+    elif kind == "duration-times":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        since_epoch = table[DROPOFF].cast(pa.int64()).cast(pa.duration("us"))
+        pq.write_table(table.set_column(2, DROPOFF, since_epoch), target)
     elif kind == "brotli":
         pq.write_table(pq.read_table(write_yellow(target, good("2025-02", 2))), target, **BROTLI)
     elif kind == "duplicate-columns":
@@ -608,7 +612,9 @@ REFUSED = {
     "date-times": "column tpep_dropoff_datetime is of type date32[day]; expected timestamps "
     "(TLC wall-clock date and time of day): a date would put every trip at midnight",
     "integer-times": "column tpep_pickup_datetime is of type int64; expected timestamps "
-    "(TLC wall-clock date and time of day): a number has no unit or epoch",
+    "(TLC wall-clock date and time of day): a number or duration has no epoch or unit",
+    "duration-times": "column tpep_dropoff_datetime is of type duration[us]; expected timestamps "
+    "(TLC wall-clock date and time of day): a number or duration has no epoch or unit",
     "brotli": "column fare_amount is compressed with BROTLI, which Spark cannot read; expected "
     "SNAPPY, GZIP, ZSTD, LZ4 or none: rewrite the file",
     "duplicate-columns": "column 'fare_amount' appears twice; expected each column once",
