@@ -123,9 +123,8 @@ def check_raw_file(path: Path) -> str:
             )
         if field.name.lower() in times:
             _check_trip_times(path, field)
-    for group in range(meta.num_row_groups):
-        for index in range(meta.num_columns):
-            chunk = meta.row_group(group).column(index)
+    for group in map(meta.row_group, range(meta.num_row_groups)):
+        for chunk in map(group.column, range(meta.num_columns)):
             if chunk.compression not in _SPARK_CODECS:
                 raise SchemaError(
                     f"{path}: column {chunk.path_in_schema} is compressed with "
