@@ -16,7 +16,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
 from chillflow.errors import ConfigError, SchemaError, error_summary, is_spark_error
-from chillflow.schemas import RAW_COLUMNS, SOURCE_FILE_COL, SOURCE_ROW_COL, raw_name, trip_service
+from chillflow.schemas import (
+    RAW_COLUMNS,
+    SERVICES,
+    SOURCE_FILE_COL,
+    SOURCE_ROW_COL,
+    raw_name,
+    trip_service,
+)
 from chillflow.settings import parse_month
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
@@ -114,6 +121,13 @@ def check_raw_file(path: Path) -> str:
             "replace the month with nothing)"
         )
     service = trip_service(schema.names, str(path))
+    named = _FILE_MONTH.search(path.name)
+    if named and named["service"].lower() in SERVICES and named["service"].lower() != service:
+        raise SchemaError(
+            f"{path}: the name says {named['service']} trips but the columns are {service}'s "
+            f"({raw_name('pickup_ts', service)}); expected the trips the name says: rename or "
+            "replace the file"
+        )
     times = {raw_name(s, service).lower() for s, c in RAW_COLUMNS.items() if c[1] == "timestamp"}
     for field in schema:
         if field.name.lower() in _RESERVED:

@@ -572,6 +572,8 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
     elif kind == "duplicate-columns":
         table = pq.read_table(write_yellow(target, good("2025-02", 2)))
         pq.write_table(table.append_column("fare_amount", table["fare_amount"]), target)
+    elif kind == "other-service":
+        write_rows(target, [as_green(row) for row in good("2025-02", 2)], GREEN_2025)
     elif kind == "spark-dataset":
         target.mkdir()
         write_yellow(target / "part-00000-c0.snappy.parquet", good("2025-02", 2))
@@ -603,6 +605,8 @@ REFUSED = {
     "underscore-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "dot-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "fifo": "not a regular file; expected a Parquet file",
+    "other-service": "the name says yellow trips but the columns are green's "
+    "(lpep_pickup_datetime); expected the trips the name says: rename or replace the file",
     "spark-dataset": "a directory (as Spark writes a dataset, of part files); expected one "
     "Parquet file per service and month: merge its files into one",
     "io-error": "cannot read the file: Input/output error",
