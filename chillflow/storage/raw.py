@@ -164,8 +164,8 @@ def _check_trip_times(path: Path, field: pa.Field) -> None:
         pa.types.is_temporal(kind) and not pa.types.is_timestamp(kind)
     ):
         made_up = "a number or duration has no epoch or unit"
-        if pa.types.is_date(kind):
-            made_up = "a date would put every trip at midnight"
+        if pa.types.is_date(kind) or pa.types.is_time(kind):
+            made_up = "a date alone would put every trip at midnight, a time alone has no date"
         raise SchemaError(
             f"{path}: column {field.name} is of type {kind}; expected timestamps (TLC "
             f"wall-clock date and time of day): {made_up}"

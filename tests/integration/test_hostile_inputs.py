@@ -559,6 +559,10 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         write_yellow(target, good("2025-02", 2)).chmod(0)
     elif kind == "date-times":
         write_yellow(target, good("2025-02", 2), retyped(YELLOW_2025, **{DROPOFF: pa.date32()}))
+    elif kind == "time-of-day-times":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        times = pa.array([t.time() for t in table[PICKUP].to_pylist()], pa.time64("us"))
+        pq.write_table(table.set_column(1, PICKUP, times), target)
     elif kind == "integer-times":
         table = pq.read_table(write_yellow(target, good("2025-02", 2)))
         millis = pc.divide(table[PICKUP].cast(pa.int64()), 1000)
@@ -614,7 +618,11 @@ REFUSED = {
     "zoned-timestamps": "column tpep_pickup_datetime holds instants in time zone "
     "America/New_York, which Spark would read shifted to UTC; expected TLC wall-clock times",
     "date-times": "column tpep_dropoff_datetime is of type date32[day]; expected timestamps "
-    "(TLC wall-clock date and time of day): a date would put every trip at midnight",
+    "(TLC wall-clock date and time of day): a date alone would put every trip at midnight, a "
+    "time alone has no date",
+    "time-of-day-times": "column tpep_pickup_datetime is of type time64[us]; expected "
+    "timestamps (TLC wall-clock date and time of day): a date alone would put every trip at "
+    "midnight, a time alone has no date",
     "integer-times": "column tpep_pickup_datetime is of type int64; expected timestamps "
     "(TLC wall-clock date and time of day): a number or duration has no epoch or unit",
     "duration-times": "column tpep_dropoff_datetime is of type duration[us]; expected timestamps "
