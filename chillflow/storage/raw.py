@@ -86,7 +86,9 @@ def check_raw_file(path: Path) -> str:
 
     Raises:
         SchemaError: If the file is unreadable, not Parquet, corrupt or truncated, has no
-            rows, is not a TLC trip layout, has zoned trip times, or a name Spark cannot open.
+            rows, is not a TLC trip layout or not the service its name says, has trip times
+            Spark would misread, a reserved column name, a codec Spark lacks, or a name Spark
+            cannot open.
     """
     if ":" in path.name:
         raise SchemaError(f"{path}: Hadoop cannot open a file name containing ':'; rename it")
