@@ -32,8 +32,13 @@ _FAILED_READ = re.compile(
     r"\[FAILED_READ_FILE\.\w+\] Encountered error while reading file (\S+)\.\s"
 )
 _HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
-# Parquet codecs Spark reads without extra jars (BROTLI and LZO need codecs it lacks).
-_SPARK_CODECS = ("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4", "LZ4_RAW")
+# Parquet codecs and encodings Spark reads: BROTLI and LZO need codecs it lacks, and its
+# vectorized reader has no BYTE_STREAM_SPLIT.
+_SPARK_READS = {
+    *("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4", "LZ4_RAW"),
+    *("PLAIN", "PLAIN_DICTIONARY", "RLE_DICTIONARY", "RLE", "BIT_PACKED"),
+    *("DELTA_BINARY_PACKED", "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY"),
+}
 # Names a raw column must not take: Spark's file-metadata column and the lineage columns.
 _RESERVED = ("_metadata", SOURCE_FILE_COL.lower(), SOURCE_ROW_COL.lower())
 
@@ -87,8 +92,8 @@ def check_raw_file(path: Path) -> str:
     Raises:
         SchemaError: If the file is unreadable, not Parquet, corrupt or truncated, has no
             rows, is not a TLC trip layout or not the service its name says, has trip times
-            Spark would misread, a reserved column name, a codec Spark lacks, or a name Spark
-            cannot open.
+            Spark would misread, a reserved column name, a codec or encoding Spark lacks, or
+            a name Spark cannot open.
     """
     if ":" in path.name:
         raise SchemaError(f"{path}: Hadoop cannot open a file name containing ':'; rename it")
@@ -141,11 +146,13 @@ def check_raw_file(path: Path) -> str:
             _check_trip_times(path, field)
     for group in map(meta.row_group, range(meta.num_row_groups)):
         for chunk in map(group.column, range(meta.num_columns)):
-            if chunk.compression not in _SPARK_CODECS:
+            unreadable = set(chunk.encodings).union([chunk.compression]) - _SPARK_READS
+            if unreadable:
                 raise SchemaError(
-                    f"{path}: column {chunk.path_in_schema} is compressed with "
-                    f"{chunk.compression}, which Spark cannot read; expected SNAPPY, GZIP, ZSTD, "
-                    "LZ4 or none: rewrite the file (pyarrow: write_table(…, compression='zstd'))"
+                    f"{path}: column {chunk.path_in_schema} is stored with "
+                    f"{', '.join(sorted(unreadable))}, which Spark cannot read; expected SNAPPY, "
+                    "GZIP, ZSTD, LZ4 or no compression and PLAIN, dictionary or DELTA encodings: "
+                    "rewrite the file with pyarrow's defaults"
                 )
     return service
 

@@ -573,6 +573,9 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         pq.write_table(table.set_column(2, DROPOFF, since_epoch), target)
     elif kind == "brotli":
         pq.write_table(pq.read_table(write_yellow(target, good("2025-02", 2))), target, **BROTLI)
+    elif kind == "byte-stream-split":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        pq.write_table(table, target, use_dictionary=False, use_byte_stream_split=["tip_amount"])
     elif kind == "duplicate-columns":
         table = pq.read_table(write_yellow(target, good("2025-02", 2)))
         pq.write_table(table.append_column("fare_amount", table["fare_amount"]), target)
@@ -627,8 +630,12 @@ REFUSED = {
     "(TLC wall-clock date and time of day): a number or duration has no epoch or unit",
     "duration-times": "column tpep_dropoff_datetime is of type duration[us]; expected timestamps "
     "(TLC wall-clock date and time of day): a number or duration has no epoch or unit",
-    "brotli": "column fare_amount is compressed with BROTLI, which Spark cannot read; expected "
-    "SNAPPY, GZIP, ZSTD, LZ4 or none: rewrite the file",
+    "brotli": "column fare_amount is stored with BROTLI, which Spark cannot read; expected "
+    "SNAPPY, GZIP, ZSTD, LZ4 or no compression and PLAIN, dictionary or DELTA encodings: "
+    "rewrite the file with pyarrow's defaults",
+    "byte-stream-split": "column tip_amount is stored with BYTE_STREAM_SPLIT, which Spark cannot "
+    "read; expected SNAPPY, GZIP, ZSTD, LZ4 or no compression and PLAIN, dictionary or DELTA "
+    "encodings: rewrite the file with pyarrow's defaults",
     "duplicate-columns": "column 'fare_amount' appears twice; expected each column once",
     "reserved-column": "column '_metadata' has a name Spark and ChillFlow reserve",
 }
