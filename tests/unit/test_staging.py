@@ -500,6 +500,16 @@ def test_columns_that_cannot_be_staged_name_the_file_and_column(fields, message)
     assert str(raised.value).startswith(f"/in/y.parquet: {message}")
 
 
+def test_a_layout_refusal_shows_names_with_surrounding_spaces_quoted():
+    fields = [(f" {n} " if n == "PULocationID" else n, k) for n, k in YELLOW_CORE]
+
+    with pytest.raises(SchemaError) as raised:
+        plan_layout(schema_of(fields), "/in/y.parquet")
+
+    assert "Expected column(s): PULocationID. Found: " in str(raised.value)
+    assert "store_and_fwd_flag, ' PULocationID ', DOLocationID," in str(raised.value)
+
+
 def test_trip_service_reads_the_layout_from_column_names_alone():
     yellow = [name.upper() for name, _ in YELLOW_CORE]
     green = [name.replace("tpep", "lpep") for name, _ in YELLOW_CORE]
