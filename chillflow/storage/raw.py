@@ -63,7 +63,7 @@ def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFi
     """
     location = Path(location)
     if location.is_dir():
-        paths = sorted(location.glob("*.parquet"))
+        paths = sorted(p for p in location.iterdir() if p.suffix.lower() == ".parquet")
     elif location.exists():
         paths = [location]
     else:

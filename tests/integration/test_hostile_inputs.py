@@ -661,6 +661,17 @@ def test_unusable_files_are_refused_before_spark_starts(kind, tmp_path):
         assert f"{landing / 'yellow_tripdata_2025-02 (1).parquet'} and {landing / FEB}" in message
 
 
+def test_a_directory_yields_parquet_files_whatever_the_case_of_their_extension(tmp_path):
+    yellow = write_yellow(tmp_path / FEB, good("2025-02", 2))
+    green = [as_green(row) for row in good("2025-02", 2)]
+    write_rows(tmp_path / "GREEN_TRIPDATA_2025-02.PARQUET", green, GREEN_2025)
+    (tmp_path / f"{FEB}.part").write_bytes(b"PAR1")
+
+    found = find_raw_files(tmp_path)
+
+    assert [f.path.name for f in found] == ["GREEN_TRIPDATA_2025-02.PARQUET", yellow.name]
+
+
 def test_part_files_of_one_month_are_refused_with_a_way_to_merge_them(tmp_path):
     dataset = refused_file("spark-dataset", tmp_path) / FEB
 
