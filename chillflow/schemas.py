@@ -110,6 +110,8 @@ def trip_service(names: Iterable[str], path: str) -> str:
     """
     fields: dict[str, str] = {}
     for name in names:
+        if name in fields.values():
+            raise SchemaError(f"{path}: column {name!r} appears twice; expected each column once")
         if name.lower() in fields:
             raise SchemaError(
                 f"{path}: columns {fields[name.lower()]!r} and {name!r} differ only in case; "
@@ -140,7 +142,8 @@ def raw_name(standard: str, service: str) -> str:
 def _layout_message(path: str, expected: str, found: Iterable[str]) -> str:
     return (
         f"{path}: not a yellow/green TLC trip layout from 2016-07 on. "
-        f"Expected column(s): {expected}. Found: {', '.join(found)}. "
+        f"Expected column(s): {expected}. "
+        f"Found: {', '.join(n if n == n.strip() else repr(n) for n in found)}. "
         "Files before 2016-07 (latitude/longitude) and FHV files are not supported."
     )
 

@@ -39,7 +39,7 @@ from chillflow.stages.rule_outcomes import RuleOutcome, assess_rules, raise_on_f
 from chillflow.storage.delta import replace_slices, restore_slices, table_version
 from chillflow.storage.ledger import CURATE_JOB, RunRecord, recorded_run
 from chillflow.storage.locks import TABLE_LOCK, hold, holder, lake_locks, slice_lock
-from chillflow.storage.raw import RawFile, find_raw_files, read_raw_file
+from chillflow.storage.raw import RawFile, find_raw_files, read_raw_file, unreadable_raw_file
 from chillflow.transforms.derived import with_derived_fields
 from chillflow.transforms.quality import (
     REJECTED_COL,
@@ -109,15 +109,21 @@ def curate(
         record = run.enter_context(_locked_run(targets, database_url, slices, run_id))
 
         with spark_progress(spark, "curate.assess"):
-            per_slice = (
-                trips.groupBy(*MONTH_PARTITION)
-                .agg(
-                    F.count(F.lit(1)).alias("input_rows"),
-                    F.count_if(~F.col(REJECTED_COL)).alias("kept_rows"),
-                    *rule_failure_counts(rules),
+            try:
+                per_slice = (
+                    trips.groupBy(*MONTH_PARTITION)
+                    .agg(
+                        F.count(F.lit(1)).alias("input_rows"),
+                        F.count_if(~F.col(REJECTED_COL)).alias("kept_rows"),
+                        *rule_failure_counts(rules),
+                    )
+                    .collect()
                 )
-                .collect()
-            )
+            except Exception as exc:  # the first read of the rows: a corrupt page shows here
+                failure = unreadable_raw_file(exc, files)
+                if failure is None:
+                    raise
+                raise failure from None
         outcomes = {
             (row["service"], row["month"]): assess_rules(
                 rules, {r.name: row[f"fail__{r.name}"] for r in rules}, row["input_rows"]

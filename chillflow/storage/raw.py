@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import glob
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,12 +16,31 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampNTZType, TimestampType
 
 from chillflow.errors import ConfigError, SchemaError, error_summary, is_spark_error
-from chillflow.schemas import RAW_COLUMNS, SOURCE_FILE_COL, SOURCE_ROW_COL, raw_name, trip_service
+from chillflow.schemas import (
+    RAW_COLUMNS,
+    SERVICES,
+    SOURCE_FILE_COL,
+    SOURCE_ROW_COL,
+    raw_name,
+    trip_service,
+)
 from chillflow.settings import parse_month
 
 _FILE_MONTH = re.compile(r"(?P<service>[a-z_]+)_tripdata_(?P<month>\d{4}-\d{2})", re.IGNORECASE)
 _PARQUET_MAGIC = b"PAR1"
+_FAILED_READ = re.compile(
+    r"\[FAILED_READ_FILE\.\w+\] Encountered error while reading file (\S+)\.\s"
+)
 _HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
+# Parquet codecs and encodings Spark reads: BROTLI and LZO need codecs it lacks, and its
+# vectorized reader has no BYTE_STREAM_SPLIT.
+_SPARK_READS = {
+    *("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4", "LZ4_RAW"),
+    *("PLAIN", "PLAIN_DICTIONARY", "RLE_DICTIONARY", "RLE", "BIT_PACKED"),
+    *("DELTA_BINARY_PACKED", "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY"),
+}
+# Names a raw column must not take: Spark's file-metadata column and the lineage columns.
+_RESERVED = ("_metadata", SOURCE_FILE_COL.lower(), SOURCE_ROW_COL.lower())
 
 
 @dataclass(frozen=True)
@@ -42,7 +63,7 @@ def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFi
     """
     location = Path(location)
     if location.is_dir():
-        paths = sorted(location.glob("*.parquet"))
+        paths = sorted(p for p in location.iterdir() if p.suffix.lower() == ".parquet")
     elif location.exists():
         paths = [location]
     else:
@@ -58,7 +79,8 @@ def find_raw_files(location: str | Path, month: str | None = None) -> list[RawFi
         if first != path:
             raise SchemaError(
                 f"{first} and {path} both hold {service} trips for {raw.month}: "
-                "curating both would count the month twice; keep one of them"
+                "curating both would count the month twice; keep one if it is a copy, or merge "
+                "them into one file if each holds a part"
             )
         files.append(raw)
     return files
@@ -69,7 +91,9 @@ def check_raw_file(path: Path) -> str:
 
     Raises:
         SchemaError: If the file is unreadable, not Parquet, corrupt or truncated, has no
-            rows, is not a TLC trip layout, has zoned trip times, or a name Spark cannot open.
+            rows, is not a TLC trip layout or not the service its name says, has trip times
+            Spark would misread, a reserved column name, a codec or encoding Spark lacks, or
+            a name Spark cannot open.
     """
     if ":" in path.name:
         raise SchemaError(f"{path}: Hadoop cannot open a file name containing ':'; rename it")
@@ -78,6 +102,11 @@ def check_raw_file(path: Path) -> str:
             f"{path}: Spark reads no file whose name starts with '.' or '_' (hidden); rename "
             "it, or remove it if it is not a trip file"
         )
+    if path.is_dir():
+        raise SchemaError(
+            f"{path}: a directory (as Spark writes a dataset, of part files); expected one "
+            "Parquet file per service and month: merge its files into one"
+        )
     if path.exists() and not path.is_file():
         raise SchemaError(f"{path}: not a regular file; expected a Parquet file")
     try:
@@ -85,7 +114,7 @@ def check_raw_file(path: Path) -> str:
             if handle.read(4) != _PARQUET_MAGIC:
                 raise SchemaError(f"{path}: not a Parquet file (expected the PAR1 magic bytes)")
             footer = pq.ParquetFile(handle)
-            rows, schema = footer.metadata.num_rows, footer.schema_arrow
+            meta, schema = footer.metadata, footer.schema_arrow
     except OSError as exc:
         raise SchemaError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     except pa.ArrowException as exc:
@@ -93,23 +122,63 @@ def check_raw_file(path: Path) -> str:
             f"{path}: corrupt or truncated Parquet file ({exc}); expected a complete file "
             "with its footer: copy or download it again"
         ) from None
-    if rows == 0:
+    if meta.num_rows == 0:
         raise SchemaError(
             f"{path}: the file holds no rows; expected a month of trips (an empty file would "
             "replace the month with nothing)"
         )
     service = trip_service(schema.names, str(path))
-    # Instants of a zone other than UTC: Spark reads them as UTC, every time shifted silently.
+    named = _FILE_MONTH.search(path.name)
+    if named and named["service"].lower() in SERVICES and named["service"].lower() != service:
+        raise SchemaError(
+            f"{path}: the name says {named['service']} trips but the columns are {service}'s "
+            f"({raw_name('pickup_ts', service)}); expected the trips the name says: rename or "
+            "replace the file"
+        )
     times = {raw_name(s, service).lower() for s, c in RAW_COLUMNS.items() if c[1] == "timestamp"}
     for field in schema:
-        zone = getattr(field.type, "tz", None)
-        if field.name.lower() in times and zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
+        if field.name.lower() in _RESERVED:
             raise SchemaError(
-                f"{path}: column {field.name} holds instants in time zone {zone}, which Spark "
-                "would read shifted to UTC; expected TLC wall-clock times without a time zone "
-                "(pandas: .dt.tz_localize(None) before writing)"
+                f"{path}: column {field.name!r} has a name Spark and ChillFlow reserve for a "
+                "file's metadata and lineage; expected TLC columns: drop or rename it"
             )
+        if field.name.lower() in times:
+            _check_trip_times(path, field)
+    for group in map(meta.row_group, range(meta.num_row_groups)):
+        for chunk in map(group.column, range(meta.num_columns)):
+            unreadable = set(chunk.encodings).union([chunk.compression]) - _SPARK_READS
+            if unreadable:
+                raise SchemaError(
+                    f"{path}: column {chunk.path_in_schema} is stored with "
+                    f"{', '.join(sorted(unreadable))}, which Spark cannot read; expected SNAPPY, "
+                    "GZIP, ZSTD, LZ4 or no compression and PLAIN, dictionary or DELTA encodings: "
+                    "rewrite the file with pyarrow's defaults"
+                )
     return service
+
+
+def _check_trip_times(path: Path, field: pa.Field) -> None:
+    """Refuse trip times Spark would shift to other wall-clock times or make up."""
+    kind = field.type
+    zone = getattr(kind, "tz", None)
+    # Instants of a zone other than UTC: Spark reads them as UTC, every time shifted silently.
+    if zone not in (None, "UTC", "Etc/UTC", "+00:00", "Z"):
+        raise SchemaError(
+            f"{path}: column {field.name} holds instants in time zone {zone}, which Spark "
+            "would read shifted to UTC; expected TLC wall-clock times without a time zone "
+            "(pandas: .dt.tz_localize(None) before writing)"
+        )
+    # Spark reads int64 and durations as the int64 of nanosecond timestamps, dates as midnight.
+    if pa.types.is_integer(kind) or (
+        pa.types.is_temporal(kind) and not pa.types.is_timestamp(kind)
+    ):
+        made_up = "a number or duration has no epoch or unit"
+        if pa.types.is_date(kind) or pa.types.is_time(kind):
+            made_up = "a date alone would put every trip at midnight, a time alone has no date"
+        raise SchemaError(
+            f"{path}: column {field.name} is of type {kind}; expected timestamps (TLC "
+            f"wall-clock date and time of day): {made_up}"
+        )
 
 
 def month_of(path: Path, month: str | None) -> str:
@@ -148,13 +217,34 @@ def read_raw_file(spark: SparkSession, raw: RawFile) -> tuple[DataFrame, StructT
         if not is_spark_error(exc):
             raise
         # The root cause: a Hadoop ChecksumException hides under "Could not read footer".
-        causes = [line for line in str(exc).splitlines() if line.startswith("Caused by: ")]
-        reason = causes[-1].removeprefix("Caused by: ") if causes else error_summary(exc)
+        reason = (_causes(exc) or [error_summary(exc)])[-1]
         crc = raw.path.with_name(f".{raw.path.name}.crc")
         if "ChecksumException" in reason and crc.exists():
             reason += f"; if the file was replaced, delete {crc.name}, its stale Hadoop checksum"
         raise SchemaError(f"{raw.path}: Spark cannot read this Parquet file: {reason}") from None
     return with_lineage, schema
+
+
+def unreadable_raw_file(exc: Exception, files: Sequence[RawFile]) -> SchemaError | None:
+    """The SchemaError for a Spark job that could not read one of ``files``; None otherwise.
+
+    Vetting reads the footer only: a corrupt page shows when a job first reads the rows.
+    """
+    match = _FAILED_READ.search(str(exc)) if is_spark_error(exc) else None
+    failed = Path(unquote(urlsplit(match[1]).path)) if match else None
+    if failed not in {raw.path for raw in files}:
+        return None
+    reason = (_causes(exc) or [error_summary(exc)])[0]
+    return SchemaError(
+        f"{failed}: Spark cannot read this Parquet file: {reason}; expected an intact file: "
+        "copy or download it again"
+    )
+
+
+def _causes(exc: Exception) -> list[str]:
+    """The ``Caused by:`` lines of a Spark error's JVM stack trace, outermost first."""
+    lines = str(exc).splitlines()
+    return [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
 
 
 def _wall_clock_as_timestamp(schema: StructType) -> StructType:

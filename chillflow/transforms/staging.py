@@ -13,7 +13,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     AtomicType,
-    DateType,
     LongType,
     NullType,
     NumericType,
@@ -38,10 +37,13 @@ from chillflow.schemas import (
 _CASTABLE_FROM = {
     "int": (NumericType, StringType),
     "double": (NumericType, StringType),
-    "timestamp": (TimestampType, TimestampNTZType, DateType, LongType, StringType),
+    "timestamp": (TimestampType, TimestampNTZType, LongType, StringType),
     "string": (AtomicType,),
 }
 _EXACT_INTS = ("tinyint", "smallint", "int")
+# Timestamp text Spark may read: a date and a time of day, no zone. Spark would read '2025-01-15'
+# as midnight and shift '08:30-05:00' to UTC: a made-up time and a moved wall clock.
+_WALL_CLOCK_TEXT = r"^\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{1,2}(:\d{1,2}(\.\d{1,9})?)?$"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ def _cast(source: SourceColumn) -> tuple[Column, Column | None]:
         number = present.try_cast("double")
         whole = number.try_cast("int")
         value = F.when(whole == number, whole)
+    elif target == "timestamp":
+        value = F.when(present.rlike(_WALL_CLOCK_TEXT), present.try_cast(target))
     else:
         value = present.try_cast(target)
     return value, present.isNotNull() & value.isNull()

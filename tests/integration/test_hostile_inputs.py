@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from chillflow.errors import DataQualityError, SchemaError
@@ -129,6 +131,32 @@ def string_typed() -> Case:
             6: [FINITE, AMOUNTS],
             8: [PARSE, ORDER, SPEED, REQUIRED, LONG],
         },
+    )
+
+
+def timestamp_text_without_time_or_with_zone() -> Case:
+    m = "2032-03"
+    base = as_text(trip(day(m)))
+    pickup = [PARSE, ORDER, SPEED, REQUIRED, MONTH, LONG]
+    dropoff = [PARSE, ORDER, SPEED, REQUIRED, LONG]
+    rows = [
+        with_values(base, tpep_pickup_datetime="2032-03-15"),
+        with_values(base, tpep_pickup_datetime="2032-03-15T08:30:00-05:00"),
+        with_values(base, tpep_dropoff_datetime="2032-03-15T08:40:00Z"),
+        with_values(base, tpep_dropoff_datetime="2032-03-15 08:40:00 America/New_York"),
+        with_values(
+            base,
+            tpep_pickup_datetime="2032-03-15T08:30",
+            tpep_dropoff_datetime=" 2032-03-15 08:40:00.5 ",
+        ),
+        *[as_text(row) for row in good(m, 16)],
+    ]
+    return Case(
+        "timestamp text without a time of day or with a zone",
+        f"yellow_tripdata_{m}.parquet",
+        rows,
+        pa.schema([(f.name, pa.string()) for f in YELLOW_2025]),
+        {0: pickup, 1: pickup, 2: dropoff, 3: dropoff},
     )
 
 
@@ -343,6 +371,7 @@ def unicode_and_spaces() -> Case:
 
 CASES = [
     string_typed(),
+    timestamp_text_without_time_or_with_zone(),
     non_finite_measures(),
     zone_ids(),
     zone_ids_beyond_int(),
@@ -446,6 +475,7 @@ def test_no_present_value_becomes_null_silently(batch):
 
 def test_parse_errors_keep_the_raw_text(batch):
     strings, drift = CASES[0].file, "yellow_tripdata_2031-09.parquet"
+    texts = "yellow_tripdata_2032-03.parquet"
 
     assert batch.quarantined[(strings, 1)]["parse_errors"] == ["fare_amount='abc'"]
     assert batch.quarantined[(strings, 2)]["parse_errors"] == ["pickup_ts='2031-13-45 08:30:00'"]
@@ -454,6 +484,8 @@ def test_parse_errors_keep_the_raw_text(batch):
     assert batch.quarantined[(drift, 2)]["parse_errors"] == ["rate_code='NaN'"]
     assert batch.quarantined[(drift, 3)]["parse_errors"] == ["payment_type='1.0E10'"]
     assert batch.quarantined[("yellow_tripdata_2031-02.parquet", 1)]["parse_errors"] is None
+    assert batch.quarantined[(texts, 0)]["parse_errors"] == ["pickup_ts='2032-03-15'"]
+    assert batch.quarantined[(texts, 2)]["parse_errors"] == ["dropoff_ts='2032-03-15T08:40:00Z'"]
 
 
 def test_durations_are_elapsed_time_across_clock_changes(batch):
@@ -525,7 +557,43 @@ def refused_file(kind: str, tmp_path: Path) -> Path:
         write_rows(target, good("2025-02", 2), schema)
     elif kind == "chmod-000":
         write_yellow(target, good("2025-02", 2)).chmod(0)
+    elif kind == "date-times":
+        write_yellow(target, good("2025-02", 2), retyped(YELLOW_2025, **{DROPOFF: pa.date32()}))
+    elif kind == "time-of-day-times":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        times = pa.array([t.time() for t in table[PICKUP].to_pylist()], pa.time64("us"))
+        pq.write_table(table.set_column(1, PICKUP, times), target)
+    elif kind == "integer-times":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        millis = pc.divide(table[PICKUP].cast(pa.int64()), 1000)
+        pq.write_table(table.set_column(1, PICKUP, millis), target)
+    elif kind == "duration-times":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        since_epoch = table[DROPOFF].cast(pa.int64()).cast(pa.duration("us"))
+        pq.write_table(table.set_column(2, DROPOFF, since_epoch), target)
+    elif kind == "brotli":
+        pq.write_table(pq.read_table(write_yellow(target, good("2025-02", 2))), target, **BROTLI)
+    elif kind == "byte-stream-split":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        pq.write_table(table, target, use_dictionary=False, use_byte_stream_split=["tip_amount"])
+    elif kind == "duplicate-columns":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        pq.write_table(table.append_column("fare_amount", table["fare_amount"]), target)
+    elif kind == "other-service":
+        write_rows(target, [as_green(row) for row in good("2025-02", 2)], GREEN_2025)
+    elif kind == "spark-dataset":
+        target.mkdir()
+        write_yellow(target / "part-00000-c0.snappy.parquet", good("2025-02", 2))
+        write_yellow(target / "part-00001-c0.snappy.parquet", good("2025-02", 2))
+        (target / "_SUCCESS").write_bytes(b"")
+    elif kind == "reserved-column":
+        table = pq.read_table(write_yellow(target, good("2025-02", 2)))
+        pq.write_table(table.append_column("_metadata", pa.array(["x", "y"])), target)
     return landing
+
+
+PICKUP, DROPOFF = "tpep_pickup_datetime", "tpep_dropoff_datetime"
+BROTLI = {"compression": {"VendorID": "snappy", "fare_amount": "brotli"}}
 
 
 REFUSED = {
@@ -539,15 +607,37 @@ REFUSED = {
     "Expected column(s): PULocationID, extra. Found: VendorID,",
     "case-duplicates": "columns 'Airport_fee' and 'AIRPORT_FEE' differ only in case",
     "duplicate-slice": "both hold yellow trips for 2025-02: curating both would count the "
-    "month twice; keep one of them",
+    "month twice; keep one if it is a copy, or merge them into one file if each holds a part",
     "colon-in-name": "Hadoop cannot open a file name containing ':'; rename it",
     "underscore-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "dot-name": "Spark reads no file whose name starts with '.' or '_' (hidden); rename it",
     "fifo": "not a regular file; expected a Parquet file",
+    "other-service": "the name says yellow trips but the columns are green's "
+    "(lpep_pickup_datetime); expected the trips the name says: rename or replace the file",
+    "spark-dataset": "a directory (as Spark writes a dataset, of part files); expected one "
+    "Parquet file per service and month: merge its files into one",
     "io-error": "cannot read the file: Input/output error",
     "chmod-000": "cannot read the file: Permission denied",
     "zoned-timestamps": "column tpep_pickup_datetime holds instants in time zone "
     "America/New_York, which Spark would read shifted to UTC; expected TLC wall-clock times",
+    "date-times": "column tpep_dropoff_datetime is of type date32[day]; expected timestamps "
+    "(TLC wall-clock date and time of day): a date alone would put every trip at midnight, a "
+    "time alone has no date",
+    "time-of-day-times": "column tpep_pickup_datetime is of type time64[us]; expected "
+    "timestamps (TLC wall-clock date and time of day): a date alone would put every trip at "
+    "midnight, a time alone has no date",
+    "integer-times": "column tpep_pickup_datetime is of type int64; expected timestamps "
+    "(TLC wall-clock date and time of day): a number or duration has no epoch or unit",
+    "duration-times": "column tpep_dropoff_datetime is of type duration[us]; expected timestamps "
+    "(TLC wall-clock date and time of day): a number or duration has no epoch or unit",
+    "brotli": "column fare_amount is stored with BROTLI, which Spark cannot read; expected "
+    "SNAPPY, GZIP, ZSTD, LZ4 or no compression and PLAIN, dictionary or DELTA encodings: "
+    "rewrite the file with pyarrow's defaults",
+    "byte-stream-split": "column tip_amount is stored with BYTE_STREAM_SPLIT, which Spark cannot "
+    "read; expected SNAPPY, GZIP, ZSTD, LZ4 or no compression and PLAIN, dictionary or DELTA "
+    "encodings: rewrite the file with pyarrow's defaults",
+    "duplicate-columns": "column 'fare_amount' appears twice; expected each column once",
+    "reserved-column": "column '_metadata' has a name Spark and ChillFlow reserve",
 }
 
 
@@ -569,6 +659,30 @@ def test_unusable_files_are_refused_before_spark_starts(kind, tmp_path):
     assert REFUSED[kind] in message
     if kind == "duplicate-slice":
         assert f"{landing / 'yellow_tripdata_2025-02 (1).parquet'} and {landing / FEB}" in message
+
+
+def test_a_directory_yields_parquet_files_whatever_the_case_of_their_extension(tmp_path):
+    yellow = write_yellow(tmp_path / FEB, good("2025-02", 2))
+    green = [as_green(row) for row in good("2025-02", 2)]
+    write_rows(tmp_path / "GREEN_TRIPDATA_2025-02.PARQUET", green, GREEN_2025)
+    (tmp_path / f"{FEB}.part").write_bytes(b"PAR1")
+
+    found = find_raw_files(tmp_path)
+
+    assert [f.path.name for f in found] == ["GREEN_TRIPDATA_2025-02.PARQUET", yellow.name]
+
+
+def test_part_files_of_one_month_are_refused_with_a_way_to_merge_them(tmp_path):
+    dataset = refused_file("spark-dataset", tmp_path) / FEB
+
+    with pytest.raises(SchemaError) as raised:
+        find_raw_files(dataset, month="2025-02")
+
+    assert str(raised.value) == (
+        f"{dataset / 'part-00000-c0.snappy.parquet'} and {dataset / 'part-00001-c0.snappy.parquet'}"
+        " both hold yellow trips for 2025-02: curating both would count the month twice; keep "
+        "one if it is a copy, or merge them into one file if each holds a part"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -642,3 +756,23 @@ def test_a_stale_hadoop_checksum_is_named_as_the_cause(spark, tmp_path):
     assert message.endswith(
         f"if the file was replaced, delete .{FEB}.crc, its stale Hadoop checksum"
     )
+
+
+def test_a_file_whose_pages_spark_cannot_decode_is_named_with_the_cause(spark, february, tmp_path):
+    settings, snapshot = february
+    before = snapshot()
+    raw = write_yellow(tmp_path / "odd name [1].parquet", good("2025-02", 3))
+    # The footer stays intact (vetting passes); the header of fare_amount's data page does not.
+    page = pq.ParquetFile(raw).metadata.row_group(0).column(10).data_page_offset
+    data = bytearray(raw.read_bytes())
+    data[page : page + 8] = b"\xff" * 8
+    raw.write_bytes(data)
+
+    with pytest.raises(SchemaError) as raised:
+        curate(spark, settings, raw, month="2025-02")
+
+    message = str(raised.value)
+    assert message.startswith(f"{raw}: Spark cannot read this Parquet file: "), message
+    assert "PageHeader" in message
+    assert message.endswith("expected an intact file: copy or download it again")
+    assert snapshot() == before

@@ -4,6 +4,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import (
     BinaryType,
+    DateType,
     DoubleType,
     IntegerType,
     LongType,
@@ -398,6 +399,35 @@ def test_string_typed_columns_are_cast_and_unparsable_values_are_listed(spark):
     assert rows[2] == (None, None, None, None, None, None)
 
 
+def test_timestamp_text_needs_a_time_of_day_and_no_zone(spark):
+    fields = [(name, StringType()) for name, _ in YELLOW_CORE]
+    base = ["2", "2025-01-15 08:30:00", "2025-01-15 08:40:00", "1", "1.6", "1", "N", "229"]
+    base += ["237", "1", "10", "3.5", "0.5", "3", "0", "1", "18"]
+    texts = [
+        ("2025-01-15T08:30", " 2025-01-15 08:40:00.5 "),
+        ("2025-01-15", "2025-01-15 08:40:00-05:00"),
+        ("2025-01-15T13:30:00Z", "2025-01-15 08:40:00 America/New_York"),
+        ("2025-01", "2025-01-15T08:40:00+00:00"),
+    ]
+    rows = [[base[0], pickup, dropoff, *base[3:]] for pickup, dropoff in texts]
+
+    staged = staged_values(spark, fields, rows, ["pickup_ts", "dropoff_ts"])
+
+    assert staged == [
+        (datetime(2025, 1, 15, 8, 30), datetime(2025, 1, 15, 8, 40, 0, 500000), None),
+        (None, None, ["pickup_ts='2025-01-15'", "dropoff_ts='2025-01-15 08:40:00-05:00'"]),
+        (
+            None,
+            None,
+            [
+                "pickup_ts='2025-01-15T13:30:00Z'",
+                "dropoff_ts='2025-01-15 08:40:00 America/New_York'",
+            ],
+        ),
+        (None, None, ["pickup_ts='2025-01'", "dropoff_ts='2025-01-15T08:40:00+00:00'"]),
+    ]
+
+
 def test_lossy_numeric_casts_to_int_are_listed(spark):
     drift = {"VendorID": LongType(), "passenger_count": DoubleType(), "RatecodeID": DoubleType()}
     fields = [(name, drift.get(name, kind)) for name, kind in YELLOW_CORE]
@@ -456,14 +486,28 @@ def test_a_file_whose_types_match_checks_no_cast(spark):
             [(n, DoubleType() if n.endswith("datetime") else k) for n, k in YELLOW_CORE],
             "column tpep_pickup_datetime is of type double; expected timestamp",
         ),
+        (
+            [(n, DateType() if n.endswith("datetime") else k) for n, k in YELLOW_CORE],
+            "column tpep_pickup_datetime is of type date; expected timestamp",
+        ),
     ],
-    ids=["case-duplicates", "binary-amount", "double-timestamp"],
+    ids=["case-duplicates", "binary-amount", "double-timestamp", "date-timestamp"],
 )
 def test_columns_that_cannot_be_staged_name_the_file_and_column(fields, message):
     with pytest.raises(SchemaError) as raised:
         plan_layout(schema_of(fields), "/in/y.parquet")
 
     assert str(raised.value).startswith(f"/in/y.parquet: {message}")
+
+
+def test_a_layout_refusal_shows_names_with_surrounding_spaces_quoted():
+    fields = [(f" {n} " if n == "PULocationID" else n, k) for n, k in YELLOW_CORE]
+
+    with pytest.raises(SchemaError) as raised:
+        plan_layout(schema_of(fields), "/in/y.parquet")
+
+    assert "Expected column(s): PULocationID. Found: " in str(raised.value)
+    assert "store_and_fwd_flag, ' PULocationID ', DOLocationID," in str(raised.value)
 
 
 def test_trip_service_reads_the_layout_from_column_names_alone():
