@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 from chillflow.errors import ConfigError
 from chillflow.sections import YEARS, check_number
@@ -81,9 +82,9 @@ def utc_date(value: date) -> date:
     return to_utc_naive(value).date() if isinstance(value, datetime) else value
 
 
-def day_end(day: date | None = None) -> datetime:
-    """The midnight that ends the UTC day ``day`` (see :func:`utc_date`), yesterday by default."""
-    return datetime.combine(yesterday_utc() if day is None else utc_date(day), time()) + _DAY
+def day_end(day: date) -> datetime:
+    """The midnight that ends the UTC day ``day`` (see :func:`utc_date`)."""
+    return datetime.combine(utc_date(day), time()) + _DAY
 
 
 def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
@@ -111,9 +112,9 @@ def month_range(first: str, last: str) -> list[str]:
     return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(low, high + 1)]
 
 
-def yesterday_utc(now: datetime | None = None) -> date:
-    """The UTC date before today (or before ``now``)."""
-    return utc_date(now or datetime.now(timezone.utc)) - _DAY
+def yesterday(time_zone: str, now: datetime | None = None) -> date:
+    """The day before today (or before the aware ``now``) on the wall clock of ``time_zone``."""
+    return (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(time_zone)).date() - _DAY
 
 
 def parse_date(value: str, what: str = "date") -> date:

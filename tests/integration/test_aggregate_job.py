@@ -11,8 +11,10 @@ import os
 import random
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from chispa import assert_df_equality
@@ -243,6 +245,20 @@ def test_status_on_a_missing_table_then_an_empty_window(spark, aggregator):
     assert after["rows"] == 0
     assert after["last_run"]["status"] == "succeeded"
     assert after["last_run"]["period"] == "2025-03-01T00/2025-03-02T00"
+
+
+@pytest.mark.postgres
+def test_the_default_day_is_yesterday_on_the_data_wall_clock(spark, aggregator):
+    # A zone whose date differs from UTC's now: 14 hours ahead after 10:00 UTC, 12 behind before.
+    zone = ZoneInfo("Etc/GMT-14" if datetime.now(timezone.utc).hour >= 10 else "Etc/GMT+12")
+    curate = replace(aggregator.settings.curate, data_time_zone=zone.key)
+    settings = replace(aggregator.settings, curate=curate)
+    today = datetime.now(zone).date()
+
+    stats = BatchAggregator(settings, spark).aggregate_incremental()
+
+    assert stats["window_end"] == f"{today}T00:00:00"
+    assert stats["window_start"] == f"{today - timedelta(days=1)}T00:00:00"
 
 
 @pytest.mark.postgres

@@ -11,7 +11,7 @@ from chillflow.hour_window import (
     parse_date,
     parse_hour,
     to_utc_naive,
-    yesterday_utc,
+    yesterday,
 )
 from chillflow.storage.kpi_store import merge_condition
 
@@ -135,4 +135,7 @@ def test_parse_date_and_yesterday():
         parse_date("2025-2-28", "--date")
     with pytest.raises(ConfigError, match="invalid date '2025-02-30'"):
         parse_date("2025-02-30")
-    assert yesterday_utc(datetime(2025, 3, 1, 0, 30, tzinfo=timezone.utc)) == date(2025, 2, 28)
+    assert yesterday("UTC", datetime(2025, 3, 1, 0, 30, tzinfo=timezone.utc)) == date(2025, 2, 28)
+    # 20:30 on 2025-03-10 in New York is already the 11th in UTC: yesterday is New York's.
+    evening = datetime(2025, 3, 11, 0, 30, tzinfo=timezone.utc)
+    assert yesterday("America/New_York", evening) == date(2025, 3, 9)
