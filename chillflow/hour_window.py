@@ -96,6 +96,16 @@ def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
         raise ConfigError(f"lookback_hours={hours} before {end:%Y-%m-%dT%H}: too many") from None
 
 
+def month_refresh_window(month: str) -> HourWindow:
+    """The hours whose KPIs the load of a ``YYYY-MM`` month changes: it and the day either side.
+
+    A month's file holds trips that started in the last minutes before it (or just after):
+    curate quarantines them, and they count in the outlier_rate of their own hour.
+    """
+    first = datetime.strptime(month, "%Y-%m")
+    return HourWindow(first - _DAY, (first + timedelta(days=32)).replace(day=1) + _DAY)
+
+
 def month_chunks(start: date, end: date) -> list[HourWindow]:
     """Split the inclusive date range ``start..end`` into windows of at most one calendar month."""
     if end < start:

@@ -8,6 +8,7 @@ from chillflow.hour_window import (
     day_end,
     hours_until,
     month_chunks,
+    month_refresh_window,
     parse_date,
     parse_hour,
     to_utc_naive,
@@ -86,6 +87,13 @@ def test_aware_bounds_convert_to_naive_utc():
     plus_two = timezone(timedelta(hours=2))
 
     assert to_utc_naive(datetime(2025, 1, 1, 2, tzinfo=plus_two)) == datetime(2025, 1, 1, 0)
+
+
+def test_a_months_refresh_window_takes_in_the_day_either_side():
+    assert month_refresh_window("2024-02") == HourWindow(
+        datetime(2024, 1, 31), datetime(2024, 3, 2)
+    )
+    assert month_refresh_window("2024-12").label() == "2024-11-30T00/2025-01-02T00"
 
 
 def test_month_chunks_split_inclusive_ranges_at_calendar_months():
