@@ -120,6 +120,7 @@ def aggregate_window(
         delta = {key: getattr(written, key) for key in _DELTA_COUNTS}
         log.info("aggregate.written", **delta, table_version=written.version)
         failpoint("aggregate.after_merge")
+        store.confirm_held()  # publishes follow compute order only under the lock
         with spark_progress(spark, "aggregate.publish"):
             published = _publish(spark, settings, database_url, window, written.window_rows)
         stats = {
