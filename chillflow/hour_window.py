@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 from chillflow.errors import ConfigError
 from chillflow.sections import YEARS, check_number
@@ -81,9 +82,9 @@ def utc_date(value: date) -> date:
     return to_utc_naive(value).date() if isinstance(value, datetime) else value
 
 
-def day_end(day: date | None = None) -> datetime:
-    """The midnight that ends the UTC day ``day`` (see :func:`utc_date`), yesterday by default."""
-    return datetime.combine(yesterday_utc() if day is None else utc_date(day), time()) + _DAY
+def day_end(day: date) -> datetime:
+    """The midnight that ends the UTC day ``day`` (see :func:`utc_date`)."""
+    return datetime.combine(utc_date(day), time()) + _DAY
 
 
 def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
@@ -93,6 +94,16 @@ def hours_until(end: datetime, lookback_hours: int) -> HourWindow:
         return HourWindow(end - timedelta(hours=hours), end)
     except OverflowError:
         raise ConfigError(f"lookback_hours={hours} before {end:%Y-%m-%dT%H}: too many") from None
+
+
+def month_refresh_window(month: str) -> HourWindow:
+    """The hours whose KPIs the load of a ``YYYY-MM`` month changes: it and the day either side.
+
+    A month's file holds trips that started in the last minutes before it (or just after):
+    curate quarantines them, and they count in the outlier_rate of their own hour.
+    """
+    first = datetime.strptime(month, "%Y-%m")
+    return HourWindow(first - _DAY, (first + timedelta(days=32)).replace(day=1) + _DAY)
 
 
 def month_chunks(start: date, end: date) -> list[HourWindow]:
@@ -111,9 +122,9 @@ def month_range(first: str, last: str) -> list[str]:
     return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(low, high + 1)]
 
 
-def yesterday_utc(now: datetime | None = None) -> date:
-    """The UTC date before today (or before ``now``)."""
-    return utc_date(now or datetime.now(timezone.utc)) - _DAY
+def yesterday(time_zone: str, now: datetime | None = None) -> date:
+    """The day before today (or before the aware ``now``) on the wall clock of ``time_zone``."""
+    return (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(time_zone)).date() - _DAY
 
 
 def parse_date(value: str, what: str = "date") -> date:

@@ -15,9 +15,16 @@ SOURCES = ("postgres", "curated")
 YEARS = range(1900, 3000)
 
 
+def check_table(where: str, table: Any) -> Mapping[str, Any]:
+    """Return ``table`` if it is a TOML table; ConfigError naming ``where`` otherwise."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table of settings, not {type(table).__name__}")
+    return table
+
+
 def check_keys(where: str, table: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Raise ConfigError naming the keys of ``table`` not in ``known`` (a misspelling)."""
-    unknown = sorted(set(table) - set(known))
+    """Raise ConfigError if ``table`` is no table or has keys not in ``known`` (a misspelling)."""
+    unknown = sorted(set(check_table(where, table)) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; expected {sorted(known)}")
 

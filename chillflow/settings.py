@@ -21,6 +21,7 @@ from chillflow.sections import (
     DownloadSettings,
     TripLoadSettings,
     check_keys,
+    check_table,
     check_time_zone,
 )
 
@@ -48,6 +49,12 @@ _KEYS = {
     "spark": ("master", "app_name", "conf", "packages", "jars_dir", "ivy_dir"),
     "curate": ("data_time_zone",),
 }
+#: The keys of those sections whose value is a non-empty string.
+_TEXT_KEYS = {
+    "paths": ("data_dir", "lake_dir", "zone_lookup"),
+    "spark": ("master", "app_name", "jars_dir", "ivy_dir"),
+}
+_RULE_KEYS = ("name", "predicate", "action", "max_failure_rate", "description")
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,11 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     rules_doc = read_toml(conf_dir / "quality_rules.toml")
     for name, keys in _KEYS.items():
         where = f"[{name}]" if name else "chillflow.toml"
-        check_keys(where, main.get(name, {}) if name else main, keys)
+        section = main.get(name, {}) if name else main
+        check_keys(where, section, keys)
+        for key in set(_TEXT_KEYS.get(name, ())) & set(section):
+            if not isinstance(section[key], str) or not section[key].strip():
+                raise ConfigError(f"{where} {key}={section[key]!r}: expected a string")
 
     environment = env.get("CHILLFLOW_ENV", str(main.get("environment", "development")))
     log_level = env.get("LOG_LEVEL", str(main.get("log_level", "INFO"))).upper()
@@ -191,6 +202,8 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
     zone_lookup = env.get("CHILLFLOW_ZONE_LOOKUP") or paths.get("zone_lookup")
 
     hash_salt = env.get("HASH_SALT") or DEV_HASH_SALT
+    if not hash_salt.strip():
+        raise ConfigError("HASH_SALT holds only whitespace: set it to a secret value, or unset it")
     if environment == "production" and hash_salt == DEV_HASH_SALT:
         raise ConfigError(
             "HASH_SALT is unset or the development salt while CHILLFLOW_ENV=production: "
@@ -229,7 +242,10 @@ def load_settings(conf_dir: Path | None = None, env: Mapping[str, str] | None = 
 def _spark_settings(
     conf: Mapping[str, Any], env: Mapping[str, str], conf_dir: Path
 ) -> SparkSettings:
-    spark_conf = conf.get("conf", {})
+    spark_conf = check_table("[spark.conf]", conf.get("conf", {}))
+    packages = conf.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages):
+        raise ConfigError(f"[spark] packages={packages!r}: expected a list of strings")
     if not all(isinstance(v, (str, int, float, bool)) for v in spark_conf.values()):
         raise ConfigError("spark.conf values must be strings, numbers or booleans")
     jars_dir = env.get("CHILLFLOW_JARS_DIR") or conf.get("jars_dir")
@@ -238,7 +254,7 @@ def _spark_settings(
         master=env.get("SPARK_MASTER") or conf.get("master", "local[2]"),
         app_name=conf.get("app_name", "chillflow"),
         conf=MappingProxyType({k: _spark_value(v) for k, v in spark_conf.items()}),
-        packages=tuple(conf.get("packages", ())),
+        packages=tuple(packages),
         jars_dir=_path(jars_dir) if jars_dir else None,
         ivy_dir=_path(ivy_dir),
         log4j_config=(conf_dir / "log4j2.properties").resolve(),
@@ -247,10 +263,14 @@ def _spark_settings(
 
 def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, ...]:
     rules: list[QualityRule] = []
+    check_keys(str(source), doc, ("rules",))
+    if not isinstance(doc.get("rules", []), list):
+        raise ConfigError(f"{source}: rules must be an array of tables ([[rules]] headers)")
     for index, raw in enumerate(doc.get("rules", [])):
         where = f"{source} rule #{index + 1}"
+        check_keys(where, raw, _RULE_KEYS)
         name = raw.get("name", "")
-        if not _RULE_NAME.match(name):
+        if not isinstance(name, str) or not _RULE_NAME.match(name):
             raise ConfigError(f"{where}: name {name!r} must match {_RULE_NAME.pattern}")
         if name in {rule.name for rule in rules}:
             raise ConfigError(f"{where}: duplicate rule name {name!r}")
@@ -261,10 +281,14 @@ def _quality_rules(doc: Mapping[str, Any], source: Path) -> tuple[QualityRule, .
         if action not in QUALITY_ACTIONS:
             raise ConfigError(f"{where} ({name}): action {action!r} not in {QUALITY_ACTIONS}")
         rate = raw.get("max_failure_rate")
-        if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
+        valid = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= 1
+        if rate is not None and not valid:
             raise ConfigError(f"{where} ({name}): max_failure_rate must be a fraction 0–1")
         rate = None if rate is None else float(rate)
-        rules.append(QualityRule(name, predicate.strip(), action, rate, raw.get("description", "")))
+        description = raw.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"{where} ({name}): description {description!r} must be text")
+        rules.append(QualityRule(name, predicate.strip(), action, rate, description))
     if not rules:
         raise ConfigError(f"{source}: no [[rules]] defined")
     return tuple(rules)

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from chillflow.api.resources import StageResources
-from chillflow.hour_window import day_end, utc_date
+from chillflow.hour_window import day_end, utc_date, yesterday
 from chillflow.sections import check_source
 from chillflow.stages.aggregate import aggregate_backfill, aggregate_full_refresh, aggregate_until
 from chillflow.storage.kpi_mart import mart_status
@@ -30,14 +30,17 @@ class BatchAggregator(StageResources):
     ) -> dict[str, Any]:
         """Refresh the hours ``[day after target - lookback_hours, day after target)``.
 
-        ``target`` is a UTC day (a datetime's UTC date), yesterday by default; the lookback
-        counts back from its end: 24 (configurable) covers that day, 48 the day before it too.
+        ``target`` is a UTC day (a datetime's UTC date); by default yesterday on the data's wall
+        clock (``[curate] data_time_zone``), as ``hour_ts`` holds it, so never a day still
+        running there. The lookback counts back from its end: 24 (configurable) covers that
+        day, 48 the day before it too.
 
         Returns:
             Statistics: hours_processed, zones_affected, rows_inserted, rows_updated,
             rows_deleted, mart_rows_copied, duration_sec, run_id and more.
         """
-        return self.aggregate_until(day_end(target), lookback_hours, source=source)
+        day = yesterday(self.settings.curate.data_time_zone) if target is None else target
+        return self.aggregate_until(day_end(day), lookback_hours, source=source)
 
     def aggregate_until(
         self, end: datetime, lookback_hours: int | None = None, *, source: str | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import structlog
 from chillflow.api import expected_failure
 from chillflow.api.resources import StageResources
 from chillflow.errors import ConfigError
-from chillflow.hour_window import HourWindow
+from chillflow.hour_window import month_refresh_window
 from chillflow.settings import parse_month
 from chillflow.stages.aggregate import aggregate_window
 from chillflow.stages.curate import curate
@@ -82,8 +81,7 @@ class MonthlyPipeline(StageResources):
                 spark, settings, database_url, month=month, service=service, prepared=prepared
             ),
         )
-        first = datetime.strptime(month, "%Y-%m")
-        window = HourWindow(first, (first + timedelta(days=32)).replace(day=1))
+        window = month_refresh_window(month)
         run(
             "aggregate",
             lambda: aggregate_window(

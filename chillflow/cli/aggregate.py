@@ -24,7 +24,10 @@ def run(
         False, "--full-refresh", help="Recompute everything and replace both stores."
     ),
     day: str | None = typer.Option(
-        None, "--date", help="UTC day to refresh, YYYY-MM-DD (default: yesterday)."
+        None,
+        "--date",
+        help="Day to refresh, YYYY-MM-DD, as hour_ts holds it (default: yesterday on the data's "
+        "wall clock, [curate] data_time_zone).",
     ),
     until: str | None = typer.Option(
         None,

@@ -8,7 +8,6 @@ monthly pipeline each watched (month, service) (``2026-02/green``).
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from croniter import croniter
 
 from chillflow.errors import ConfigError
+from chillflow.hour_window import month_refresh_window
 from chillflow.scheduler.config import PIPELINE_STEPS, JobSchedule, ScheduleConfig
 from chillflow.settings import parse_month, tlc_file_name
 
@@ -153,12 +153,6 @@ def hourly_window_end(period: str) -> datetime:
     return datetime.fromisoformat(period).replace(tzinfo=None) + _HOUR
 
 
-def month_days(month: str) -> tuple[date, date]:
-    """Return the first and last day of a ``YYYY-MM`` month."""
-    first = date.fromisoformat(f"{parse_month(month)}-01")
-    return first, first.replace(day=calendar.monthrange(first.year, first.month)[1])
-
-
 def raw_path(schedule: ScheduleConfig, period: str) -> Path:
     """Where the raw file of a monthly period (``2025-02/green``) arrives."""
     month, _, service = period.partition("/")
@@ -192,7 +186,8 @@ def plan_job(job: JobSchedule, period: str, schedule: ScheduleConfig) -> JobPlan
     if schedule.monthly_steps == PIPELINE_STEPS:
         argv = (submit, "pipeline", str(raw), "--month", month, "--json")
         return JobPlan((Step(f"pipeline:{service}", argv),), raw_file=raw_file)
-    first, last = month_days(month)
+    window = month_refresh_window(month)
+    first, last = window.first_date, window.last_date
     commands = {
         "curate": (f"curate:{service}", ("curate", str(raw), "--month", month)),
         "process-trips": (f"process-trips:{service}",

@@ -26,7 +26,7 @@ from chillflow.progress import spark_progress
 from chillflow.settings import Settings
 from chillflow.storage import ledger
 from chillflow.storage.delta import read_table, table_version
-from chillflow.storage.jdbc import read_complete_trips
+from chillflow.storage.jdbc import TRIPS_TABLE, read_complete_trips
 from chillflow.storage.kpi_mart import MART_COLUMNS, replace_mart_rows
 from chillflow.storage.kpi_store import (
     merge_hourly_kpis,
@@ -36,7 +36,7 @@ from chillflow.storage.kpi_store import (
 )
 from chillflow.storage.ledger import AGGREGATE_JOB, BACKFILL_JOB, CURATE_JOB, PROCESS_TRIPS_JOB
 from chillflow.storage.locks import KPI_LOCK, AdvisoryLocks, hold, holder, reading_slices
-from chillflow.storage.postgres import connect, init_schema
+from chillflow.storage.postgres import connect, init_schema, reported
 from chillflow.transforms.keys import salt_frame, with_trip_keys
 from chillflow.transforms.kpis import hourly_zone_kpis
 
@@ -47,6 +47,7 @@ _CSV_OPTIONS = {"timestampFormat": "yyyy-MM-dd HH:mm:ss.SSSSSSXXX"}
 #: The jobs whose runs change what a source gives for a month: the trips, or the quarantined
 #: rows behind the outlier rates.
 _SOURCE_JOBS = {"postgres": (PROCESS_TRIPS_JOB, CURATE_JOB), "curated": (CURATE_JOB,)}
+_TRIPS_READ = f"reading {TRIPS_TABLE}"
 _DELTA_COUNTS = ("rows_inserted", "rows_updated", "rows_deleted")
 _SUMMED = ("trips", *_DELTA_COUNTS, "mart_rows_copied")
 
@@ -110,7 +111,8 @@ def aggregate_window(
         log.info("aggregate.started")
         trips, quarantined = _pinned_inputs(spark, settings, database_url, source, window)
         kpis = hourly_zone_kpis(trips, quarantined).withColumn("computed_at", F.lit(computed_at))
-        with spark_progress(spark, "aggregate.write"):
+        # Spark reads the trips from PostgreSQL (source postgres) only now, computing the KPIs.
+        with spark_progress(spark, "aggregate.write"), reported(database_url, _TRIPS_READ):
             if window is None:
                 written = overwrite_hourly_kpis(spark, settings.tables.kpis, kpis)
             else:
@@ -118,6 +120,7 @@ def aggregate_window(
         delta = {key: getattr(written, key) for key in _DELTA_COUNTS}
         log.info("aggregate.written", **delta, table_version=written.version)
         failpoint("aggregate.after_merge")
+        store.confirm_held()  # publishes follow compute order only under the lock
         with spark_progress(spark, "aggregate.publish"):
             published = _publish(spark, settings, database_url, window, written.window_rows)
         stats = {

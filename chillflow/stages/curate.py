@@ -16,6 +16,7 @@ import structlog
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType
 
 from chillflow.database_url import DatabaseUrl
 from chillflow.errors import ConfigError, ConservationError, error_summary
@@ -45,7 +46,6 @@ from chillflow.transforms.quality import (
     REJECTED_COL,
     rejected_rows,
     rule_failure_counts,
-    rule_passes,
     valid_rows,
     with_rule_results,
 )
@@ -252,21 +252,36 @@ def _flagged_trips(
 
 
 def _check_rules(spark: SparkSession, rules: tuple[QualityRule, ...]) -> None:
-    """Resolve every predicate against the curated columns before reading any data."""
+    """Resolve every predicate as curate evaluates them, before reading any data.
+
+    Each must be a boolean condition on one row: Spark would cast a string's 'N' to false, and
+    an aggregate fails only once the data is read.
+    """
     empty = spark.createDataFrame([], struct(f"{STAGED_DDL}, {DERIVED_DDL}"))
-    try:
-        empty.select(*[rule_passes(rule) for rule in rules]).schema  # noqa: B018 - one analysis
-        return
+    try:  # one analysis; each rule alone only to find the one to blame
+        kinds = _predicate_types(empty, rules)
     except (AnalysisException, ParseException):
-        pass  # find the rule to blame
-    for rule in rules:
+        kinds = None
+    for index, rule in enumerate(rules):
+        where = f"data-quality rule {rule.name!r}: predicate {rule.predicate!r}"
         try:
-            empty.select(rule_passes(rule)).schema  # noqa: B018 - forces analysis
+            kind = kinds[index] if kinds else _predicate_types(empty, (rule,))[0]
         except (AnalysisException, ParseException) as exc:
             raise ConfigError(
-                f"data-quality rule {rule.name!r}: predicate {rule.predicate!r} is not a valid "
-                f"Spark SQL expression over the curated columns: {error_summary(exc)}"
+                f"{where} is not a valid Spark SQL expression over the curated columns: "
+                f"{error_summary(exc)}"
             ) from None
+        if not isinstance(kind, BooleanType):
+            raise ConfigError(
+                f"{where} is of type {kind.simpleString()}, not boolean: write a condition "
+                "that is true for a valid row"
+            )
+
+
+def _predicate_types(empty: DataFrame, rules: tuple[QualityRule, ...]) -> list[Any]:
+    """Analyse the rules' evaluation on ``empty``; return each predicate's own type."""
+    empty.transform(with_rule_results, rules).schema  # noqa: B018 - forces analysis
+    return [field.dataType for field in empty.select(*(F.expr(r.predicate) for r in rules)).schema]
 
 
 def _check_conservation(source: str, input_rows: int, output_rows: int, quarantined: int) -> None:

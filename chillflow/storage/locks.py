@@ -20,7 +20,7 @@ import psycopg2
 from psycopg2.extensions import connection as Connection
 
 from chillflow.database_url import DatabaseUrl
-from chillflow.errors import BusyError, ConfigError
+from chillflow.errors import BusyError, ConfigError, DatabaseError
 from chillflow.schemas import SERVICES
 from chillflow.settings import LakeLocation
 from chillflow.storage.postgres import open_connection
@@ -130,6 +130,25 @@ class AdvisoryLocks:
                 (self._prefix + name,),
             )
             return [holder for (holder,) in cur.fetchall()]
+
+    def confirm_held(self) -> None:
+        """Raise DatabaseError unless the session still holds this store's locks.
+
+        A session ended from outside (``pg_terminate_backend``, an idle timeout, a lost
+        connection) takes its locks with it while the run goes on.
+        """
+        try:
+            with self._connection().cursor() as cur:
+                mine = "l.pid = pg_backend_pid()"
+                cur.execute(f"SELECT count(*) FROM pg_locks l WHERE {HELD_RUN_LOCK} AND {mine}")
+                held = cur.fetchone()[0]
+        except psycopg2.Error:
+            held = 0
+        if held < len(self._held):
+            raise DatabaseError(
+                f"the session holding the locks of {self._holder} ended, and the locks with it:"
+                " another run may hold them now; rerun"
+            )
 
     def close(self) -> None:
         """Release every lock, before closing the session: its end frees them only later."""

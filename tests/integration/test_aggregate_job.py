@@ -11,8 +11,12 @@ import os
 import random
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+import threading
+import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from chispa import assert_df_equality
@@ -20,6 +24,7 @@ from psycopg2.extras import execute_values
 
 import chillflow.stages.aggregate as aggregate_stage
 from chillflow.api.aggregate import BatchAggregator
+from chillflow.errors import DatabaseError
 from chillflow.hour_window import HourWindow
 from chillflow.schemas import HOURLY_KPIS_DDL, columns, struct
 from chillflow.stages.curate import curate
@@ -243,6 +248,57 @@ def test_status_on_a_missing_table_then_an_empty_window(spark, aggregator):
     assert after["rows"] == 0
     assert after["last_run"]["status"] == "succeeded"
     assert after["last_run"]["period"] == "2025-03-01T00/2025-03-02T00"
+
+
+@pytest.mark.postgres
+def test_the_default_day_is_yesterday_on_the_data_wall_clock(spark, aggregator):
+    # A zone whose date differs from UTC's now: 14 hours ahead after 10:00 UTC, 12 behind before.
+    zone = ZoneInfo("Etc/GMT-14" if datetime.now(timezone.utc).hour >= 10 else "Etc/GMT+12")
+    curate = replace(aggregator.settings.curate, data_time_zone=zone.key)
+    settings = replace(aggregator.settings, curate=curate)
+    today = datetime.now(zone).date()
+
+    stats = BatchAggregator(settings, spark).aggregate_incremental()
+
+    assert stats["window_end"] == f"{today}T00:00:00"
+    assert stats["window_start"] == f"{today - timedelta(days=1)}T00:00:00"
+
+
+def terminate_backends_running(url, text, stop):
+    """End every other session of the database whose last query holds ``text``, until ``stop``."""
+    with connect(url) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+                    " current_database() AND pid <> pg_backend_pid() AND query LIKE %s",
+                    (f"%{text}%",),
+                )
+                time.sleep(0.005)
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_while_reading_the_trips_names_the_read_and_the_server(aggregator):
+    url = aggregator.database_url
+    insert_trips(url, random_trips("t", 30_000, JAN_30, 2, seed=5))
+    stop = threading.Event()
+    # The quoted column is in the queries reading rows, not in the one reading the schema.
+    reads = (url, '"pickup_utc"', stop)
+    killer = threading.Thread(target=terminate_backends_running, args=reads)
+    killer.start()
+    try:
+        with pytest.raises(DatabaseError) as raised:
+            aggregator.aggregate_incremental(JAN_30, 48)
+    finally:
+        stop.set()
+        killer.join()
+
+    assert str(raised.value).startswith(
+        f"reading stg.complete_trip failed on PostgreSQL at {url.server()}: "
+        "terminating connection due to administrator command"
+    )
+    assert url.password not in str(raised.value)
 
 
 @pytest.mark.postgres

@@ -18,7 +18,7 @@ import chillflow.report.figures as figures
 import chillflow.stages.aggregate as aggregate_stage
 import chillflow.stages.curate as curate_stage
 from chillflow.batch import BatchAggregator
-from chillflow.errors import BusyError
+from chillflow.errors import BusyError, DatabaseError
 from chillflow.report.figures import collect_figures
 from chillflow.stages.curate import curate
 from chillflow.storage import locks
@@ -166,6 +166,28 @@ def test_kpi_runs_hold_one_lock_from_computing_to_publishing(spark, pg, monkeypa
 
     assert taken_while_publishing == [False]
     assert stats["kpi_rows"] == 2
+
+
+def test_an_aggregate_whose_lock_session_ended_publishes_nothing(spark, pg, monkeypatch):
+    url = pg.database_url
+    insert_trips(url, [stg_trip("k1", JAN, 4)])
+
+    def end_the_lock_session(name):
+        if name == "aggregate.after_merge":  # e.g. a DBA or an idle timeout ends it
+            with connect(url) as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'aggregate run %'"
+                    " AND datname = current_database()"
+                )
+
+    monkeypatch.setattr(aggregate_stage, "failpoint", end_the_lock_session)
+    with pytest.raises(DatabaseError, match="lock.*ended.*another run may hold"):
+        BatchAggregator(pg, spark).aggregate_incremental(date(2025, 1, 15))
+
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM mart.zone_hourly_kpis")
+        assert cur.fetchone() == (0,)
 
 
 def test_a_backfill_of_a_running_range_refuses(spark, pg):

@@ -189,6 +189,24 @@ def test_invalid_rule_predicate_is_a_config_error(spark, settings, january):
         curate(spark, broken, january)
 
 
+@pytest.mark.parametrize(
+    ("predicate", "message"),
+    [
+        # Spark would cast the flag's 'N' to false and 'Y' to true, and 'yes' to true.
+        ("store_and_fwd_flag", "is of type string, not boolean"),
+        ("'yes'", "is of type string, not boolean"),
+        ("count(*) > 0", "is not a valid Spark SQL expression .*MISSING_GROUP_BY"),
+    ],
+)
+def test_a_predicate_that_is_no_row_condition_is_a_config_error(
+    spark, settings, january, predicate, message
+):
+    broken = with_rules(settings, QualityRule("odd", predicate, "quarantine"))
+
+    with pytest.raises(ConfigError, match=f"rule 'odd': predicate .*{message}"):
+        curate(spark, broken, january)
+
+
 def test_unsupported_layout_is_a_schema_error(spark, settings, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -22,7 +22,8 @@ from tests.integration.rawfiles import trip, write_yellow
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-JANUARY = HourWindow(datetime(2025, 1, 1), datetime(2025, 2, 1))
+#: January and the day either side, where the January file's quarantined pickups count.
+JANUARY = HourWindow(datetime(2024, 12, 31), datetime(2025, 2, 2))
 
 
 def _stage_runs(database_url: str, since: datetime) -> list[tuple[str, str, str]]:
@@ -66,6 +67,24 @@ def test_the_months_kpis_from_curated_equal_those_from_the_loaded_trips(
     assert_df_equality(actual, expected, ignore_nullable=True)
 
 
+def test_a_months_kpis_count_its_quarantined_pickups_of_the_day_before_the_month(
+    spark, pg_settings, tmp_path
+):
+    december = [trip(datetime(2024, 12, 31, 23, 30)), trip(datetime(2024, 12, 31, 23, 40))]
+    # The January file's pickup at 23:58 on New Year's Eve is quarantined (pickup_in_file_month).
+    january = [trip(datetime(2025, 1, 1, 0, 10)), trip(datetime(2024, 12, 31, 23, 58))]
+    pipeline = MonthlyPipeline(pg_settings, spark, pg_settings.database_url)
+
+    for month, rows in (("2024-12", december), ("2025-01", january)):
+        pipeline.run_month(write_yellow(tmp_path / f"yellow_tripdata_{month}.parquet", rows))
+
+    kpis = read_table(spark, pg_settings.tables.kpis).collect()
+    assert {(row.hour_ts, row.zone_id, row.trips): row.outlier_rate for row in kpis} == {
+        (datetime(2024, 12, 31, 23), 161, 2): pytest.approx(100 / 3),
+        (datetime(2025, 1, 1, 0), 161, 1): 0.0,
+    }
+
+
 # --- the command line: one process each ------------------------------------------------------
 
 
@@ -104,7 +123,10 @@ def test_cli_runs_every_stage_and_prints_each_result(january, pg_settings, tmp_p
     assert (curate["input_rows"], curate["output_rows"], curate["quarantined_rows"]) == (6, 5, 1)
     assert (trips["inserted"], trips["updated"], trips["postgres_rows"]) == (5, 0, 5)
     assert (kpis["trips"], kpis["kpi_rows"], kpis["hours_processed"]) == (5, 3, 2)
-    assert kpis["window_start"] == "2025-01-01T00:00:00"
+    assert (kpis["window_start"], kpis["window_end"]) == (
+        "2024-12-31T00:00:00",
+        "2025-02-02T00:00:00",
+    )
     assert all(result["timings_sec"][stage] > 0 for stage in ("jvm_start", "curate", "aggregate"))
     with connect(pg_settings.database_url) as conn, conn.cursor() as cur:
         cur.execute(

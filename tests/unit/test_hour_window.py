@@ -8,10 +8,11 @@ from chillflow.hour_window import (
     day_end,
     hours_until,
     month_chunks,
+    month_refresh_window,
     parse_date,
     parse_hour,
     to_utc_naive,
-    yesterday_utc,
+    yesterday,
 )
 from chillflow.storage.kpi_store import merge_condition
 
@@ -88,6 +89,13 @@ def test_aware_bounds_convert_to_naive_utc():
     assert to_utc_naive(datetime(2025, 1, 1, 2, tzinfo=plus_two)) == datetime(2025, 1, 1, 0)
 
 
+def test_a_months_refresh_window_takes_in_the_day_either_side():
+    assert month_refresh_window("2024-02") == HourWindow(
+        datetime(2024, 1, 31), datetime(2024, 3, 2)
+    )
+    assert month_refresh_window("2024-12").label() == "2024-11-30T00/2025-01-02T00"
+
+
 def test_month_chunks_split_inclusive_ranges_at_calendar_months():
     chunks = month_chunks(date(2024, 12, 20), date(2025, 2, 3))
 
@@ -135,4 +143,7 @@ def test_parse_date_and_yesterday():
         parse_date("2025-2-28", "--date")
     with pytest.raises(ConfigError, match="invalid date '2025-02-30'"):
         parse_date("2025-02-30")
-    assert yesterday_utc(datetime(2025, 3, 1, 0, 30, tzinfo=timezone.utc)) == date(2025, 2, 28)
+    assert yesterday("UTC", datetime(2025, 3, 1, 0, 30, tzinfo=timezone.utc)) == date(2025, 2, 28)
+    # 20:30 on 2025-03-10 in New York is already the 11th in UTC: yesterday is New York's.
+    evening = datetime(2025, 3, 11, 0, 30, tzinfo=timezone.utc)
+    assert yesterday("America/New_York", evening) == date(2025, 3, 9)

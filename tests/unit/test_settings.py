@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from chillflow.errors import ConfigError
-from chillflow.settings import DEV_HASH_SALT, load_settings, parse_month, tlc_file_name
+from chillflow.settings import (
+    DEV_HASH_SALT,
+    ENVIRONMENTS,
+    load_settings,
+    parse_month,
+    tlc_file_name,
+)
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -38,6 +44,14 @@ def test_production_requires_a_real_salt():
     with pytest.raises(ConfigError, match="HASH_SALT"):
         load_settings(CONF, {"CHILLFLOW_ENV": "production"})
     assert load_settings(CONF, {"CHILLFLOW_ENV": "production", "HASH_SALT": "s3"}).hash_salt
+    assert load_settings(CONF, {"HASH_SALT": "x" * 100_000}).hash_salt == "x" * 100_000
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+@pytest.mark.parametrize("salt", [" ", "\t\n", "\u00a0"])
+def test_a_blank_salt_is_refused(environment, salt):
+    with pytest.raises(ConfigError, match="HASH_SALT holds only whitespace"):
+        load_settings(CONF, {"CHILLFLOW_ENV": environment, "HASH_SALT": salt})
 
 
 @pytest.mark.parametrize(
@@ -157,3 +171,49 @@ def test_stage_sections_are_parsed_once_into_settings():
         10_000,
     )
     assert settings.download.attempts == 4
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[paths]\ndata_dir = 5", r"\[paths\] data_dir=5: expected a string"),
+        ("[paths]\nlake_dir = []", r"\[paths\] lake_dir=\[\]: expected a string"),
+        ("[paths]\nzone_lookup = 1", r"\[paths\] zone_lookup=1: expected a string"),
+        ("[spark]\nmaster = 2", r"\[spark\] master=2: expected a string"),
+        ('[spark]\napp_name = ""', r"\[spark\] app_name='': expected a string"),
+        ("[spark]\njars_dir = 3", r"\[spark\] jars_dir=3: expected a string"),
+        ("[spark]\nivy_dir = [3]", r"\[spark\] ivy_dir=\[3\]: expected a string"),
+        ('[spark]\npackages = "io.delta:delta-spark_4.2_2.13:4.4.0"',
+         r"\[spark\] packages='io.delta.*: expected a list of strings"),
+        ("[spark]\npackages = [1, 2]", r"\[spark\] packages=\[1, 2\]: expected a list of strings"),
+        ("[spark]\nconf = 1", r"\[spark.conf\]: expected a table of settings, not int"),
+        ('curate = "UTC"', r"\[curate\]: expected a table of settings, not str"),
+        ("trips = []", r"\[trips\]: expected a table of settings, not list"),
+        ("paths = 1", r"\[paths\]: expected a table of settings, not int"),
+    ],
+)  # fmt: skip
+def test_settings_of_the_wrong_type_are_config_errors(tmp_path, toml, message):
+    conf = write_conf(tmp_path, (CONF / "quality_rules.toml").read_text())
+    (conf / "chillflow.toml").write_text(toml + "\n")
+
+    with pytest.raises(ConfigError, match=message):
+        load_settings(conf, {})
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ('[rules]\nname = "a"\npredicate = "x"\n', r"rules must be an array of tables"),
+        ("rules = [1, 2]\n", r"rule #1: expected a table of settings, not int"),
+        ('rules = "x"\n', r"rules must be an array of tables"),
+        ('[[rules]]\nname = 5\npredicate = "x"\n', r"rule #1: name 5 must match"),
+        ('[[rules]]\nname = "a"\npredicate = "x"\nmax_failure_rat = 0.1\n',
+         r"rule #1: unknown keys \['max_failure_rat'\]"),
+        ('[[rules]]\nname = "a"\npredicate = "x"\nmax_failure_rate = true\n', "fraction"),
+        ('[[rules]]\nname = "a"\npredicate = "x"\ndescription = 5\n', r"\(a\): description 5"),
+        ('version = 2\n[[rules]]\nname = "a"\npredicate = "x"\n', r"unknown keys \['version'\]"),
+    ],
+)  # fmt: skip
+def test_rules_of_the_wrong_shape_are_config_errors(tmp_path, rules, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write_conf(tmp_path, rules), {})
